@@ -1,0 +1,45 @@
+# stochthermo — every target creates .venv (python3 -m venv + pip install -e '.[dev]')
+# when it is missing or older than pyproject.toml.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PYTEST_WORKERS ?= 2
+
+.PHONY: all venv run test book bench lint format clean
+
+all: test
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## The headline experiment, default settings.
+run: $(STAMP)
+	$(PY) -m experiments run headline
+
+## The test suite (pytest-xdist on 2 workers).
+test: $(STAMP)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) tests
+
+## Build the book; every chapter is executed, warnings are errors.
+book: $(STAMP)
+	$(PY) -m experiments.book_build
+
+## Timed comparisons against peers (pymbar, blackjax, jax-md), measured in the same run.
+bench: $(STAMP)
+	$(PY) -m experiments.benchmarks
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+clean:
+	rm -rf book/_build .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Schrödinger bridges on the shared SDE core."""

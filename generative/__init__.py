@@ -1,0 +1,1 @@
+"""Diffusion models and diffusion samplers, built on thermo's SDEs."""
