@@ -1,0 +1,1 @@
+"""Timed comparisons against peers, measured in the same run: ``python -m experiments.benchmarks``."""
