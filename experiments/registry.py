@@ -1,0 +1,82 @@
+r"""The registry of experiments: name → module with a typed ``Config`` and ``run``.
+
+An experiment is one module that defines
+
+* ``Config``: a dataclass of plain-typed fields (defaults = the full setting) with a
+  classmethod ``quick()`` returning the small setting the tests run end to end;
+* ``run(config: Config, ctx: RunContext) -> dict``: the metrics (see
+  :mod:`experiments._report` for their shape), writing figures through ``ctx``.
+
+Modules are imported lazily, so ``python -m experiments list`` stays cheap and an
+experiment whose optional dependencies are broken does not take the others down.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+from ._config import ConfigError
+
+__all__ = ["Experiment", "get", "names", "register", "unregister"]
+
+#: name -> module path. Each module defines ``Config`` and ``run``.
+_MODULES: dict[str, str] = {
+    # "headline": "experiments.headline",
+    # "jarzynski_double_well": "experiments.jarzynski_double_well",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    """A registered experiment, resolved from its module."""
+
+    name: str
+    module: str
+    config_cls: type
+    run_fn: Callable[[Any, Any], dict]
+    description: str
+
+
+def names() -> list[str]:
+    """The registered experiment names, sorted."""
+    return sorted(_MODULES)
+
+
+def register(name: str, module: str) -> None:
+    """Register ``module`` (a dotted import path) under ``name``."""
+    if not name.isidentifier():
+        raise ValueError(f"experiment names are identifiers, got {name!r}")
+    _MODULES[name] = module
+
+
+def unregister(name: str) -> None:
+    """Remove ``name`` from the registry (used by tests that register a toy experiment)."""
+    _MODULES.pop(name, None)
+
+
+def get(name: str) -> Experiment:
+    """Resolve the experiment ``name``.
+
+    Raises:
+        ConfigError: unknown name (the message lists the registered ones), or a module
+            that lacks ``Config`` (a dataclass with ``quick()``) or ``run``.
+    """
+    if name not in _MODULES:
+        raise ConfigError(f"unknown experiment {name!r}; registered: {', '.join(names())}")
+    module_path = _MODULES[name]
+    mod = importlib.import_module(module_path)
+    config_cls = getattr(mod, "Config", None)
+    run_fn = getattr(mod, "run", None)
+    if config_cls is None or not dataclasses.is_dataclass(config_cls):
+        raise ConfigError(f"{module_path} must define a dataclass Config")
+    if not callable(getattr(config_cls, "quick", None)):
+        raise ConfigError(f"{module_path}.Config must have a classmethod quick()")
+    if not callable(run_fn):
+        raise ConfigError(f"{module_path} must define run(config, ctx)")
+    doc = (mod.__doc__ or "").strip()
+    return Experiment(
+        name=name, module=module_path, config_cls=config_cls, run_fn=run_fn, description=doc
+    )
