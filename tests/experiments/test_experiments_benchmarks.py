@@ -1,0 +1,58 @@
+"""The benchmark runner: discovery of ``bench_*`` modules, JSON output, failure isolation."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import pytest
+
+from experiments.benchmarks.__main__ import discover, run_benchmarks
+
+
+@pytest.fixture
+def bench_package(tmp_path, monkeypatch):
+    pkg = tmp_path / "fake_bench_pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "bench_ok.py").write_text(
+        textwrap.dedent(
+            """
+            import numpy as np
+
+            def main(quick: bool = False) -> dict:
+                n = 10 if quick else 1000
+                return {"n": n, "ratio": np.float64(1.5), "times": np.arange(3.0)}
+            """
+        )
+    )
+    (pkg / "bench_broken.py").write_text("def main(quick=False):\n    raise RuntimeError('boom')\n")
+    (pkg / "helper.py").write_text("X = 1\n")  # not a benchmark
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return "fake_bench_pkg"
+
+
+def test_discovers_only_bench_modules(bench_package):
+    assert discover(bench_package) == {
+        "broken": "fake_bench_pkg.bench_broken",
+        "ok": "fake_bench_pkg.bench_ok",
+    }
+
+
+def test_runs_writes_json_and_isolates_failures(bench_package, tmp_path):
+    out = tmp_path / "results"
+    records = run_benchmarks(quick=True, out=out, package=bench_package)
+    assert records["ok"]["status"] == "ok" and records["broken"]["status"] == "error"
+    assert "boom" in records["broken"]["error"]
+    saved = json.loads((out / "benchmarks" / "ok.json").read_text())
+    assert saved["result"] == {"n": 10, "ratio": 1.5, "times": [0.0, 1.0, 2.0]}
+    assert saved["quick"] is True and set(saved["provenance"]["git"]) == {"commit", "dirty"}
+    # A second run keeps the first one's record in history/.
+    run_benchmarks(["bench_ok"], out=out, package=bench_package)
+    assert json.loads((out / "benchmarks" / "ok.json").read_text())["result"]["n"] == 1000
+    assert len(list((out / "benchmarks" / "history").glob("ok-*.json"))) == 2
+
+
+def test_unknown_benchmark_name_is_an_error(bench_package, tmp_path):
+    with pytest.raises(SystemExit, match="unknown benchmark 'nope'"):
+        run_benchmarks(["nope"], out=tmp_path, package=bench_package)
