@@ -139,7 +139,7 @@ def pairwise_squared_distances(
     return jnp.sum(diff * diff, axis=-1)
 
 
-def safe_sqrt(r2: Float[Array, "..."]) -> Float[Array, "..."]:
+def safe_sqrt(r2: Float[Array, "*shape"]) -> Float[Array, "*shape"]:
     r""":math:`\sqrt{r^2}` whose gradient is 0 (not NaN) at :math:`r^2 = 0` (the "double where").
 
     Equal to ``sqrt`` for every positive argument, so energies at physical

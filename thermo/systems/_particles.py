@@ -64,7 +64,7 @@ __all__ = [
 _Q_CLAMP = 0.25
 
 
-def lj_pair_energy(q: Float[Array, "..."]) -> Float[Array, "..."]:
+def lj_pair_energy(q: Float[Array, "*shape"]) -> Float[Array, "*shape"]:
     r"""Reduced LJ pair energy :math:`u(q) = q^{-6} - 2q^{-3}`, :math:`q = (r/r_m)^2`, regularised.
 
     Minimum :math:`u(1) = -1`. For :math:`q < q_c = 1/4` the second-order Taylor

@@ -206,7 +206,7 @@ class ManyWell(System):
         self.beta = 1.0
         unique, counts = np.unique(coefficients.T, axis=0, return_counts=True)
         self.log_z = float(
-            sum(c * _log_integral_1d(*row, beta=1.0) for row, c in zip(unique, counts))
+            sum(c * _log_integral_1d(*row, beta=1.0) for row, c in zip(unique, counts, strict=True))
         )
         self.n_particles = None
         self.spatial_dim = None
