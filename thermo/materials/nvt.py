@@ -1,0 +1,208 @@
+r"""NVT sampling of periodic particle systems.
+
+**Metropolis particle-displacement Monte Carlo** (Metropolis et al. 1953; Frenkel &
+Smit, *Understanding Molecular Simulation*, 2nd ed., Alg. 1–2). One kernel step is
+a *sweep* of ``n_moves`` (default :math:`N`) single-particle trial moves, each
+picking a particle :math:`i` uniformly, displacing it by
+:math:`\delta \sim \mathcal U[-\Delta, \Delta]^3` (wrapped into the cell) and
+accepting with probability :math:`\min(1, e^{-\beta \Delta U})`, where
+
+.. math:: \Delta U = \sum_{j \ne i} \big[u(|r_i' - r_j|) - u(|r_i - r_j|)\big]
+
+is an :math:`O(N)` minimum-image sum. The kernel follows
+:class:`thermo.kernel.Kernel` (``init(positions) -> MCState``,
+``step(key, state) -> (MCState, MCInfo)``), is un-jitted and vmaps over
+independent chains. The running pair energy is carried in the state (updated by
+:math:`\Delta U`); :func:`lj_observables` recomputes energy and virial from scratch.
+
+**Langevin dynamics** uses the SDE core's BAOAB splitting from
+:mod:`thermo.integrate` (not duplicated here); see :func:`langevin_kernel`.
+
+**Standard errors** of time series use non-overlapping block averages
+(Flyvbjerg & Petersen 1989) via :func:`block_average`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+from jaxtyping import Array, Float
+
+from ..kernel import Kernel
+from .lj import (
+    lj_energy_fn,
+    lj_pair,
+    lj_virial_fn,
+    tail_energy_per_particle,
+    tail_pressure,
+    virial_pressure,
+)
+
+__all__ = [
+    "MCInfo",
+    "MCState",
+    "block_average",
+    "displacement_mc",
+    "lj_observables",
+]
+
+
+class MCState(NamedTuple):
+    """Particle-displacement MC state.
+
+    Attributes:
+        positions: ``(n, 3)`` positions inside the cell.
+        energy: ``()`` current total pair energy (no tail term).
+    """
+
+    positions: Float[Array, "n 3"]
+    energy: Float[Array, ""]
+
+
+class MCInfo(NamedTuple):
+    """Per-sweep diagnostics.
+
+    Attributes:
+        acceptance_rate: ``()`` accepted fraction of the sweep's trial moves.
+    """
+
+    acceptance_rate: Float[Array, ""]
+
+
+def displacement_mc(
+    displacement_fn: Callable[..., Array],
+    shift_fn: Callable[..., Array],
+    *,
+    temperature: float,
+    step_size: float,
+    pair_fn: Callable[[Array], Array] | None = None,
+    sigma: float = 1.0,
+    epsilon: float = 1.0,
+    r_cut: float = 2.5,
+    n_moves: int | None = None,
+) -> Kernel:
+    r"""Metropolis single-particle displacement MC as a :class:`~thermo.kernel.Kernel`.
+
+    Args:
+        displacement_fn, shift_fn: from :func:`thermo.materials.cells.periodic_space`
+            (real coordinates).
+        temperature: :math:`k_B T` in energy units.
+        step_size: maximal displacement :math:`\Delta` per Cartesian component.
+        pair_fn: pair energy of a distance; default the hard-cut LJ
+            :func:`thermo.materials.lj.lj_pair` with ``sigma, epsilon, r_cut``.
+        n_moves: trial moves per step (default :math:`N`, one sweep).
+
+    Returns:
+        ``Kernel(init, step)``; ``init(positions) -> MCState``.
+    """
+    if temperature <= 0 or step_size <= 0:
+        raise ValueError("temperature and step_size must be positive")
+    beta = 1.0 / temperature
+    if pair_fn is None:
+
+        def pair_fn(r):
+            return lj_pair(r, sigma, epsilon, r_cut)
+
+    def particle_energy(positions, i, r_i):
+        dr = jax.vmap(lambda rj: displacement_fn(r_i, rj))(positions)
+        dist = jnp.sqrt(jnp.sum(dr * dr, axis=-1))
+        u = pair_fn(dist)
+        return jnp.sum(jnp.where(jnp.arange(positions.shape[0]) == i, 0.0, u))
+
+    def init(positions: Float[Array, "n 3"]) -> MCState:
+        positions = jnp.asarray(positions)
+        if positions.ndim != 2 or positions.shape[-1] != 3:
+            raise ValueError(f"positions must have shape (n, 3), got {positions.shape}")
+        return MCState(positions=positions, energy=_total_energy(positions))
+
+    def _total_energy(positions):
+        n = positions.shape[0]
+        e_i = jax.vmap(lambda i: particle_energy(positions, i, positions[i]))(jnp.arange(n))
+        return 0.5 * jnp.sum(e_i)
+
+    def move(carry, key):
+        positions, energy, n_acc = carry
+        k_i, k_d, k_u = jr.split(key, 3)
+        n = positions.shape[0]
+        i = jr.randint(k_i, (), 0, n)
+        old = positions[i]
+        delta = jr.uniform(k_d, (3,), minval=-step_size, maxval=step_size, dtype=positions.dtype)
+        new = shift_fn(old, delta)
+        e_new_old = jax.vmap(lambda r: particle_energy(positions, i, r))(jnp.stack([new, old]))
+        d_u = e_new_old[0] - e_new_old[1]
+        log_u = jnp.log(jr.uniform(k_u, (), dtype=positions.dtype))
+        accept = log_u < -beta * d_u
+        positions = positions.at[i].set(jnp.where(accept, new, old))
+        energy = jnp.where(accept, energy + d_u, energy)
+        return (positions, energy, n_acc + accept), None
+
+    def step(key, state: MCState) -> tuple[MCState, MCInfo]:
+        n = state.positions.shape[0]
+        m = n if n_moves is None else int(n_moves)
+        carry = (state.positions, state.energy, jnp.zeros((), jnp.int32))
+        (pos, e, n_acc), _ = jax.lax.scan(move, carry, jr.split(key, m))
+        return MCState(pos, e), MCInfo(acceptance_rate=n_acc / m)
+
+    return Kernel(init=init, step=step)
+
+
+def lj_observables(
+    displacement_fn: Callable[..., Array],
+    *,
+    n_particles: int,
+    volume: float,
+    temperature: float,
+    sigma: float = 1.0,
+    epsilon: float = 1.0,
+    r_cut: float = 2.5,
+    tail: bool = True,
+) -> Callable[[Float[Array, "n 3"]], dict]:
+    r"""Observable function: energy per particle and virial pressure (tail-corrected).
+
+    Returns:
+        ``fn(positions) -> {"energy_per_particle": U/N, "pressure": P}`` where
+        :math:`U/N = U_{\rm pair}/N + U_{\rm tail}/N` and
+        :math:`P = \rho T - \mathcal W/(3V) + P_{\rm tail}` (module :mod:`.lj`).
+    """
+    energy_fn = lj_energy_fn(displacement_fn, sigma=sigma, epsilon=epsilon, r_cut=r_cut)
+    virial_fn = lj_virial_fn(displacement_fn, sigma=sigma, epsilon=epsilon, r_cut=r_cut)
+    rho = n_particles / volume
+    u_tail = tail_energy_per_particle(rho, sigma, epsilon, r_cut) if tail else 0.0
+    p_tail = tail_pressure(rho, sigma, epsilon, r_cut) if tail else 0.0
+
+    def fn(positions):
+        u = energy_fn(positions) / n_particles + u_tail
+        p = virial_pressure(virial_fn(positions), n_particles, volume, temperature) + p_tail
+        return {"energy_per_particle": u, "pressure": p}
+
+    return fn
+
+
+def block_average(x, n_blocks: int = 20) -> tuple[float, float]:
+    r"""Mean and block-average standard error of a correlated series.
+
+    The series (leading axis time; extra axes, e.g. independent chains, are
+    treated as further independent blocks) is cut into ``n_blocks`` contiguous
+    blocks per chain; the standard error is :math:`s_{\bar b}/\sqrt{n_b}` over all
+    block means (Flyvbjerg & Petersen 1989). Blocks must be longer than the
+    autocorrelation time for the error to be honest.
+
+    Returns:
+        ``(mean, std_err)`` as Python floats.
+    """
+    a = np.asarray(x, dtype=np.float64)
+    if a.size == 0:
+        raise ValueError("empty series")
+    if not np.all(np.isfinite(a)):
+        raise ValueError("series contains NaN or inf")
+    a = a.reshape(a.shape[0], -1)
+    t = (a.shape[0] // n_blocks) * n_blocks
+    if t == 0:
+        raise ValueError(f"series of length {a.shape[0]} shorter than n_blocks={n_blocks}")
+    blocks = a[:t].reshape(n_blocks, t // n_blocks, -1).mean(axis=1).ravel()
+    return float(a[:t].mean()), float(blocks.std(ddof=1) / np.sqrt(blocks.size))

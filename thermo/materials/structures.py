@@ -1,0 +1,96 @@
+r"""Crystal structures through ASE: read CIF/XYZ, convert, build lattices.
+
+Conventions: ASE stores lattice vectors as **rows** of ``atoms.cell``; jax-md and
+:mod:`thermo.materials.cells` use **columns**, so ``box = atoms.cell.array.T``.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import ase
+import ase.build
+import ase.io
+import numpy as np
+
+__all__ = [
+    "DATA_DIR",
+    "fcc_lattice",
+    "from_arrays",
+    "load_framework",
+    "read_structure",
+    "to_arrays",
+]
+
+DATA_DIR = os.path.join(os.path.dirname(__file__), "data")
+
+
+def read_structure(path: str | os.PathLike, **kwargs) -> ase.Atoms:
+    """Read a CIF, XYZ or any ASE-readable file with ``ase.io.read`` (symmetry expanded).
+
+    Bare names of files shipped in ``thermo/materials/data`` (e.g. ``"MFI_SI.cif"``)
+    are resolved there.
+    """
+    p = os.fspath(path)
+    if not os.path.exists(p) and os.path.exists(os.path.join(DATA_DIR, p)):
+        p = os.path.join(DATA_DIR, p)
+    if not os.path.exists(p):
+        raise FileNotFoundError(f"structure file not found: {path}")
+    with warnings.catch_warnings():
+        # ase warns that it does not interpret _symmetry_cell_setting; harmless.
+        warnings.filterwarnings("ignore", message="crystal system")
+        atoms = ase.io.read(p, **kwargs)
+    if isinstance(atoms, list):
+        atoms = atoms[-1]
+    return atoms
+
+
+def load_framework(framework) -> ase.Atoms:
+    """Accept an ``ase.Atoms`` (returned as a copy) or a path; raise on empty structures."""
+    if isinstance(framework, ase.Atoms):
+        atoms = framework.copy()
+    elif isinstance(framework, (str, os.PathLike)):
+        atoms = read_structure(framework)
+    else:
+        raise TypeError(f"framework must be ase.Atoms or a path, got {type(framework).__name__}")
+    if len(atoms) == 0:
+        raise ValueError("framework has no atoms")
+    if not np.all(atoms.pbc) or atoms.cell.volume <= 0:
+        raise ValueError("framework must be periodic in 3D with a non-degenerate cell")
+    return atoms
+
+
+def to_arrays(atoms: ase.Atoms) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    r"""``(positions (n, 3), box (3, 3) column vectors, symbols)`` from an ``ase.Atoms``."""
+    return (
+        np.asarray(atoms.get_positions(), dtype=np.float64),
+        np.asarray(atoms.cell.array, dtype=np.float64).T.copy(),
+        list(atoms.get_chemical_symbols()),
+    )
+
+
+def from_arrays(positions, box, symbols: str | list[str] = "Ar") -> ase.Atoms:
+    r"""Build a periodic ``ase.Atoms`` from positions ``(n, 3)`` and a column-vector box."""
+    pos = np.asarray(positions, dtype=np.float64)
+    if pos.ndim != 2 or pos.shape[1] != 3:
+        raise ValueError(f"positions must have shape (n, 3), got {pos.shape}")
+    from .cells import box_matrix
+
+    cell = box_matrix(box).T
+    if isinstance(symbols, str):
+        symbols = [symbols] * pos.shape[0]
+    return ase.Atoms(symbols=symbols, positions=pos, cell=cell, pbc=True)
+
+
+def fcc_lattice(n_cells: int, density: float, symbol: str = "Ar") -> ase.Atoms:
+    r"""Perfect FCC crystal of :math:`N = 4 n^3` sites at number density :math:`\rho`.
+
+    Built with ``ase.build.bulk(symbol, "fcc", a, cubic=True).repeat(n)``; the
+    conventional cubic cell holds 4 atoms, so :math:`a = (4/\rho)^{1/3}`
+    (reduced units when ``density`` is :math:`\rho\sigma^3`).
+    """
+    if n_cells < 1 or density <= 0:
+        raise ValueError(f"need n_cells >= 1 and density > 0, got {n_cells}, {density}")
+    a = (4.0 / density) ** (1.0 / 3.0)
+    return ase.build.bulk(symbol, "fcc", a=a, cubic=True).repeat((n_cells,) * 3)
