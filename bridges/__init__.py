@@ -1,1 +1,39 @@
-"""Schrödinger bridges on the shared SDE core."""
+"""Schrödinger bridges on the shared SDE core.
+
+* :func:`gaussian_bridge`: the closed-form Gaussian bridge (Bunne et al. 2023), the
+  reference solution every other solver is checked against;
+* :func:`entropic_plan` / :func:`sinkhorn_bridge`: static entropic OT between samples with
+  ott-jax (cost ``|x-y|^2``, ``epsilon = 2 sigma^2``) and the plug-in Sinkhorn bridge
+  (Pooladian & Niles-Weed 2024);
+* :func:`ipf`: IPF / Diffusion Schrödinger Bridge (De Bortoli et al. 2021);
+* :func:`dsbm`: iterative Markovian fitting / bridge matching (Shi et al. 2023);
+* :mod:`bridges.benchmark`: the Gaussian-mixture benchmark with a known plan (Gushchin et
+  al. 2023), cBW2-UVP, and the LightSB solver (Korotin et al. 2024);
+* :mod:`bridges.thermodynamics`: KL to the reference and work along a bridge.
+"""
+
+from .dsbm import DSBMResult as DSBMResult
+from .dsbm import dsbm as dsbm
+from .gaussian import GaussianBridge as GaussianBridge
+from .gaussian import gaussian_bridge as gaussian_bridge
+from .ipf import IPFResult as IPFResult
+from .ipf import ipf as ipf
+from .sinkhorn import EntropicPlan as EntropicPlan
+from .sinkhorn import SinkhornBridge as SinkhornBridge
+from .sinkhorn import entropic_plan as entropic_plan
+from .sinkhorn import epsilon_from_sigma as epsilon_from_sigma
+from .sinkhorn import sinkhorn_bridge as sinkhorn_bridge
+
+__all__ = [
+    "DSBMResult",
+    "EntropicPlan",
+    "GaussianBridge",
+    "IPFResult",
+    "SinkhornBridge",
+    "dsbm",
+    "entropic_plan",
+    "epsilon_from_sigma",
+    "gaussian_bridge",
+    "ipf",
+    "sinkhorn_bridge",
+]

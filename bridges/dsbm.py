@@ -1,0 +1,203 @@
+r"""Iterative Markovian fitting / Diffusion Schrödinger Bridge Matching (Shi et al. 2023).
+
+DSBM alternates two projections that both keep the Schrödinger bridge fixed:
+
+* **Reciprocal projection**: given a coupling :math:`\Pi_{01}` (pairs :math:`(x_0,x_1)`),
+  mix Brownian bridges of the reference :math:`\sigma dB` over it,
+  :math:`X_t = (1-t)x_0 + t x_1 + \sigma\sqrt{t(1-t)}\,Z`.
+* **Markovian projection**: the Markov process with the same marginals, whose drift is
+  the conditional expectation of the bridge drift. Forward and backward versions are
+  fitted by *bridge matching* (regression):
+
+  .. math:: v^{\rightarrow} = \arg\min_v \mathbb E\Big|v(t,X_t) - \frac{x_1 - X_t}{1-t}\Big|^2,
+            \qquad
+            v^{\leftarrow} = \arg\min_v \mathbb E\Big|v(t,X_t) - \frac{x_0 - X_t}{t}\Big|^2.
+
+Iteration (DSBM, Shi et al. 2023, Alg. 1, forward–backward variant): start from the
+independent coupling :math:`p_0\otimes p_1`; fit :math:`v^\rightarrow`; simulate it from
+:math:`p_0` to get the coupling :math:`(x_0, \hat x_1)`; fit :math:`v^\leftarrow` on it;
+simulate backward from :math:`p_1` to get :math:`(\hat x_0, x_1)`; repeat. Simulating
+from the *true* end marginal each time keeps one marginal exact and stops errors from
+accumulating. Each IMF step does not increase the KL to the Schrödinger bridge
+(Shi et al. 2023, Prop. 7; Peluchetti 2023).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import NamedTuple
+
+import equinox as eqx
+import jax.numpy as jnp
+import jax.random as jr
+from jaxtyping import Array, Float
+
+from generative.networks.mlp import MLP
+from thermo._typing import PRNGKey, ScalarLike
+
+from ._common import NetworkSDE, fit_regression, simulate
+
+__all__ = ["DSBMResult", "dsbm", "bridge_matching_batch"]
+
+
+class DSBMResult(NamedTuple):
+    """Output of :func:`dsbm`.
+
+    Attributes:
+        forward: network ``v(t, x)``, the forward drift on ``[0, 1]``.
+        backward: network ``v(t, x)``, the backward drift (in forward time ``t``).
+        sigma: reference diffusion coefficient.
+        losses: ``(n_iterations, 2, n_train_steps)`` regression losses (forward, backward).
+        n_iterations: IMF iterations done (each one forward + one backward fit).
+        wall_time: seconds spent, compilation included.
+    """
+
+    forward: MLP
+    backward: MLP
+    sigma: Float[Array, ""]
+    losses: Float[Array, "n_iterations 2 n_train_steps"]
+    n_iterations: int
+    wall_time: float
+
+    def forward_sde(self) -> NetworkSDE:
+        """The learned forward bridge ``dX = v(t, X) dt + sigma dB`` as a thermo SDE."""
+        return NetworkSDE(self.forward, self.sigma)
+
+    def backward_sde(self) -> NetworkSDE:
+        """The learned backward bridge in the clock ``s = 1 - t`` (from ``p1`` to ``p0``)."""
+        return NetworkSDE(self.backward, self.sigma, reverse_time=True)
+
+
+def bridge_matching_batch(
+    key: PRNGKey,
+    x0: Float[Array, "n d"],
+    x1: Float[Array, "n d"],
+    sigma: ScalarLike,
+    batch_size: int,
+    direction: str,
+    t_margin: float,
+) -> tuple[Float[Array, " b"], Float[Array, "b d"], Float[Array, "b d"]]:
+    r"""One bridge-matching minibatch ``(t, x_t, target)`` from the coupling ``(x0[i], x1[i])``.
+
+    :math:`x_t = (1-t)x_0 + t x_1 + \sigma\sqrt{t(1-t)}z`; forward target
+    :math:`(x_1-x_t)/(1-t)`, backward target :math:`(x_0-x_t)/t`. Times are uniform on
+    :math:`[0, 1-m]` (forward) or :math:`[m, 1]` (backward) with ``m = t_margin``: the
+    Euler grid never evaluates the drift closer to the singular end.
+    """
+    k_idx, k_t, k_z = jr.split(key, 3)
+    idx = jr.randint(k_idx, (batch_size,), 0, x0.shape[0])
+    a, b = x0[idx], x1[idx]
+    u = jr.uniform(k_t, (batch_size,), dtype=x0.dtype) * (1.0 - t_margin)
+    t = u if direction == "forward" else 1.0 - u
+    z = jr.normal(k_z, a.shape, dtype=x0.dtype)
+    tt = t[:, None]
+    xt = (1.0 - tt) * a + tt * b + sigma * jnp.sqrt(tt * (1.0 - tt)) * z
+    if direction == "forward":
+        target = (b - xt) / (1.0 - tt)
+    else:
+        target = (a - xt) / tt
+    return t, xt, target
+
+
+@eqx.filter_jit
+def _fit(key, net, x0, x1, sigma, batch_size, direction, t_margin, n_train_steps, learning_rate):
+    def batch_fn(k):
+        return bridge_matching_batch(k, x0, x1, sigma, batch_size, direction, t_margin)
+
+    return fit_regression(key, net, batch_fn, n_train_steps, learning_rate)
+
+
+@eqx.filter_jit
+def _simulate(key, sde, x, n_sim_steps):
+    return simulate(key, sde, x, n_sim_steps)[0]
+
+
+def dsbm(
+    key: PRNGKey,
+    x0: Float[Array, "n d"],
+    x1: Float[Array, "m d"],
+    sigma: ScalarLike,
+    *,
+    n_iterations: int = 4,
+    n_train_steps: int = 2000,
+    batch_size: int = 256,
+    n_sim_steps: int = 50,
+    width: int = 128,
+    depth: int = 3,
+    learning_rate: float = 1e-3,
+    progress: bool = False,
+) -> DSBMResult:
+    r"""Diffusion Schrödinger Bridge Matching between samples ``x0 ~ p0`` and ``x1 ~ p1``.
+
+    Reference :math:`\sigma dB` on :math:`[0,1]`; see the module docstring for the
+    iteration. Networks are :class:`generative.networks.mlp.MLP` (warm-started across
+    iterations); paths are simulated with :func:`thermo.integrate.euler_maruyama` on
+    ``n_sim_steps`` steps.
+
+    Args:
+        key: PRNG key.
+        x0, x1: ``(n, d)`` and ``(m, d)`` samples of the two marginals.
+        sigma: reference diffusion coefficient.
+        n_iterations: IMF iterations (each fits the forward, then the backward drift).
+        n_train_steps: Adam steps per fit.
+        batch_size: minibatch size.
+        n_sim_steps: Euler–Maruyama steps used to regenerate couplings.
+        width, depth: MLP size.
+        learning_rate: Adam step size.
+        progress: print one line per iteration.
+
+    Returns:
+        :class:`DSBMResult`.
+    """
+    x0 = jnp.asarray(x0)
+    x1 = jnp.asarray(x1)
+    if x0.ndim != 2 or x1.ndim != 2 or x0.shape[1] != x1.shape[1]:
+        raise ValueError(f"x0, x1 must be (n, d) with equal d, got {x0.shape}, {x1.shape}")
+    if n_iterations < 1:
+        raise ValueError(f"n_iterations must be >= 1, got {n_iterations}")
+    start = time.perf_counter()
+    d = x0.shape[1]
+    n = min(x0.shape[0], x1.shape[0])
+    sigma = jnp.asarray(sigma, dtype=x0.dtype)
+    k_f, k_b, key = jr.split(key, 3)
+    fwd = MLP(d, k_f, width=width, depth=depth)
+    bwd = MLP(d, k_b, width=width, depth=depth)
+    margin = 1.0 / n_sim_steps
+    # the independent coupling p0 x p1 (samples are drawn independently)
+    c0, c1 = x0[:n], x1[:n]
+    all_losses = []
+    for it in range(n_iterations):
+        key, k1, k2, k3, k4 = jr.split(key, 5)
+        fwd, loss_f = _fit(
+            k1, fwd, c0, c1, sigma, batch_size, "forward", margin, n_train_steps, learning_rate
+        )
+        # forward coupling (x0, x1_hat): x0 exact
+        x1_hat = _simulate(k2, NetworkSDE(fwd, sigma), x0[:n], n_sim_steps)
+        bwd, loss_b = _fit(
+            k3,
+            bwd,
+            x0[:n],
+            x1_hat,
+            sigma,
+            batch_size,
+            "backward",
+            margin,
+            n_train_steps,
+            learning_rate,
+        )
+        # backward coupling (x0_hat, x1): x1 exact
+        x0_hat = _simulate(k4, NetworkSDE(bwd, sigma, reverse_time=True), x1[:n], n_sim_steps)
+        c0, c1 = x0_hat, x1[:n]
+        all_losses.append(jnp.stack([loss_f, loss_b]))
+        if progress:
+            print(
+                f"DSBM iteration {it + 1}/{n_iterations}: loss fwd {float(loss_f[-100:].mean()):.4g} bwd {float(loss_b[-100:].mean()):.4g}"
+            )
+    return DSBMResult(
+        forward=fwd,
+        backward=bwd,
+        sigma=sigma,
+        losses=jnp.stack(all_losses),
+        n_iterations=n_iterations,
+        wall_time=time.perf_counter() - start,
+    )
