@@ -92,7 +92,8 @@ def displacement_mc(
         displacement_fn, shift_fn: from :func:`thermo.materials.cells.periodic_space`
             (real coordinates).
         temperature: :math:`k_B T` in energy units.
-        step_size: maximal displacement :math:`\Delta` per Cartesian component.
+        step_size: maximal displacement :math:`\Delta` per Cartesian component (may
+            be a traced scalar, so that adaptation does not recompile).
         pair_fn: pair energy of a distance; default the hard-cut LJ
             :func:`thermo.materials.lj.lj_pair` with ``sigma, epsilon, r_cut``.
         n_moves: trial moves per step (default :math:`N`, one sweep).
@@ -100,8 +101,10 @@ def displacement_mc(
     Returns:
         ``Kernel(init, step)``; ``init(positions) -> MCState``.
     """
-    if temperature <= 0 or step_size <= 0:
-        raise ValueError("temperature and step_size must be positive")
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    if not isinstance(step_size, jax.core.Tracer) and not float(step_size) > 0:
+        raise ValueError(f"step_size must be positive, got {step_size}")
     beta = 1.0 / temperature
     if pair_fn is None:
 

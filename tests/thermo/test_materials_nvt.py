@@ -1,0 +1,73 @@
+"""Metropolis displacement MC on periodic systems: exact two-body average, bookkeeping."""
+
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+from scipy import integrate
+
+from thermo.kernel import run
+from thermo.materials import block_average, displacement_mc, lj_energy_fn, periodic_space
+from thermo.materials.lj import lj_pair
+
+L2, RC2, T2 = 3.0, 1.45, 1.5  # two LJ particles in a periodic cube
+
+
+def _exact_two_body_energy():
+    """<u> for two particles in a periodic cube: the relative coordinate is uniform on the
+    minimum-image cell, so <u> = int_0^rc 4 pi r^2 u e^{-u/T} / (int_0^rc 4 pi r^2 e^{-u/T}
+    + L^3 - 4/3 pi rc^3), exactly (rc < L/2)."""
+
+    def u(r):
+        return float(lj_pair(r, r_cut=RC2))
+
+    num = integrate.quad(
+        lambda r: 4 * np.pi * r**2 * u(r) * np.exp(-u(r) / T2), 0.5, RC2, limit=200
+    )[0]
+    den = integrate.quad(lambda r: 4 * np.pi * r**2 * np.exp(-u(r) / T2), 0.5, RC2, limit=200)[0]
+    return num / (den + L2**3 - 4 / 3 * np.pi * RC2**3)
+
+
+def test_two_particle_mean_energy_is_exact():
+    disp, shift = periodic_space(L2)
+    kernel = displacement_mc(disp, shift, temperature=T2, step_size=0.8, r_cut=RC2)
+    n_chains, n_steps, burn = 256, 300, 20
+    x0 = jr.uniform(jr.key(11), (n_chains, 2, 3), minval=0.0, maxval=L2)
+    # start from a non-overlapping pair
+    x0 = x0.at[:, 1].set(jnp.mod(x0[:, 0] + jnp.array([1.4, 0.0, 0.0]), L2))
+    states = jax.vmap(kernel.init)(x0)
+
+    @jax.jit
+    def go(keys, states):
+        return jax.vmap(
+            lambda k, s: run(k, kernel, s, n_steps, observable_fn=lambda s, i: s.energy)
+        )(keys, states)
+
+    _, energies = go(jr.split(jr.key(12), n_chains), states)
+    chain_means = np.asarray(energies)[:, burn:].mean(axis=1)
+    mean = chain_means.mean()
+    se = chain_means.std(ddof=1) / np.sqrt(n_chains)
+    assert abs(mean - _exact_two_body_energy()) < 4 * se
+
+
+def test_running_energy_matches_recomputation():
+    side = (32 / 0.8) ** (1 / 3)
+    disp, shift = periodic_space(side)
+    kernel = displacement_mc(disp, shift, temperature=1.0, step_size=0.15, r_cut=1.6)
+    g = (np.arange(4) + 0.5) / 4
+    grid = np.stack(np.meshgrid(g, g, g[:2], indexing="ij"), -1).reshape(-1, 3) * side
+    state = kernel.init(jnp.asarray(grid))
+    state, trace = jax.jit(
+        lambda k, s: run(k, kernel, s, 10, observable_fn=lambda s, i: i.acceptance_rate)
+    )(jr.key(5), state)
+    ref = lj_energy_fn(disp, r_cut=1.6)(state.positions)
+    np.testing.assert_allclose(float(state.energy), float(ref), rtol=1e-9)
+    assert 0.05 < float(jnp.mean(trace)) < 0.95
+
+
+def test_block_average_of_iid_series():
+    x = np.random.default_rng(0).normal(size=(4000, 2))
+    mean, err = block_average(x, 20)
+    # block std err of iid N(0,1) data: 1/sqrt(8000), itself uncertain by ~1/sqrt(2*39)
+    assert abs(err * np.sqrt(8000) - 1.0) < 4 / np.sqrt(78)
+    assert abs(mean) < 4 * err
