@@ -1,0 +1,174 @@
+r"""Hamiltonian Monte Carlo with a leapfrog integrator (Duane et al. 1987; Neal 2011).
+
+With a diagonal inverse mass matrix :math:`M^{-1}`, the Hamiltonian is
+:math:`H(x, p) = -\log\pi(x) + \tfrac12 p^\top M^{-1} p`. One step draws
+:math:`p \sim \mathcal N(0, M)`, runs ``n_integration_steps`` leapfrog steps of size
+:math:`\epsilon`,
+
+.. math:: p_{1/2} = p + \tfrac\epsilon2 \nabla\log\pi(x),\quad
+          x' = x + \epsilon M^{-1} p_{1/2},\quad
+          p' = p_{1/2} + \tfrac\epsilon2 \nabla\log\pi(x'),
+
+and accepts with probability :math:`\min(1, e^{-\Delta H})`. Each step costs
+``n_integration_steps`` gradient evaluations (the gradient at the start is cached).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+from jaxtyping import Array, Bool, Float
+
+from .._typing import PRNGKey
+from ..kernel import Kernel
+
+__all__ = ["HMCInfo", "HMCState", "hmc", "leapfrog"]
+
+# A trajectory whose energy error exceeds this is flagged divergent (Stan's default).
+DIVERGENCE_THRESHOLD = 1000.0
+
+
+class HMCState(NamedTuple):
+    """HMC state (log density and gradient cached at ``position``).
+
+    Attributes:
+        position: ``(dim,)``.
+        logdensity: ``()``.
+        logdensity_grad: ``(dim,)``.
+    """
+
+    position: Float[Array, " dim"]
+    logdensity: Float[Array, ""]
+    logdensity_grad: Float[Array, " dim"]
+
+
+class HMCInfo(NamedTuple):
+    """Per-step information.
+
+    Attributes:
+        acceptance_rate: ``()`` :math:`\\min(1, e^{-\\Delta H})`.
+        is_accepted: ``()``.
+        is_divergent: ``()`` :math:`\\Delta H > 1000`.
+        energy_error: ``()`` :math:`\\Delta H` of the proposal.
+        n_energy_evals: ``()`` gradient evaluations spent (``n_integration_steps``).
+    """
+
+    acceptance_rate: Float[Array, ""]
+    is_accepted: Bool[Array, ""]
+    is_divergent: Bool[Array, ""]
+    energy_error: Float[Array, ""]
+    n_energy_evals: Float[Array, ""]
+
+
+def leapfrog(
+    value_and_grad_fn: Callable[[Array], tuple[Array, Array]],
+    position: Float[Array, " dim"],
+    momentum: Float[Array, " dim"],
+    logdensity_grad: Float[Array, " dim"],
+    step_size: float | Array,
+    n_steps: int,
+    inverse_mass_matrix: float | Array = 1.0,
+) -> tuple[Array, Array, Array, Array]:
+    r"""``n_steps`` leapfrog (velocity Verlet) steps for :math:`H = -\log\pi + \tfrac12 p^\top M^{-1}p`.
+
+    Args:
+        value_and_grad_fn: ``x -> (log pi(x), grad log pi(x))``.
+        position, momentum, logdensity_grad: ``(dim,)`` each; the gradient at ``position``.
+        step_size: :math:`\epsilon`.
+        n_steps: number of leapfrog steps (static).
+        inverse_mass_matrix: scalar or ``(dim,)`` diagonal :math:`M^{-1}`.
+
+    Returns:
+        ``(position, momentum, logdensity, logdensity_grad)`` at the end.
+    """
+
+    def body(carry, _):
+        x, p, _, g = carry
+        p = p + 0.5 * step_size * g
+        x = x + step_size * inverse_mass_matrix * p
+        logdensity, g = value_and_grad_fn(x)
+        p = p + 0.5 * step_size * g
+        return (x, p, logdensity, g), None
+
+    init = (position, momentum, jnp.zeros((), position.dtype), logdensity_grad)
+    (x, p, logdensity, g), _ = jax.lax.scan(body, init, None, length=n_steps)
+    return x, p, logdensity, g
+
+
+def hmc(
+    logdensity_fn: Callable[[Array], Array],
+    step_size: float | Array,
+    n_integration_steps: int,
+    *,
+    inverse_mass_matrix: float | Array = 1.0,
+    project_fn: Callable[[Array], Array] | None = None,
+) -> Kernel:
+    r"""HMC kernel with a fixed number of leapfrog steps.
+
+    Args:
+        logdensity_fn: ``(dim,) -> ()`` unnormalised log target.
+        step_size: leapfrog step :math:`\epsilon` (may be traced, e.g. during adaptation).
+        n_integration_steps: leapfrog steps per proposal (trajectory length
+            :math:`L\epsilon`); static.
+        inverse_mass_matrix: scalar or ``(dim,)`` diagonal.
+        project_fn: optional orthogonal projector applied to momenta and gradients
+            (centre-of-mass removal for translation-invariant particle systems).
+
+    Returns:
+        :class:`thermo.kernel.Kernel`: ``init(position) -> HMCState``,
+        ``step(key, state) -> (HMCState, HMCInfo)``.
+    """
+    n_integration_steps = int(n_integration_steps)
+    if n_integration_steps < 1:
+        raise ValueError(f"n_integration_steps must be >= 1, got {n_integration_steps}")
+    proj = (lambda v: v) if project_fn is None else project_fn
+    raw_value_and_grad = jax.value_and_grad(logdensity_fn)
+
+    def value_and_grad(x):
+        value, grad = raw_value_and_grad(x)
+        return value, proj(grad)
+
+    def init(position: Float[Array, " dim"]) -> HMCState:
+        position = jnp.asarray(position)
+        logdensity, grad = value_and_grad(position)
+        return HMCState(position, logdensity, grad)
+
+    def kinetic(p):
+        return 0.5 * jnp.sum(inverse_mass_matrix * p**2)
+
+    def step(key: PRNGKey, state: HMCState) -> tuple[HMCState, HMCInfo]:
+        key_mom, key_acc = jr.split(key)
+        x = state.position
+        momentum = proj(jr.normal(key_mom, x.shape, x.dtype) / jnp.sqrt(inverse_mass_matrix))
+        x_new, p_new, logdensity_new, grad_new = leapfrog(
+            value_and_grad,
+            x,
+            momentum,
+            state.logdensity_grad,
+            step_size,
+            n_integration_steps,
+            inverse_mass_matrix,
+        )
+        energy_error = (kinetic(p_new) - logdensity_new) - (kinetic(momentum) - state.logdensity)
+        energy_error = jnp.where(jnp.isnan(energy_error), jnp.inf, energy_error)
+        acceptance = jnp.minimum(1.0, jnp.exp(-energy_error))
+        accept = jnp.log(jr.uniform(key_acc, dtype=x.dtype)) < -energy_error
+        new_state = jax.tree_util.tree_map(
+            lambda a, b: jnp.where(accept, a, b),
+            HMCState(x_new, logdensity_new, grad_new),
+            state,
+        )
+        info = HMCInfo(
+            acceptance,
+            accept,
+            energy_error > DIVERGENCE_THRESHOLD,
+            energy_error,
+            jnp.full((), n_integration_steps, jnp.float32),
+        )
+        return new_state, info
+
+    return Kernel(init, step)
