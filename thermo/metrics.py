@@ -164,10 +164,10 @@ def align(
             perm = np.empty(n_particles, dtype=int)
             perm[cols] = rows  # ref particle j is matched by x particle perm[j]
             rot = kabsch(px[perm], pr)
-            cur = px[perm] @ rot.T
-        d2 = float(np.sum((cur - pr) ** 2))
+            cur = px @ rot.T
+        d2 = float(np.sum((cur[perm] - pr) ** 2))
         if d2 < best_d2:
-            best, best_d2 = cur, d2
+            best, best_d2 = cur[perm], d2
     return best.reshape(-1), best_d2
 
 
