@@ -1,0 +1,130 @@
+r"""An E(n)-equivariant graph network (EGNN; Satorras, Hoogeboom & Welling 2021, ICML).
+
+Particles :math:`x_i\in\mathbb R^D`, :math:`i = 1..n`, carry invariant features
+:math:`h_i` (here the time embedding, the same for every particle). One layer is
+(Satorras et al. 2021, eqs. 3-6, with the normalised coordinate update of their E(n)
+flows paper, Satorras et al. 2021b, eq. 12):
+
+.. math::
+    m_{ij} &= \phi_e\big(h_i, h_j, \|x_i - x_j\|^2\big),\\
+    x_i &\leftarrow x_i + \frac{1}{n-1}\sum_{j\ne i}
+          \frac{x_i - x_j}{\|x_i - x_j\| + 1}\,\phi_x(m_{ij}),\\
+    h_i &\leftarrow h_i + \phi_h\big(h_i, \textstyle\sum_{j\ne i} m_{ij}\big).
+
+Distances are invariant and the coordinate update is a sum of relative vectors times
+invariants, so the map :math:`x\mapsto x_L - x_0` commutes with rotations, reflections,
+translations and permutations of the particles. The output has zero mean over particles,
+i.e. it lies in the centre-of-mass-free subspace (Hoogeboom et al. 2022).
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+from jaxtyping import Array, Float
+
+from thermo._typing import PRNGKey, ScalarLike
+
+from .mlp import sinusoidal_embedding
+
+__all__ = ["EGNNLayer", "EGNN"]
+
+
+class EGNNLayer(eqx.Module):
+    """One E(n)-equivariant message-passing layer (Satorras et al. 2021, eqs. 3-6)."""
+
+    edge_mlp: eqx.nn.MLP
+    coord_mlp: eqx.nn.MLP
+    node_mlp: eqx.nn.MLP
+
+    def __init__(self, hidden: int, key: PRNGKey, *, activation=jax.nn.silu):
+        k_e, k_x, k_h = jr.split(key, 3)
+        self.edge_mlp = eqx.nn.MLP(
+            2 * hidden + 1,
+            hidden,
+            hidden,
+            1,
+            activation=activation,
+            final_activation=activation,
+            key=k_e,
+        )
+        self.coord_mlp = eqx.nn.MLP(hidden, 1, hidden, 1, activation=activation, key=k_x)
+        self.node_mlp = eqx.nn.MLP(2 * hidden, hidden, hidden, 1, activation=activation, key=k_h)
+
+    def __call__(
+        self, h: Float[Array, "n hidden"], x: Float[Array, "n D"]
+    ) -> tuple[Float[Array, "n hidden"], Float[Array, "n D"]]:
+        n = x.shape[0]
+        diff = x[:, None, :] - x[None, :, :]  # (n, n, D)
+        dist2 = jnp.sum(diff**2, axis=-1, keepdims=True)  # (n, n, 1)
+        hi = jnp.broadcast_to(h[:, None, :], (n, n, h.shape[-1]))
+        hj = jnp.broadcast_to(h[None, :, :], (n, n, h.shape[-1]))
+        edge_in = jnp.concatenate([hi, hj, dist2], axis=-1)
+        m = jax.vmap(jax.vmap(self.edge_mlp))(edge_in)  # (n, n, hidden)
+        mask = 1.0 - jnp.eye(n, dtype=x.dtype)
+        m = m * mask[..., None]
+        # sqrt(dist2 + 1e-12) keeps the gradient finite on the (masked) diagonal.
+        dist = jnp.sqrt(dist2 + 1e-12)
+        w = jax.vmap(jax.vmap(self.coord_mlp))(m) * mask[..., None]  # (n, n, 1)
+        x = x + jnp.sum(diff / (dist + 1.0) * w, axis=1) / (n - 1)
+        h = h + jax.vmap(self.node_mlp)(jnp.concatenate([h, jnp.sum(m, axis=1)], axis=-1))
+        return h, x
+
+
+class EGNN(eqx.Module):
+    r"""EGNN noise/score network on flat particle coordinates, ``(t, x) -> (n*D,)``.
+
+    The input is centred (CoM removed), passed through ``n_layers`` EGNN layers with the
+    time embedding as every particle's initial feature, and the output is the centred
+    displacement :math:`x_L - x_0`, flattened.
+
+    Args:
+        n_particles: ``n``.
+        spatial_dim: ``D``.
+        key: PRNG key.
+        hidden: feature width.
+        n_layers: number of message-passing layers.
+        embed_dim: time-embedding size (even).
+    """
+
+    embed: eqx.nn.Linear
+    layers: tuple[EGNNLayer, ...]
+    n_particles: int = eqx.field(static=True)
+    spatial_dim: int = eqx.field(static=True)
+    embed_dim: int = eqx.field(static=True)
+
+    def __init__(
+        self,
+        n_particles: int,
+        spatial_dim: int,
+        key: PRNGKey,
+        *,
+        hidden: int = 32,
+        n_layers: int = 3,
+        embed_dim: int = 16,
+    ):
+        if n_particles < 2:
+            raise ValueError(f"EGNN needs at least 2 particles, got {n_particles}")
+        self.n_particles = int(n_particles)
+        self.spatial_dim = int(spatial_dim)
+        self.embed_dim = int(embed_dim)
+        k_emb, *k_layers = jr.split(key, n_layers + 1)
+        self.embed = eqx.nn.Linear(embed_dim, hidden, key=k_emb)
+        self.layers = tuple(EGNNLayer(hidden, k) for k in k_layers)
+
+    def __call__(self, t: ScalarLike, x: Float[Array, " d"]) -> Float[Array, " d"]:
+        n, dim = self.n_particles, self.spatial_dim
+        if x.shape != (n * dim,):
+            raise ValueError(f"EGNN expects x of shape ({n * dim},), got {x.shape}")
+        pos = x.reshape(n, dim)
+        pos = pos - jnp.mean(pos, axis=0, keepdims=True)
+        emb = self.embed(sinusoidal_embedding(t, self.embed_dim).astype(x.dtype))
+        h = jnp.broadcast_to(emb, (n, emb.shape[0]))
+        y = pos
+        for layer in self.layers:
+            h, y = layer(h, y)
+        out = y - pos
+        out = out - jnp.mean(out, axis=0, keepdims=True)
+        return out.reshape(n * dim)
