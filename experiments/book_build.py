@@ -1,0 +1,156 @@
+"""Build the book with warnings as errors, then check the HTML: ``python -m experiments.book_build``.
+
+1. ``jupyter-book build -W -n --keep-going --all book``: every chapter (a MyST markdown
+   notebook) is executed from scratch (``execute_notebooks: force``,
+   ``allow_errors: false``), and any Sphinx warning — a broken reference, a missing
+   citation, a failing cell — fails the build.
+2. The built HTML is checked: every page in ``_toc.yml`` was rendered, and every
+   notebook chapter shows at least one PNG figure (``<img>`` tags whose PNG file exists
+   in the build or whose source is inline ``data:image/png``).
+3. The execution time of each chapter (from the build log) is printed and stored in
+   ``book/_build/exec_times.json``; chapters over the two-minute budget are flagged.
+
+The build needs no network: no intersphinx inventories and no remote assets are
+fetched (the HTML loads MathJax from its CDN only when viewed in a browser).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+__all__ = ["check_html", "main", "notebook_chapters", "toc_files"]
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BOOK = REPO_ROOT / "book"
+CHAPTER_BUDGET_S = 120.0
+
+_IMG = re.compile(r"<img\b[^>]*?\bsrc=\"([^\"]+)\"", re.IGNORECASE)
+_EXEC = re.compile(r"(\S+\.(?:md|ipynb)): Executed notebook in ([0-9.]+) seconds")
+
+
+def toc_files(book: Path = BOOK) -> list[str]:
+    """Every document of ``_toc.yml`` (root, chapters, sections), without extension."""
+    import yaml
+
+    toc = yaml.safe_load((book / "_toc.yml").read_text())
+    files = [toc["root"]]
+
+    def walk(entries):
+        for entry in entries or []:
+            if "file" in entry:
+                files.append(entry["file"])
+            walk(entry.get("sections"))
+            walk(entry.get("chapters"))
+
+    walk(toc.get("chapters"))
+    for part in toc.get("parts", []) or []:
+        walk(part.get("chapters"))
+    return [str(Path(f).with_suffix("")) for f in files]
+
+
+def notebook_chapters(book: Path = BOOK) -> list[str]:
+    """The toc documents that are MyST notebooks (front matter with a ``kernelspec``)."""
+    found = []
+    for doc in toc_files(book):
+        path = book / f"{doc}.md"
+        if path.exists():
+            head = path.read_text().split("---", 2)
+            if len(head) == 3 and "kernelspec:" in head[1]:
+                found.append(doc)
+    return found
+
+
+def check_html(book: Path = BOOK) -> list[str]:
+    """Problems with the built HTML (empty when every page and figure is there)."""
+    html = book / "_build" / "html"
+    problems = []
+    notebooks = set(notebook_chapters(book))
+    for doc in toc_files(book):
+        page = html / f"{doc}.html"
+        if not page.exists():
+            problems.append(f"{doc}: page not rendered ({page} missing)")
+            continue
+        text = page.read_text(errors="replace")
+        if doc not in notebooks:
+            continue
+        n_png = 0
+        for src in _IMG.findall(text):
+            if src.startswith("data:image/png"):
+                n_png += 1
+            elif src.lower().endswith(".png") and (page.parent / src).resolve().exists():
+                n_png += 1
+        if n_png == 0:
+            problems.append(f"{doc}: no PNG figure in the rendered page")
+        if "cell_output" in text and "Traceback (most recent call last)" in text:
+            problems.append(f"{doc}: a cell output shows a traceback")
+    return problems
+
+
+def _build(book: Path) -> tuple[int, str]:
+    exe = Path(sys.executable).parent / "jupyter-book"
+    cmd = [str(exe)] if exe.exists() else ["jupyter-book"]
+    cmd += ["build", "-W", "-n", "--keep-going", "--all", str(book)]
+    env = dict(os.environ)
+    env.setdefault("JAX_PLATFORMS", "cpu")
+    env.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
+    print("$", " ".join(cmd), flush=True)
+    proc = subprocess.Popen(
+        cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    lines = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        sys.stdout.write(line)
+        lines.append(line)
+    return proc.wait(), "".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Build and check; exit status 0 only if the build is warning-free and the HTML is complete."""
+    parser = argparse.ArgumentParser(prog="python -m experiments.book_build")
+    parser.add_argument("--book", default=str(BOOK), help="book source folder")
+    parser.add_argument("--check-only", action="store_true", help="only check an existing build")
+    args = parser.parse_args(argv)
+    book = Path(args.book).resolve()
+    status = 0
+    t0 = time.perf_counter()
+    if not args.check_only:
+        rc, log = _build(book)
+        if rc != 0:
+            print(f"book build failed (exit {rc}): warnings are errors", file=sys.stderr)
+            status = 1
+        times = {
+            Path(p).name: float(s) for p, s in _EXEC.findall(re.sub(r"\x1b\[[0-9;]*m", "", log))
+        }
+        (book / "_build").mkdir(exist_ok=True)
+        total = time.perf_counter() - t0
+        (book / "_build" / "exec_times.json").write_text(
+            json.dumps({"chapters_s": times, "build_total_s": total}, indent=2) + "\n"
+        )
+        print("\n| chapter | execution time (s) |\n| --- | --- |")
+        for name, secs in times.items():
+            flag = "  (over the 2-minute budget)" if secs > CHAPTER_BUDGET_S else ""
+            print(f"| {name} | {secs:.1f}{flag} |")
+        print(f"book build took {total:.0f} s in total")
+    problems = check_html(book)
+    for p in problems:
+        print(f"HTML check: {p}", file=sys.stderr)
+    if problems:
+        status = 1
+    elif status == 0:
+        n = len(notebook_chapters(book))
+        print(
+            f"HTML check passed: {len(toc_files(book))} pages, {n} executed chapters with figures"
+        )
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
