@@ -16,10 +16,13 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import jax
 import jax.numpy as jnp
-import numpy as np
+import jax.random as jr
 from jax.scipy.special import logsumexp
-from jaxtyping import Array, Float
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from ._checks import check_1d_finite
 
 __all__ = ["Estimate", "FreeEnergy", "estimate_log_z", "jarzynski"]
 
@@ -51,14 +54,7 @@ class FreeEnergy(NamedTuple):
 
 
 def _check_1d_finite(x, name: str) -> jnp.ndarray:
-    arr = jnp.asarray(x)
-    if arr.ndim != 1:
-        raise ValueError(f"{name} must be a 1-D array, got shape {arr.shape}")
-    if arr.shape[0] == 0:
-        raise ValueError(f"{name} is empty")
-    if not bool(np.all(np.isfinite(np.asarray(arr)))):
-        raise ValueError(f"{name} contains NaN or inf values")
-    return arr
+    return check_1d_finite(x, name)
 
 
 def _log_mean_exp_with_error(log_w: Float[Array, " n"]) -> Estimate:
@@ -73,39 +69,72 @@ def _log_mean_exp_with_error(log_w: Float[Array, " n"]) -> Estimate:
     return Estimate(value=value, std_err=std_err, ess=ess)
 
 
-def estimate_log_z(log_weights: Float[Array, " n"]) -> Estimate:
+@jax.jit
+def _bootstrap_log_mean_exp_std(key, log_w, n_bootstrap_template):
+    n = log_w.shape[0]
+    idx = jr.randint(key, (n_bootstrap_template.shape[0], n), 0, n)
+    values = logsumexp(log_w[idx], axis=1) - jnp.log(n)
+    return jnp.std(values, ddof=1)
+
+
+def estimate_log_z(
+    log_weights: Float[Array, " n"],
+    *,
+    key: PRNGKeyArray | None = None,
+    n_bootstrap: int = 0,
+) -> Estimate:
     r"""Estimate ``log Z`` from per-path log-weights (Jarzynski 1997; Neal 2001).
 
     .. math:: \widehat{\log Z} = \log \tfrac{1}{n}\sum_i e^{\ell_i}
 
     This is the one estimator behind AIS, SMC, Jarzynski, learned diffusion samplers
     and importance-weighted diffusion likelihoods. The standard error is the delta
-    method on the mean weight; ``ess`` is Kish's effective sample size.
+    method on the mean weight, :math:`\sigma^2 = \operatorname{Var}(w)/(n\,\bar w^2)`,
+    or, with ``n_bootstrap > 0``, the bootstrap standard deviation of
+    :math:`\widehat{\log Z}` over resampled paths (Efron 1979), which is more honest
+    when a few weights dominate. ``ess`` is Kish's effective sample size (Kish 1965).
 
     Args:
         log_weights: ``(n,)`` finite log-weights.
+        key: PRNG key, required when ``n_bootstrap > 0``.
+        n_bootstrap: number of bootstrap resamples (0: delta method).
 
     Returns:
         :class:`Estimate` ``(value, std_err, ess)``.
 
     Raises:
-        ValueError: on empty, non-1-D or non-finite input.
+        ValueError: on empty, non-1-D or non-finite input, or a bootstrap request
+            without a key.
     """
     log_w = _check_1d_finite(log_weights, "log_weights")
-    return _log_mean_exp_with_error(log_w)
+    est = _log_mean_exp_with_error(log_w)
+    if n_bootstrap:
+        if key is None:
+            raise ValueError("estimate_log_z: n_bootstrap > 0 needs a PRNG key")
+        if n_bootstrap < 2:
+            raise ValueError(f"n_bootstrap must be >= 2, got {n_bootstrap}")
+        std = _bootstrap_log_mean_exp_std(key, log_w, jnp.zeros(n_bootstrap))
+        est = Estimate(value=est.value, std_err=std, ess=est.ess)
+    return est
 
 
-def jarzynski(w: Float[Array, " n"]) -> FreeEnergy:
+def jarzynski(w: Float[Array, " n"], *, statistical_inefficiency=None) -> FreeEnergy:
     r"""Jarzynski's equality (Jarzynski 1997, PRL 78, 2690) on reduced works ``w = beta*W``.
 
     .. math:: \Delta f = -\log \tfrac{1}{n}\sum_i e^{-w_i}
 
     Args:
         w: ``(n,)`` reduced works of forward non-equilibrium paths.
+        statistical_inefficiency: optional ``g >= 1`` of correlated works; the error
+            uses ``n / g`` effective samples.
 
     Returns:
-        :class:`FreeEnergy` with the delta-method standard error.
+        :class:`FreeEnergy` with the delta-method standard error
+        :math:`\operatorname{std}(e^{-w}) / (\overline{e^{-w}}\sqrt{n/g})`.
     """
     w = _check_1d_finite(w, "w")
     est = _log_mean_exp_with_error(-w)
-    return FreeEnergy(delta_f=-est.value, std_err=est.std_err)
+    std_err = est.std_err
+    if statistical_inefficiency is not None:
+        std_err = std_err * jnp.sqrt(jnp.asarray(statistical_inefficiency, std_err.dtype))
+    return FreeEnergy(delta_f=-est.value, std_err=std_err)

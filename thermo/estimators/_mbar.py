@@ -1,0 +1,690 @@
+r"""The multistate Bennett acceptance ratio (MBAR; Shirts & Chodera 2008, JCP 129, 124105).
+
+Given reduced potentials :math:`u_k(x_n)` of all :math:`N=\sum_k N_k` samples in all
+:math:`K` states (samples ordered by the state they came from), the free energies are
+the minimiser of the convex objective (Shirts & Chodera 2008, App. C; Zhu & Shirts)
+
+.. math:: F(f) = \sum_n \log \sum_k N_k e^{f_k - u_{kn}} - \sum_k N_k f_k ,
+
+whose stationarity condition is the self-consistent MBAR equation (their eq. 11)
+
+.. math:: f_i = -\log \sum_n \frac{e^{-u_{in}}}{\sum_k N_k e^{f_k - u_{kn}}} .
+
+**Solver.** The objective is written in a *preconditioned linear space*: at a reference
+point :math:`f^0` we form once (one pass of exponentials over ``u_kn``) the normalised
+weight matrix :math:`Q_{kn} = e^{f^0_k - u_{kn}} / \sum_l N_l e^{f^0_l - u_{ln}}`. For
+:math:`f = f^0 + x`, with :math:`d = e^{x}`,
+
+.. math:: s_n = \sum_k N_k d_k Q_{kn},\quad
+          \partial_k F = N_k\,(d_k \textstyle\sum_n Q_{kn}/s_n - 1),\quad
+          W_{nk} = d_k Q_{kn}/s_n ,
+
+so the objective and gradient cost two matrix-vector products and no exponentials, and
+the Hessian :math:`H = \mathrm{diag}(N \circ \sum_n W_{n\cdot}) - N W^\top W N` is a
+:math:`K\times K` Gram matrix of the single ``(K, N)`` array ``Q``. Newton steps with a
+backtracking (Armijo) line search minimise :math:`F`; while :math:`x` stays inside a
+trust region (:data:`_TRUST_KT`) every term stays in float range, and the solver
+re-preconditions when it leaves it. Large problems are solved in two phases: exact
+Newton on a stratified subsample (every state keeps up to ``n_subsample`` samples,
+reweighted by :math:`N_k / N_k^{\mathrm{sub}}`), then Newton iterations on the full
+data with that subsample Hessian as a fixed preconditioner, and one final exact Newton
+step whose Gram matrix :math:`W^\top W` is reused for the covariance. Only one
+``(K, N)`` array (``Q``) is materialised besides the input.
+
+**Uncertainty.** The asymptotic covariance of :math:`\log c_k = -f_k` follows Shirts &
+Chodera 2008, App. D (eqs. D4-D5), computed from the eigendecomposition of
+:math:`W^\top W` exactly as pymbar's default ``"svd-ew"`` method:
+:math:`\Theta = V\Sigma\,[I - \Sigma V^\top \mathrm{diag}(N) V \Sigma]^{+}\,\Sigma V^\top`.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jax.scipy.special import logsumexp
+from jaxtyping import Array, Float
+
+from ._checks import check_n_k, check_u_kn
+
+__all__ = ["MBAR", "mbar"]
+
+#: Largest ``|f - f0|`` (kT) the linear-space solver accepts before re-preconditioning.
+#: Terms then change by at most ``e^{2*30} ~ 1e26`` relative to the reference point,
+#: far from float64 under/overflow (``1e±308``) and still clear of it in float32 when
+#: the weights themselves are O(1).
+_TRUST_KT = 30.0
+#: Columns per block of the chunked Gram matrix ``Q diag(c) Q^T`` (bounds the temporary
+#: to ``K * _GRAM_BLOCK`` floats whatever N is).
+_GRAM_BLOCK = 8192
+#: Relative eigenvalue cutoff of pymbar's pseudo-inverse in ``svd-ew`` (pymbar
+#: ``MBAR._pseudoinverse`` uses ``rcond=1e-10``).
+_PINV_RCOND = 1e-10
+#: Overlap below which states are declared disconnected: ``1 - lambda_2`` of the overlap
+#: matrix (Shirts & Chodera 2008; pymbar ``compute_overlap``). A connected chain of K
+#: states with neighbour overlap ``o`` has a gap of order ``o / K^2`` (>> 1e-10 for any
+#: usable K), while states with no shared sample have a gap at round-off level.
+_MIN_OVERLAP_GAP = 1e-10
+
+
+# ----------------------------------------------------------------------------------
+# Linear-space kernels (un-jitted; composed by the jitted entry points below)
+# ----------------------------------------------------------------------------------
+
+
+def _precondition(u_kn, f0, n_k, own, unsampled, use_max):
+    """Weight matrix at the reference point ``f0``.
+
+    Returns ``Q`` (K, N) with ``Q_kn = exp(f0_k - u_kn - m_n)``, the per-sample shift ``m``
+    (N,), ``s0 = N_k @ Q`` and ``f0`` with the unsampled states (static indices
+    ``unsampled``) set self-consistently (MBAR eq. 11) so that their rows stay O(1).
+    Everything downstream depends on ``Q_kn / s_n`` only, so the per-sample shift is free:
+    ``m_n`` is the sample's own state's term (``own[n]``, one gather instead of a
+    reduction over states), or the max over sampled states when ``use_max`` (the caller
+    falls back to it if the cheap shift overflowed).
+    """
+    sampled = n_k > 0
+    f_masked = jnp.where(sampled, f0, -jnp.inf)
+    if use_max:
+        m = jnp.max(f_masked[:, None] - u_kn, axis=0)
+    else:
+        m = f0[own] - u_kn[own, jnp.arange(u_kn.shape[1])]
+    if unsampled:
+        u_unsampled = u_kn[jnp.asarray(unsampled)]
+    q = jnp.exp(f_masked[:, None] - u_kn - m[None, :])
+    s0 = n_k @ q
+    if unsampled:
+        log_s0 = m + jnp.log(s0)
+        f_self = -logsumexp(-u_unsampled - log_s0[None, :], axis=1)
+        f0 = f0.at[jnp.asarray(unsampled)].set(f_self)
+        q = q.at[jnp.asarray(unsampled)].set(jnp.exp(f_self[:, None] - u_unsampled - m[None, :]))
+    return q, f0, m, s0
+
+
+def _gram(q, col_scale):
+    r"""``Q diag(col_scale) Q^T`` in column blocks: a ``(K, K)`` result from one ``(K, N)``
+    array without materialising a second one."""
+    n_states, n_samples = q.shape
+    block = min(n_samples, _GRAM_BLOCK)
+    n_blocks, rem = divmod(n_samples, block)
+
+    def one(qb, cb):
+        qs = qb * jnp.sqrt(cb)
+        return qs @ qs.T
+
+    def body(i, acc):
+        qb = lax.dynamic_slice_in_dim(q, i * block, block, axis=1)
+        cb = lax.dynamic_slice_in_dim(col_scale, i * block, block)
+        return acc + one(qb, cb)
+
+    acc = jnp.zeros((n_states, n_states), q.dtype)
+    acc = (
+        lax.fori_loop(0, n_blocks, body, acc)
+        if n_blocks > 1
+        else one(q[:, :block], col_scale[:block])
+    )
+    if rem:
+        acc = acc + one(q[:, n_blocks * block :], col_scale[n_blocks * block :])
+    return acc
+
+
+def _objective_and_s(q, n_k, omega, x):
+    s = (n_k * jnp.exp(x)) @ q
+    obj = jnp.sum(omega * jnp.log(s)) - n_k @ x
+    return obj, s
+
+
+def _hessian(q, n_k, omega, x, s, r):
+    """Exact Hessian of the (weighted) MBAR objective at ``x`` (Shirts & Chodera eq. C9)."""
+    nd = n_k * jnp.exp(x)
+    g = _gram(q, omega / s**2)
+    return jnp.diag(nd * r) - nd[:, None] * g * nd[None, :]
+
+
+def _factor(h, n_k):
+    """Regularised factorisation of a Hessian: the null direction ``1`` (F is invariant to
+    a common shift of f) is lifted by a rank-one term, unsampled states get a unit diagonal.
+    Returns ``(chol, ok)``; callers fall back to an eigen-pseudo-inverse when not ok."""
+    sampled = n_k > 0
+    scale = jnp.maximum(jnp.trace(h) / jnp.maximum(jnp.sum(sampled), 1), 1e-300)
+    v = n_k / jnp.sum(n_k)
+    h_reg = h + scale * jnp.outer(v, v) / jnp.sum(v**2) + jnp.diag(jnp.where(sampled, 0.0, 1.0))
+    chol = jnp.linalg.cholesky(h_reg)
+    ok = jnp.all(jnp.isfinite(chol))
+    return h_reg, chol, ok
+
+
+def _newton_direction(h_reg, chol, ok, g):
+    def by_chol(_):
+        return jax.scipy.linalg.cho_solve((chol, True), g)
+
+    def by_eigh(_):
+        lam, vec = jnp.linalg.eigh(h_reg)
+        cut = jnp.max(jnp.abs(lam)) * 1e3 * jnp.finfo(lam.dtype).eps
+        inv = jnp.where(lam > cut, 1.0 / jnp.where(lam > cut, lam, 1.0), 0.0)
+        return vec @ (inv * (vec.T @ g))
+
+    return lax.cond(ok, by_chol, by_eigh, None)
+
+
+class _LoopState(NamedTuple):
+    x: Array  # (K,) f - f0
+    s: Array  # (N,) s_n at x
+    obj: Array  # () objective at x
+    step: Array  # () max |accepted step| of the last iteration
+    it: Array  # () iterations done
+    status: Array  # () 0 running, 1 converged, 2 left the trust region, 3 stalled
+
+
+@functools.partial(jax.jit, static_argnames=("exact", "max_iter"))
+def _newton_loop(q, n_k, omega, x0, pre_chol, pre_h, pre_ok, ref, tol, *, exact, max_iter):
+    """Damped Newton iterations in the preconditioned linear space.
+
+    ``exact``: recompute the exact Hessian every iteration; otherwise use the fixed
+    factorised preconditioner ``(pre_h, pre_chol, pre_ok)``. ``ref`` is the index of a
+    sampled state whose ``x`` is held fixed (removes the null direction).
+    """
+    sampled = n_k > 0
+    obj0, s0 = _objective_and_s(q, n_k, omega, x0)
+    eps = jnp.finfo(q.dtype).eps
+
+    def cond(st):
+        return (st.status == 0) & (st.it < max_iter)
+
+    def body(st):
+        r = q @ (omega / st.s)
+        g = n_k * (jnp.exp(st.x) * r - 1.0)
+        if exact:
+            h = _hessian(q, n_k, omega, st.x, st.s, r)
+            h_reg, chol, ok = _factor(h, n_k)
+        else:
+            h_reg, chol, ok = pre_h, pre_chol, pre_ok
+        delta = -_newton_direction(h_reg, chol, ok, g)
+        delta = jnp.where(sampled, delta - delta[ref], 0.0)
+        # Trust region: keep |x| <= _TRUST_KT so that exp(x) * Q stays in range.
+        x_max = jnp.max(jnp.abs(st.x + delta))
+        t0 = jnp.where(x_max > _TRUST_KT, 0.99 * _TRUST_KT / x_max, 1.0)
+        left = x_max > _TRUST_KT
+        slope = g @ delta  # < 0 for a descent direction
+        slack = 64 * eps * (jnp.sum(omega * jnp.abs(jnp.log(st.s))) + jnp.abs(n_k @ st.x) + 1.0)
+
+        def ls_cond(c):
+            t, obj_t, _ = c
+            return (obj_t > st.obj + 1e-4 * t * slope + slack) & (t > 1e-12)
+
+        def ls_body(c):
+            t, _, _ = c
+            t = 0.5 * t
+            obj_t, s_t = _objective_and_s(q, n_k, omega, st.x + t * delta)
+            return t, obj_t, s_t
+
+        obj_t, s_t = _objective_and_s(q, n_k, omega, st.x + t0 * delta)
+        t, obj_t, s_t = lax.while_loop(ls_cond, ls_body, (t0, obj_t, s_t))
+        failed = t <= 1e-12
+        step = jnp.max(jnp.abs(t * delta))
+        x_new = jnp.where(failed, st.x, st.x + t * delta)
+        s_new = jnp.where(failed, st.s, s_t)
+        obj_new = jnp.where(failed, st.obj, obj_t)
+        converged = step <= tol * jnp.maximum(1.0, jnp.max(jnp.abs(x_new)))
+        status = jnp.where(
+            converged, 1, jnp.where(left & ~failed, 2, jnp.where(failed, 3, 0))
+        ).astype(jnp.int32)
+        return _LoopState(x_new, s_new, obj_new, step, st.it + 1, status)
+
+    init = _LoopState(
+        x0, s0, obj0, jnp.asarray(jnp.inf, q.dtype), jnp.asarray(0), jnp.asarray(0, jnp.int32)
+    )
+    return lax.while_loop(cond, body, init)
+
+
+@jax.jit
+def _final_quantities(q, n_k, x):
+    """Normalise unsampled states, Gram ``W^T W`` at ``x`` and one exact Newton step."""
+    sampled = n_k > 0
+    s = (n_k * jnp.exp(x)) @ q
+    r = q @ (1.0 / s)
+    # Unsampled states: d_k = 1 / r_k makes their weight columns normalised (eq. 11).
+    x = jnp.where(sampled, x, -jnp.log(r))
+    d = jnp.exp(x)
+    g_qq = _gram(q, 1.0 / s**2)
+    wtw = d[:, None] * g_qq * d[None, :]
+    h = jnp.diag(n_k * d * r) - (n_k * d)[:, None] * g_qq * (n_k * d)[None, :]
+    grad = n_k * (d * r - 1.0)
+    return x, wtw, h, grad
+
+
+@jax.jit
+def _polish(q, n_k, x, h, grad, ref):
+    sampled = n_k > 0
+    h_reg, chol, ok = _factor(h, n_k)
+    delta = -_newton_direction(h_reg, chol, ok, grad)
+    delta = jnp.where(sampled, delta - delta[ref], 0.0)
+    x = x + delta
+    s = (n_k * jnp.exp(x)) @ q
+    r = q @ (1.0 / s)
+    x = jnp.where(sampled, x, -jnp.log(r))
+    grad = n_k * (jnp.exp(x) * r - 1.0)
+    return x, s, grad, jnp.max(jnp.abs(delta))
+
+
+@jax.jit
+def _theta_svd_ew(wtw, n_k):
+    """Asymptotic covariance of ``log c_k = -f_k`` (Shirts & Chodera 2008, eqs. D4-D5;
+    pymbar ``_computeAsymptoticCovarianceMatrix(method="svd-ew")``)."""
+    s2, v = jnp.linalg.eigh(wtw)
+    sigma = jnp.sqrt(jnp.maximum(s2, 0.0))
+    vs = v * sigma[None, :]
+    m = jnp.eye(wtw.shape[0], dtype=wtw.dtype) - vs.T @ (n_k[:, None] * vs)
+    return vs @ jnp.linalg.pinv(m, rtol=_PINV_RCOND) @ vs.T
+
+
+@jax.jit
+def _overlap_eigenvalues(wtw, n_k):
+    """Eigenvalues (descending) of pymbar's overlap matrix ``O_kl = N_l (W^T W)_kl``,
+    via its symmetric similar form ``N^{1/2} W^T W N^{1/2}``."""
+    sq = jnp.sqrt(n_k)
+    return jnp.linalg.eigvalsh(sq[:, None] * wtw * sq[None, :])[::-1]
+
+
+_precondition_jit = jax.jit(_precondition, static_argnames=("unsampled", "use_max"))
+_precondition_donate = jax.jit(
+    _precondition, static_argnames=("unsampled", "use_max"), donate_argnums=0
+)
+
+
+def _error_of_differences(cov):
+    d = jnp.diag(cov)
+    var = d[:, None] + d[None, :] - 2.0 * cov
+    return jnp.sqrt(jnp.maximum(var, 0.0))
+
+
+# ----------------------------------------------------------------------------------
+# Public API
+# ----------------------------------------------------------------------------------
+
+
+class MBAR:
+    r"""Result of :func:`mbar` (Shirts & Chodera 2008), with expectations, perturbed free
+    energies and a 1-D PMF computed from the converged weights.
+
+    Attributes:
+        f_k: ``(K,)`` reduced free energies, ``f_0 = 0``.
+        df_k: ``(K,)`` standard error of ``f_k - f_0``.
+        theta: ``(K, K)`` asymptotic covariance of ``log c_k = -f_k`` (App. D); the
+            covariance of ``f`` is the same matrix.
+        overlap_matrix: ``(K, K)`` pymbar's overlap ``O_kl = N_l (W^T W)_kl``.
+        overlap: scalar ``1 - lambda_2`` of the overlap matrix (0: disjoint states).
+        n_iterations: Newton iterations done (all phases).
+        log_denominator_n: ``(N,)`` ``log sum_k N_k exp(f_k - u_kn)`` at the solution.
+    """
+
+    def __init__(self, u_kn, n_k, f_k, theta, wtw, log_denominator_n, n_iterations):
+        self._u_kn = u_kn
+        self.n_k = jnp.asarray(n_k, dtype=f_k.dtype)
+        self.f_k = f_k
+        self.theta = theta
+        self.df_k = _error_of_differences(theta)[0]
+        self._wtw = wtw
+        self.overlap_matrix = wtw * self.n_k[None, :]
+        eig = _overlap_eigenvalues(wtw, self.n_k)
+        self.overlap_eigenvalues = eig
+        self.overlap = 1.0 - eig[1] if eig.shape[0] > 1 else jnp.asarray(1.0, f_k.dtype)
+        self.log_denominator_n = log_denominator_n
+        self.n_iterations = n_iterations
+
+    # -- free energies -------------------------------------------------------------
+    def free_energy_differences(self):
+        """``(Delta_f, dDelta_f)``, both ``(K, K)``: ``Delta_f[i, j] = f_j - f_i`` and its
+        standard error ``sqrt(Theta_ii + Theta_jj - 2 Theta_ij)`` (Shirts & Chodera eq. 12)."""
+        return self.f_k[None, :] - self.f_k[:, None], _error_of_differences(self.theta)
+
+    def _augmented_theta(self, log_w_extra):
+        """Theta of the augmented weight matrix ``[W, W_extra]`` (extra states have N=0),
+        as pymbar ``compute_expectations_inner``; ``log_w_extra`` is ``(M, N)``."""
+        w_extra = jnp.exp(log_w_extra)
+        cross = _cross_gram(self._u_kn_device(), self.f_k, self.log_denominator_n, w_extra)
+        wtw_k = self._wtw
+        g_ee = w_extra @ w_extra.T
+        top = jnp.concatenate([wtw_k, cross.T], axis=1)
+        bottom = jnp.concatenate([cross, g_ee], axis=1)
+        gram = jnp.concatenate([top, bottom], axis=0)
+        n_aug = jnp.concatenate([self.n_k, jnp.zeros(w_extra.shape[0], self.n_k.dtype)])
+        return _theta_svd_ew(gram, n_aug)
+
+    def _u_kn_device(self):
+        return jnp.asarray(self._u_kn, dtype=self.f_k.dtype)
+
+    def _log_weights(self, u_ln):
+        """Normalised log weights ``(L, N)`` and free energies ``(L,)`` of states ``u_ln``."""
+        a = -u_ln - self.log_denominator_n[None, :]
+        f_l = -logsumexp(a, axis=1)
+        return a + f_l[:, None], f_l
+
+    def perturbed_free_energies(self, u_ln):
+        r"""Free energies of new (possibly unsampled) states ``u_ln`` (Shirts & Chodera eq. 14).
+
+        .. math:: f_l = -\log \sum_n e^{-u_l(x_n)} / \sum_k N_k e^{f_k - u_k(x_n)}
+
+        Args:
+            u_ln: ``(L, N)`` reduced potentials of every sample in the new states.
+
+        Returns:
+            ``(Delta_f, dDelta_f)``, ``(L, L)``: ``f_j - f_i`` among the new states and
+            the standard error from the augmented covariance (pymbar
+            ``compute_perturbed_free_energies``).
+        """
+        u_ln = self._check_extra(u_ln, "u_ln")
+        log_w, f_l = self._log_weights(u_ln)
+        theta = self._augmented_theta(log_w)
+        k = self.f_k.shape[0]
+        theta_l = theta[k:, k:]
+        return f_l[None, :] - f_l[:, None], _error_of_differences(theta_l)
+
+    def expectations(self, a_n, u_ln=None):
+        r"""Equilibrium averages ``<A>_l`` and their standard errors (Shirts & Chodera eq. 15).
+
+        .. math:: \langle A\rangle_l = \sum_n W_{nl} A(x_n)
+
+        The uncertainty is the delta method on the augmented covariance, exactly as pymbar
+        ``compute_expectations(output="averages")``: with ``A`` shifted positive,
+        ``var <A>_l = <A>_l^2 (Theta_AA + Theta_ll - 2 Theta_Al)``.
+
+        Args:
+            a_n: ``(N,)`` observable at every sample.
+            u_ln: ``(L, N)`` states to average in (default: the K sampled states).
+
+        Returns:
+            ``(mean (L,), std_err (L,))``.
+        """
+        a_n = jnp.asarray(a_n, dtype=self.f_k.dtype)
+        n = self.log_denominator_n.shape[0]
+        if a_n.shape != (n,):
+            raise ValueError(f"a_n must have shape ({n},), got {a_n.shape}")
+        if not bool(jnp.all(jnp.isfinite(a_n))):
+            raise ValueError("a_n contains NaN or inf values")
+        u_ln = self._u_kn_device() if u_ln is None else self._check_extra(u_ln, "u_ln")
+        log_w_l, _ = self._log_weights(u_ln)
+        # pymbar's positivity shift: A' = A - (min A - |4 eps min A|) > 0.
+        a_min = jnp.min(a_n)
+        shift = a_min - jnp.abs(4.0 * jnp.finfo(a_n.dtype).eps * a_min)
+        log_a = jnp.log(a_n - shift)
+        log_w_a = log_a[None, :] + log_w_l
+        f_a = -logsumexp(log_w_a, axis=1)
+        log_w_a = log_w_a + f_a[:, None]
+        mean_shifted = jnp.exp(-f_a)
+        theta = self._augmented_theta(jnp.concatenate([log_w_a, log_w_l], axis=0))
+        k, nl = self.f_k.shape[0], u_ln.shape[0]
+        ia = k + jnp.arange(nl)
+        il = k + nl + jnp.arange(nl)
+        var = mean_shifted**2 * (theta[ia, ia] + theta[il, il] - theta[ia, il] - theta[il, ia])
+        return mean_shifted + shift, jnp.sqrt(jnp.maximum(var, 0.0))
+
+    def pmf(self, x_n, bin_edges, u_n=None, reference_bin=None):
+        r"""1-D potential of mean force from histogram bins (Shirts & Chodera 2008, Sec. V).
+
+        Each bin :math:`i` is a perturbed state whose weight is the target's restricted
+        to the bin, so
+
+        .. math:: \mathrm{PMF}_i = -\log \frac{\sum_{n\in i} e^{-u(x_n)} /
+                  \sum_k N_k e^{f_k - u_k(x_n)}}{\Delta x_i} - \mathrm{PMF}_{\mathrm{ref}}
+
+        (a density, so that it converges to the PMF as the bins shrink), with standard
+        errors of the difference to the reference bin from the augmented covariance.
+
+        Args:
+            x_n: ``(N,)`` the collective variable of every sample.
+            bin_edges: ``(B+1,)`` increasing bin edges.
+            u_n: ``(N,)`` reduced potential of the target state (default: state 0).
+            reference_bin: bin whose PMF is zero (default: the lowest-PMF bin).
+
+        Returns:
+            ``(bin_centers (B,), pmf (B,), std_err (B,))``; empty bins get ``inf``/``nan``.
+        """
+        dtype = self.f_k.dtype
+        x_n = jnp.asarray(x_n, dtype=dtype)
+        edges = np.asarray(bin_edges, dtype=np.float64)
+        n = self.log_denominator_n.shape[0]
+        if x_n.shape != (n,):
+            raise ValueError(f"x_n must have shape ({n},), got {x_n.shape}")
+        if edges.ndim != 1 or edges.shape[0] < 2 or np.any(np.diff(edges) <= 0):
+            raise ValueError("bin_edges must be a 1-D increasing array with at least 2 edges")
+        u_n = self._u_kn_device()[0] if u_n is None else self._check_extra(u_n[None, :], "u_n")[0]
+        idx = jnp.searchsorted(jnp.asarray(edges, dtype), x_n, side="right") - 1
+        n_bins = edges.shape[0] - 1
+        in_bin = idx[None, :] == jnp.arange(n_bins)[:, None]
+        a = jnp.where(in_bin, -u_n[None, :] - self.log_denominator_n[None, :], -jnp.inf)
+        occupied = jnp.any(in_bin, axis=1)
+        f_b = -logsumexp(a, axis=1)
+        log_w = jnp.where(occupied[:, None], a + jnp.where(occupied, f_b, 0.0)[:, None], -jnp.inf)
+        theta = self._augmented_theta(log_w)[-n_bins:, -n_bins:]
+        pmf = f_b + jnp.log(jnp.asarray(np.diff(edges), dtype))
+        pmf = jnp.where(occupied, pmf, jnp.inf)
+        ref = int(jnp.argmin(pmf)) if reference_bin is None else int(reference_bin)
+        err = _error_of_differences(theta)[ref]
+        centers = jnp.asarray(0.5 * (edges[1:] + edges[:-1]), dtype)
+        return centers, pmf - pmf[ref], jnp.where(occupied, err, jnp.nan)
+
+    def _check_extra(self, u_ln, name):
+        u_ln = jnp.asarray(u_ln, dtype=self.f_k.dtype)
+        n = self.log_denominator_n.shape[0]
+        if u_ln.ndim == 1:
+            u_ln = u_ln[None, :]
+        if u_ln.ndim != 2 or u_ln.shape[1] != n:
+            raise ValueError(f"{name} must have shape (L, {n}), got {u_ln.shape}")
+        if not bool(jnp.all(jnp.isfinite(u_ln))):
+            raise ValueError(f"{name} contains NaN or inf values")
+        return u_ln
+
+
+@jax.jit
+def _cross_gram(u_kn, f_k, log_denominator_n, w_extra):
+    """``W_extra^T W`` (M, K)."""
+    w = jnp.exp(f_k[:, None] - u_kn - log_denominator_n[None, :])
+    return w_extra @ w.T
+
+
+def _subsample_indices(n_k: np.ndarray, n_per_state: int):
+    """Evenly spaced indices, up to ``n_per_state`` per state, and their weights N_k/N_k_sub."""
+    starts = np.concatenate([[0], np.cumsum(n_k)[:-1]])
+    idx, omega = [], []
+    for start, count in zip(starts, n_k, strict=False):
+        if count == 0:
+            continue
+        m = min(int(count), n_per_state)
+        idx.append(start + np.floor(np.arange(m) * (count / m)).astype(np.int64))
+        omega.append(np.full(m, count / m))
+    return np.concatenate(idx), np.concatenate(omega)
+
+
+def mbar(
+    u_kn: Float[Array, "K N"],
+    N_k,  # noqa: N803  (pymbar's name, part of the contract)
+    *,
+    f_k_init=None,
+    tol: float = 1e-12,
+    max_iterations: int = 200,
+    n_subsample: int = 64,
+) -> MBAR:
+    r"""Solve MBAR (Shirts & Chodera 2008, JCP 129, 124105) for the free energies of K states.
+
+    .. math:: f_i = -\log \sum_{n=1}^{N} \frac{e^{-u_i(x_n)}}{\sum_k N_k e^{f_k - u_k(x_n)}}
+
+    solved as the minimiser of the convex MBAR objective by damped Newton iterations in a
+    preconditioned linear space (see the module docstring), with the asymptotic
+    covariance of App. D (pymbar's ``svd-ew``). States with ``N_k = 0`` are allowed (their
+    free energies are perturbed estimates, eq. 14); states with no overlap are refused.
+
+    Args:
+        u_kn: ``(K, N)`` reduced potentials ``u_k(x_n)`` of all samples in all states,
+            samples ordered by the state they were drawn from (as in pymbar). A NumPy
+            array is copied to the device once and that copy is overwritten in place by the
+            weight matrix (peak memory: the input plus one ``(K, N)`` array).
+        N_k: ``(K,)`` samples drawn from each state (non-negative, summing to N).
+        f_k_init: optional initial guess ``(K,)``.
+        tol: convergence tolerance on the largest Newton step (kT, relative to ``max|f|``
+            when that exceeds 1).
+        max_iterations: Newton iterations per phase.
+        n_subsample: samples per state in the first (subsample) phase; the subsample phase
+            runs only when the data hold more than 4x as many.
+
+    Returns:
+        An :class:`MBAR` with ``f_k``, ``df_k``, ``theta``, overlap diagnostics and methods
+        ``expectations``, ``perturbed_free_energies``, ``pmf``,
+        ``free_energy_differences``.
+
+    Raises:
+        ValueError: NaN/inf in ``u_kn``; wrong shapes; ``N_k`` negative or not summing to
+            N; states that do not overlap (the overlap matrix has a second eigenvalue 1).
+        RuntimeError: when the solver does not converge.
+    """
+    u_kn = check_u_kn(u_kn)
+    n_states, n_samples = u_kn.shape
+    n_k_np = check_n_k(N_k, n_states, n_samples)
+    dtype = jnp.asarray(u_kn[:1, :1]).dtype
+    if not jnp.issubdtype(dtype, jnp.floating):
+        dtype = jnp.result_type(float)
+    n_k = jnp.asarray(n_k_np, dtype=dtype)
+    ref = int(np.flatnonzero(n_k_np > 0)[0])
+    f = jnp.zeros(n_states, dtype) if f_k_init is None else jnp.asarray(f_k_init, dtype)
+    if f.shape != (n_states,):
+        raise ValueError(f"f_k_init must have shape ({n_states},), got {f.shape}")
+    n_iter = 0
+    dummy = jnp.zeros((n_states, n_states), dtype)
+    k_sampled = int(np.sum(n_k_np > 0))
+    unsampled = tuple(int(k) for k in np.flatnonzero(n_k_np == 0))
+    own = np.repeat(np.arange(n_states), n_k_np)
+    own_dev = jnp.asarray(own)
+
+    if k_sampled == 1:
+        # Nothing to solve: one sampled state; the rest are perturbations of it.
+        pre = None
+    elif n_samples > 4 * n_subsample * k_sampled:
+        idx, omega = _subsample_indices(n_k_np, n_subsample)
+        u_sub = jnp.asarray(np.asarray(u_kn)[:, idx], dtype=dtype)
+        omega = jnp.asarray(omega, dtype)
+        f, h_sub, it = _solve_exact(u_sub, n_k, omega, own[idx], unsampled, f, ref, max_iterations)
+        n_iter += it
+        _raise_if_disconnected_hessian(h_sub, n_k_np)
+        pre = _factor(h_sub, n_k)
+    else:
+        pre = "exact"
+
+    # Full data: precondition (the NumPy input's device copy is overwritten by Q).
+    for _ in range(20):
+        q, f0, m_shift = _device_precondition(u_kn, f, n_k, own_dev, unsampled, dtype)
+        ones = jnp.ones(n_samples, dtype)
+        if pre is None:
+            x = jnp.zeros(n_states, dtype)
+            break
+        if isinstance(pre, str):
+            st = _newton_loop(
+                q, n_k, ones, jnp.zeros(n_states, dtype), dummy, dummy, True, ref,
+                min(1e-10, math.sqrt(tol)), exact=True, max_iter=max_iterations,
+            )  # fmt: skip
+        else:
+            h_reg, chol, ok = pre
+            st = _newton_loop(
+                q, n_k, ones, jnp.zeros(n_states, dtype), chol, h_reg, ok, ref,
+                1e-8, exact=False, max_iter=max_iterations,
+            )  # fmt: skip
+        n_iter += int(st.it)
+        x = st.x
+        status = int(st.status)
+        if status == 2:
+            f = f0 + x
+            del q
+            continue
+        break
+    else:
+        raise RuntimeError("MBAR: re-preconditioning did not settle; the states may not overlap")
+
+    x, wtw, h, grad = _final_quantities(q, n_k, x)
+    if pre is not None:
+        x, s, grad, _ = _polish(q, n_k, x, h, grad, ref)
+    else:
+        s = (n_k * jnp.exp(x)) @ q
+    eig = np.asarray(_overlap_eigenvalues(wtw, n_k))
+    if k_sampled > 1 and 1.0 - eig[1] < _MIN_OVERLAP_GAP:
+        _raise_disconnected(np.asarray(wtw) * n_k_np[None, :], n_k_np)
+    gnorm = float(jnp.max(jnp.abs(grad) / jnp.maximum(n_k, 1.0)))
+    if pre is not None and not gnorm < 1e-6:
+        raise RuntimeError(
+            f"MBAR did not converge: max relative gradient {gnorm:.3g} after {n_iter} iterations"
+        )
+    f = f0 + x
+    log_denominator_n = m_shift + jnp.log(s)
+    del q
+    f = f - f[0]
+    theta = _theta_svd_ew(wtw, n_k)
+    return MBAR(u_kn, n_k_np, f, theta, wtw, log_denominator_n, n_iter)
+
+
+def _device_precondition(u_kn, f, n_k, own, unsampled, dtype):
+    """``Q``, ``f0``, ``log s0`` on the device; a NumPy input's device copy is donated to Q."""
+    for use_max in (False, True):
+        if isinstance(u_kn, np.ndarray):
+            u_dev = jnp.array(u_kn, dtype=dtype)  # our own copy: overwritten by Q
+            q, f0, m, s0 = _precondition_donate(u_dev, f, n_k, own, unsampled, use_max)
+        else:
+            q, f0, m, s0 = _precondition_jit(
+                jnp.asarray(u_kn, dtype=dtype), f, n_k, own, unsampled, use_max
+            )
+        if bool(jnp.all(jnp.isfinite(s0) & (s0 > 0))):
+            return q, f0, m
+        del q
+    raise ValueError("MBAR: reduced potentials out of floating-point range at the initial guess")
+
+
+def _solve_exact(u_sub, n_k, omega, own, unsampled, f, ref, max_iterations):
+    """Exact-Newton solve of the (weighted) subsample objective; returns f, Hessian, iters."""
+    dummy = jnp.zeros((n_k.shape[0], n_k.shape[0]), u_sub.dtype)
+    n_iter = 0
+    for _ in range(50):
+        q, f0, _ = _device_precondition(u_sub, f, n_k, own, unsampled, u_sub.dtype)
+        st = _newton_loop(
+            q, n_k, omega, jnp.zeros_like(f), dummy, dummy, True, ref,
+            1e-6, exact=True, max_iter=max_iterations,
+        )  # fmt: skip
+        n_iter += int(st.it)
+        f = f0 + st.x
+        if int(st.status) != 2:
+            break
+    r = q @ (omega / st.s)
+    h = _hessian(q, n_k, omega, st.x, st.s, r)
+    return f, h, n_iter
+
+
+def _raise_if_disconnected_hessian(h, n_k_np):
+    sampled = n_k_np > 0
+    hs = np.asarray(h)[np.ix_(sampled, sampled)]
+    n = n_k_np[sampled].astype(np.float64)
+    # H = diag(N c) - N W^T W N; at the (sub)solution c = 1, so N^{-1/2} H N^{-1/2} =
+    # I - N^{1/2} W^T W N^{1/2}, whose eigenvalues are 1 - (overlap eigenvalues).
+    m = hs / np.sqrt(n)[:, None] / np.sqrt(n)[None, :]
+    lam = np.sort(np.linalg.eigvalsh(m))
+    if lam.shape[0] > 1 and lam[1] < _MIN_OVERLAP_GAP:
+        o = np.eye(hs.shape[0]) - m
+        _raise_disconnected(o, n_k_np[sampled])
+
+
+def _raise_disconnected(o, n_k_np):
+    from scipy.sparse.csgraph import connected_components
+
+    sampled = np.flatnonzero(n_k_np > 0)
+    adj = (
+        np.abs(o[np.ix_(sampled, sampled)]) > 1e-12
+        if o.shape[0] != sampled.shape[0]
+        else (np.abs(o) > 1e-12)
+    )
+    n_comp, labels = connected_components(adj, directed=False)
+    groups = [sampled[labels == c].tolist() for c in range(n_comp)]
+    raise ValueError(
+        "MBAR: the states do not overlap (second eigenvalue of the overlap matrix is 1 to "
+        f"within {_MIN_OVERLAP_GAP:g}); no sample connects these groups of sampled states: "
+        f"{groups}. Add intermediate states or more samples."
+    )
