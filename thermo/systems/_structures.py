@@ -75,7 +75,9 @@ def mackay_icosahedron(n_shells: int, shell_spacing: float = 1.0) -> np.ndarray:
                 for b in range(m + 1 - a):
                     c = m - a - b
                     shell.append(a * v[i] + b * v[j] + c * v[k])
-        shell = np.unique(np.round(np.asarray(shell), 9), axis=0)
+        shell = np.asarray(shell)
+        _, first = np.unique(np.round(shell, 9), axis=0, return_index=True)
+        shell = shell[np.sort(first)]
         points.extend(shell)
     out = np.asarray(points) * shell_spacing
     expected = 1 + sum(10 * m * m + 2 for m in range(1, n_shells + 1))
