@@ -93,6 +93,11 @@ def entropic_plan(
     _check_points("y", y)
     if x.shape[1] != y.shape[1]:
         raise ValueError(f"x and y dimensions differ: {x.shape[1]} vs {y.shape[1]}")
+    return _entropic_plan(x, y, sigma, threshold, max_iterations)
+
+
+@eqx.filter_jit
+def _entropic_plan(x, y, sigma, threshold, max_iterations):
     eps = epsilon_from_sigma(sigma)
     geom = pointcloud.PointCloud(x, y, cost_fn=costs.SqEuclidean(), epsilon=eps, scale_cost=1.0)
     prob = linear_problem.LinearProblem(geom)

@@ -1,5 +1,6 @@
 """The closed-form Gaussian Schrödinger bridge is exact (Bunne et al. 2023)."""
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
@@ -12,6 +13,7 @@ from bridges.gaussian import entropic_cross_covariance, gaussian_bridge, gaussia
 from thermo.sde import AbstractSDE
 
 SIGMA = 0.8
+_simulate = eqx.filter_jit(simulate)
 
 
 def _task(d=3, seed=0):
@@ -118,7 +120,7 @@ def test_euler_maruyama_recovers_plan(bridge):
     sde = bridge.sde()
     assert isinstance(sde, AbstractSDE)
     x0 = bridge.sample_marginal(jr.key(1), 0.0, n)
-    x1, _ = jax.jit(simulate, static_argnums=3)(jr.key(2), sde, x0, n_steps)
+    x1, _ = _simulate(jr.key(2), sde, x0, n_steps)
     c_hat, s1_hat = coupling_stats(x0, x1)
     s0, s1, c = bridge.cov0, bridge.cov1, bridge.cross_cov
     # sample-covariance standard errors for Gaussian data (Anderson 2003, Thm 3.4.4):
