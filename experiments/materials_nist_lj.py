@@ -65,11 +65,11 @@ class Config:
     seed: int = 1953
     n_cells: int = 5
     r_cut: float = 3.0
-    n_chains: int = 2
+    n_chains: int = 1
     n_adapt: int = 5
     adapt_sweeps: int = 40
-    n_equilibrate: int = 800
-    n_production: int = 4000
+    n_equilibrate: int = 1000
+    n_production: int = 5000
     n_blocks: int = 20
     state_points: tuple[tuple[float, float], ...] = tuple(NIST_REFERENCE)
 

@@ -17,6 +17,9 @@ from .cells import replicas_for_cutoff as replicas_for_cutoff
 from .eos import jzg_excess_energy as jzg_excess_energy
 from .eos import jzg_excess_free_energy as jzg_excess_free_energy
 from .eos import jzg_pressure as jzg_pressure
+from .free_energy import density_integration as density_integration
+from .free_energy import gauss_legendre_densities as gauss_legendre_densities
+from .free_energy import widom_chemical_potential as widom_chemical_potential
 from .lj import lj_energy_fn as lj_energy_fn
 from .lj import lj_neighbor_energy_fn as lj_neighbor_energy_fn
 from .lj import lj_pair as lj_pair
@@ -25,11 +28,13 @@ from .lj import lj_virial_fn as lj_virial_fn
 from .lj import tail_energy_per_particle as tail_energy_per_particle
 from .lj import tail_pressure as tail_pressure
 from .lj import virial_pressure as virial_pressure
+from .nvt import LJFluidRun as LJFluidRun
 from .nvt import MCInfo as MCInfo
 from .nvt import MCState as MCState
 from .nvt import block_average as block_average
 from .nvt import displacement_mc as displacement_mc
 from .nvt import lj_observables as lj_observables
+from .nvt import sample_lj_fluid as sample_lj_fluid
 from .structures import fcc_lattice as fcc_lattice
 from .structures import from_arrays as from_arrays
 from .structures import read_structure as read_structure

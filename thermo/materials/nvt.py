@@ -48,7 +48,9 @@ __all__ = [
     "MCState",
     "block_average",
     "displacement_mc",
+    "LJFluidRun",
     "lj_observables",
+    "sample_lj_fluid",
 ]
 
 
@@ -209,3 +211,105 @@ def block_average(x, n_blocks: int = 20) -> tuple[float, float]:
         raise ValueError(f"series of length {a.shape[0]} shorter than n_blocks={n_blocks}")
     blocks = a[:t].reshape(n_blocks, t // n_blocks, -1).mean(axis=1).ravel()
     return float(a[:t].mean()), float(blocks.std(ddof=1) / np.sqrt(blocks.size))
+
+
+class LJFluidRun(NamedTuple):
+    """Traces of :func:`sample_lj_fluid` (time-major, chain-minor).
+
+    Attributes:
+        energy_per_particle: ``(n_records, n_chains)`` tail-corrected :math:`U/N`.
+        pressure: ``(n_records, n_chains)`` tail-corrected virial pressure.
+        positions: ``(n_chains, n, 3)`` final configurations.
+        box: ``(3, 3)`` cell matrix.
+        step_size: the adapted maximal displacement.
+        acceptance_rate: mean production acceptance.
+    """
+
+    energy_per_particle: np.ndarray
+    pressure: np.ndarray
+    positions: np.ndarray
+    box: np.ndarray
+    step_size: float
+    acceptance_rate: float
+
+
+def sample_lj_fluid(
+    key,
+    *,
+    temperature: float,
+    density: float,
+    n_cells: int = 5,
+    r_cut: float = 3.0,
+    n_chains: int = 1,
+    n_adapt: int = 5,
+    adapt_sweeps: int = 40,
+    n_equilibrate: int = 1000,
+    n_production: int = 5000,
+    thin: int = 1,
+    target_acceptance: float = 0.4,
+) -> LJFluidRun:
+    r"""NVT Metropolis MC of the hard-cut, tail-corrected LJ fluid from an FCC start.
+
+    :math:`N = 4 n^3` particles on an FCC lattice (``ase.build``) in a cube of
+    density ``density``; ``n_adapt`` rounds of ``adapt_sweeps`` sweeps rescale the
+    maximal displacement by (acceptance / target) clipped to [1/2, 2] (adaptation
+    is discarded); then ``n_equilibrate`` sweeps; then ``n_production`` sweeps
+    recording :math:`U/N` and :math:`P` every ``thin`` sweeps. Chains are vmapped.
+    Host entry point (jits internally; the step size is traced, so adaptation
+    compiles once).
+
+    Returns:
+        :class:`LJFluidRun`.
+    """
+    from ..kernel import run as run_kernel
+    from .cells import periodic_space
+    from .structures import fcc_lattice, to_arrays
+
+    pos, box, _ = to_arrays(fcc_lattice(n_cells, density))
+    n = pos.shape[0]
+    volume = float(np.linalg.det(box))
+    disp, shift = periodic_space(box)
+    obs = lj_observables(disp, n_particles=n, volume=volume, temperature=temperature, r_cut=r_cut)
+
+    def kernel(step_size):
+        return displacement_mc(
+            disp, shift, temperature=temperature, step_size=step_size, r_cut=r_cut
+        )
+
+    def run_chains(key, states, step_size, n_steps, observable_fn, thin_):
+        k = kernel(step_size)
+        return jax.vmap(
+            lambda kk, s: run_kernel(kk, k, s, n_steps, thin=thin_, observable_fn=observable_fn)
+        )(jr.split(key, n_chains), states)
+
+    adapt = jax.jit(
+        lambda key, s, h: run_chains(key, s, h, adapt_sweeps, lambda s, i: i.acceptance_rate, 1)
+    )
+    equilibrate = jax.jit(lambda key, s, h: run_chains(key, s, h, n_equilibrate, None, 1)[0])
+
+    def record(s, i):
+        return obs(s.positions) | {"acceptance_rate": i.acceptance_rate}
+
+    production = jax.jit(lambda key, s, h: run_chains(key, s, h, n_production, record, thin))
+
+    k0 = kernel(0.1)
+    states = jax.vmap(k0.init)(jnp.broadcast_to(jnp.asarray(pos), (n_chains, n, 3)))
+    step_size = jnp.asarray(0.1 * density ** (-1.0 / 3.0))
+    for _ in range(n_adapt):
+        key, sub = jr.split(key)
+        states, acc = adapt(sub, states, step_size)
+        ratio = float(jnp.mean(acc)) / target_acceptance
+        step_size = step_size * float(np.clip(ratio, 0.5, 2.0))
+    key, sub = jr.split(key)
+    if n_equilibrate > 0:
+        states = equilibrate(sub, states, step_size)
+    key, sub = jr.split(key)
+    states, trace = production(sub, states, step_size)
+    return LJFluidRun(
+        energy_per_particle=np.asarray(trace["energy_per_particle"]).T,
+        pressure=np.asarray(trace["pressure"]).T,
+        positions=np.asarray(states.positions),
+        box=box,
+        step_size=float(step_size),
+        acceptance_rate=float(jnp.mean(trace["acceptance_rate"])),
+    )
