@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
@@ -29,6 +30,13 @@ __all__ = [
 ]
 
 _LOG_2PI = math.log(2.0 * math.pi)
+
+
+def _frozen(a) -> tuple:
+    """A NumPy array as nested tuples of Python floats: hashable, so it can be a static
+    field and ``jax.jit(system.energy)`` works; JAX embeds it as a constant."""
+    a = np.asarray(a, dtype=np.float64)
+    return tuple(_frozen(row) for row in a) if a.ndim > 1 else tuple(float(v) for v in a)
 
 
 class Gaussian(System):
@@ -85,7 +93,7 @@ class GaussianMixture(System):
 
     name: str = eqx.field(static=True)
     dim: int = eqx.field(static=True)
-    means: np.ndarray
+    means: tuple = eqx.field(static=True)  # (K, dim) as nested tuples
     scale: float = eqx.field(static=True)
     beta: float = eqx.field(static=True)
     log_z: float | None = eqx.field(static=True)
@@ -103,7 +111,7 @@ class GaussianMixture(System):
             raise ValueError(f"GaussianMixture: scale must be positive, got {scale}")
         self.name = name
         self.dim = int(means.shape[1])
-        self.means = means
+        self.means = _frozen(means)
         self.scale = float(scale)
         self.beta = 1.0
         self.log_z = 0.0
@@ -114,7 +122,7 @@ class GaussianMixture(System):
     @property
     def n_components(self) -> int:
         """Number of mixture components K."""
-        return int(self.means.shape[0])
+        return len(self.means)
 
     def _energy(self, x: Float[Array, " dim"]) -> Float[Array, ""]:
         means = jnp.asarray(self.means, dtype=x.dtype)
@@ -151,23 +159,88 @@ def gmm40(seed: int = 0) -> GaussianMixture:
     return GaussianMixture(means, scale=_softplus(1.0), name="gmm40")
 
 
-def _log_integral_1d(c4: float, c2: float, c1: float, c0: float, beta: float) -> float:
-    r""":math:`\log\int_{\mathbb R} e^{-\beta(c_4x^4 + c_2x^2 + c_1x + c_0)}dx` by the trapezoid rule.
+def _quartic(row, x):
+    c4, c2, c1, c0 = row
+    return c4 * x**4 + c2 * x**2 + c1 * x + c0
 
-    The integrand is entire and decays like :math:`e^{-\beta c_4 x^4}`, so the
+
+def _grid_1d(row) -> np.ndarray:
+    """400,001 points covering where exp(-p) exceeds e^-60 of its maximum, plus 0.5 each side."""
+    coarse = np.linspace(-50.0, 50.0, 200_001)
+    e = _quartic(row, coarse)
+    inside = coarse[e - e.min() < 60.0]
+    return np.linspace(inside.min() - 0.5, inside.max() + 0.5, 400_001)
+
+
+def _log_integral_1d(row) -> float:
+    r""":math:`\log\int_{\mathbb R} e^{-(c_4x^4 + c_2x^2 + c_1x + c_0)}dx` by the trapezoid rule.
+
+    The integrand is entire and decays like :math:`e^{-c_4 x^4}`, so the
     trapezoid rule on a wide uniform grid converges geometrically (Trefethen &
     Weideman 2014); with 400,001 points on the range where the integrand exceeds
     :math:`e^{-60}` of its maximum the error is far below 1e-12.
     """
-    coarse = np.linspace(-50.0, 50.0, 200_001)
-    e = beta * (c4 * coarse**4 + c2 * coarse**2 + c1 * coarse + c0)
-    inside = coarse[e - e.min() < 60.0]
-    lo, hi = inside.min() - 0.5, inside.max() + 0.5
-    x = np.linspace(lo, hi, 400_001)
-    e = beta * (c4 * x**4 + c2 * x**2 + c1 * x + c0)
+    x = _grid_1d(row)
+    e = _quartic(row, x)
     m = e.min()
-    h = x[1] - x[0]
-    return float(-m + np.log(np.trapezoid(np.exp(-(e - m)), dx=h)))
+    return float(-m + np.log(np.trapezoid(np.exp(-(e - m)), dx=x[1] - x[0])))
+
+
+# Envelope widths are the wells' Laplace widths times this inflation: it makes the
+# Gaussian envelope heavier than the quartic well on both sides (barrier side
+# included), so f/g is bounded; the bound itself is computed, not assumed.
+_ENVELOPE_INFLATION = 1.5
+# Relative slack on the grid maximum of log(f/g): covers the grid's discretisation
+# of a smooth ratio (its error is ~1e-10 here); it only costs acceptance rate.
+_ENVELOPE_SLACK = 0.01
+# Mass of the wide defensive envelope component (Hesterberg 1995's defensive mixture).
+_DEFENSIVE_WEIGHT = 0.05
+
+
+def _rejection_envelope(row) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    r"""Gaussian-mixture envelope for exact rejection sampling of :math:`f = e^{-p(x)}`.
+
+    Components: one per local minimum :math:`x_k` of the quartic :math:`p`, with
+    standard deviation :math:`1.5/\sqrt{p''(x_k)}` and weight
+    :math:`\propto e^{-p(x_k)}/\sqrt{p''(x_k)}` (Laplace), sharing 95 % of the mass;
+    plus a wide "defensive" component (5 %) centred between the minima with
+    standard deviation half their spread plus three well widths, which covers the
+    barrier region where the quartic is heavier than the wells' Gaussians.
+    Returns ``(mu, sigma, log_w)`` of shape ``(3,)`` (an unused well slot has
+    ``log_w = -inf``) and :math:`\log M \ge \max_x \log f(x)/g(x)`, computed on
+    :func:`_grid_1d` plus a 1 % slack; beyond the grid :math:`f/g \to 0` because
+    the quartic decays faster than any Gaussian.
+    """
+    c4, c2, c1, _ = row
+    if c4 > 0:
+        roots = np.roots([4 * c4, 0.0, 2 * c2, c1])
+        roots = np.real(roots[np.abs(np.imag(roots)) < 1e-9])
+    else:
+        roots = np.array([-c1 / (2 * c2)])
+    curvature = 12 * c4 * roots**2 + 2 * c2
+    minima, curvature = roots[curvature > 0], curvature[curvature > 0]
+    widths = _ENVELOPE_INFLATION / np.sqrt(curvature)
+    mu = np.full(3, minima[0])
+    sigma = np.full(3, 1.0)
+    log_w = np.full(3, -np.inf)
+    mu[: len(minima)] = minima
+    sigma[: len(minima)] = widths
+    log_w[: len(minima)] = -_quartic(row, minima) - 0.5 * np.log(curvature)
+    log_w[:2] = log_w[:2] - np.logaddexp.reduce(log_w[:2]) + np.log(1 - _DEFENSIVE_WEIGHT)
+    mu[2] = 0.5 * (minima.min() + minima.max())
+    sigma[2] = 0.5 * (minima.max() - minima.min()) + 3.0 * widths.max()
+    log_w[2] = np.log(_DEFENSIVE_WEIGHT)
+    x = _grid_1d(row)
+    log_f = -_quartic(row, x)
+    log_g = np.logaddexp.reduce(
+        log_w[:, None]
+        - 0.5 * ((x[None] - mu[:, None]) / sigma[:, None]) ** 2
+        - np.log(sigma[:, None])
+        - 0.5 * _LOG_2PI,
+        axis=0,
+    )
+    log_m = float(np.max(log_f - log_g)) + np.log1p(_ENVELOPE_SLACK)
+    return mu, sigma, log_w, log_m
 
 
 class ManyWell(System):
@@ -177,13 +250,16 @@ class ManyWell(System):
     :math:`\log Z = \sum_i \log \int e^{-p_i(x)}dx` is exact up to 1-D quadrature
     (trapezoid rule, error < 1e-12; see :func:`_log_integral_1d`), computed once
     at construction. Each coordinate needs :math:`c_4 > 0`, or :math:`c_4 = 0` and
-    :math:`c_2 > 0`. ``prior_scale`` is 2 (the wells of both registered versions sit
+    :math:`c_2 > 0`. Exact samples by per-coordinate rejection sampling from a
+    Gaussian-mixture envelope (see :func:`_rejection_envelope`; von Neumann 1951),
+    as FAB does for its many-well. ``prior_scale`` is 2 (the wells of both registered versions sit
     at :math:`|x| \approx 1.7`–2).
     """
 
     name: str = eqx.field(static=True)
     dim: int = eqx.field(static=True)
-    coefficients: np.ndarray  # (4, dim): rows c4, c2, c1, c0
+    coefficients: tuple = eqx.field(static=True)  # (4, dim): rows c4, c2, c1, c0
+    envelope: tuple = eqx.field(static=True)  # mu, sigma, log_w (dim, 3); log_m (dim,)
     beta: float = eqx.field(static=True)
     log_z: float | None = eqx.field(static=True)
     n_particles: None = eqx.field(static=True)
@@ -202,11 +278,16 @@ class ManyWell(System):
             raise ValueError("ManyWell: every coordinate needs c4 > 0, or c4 == 0 and c2 > 0")
         self.name = name
         self.dim = int(coefficients.shape[1])
-        self.coefficients = coefficients
+        self.coefficients = _frozen(coefficients)
         self.beta = 1.0
-        unique, counts = np.unique(coefficients.T, axis=0, return_counts=True)
-        self.log_z = float(
-            sum(c * _log_integral_1d(*row, beta=1.0) for row, c in zip(unique, counts, strict=True))
+        unique, inverse = np.unique(coefficients.T, axis=0, return_inverse=True)
+        inverse = np.reshape(inverse, -1)
+        per_row = [_log_integral_1d(row) for row in unique]
+        self.log_z = float(sum(per_row[i] for i in inverse))
+        envelopes = [_rejection_envelope(row) for row in unique]
+        self.envelope = tuple(
+            _frozen(np.stack([np.asarray(envelopes[i][part]) for i in inverse]))
+            for part in range(4)
         )
         self.n_particles = None
         self.spatial_dim = None
@@ -218,15 +299,48 @@ class ManyWell(System):
         return jnp.sum(c[0] * x2 * x2 + c[1] * x2 + c[2] * x + c[3])
 
     def sample(self, key: PRNGKey, n: int) -> Float[Array, "n dim"]:
-        """Not available.
+        r"""Exact samples ``(n, dim)`` by rejection sampling, every coordinate independently.
 
-        Raises:
-            NotImplementedError: no exact sampler is implemented for the quartic wells.
+        Each of the ``n * dim`` slots proposes :math:`y \sim g` (the coordinate's
+        envelope) and accepts with probability :math:`f(y) / (M g(y))` until it
+        accepts; slots run in lock-step inside one ``lax.while_loop`` (jit-able,
+        fixed shapes), so the samples are i.i.d. from :math:`f`. The expected number
+        of rounds grows like :math:`\log(n\,d)`.
         """
-        raise NotImplementedError(
-            f"{self.name}: no exact sampler is implemented (log_z is exact by "
-            "quadrature); use MCMC for samples."
-        )
+        dtype = jnp.result_type(float)
+        mu, sigma, log_w, log_m = (jnp.asarray(a, dtype=dtype) for a in self.envelope)
+        coefficients = jnp.asarray(self.coefficients, dtype=dtype)
+
+        def log_ratio(y):  # log f(y) - log g(y) - log M, per coordinate
+            y2 = y * y
+            log_f = -(coefficients[0] * y2 * y2 + coefficients[1] * y2 + coefficients[2] * y)
+            log_f = log_f - coefficients[3]
+            z = (y[..., None] - mu) / sigma
+            log_g = logsumexp(log_w - 0.5 * z * z - jnp.log(sigma), axis=-1) - 0.5 * _LOG_2PI
+            return log_f - log_g - log_m
+
+        def propose(key):
+            key_c, key_x, key_u = jr.split(key, 3)
+            component = jr.categorical(key_c, log_w, shape=(n, self.dim))
+            pick = jnp.take_along_axis
+            m = pick(jnp.broadcast_to(mu, (n, self.dim, 3)), component[..., None], -1)[..., 0]
+            s = pick(jnp.broadcast_to(sigma, (n, self.dim, 3)), component[..., None], -1)[..., 0]
+            y = m + s * jr.normal(key_x, (n, self.dim), dtype=dtype)
+            accept = jnp.log(jr.uniform(key_u, (n, self.dim), dtype=dtype)) < log_ratio(y)
+            return y, accept
+
+        def body(carry):
+            key, x, done = carry
+            key, key_round = jr.split(key)
+            y, accept = propose(key_round)
+            take = accept & ~done
+            return key, jnp.where(take, y, x), done | take
+
+        def cond(carry):
+            return ~jnp.all(carry[2])
+
+        init = (key, jnp.zeros((n, self.dim), dtype), jnp.zeros((n, self.dim), bool))
+        return jax.lax.while_loop(cond, body, init)[1]
 
 
 def symmetric_many_well(dim: int = 5, a: float = 4.0) -> ManyWell:
