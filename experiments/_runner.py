@@ -168,6 +168,9 @@ class RunContext:
         quick: whether this is the ``--quick`` setting.
         progress: whether to show tqdm bars.
         resumed: whether this session continues an earlier, interrupted one.
+        timings: ``{label: seconds}`` an experiment may fill; they go to
+            ``provenance.json`` and the report, not to ``metrics.json`` (wall times differ
+            from run to run, metrics must not).
     """
 
     name: str
@@ -177,6 +180,7 @@ class RunContext:
     progress: bool = True
     resumed: bool = False
     figures: list[str] = dataclasses.field(default_factory=list)
+    timings: dict[str, float] = dataclasses.field(default_factory=dict)
 
     @property
     def key(self):
@@ -442,6 +446,7 @@ def run_experiment(
             "resumed": resumed,
             "finished": _dt.datetime.now(_dt.UTC).isoformat(),
             "figures": list(ctx.figures),
+            "timings": dict(ctx.timings),
         }
     )
     if not isinstance(metrics, dict):
@@ -458,6 +463,7 @@ def run_experiment(
         "git dirty": prov["git"]["dirty"],
         "jax devices": ", ".join(prov["jax_devices"]),
         "finished": prov["finished"],
+        **{f"time: {k}": round(float(v), 2) for k, v in ctx.timings.items()},
     }
     report = render_report(
         name=name,

@@ -24,7 +24,7 @@ __all__ = ["Experiment", "get", "names", "register", "unregister"]
 
 #: name -> module path. Each module defines ``Config`` and ``run``.
 _MODULES: dict[str, str] = {
-    # "headline": "experiments.headline",
+    "headline": "experiments.headline",
     "jarzynski_double_well": "experiments.jarzynski_double_well",
 }
 

@@ -1,0 +1,386 @@
+r"""Headline: one atomic system's free energy and samples, estimated several ways, in one table.
+
+The system is DW-4 (``thermo.systems.get("dw4")``; 4 particles in 2-D, pairwise double
+wells, :math:`\beta = 1`). Its energy is translation invariant, so every method works on
+the centre-of-mass-free subspace and reports the same quantity,
+
+.. math:: \log Z = \log \int_{\mathrm{COM}=0} e^{-\beta U(x)}\,dx
+
+(Lebesgue measure in orthonormal coordinates of the :math:`(n-1)d`-dimensional subspace),
+the convention of :func:`thermo.mcmc.ais`. Each row is one method, keyed by name in
+:data:`METHODS`; every method returns a population of paths — final samples, per-path
+log-weights, energy evaluations — and its :math:`\log Z` comes from the one shared estimator
+:func:`thermo.estimators.estimate_log_z`. Sample quality is scored against reference
+samples with :func:`thermo.metrics.sample_metrics` (energy :math:`W_2`, interatomic-distance
+TV and :math:`W_2`, aligned coordinate :math:`W_2`, MMD) on the raw (unweighted) final
+samples. The methods get comparable budgets of energy(-and-gradient) evaluations.
+
+Rows:
+
+* ``ais``: annealed importance sampling with MALA moves along the geometric path from a
+  COM-free Gaussian (Neal 2001), :func:`thermo.mcmc.ais`.
+* ``langevin_log_rn`` / ``langevin_jarzynski``: annealed *overdamped* Langevin dynamics
+  (:func:`thermo.integrate.overdamped_langevin`) along the same geometric path written as a
+  protocol :math:`U(x,\lambda)`, from exact base samples. The same paths give two
+  estimates: the exact discrete-time log Radon–Nikodym weights (Crooks 1999; unbiased for
+  any step size) and Jarzynski's :math:`-\beta W` (Jarzynski 1997; :math:`O(dt)` bias of the
+  unadjusted kernel).
+* ``baoab_log_rn``: annealed *underdamped* Langevin by BAOAB
+  (:func:`thermo.integrate.baoab`, Leimkuhler & Matthews 2013) with Maxwell–Boltzmann
+  initial momenta; log-weight :math:`-\beta(W + W_{\rm shadow})` (Sivak, Chodera & Crooks 2013).
+
+The Langevin protocols handle translation invariance exactly: in full space the path is
+:math:`\beta U_\lambda(x) = (1-\lambda)\frac{|x|^2}{2s^2} + \lambda\big[\beta U(x) +
+\frac{n|\bar x|^2}{2s^2}\big]`, whose centre-of-mass factor :math:`n|\bar x|^2/2s^2` is the
+same at every :math:`\lambda` and therefore contributes no work; the full-space ratio
+:math:`Z_1/Z_0` equals the COM-free one over the COM-free base, whose normaliser
+:math:`\tfrac{(n-1)d}{2}\log 2\pi s^2` is added back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+
+from experiments import measurement
+from thermo.estimators import estimate_log_z
+from thermo.integrate import baoab, maxwell_boltzmann, overdamped_langevin, run_population
+from thermo.protocols import Protocol
+
+__all__ = ["METHODS", "Config", "MethodOutput", "load_reference", "run"]
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+_SHARED_REFERENCE = {
+    "dw4": "val_split_DW4.npy",
+    "lj13": "val_split_LJ13-1000.npy",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Settings of the headline run. The defaults take a few minutes on a 2-core CPU.
+
+    Attributes:
+        system: registry name of the system.
+        methods: rows to run, keys of :data:`METHODS`.
+        n_batches: every method runs its population in this many checkpointed batches.
+        ais_chains, ais_steps: AIS population and number of annealing stages (one MALA
+            move, one gradient evaluation, per stage).
+        langevin_chains, langevin_steps, langevin_dt: annealed overdamped Langevin
+            (two energy-and-gradient evaluations per step while :math:`\\lambda` moves).
+        baoab_chains, baoab_steps, baoab_dt, baoab_friction: annealed BAOAB.
+        schedule_power: :math:`\\lambda(t) = (t/\\tau)^p` for the Langevin protocols (AIS
+            uses its own polynomial schedule of the same kind, power 4).
+        n_metric_samples: samples per method (and reference) for the sample metrics.
+        reference: ``"auto"`` (the project's own reference samples, else the shared
+            published ones, else none), ``"shared"`` or ``"none"``.
+    """
+
+    system: str = "dw4"
+    methods: tuple[str, ...] = ("ais", "langevin", "baoab")
+    n_batches: int = 4
+    ais_chains: int = 4000
+    ais_steps: int = 1000
+    langevin_chains: int = 2000
+    langevin_steps: int = 1000
+    langevin_dt: float = 5e-3
+    baoab_chains: int = 2000
+    baoab_steps: int = 1000
+    baoab_dt: float = 1e-2
+    baoab_friction: float = 1.0
+    schedule_power: float = 2.0
+    n_metric_samples: int = 1000
+    reference: str = "auto"
+
+    def __post_init__(self):
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown:
+            raise ValueError(f"unknown methods {unknown}; available: {sorted(METHODS)}")
+        for name in ("ais_chains", "langevin_chains", "baoab_chains"):
+            if getattr(self, name) % self.n_batches:
+                raise ValueError(f"{name}={getattr(self, name)} must be a multiple of n_batches")
+        if self.reference not in ("auto", "shared", "none"):
+            raise ValueError("reference must be 'auto', 'shared' or 'none'")
+
+    @classmethod
+    def quick(cls) -> Config:
+        """A few-second setting for the tests (tiny populations, short paths)."""
+        return cls(
+            n_batches=2,
+            ais_chains=64,
+            ais_steps=20,
+            langevin_chains=64,
+            langevin_steps=40,
+            baoab_chains=64,
+            baoab_steps=40,
+            n_metric_samples=64,
+        )
+
+
+class MethodOutput(NamedTuple):
+    """One batch of one method: final samples, named log-weight sets, energy evaluations."""
+
+    samples: jax.Array  # (b, dim)
+    log_weights: dict[str, jax.Array]  # row suffix -> (b,)
+    n_energy_evals: jax.Array  # ()
+
+
+# --------------------------------------------------------------------------------------
+# Methods: each builds a jitted batch function key -> MethodOutput, plus the normaliser
+# offset that turns log(Z_target / Z_base) into the COM-free log Z.
+# --------------------------------------------------------------------------------------
+
+
+def _com_free_base(system) -> tuple[float, float]:
+    """``(s, log Z_base)`` of the COM-free isotropic Gaussian base of scale ``s``."""
+    s = float(system.prior_scale)
+    n_p = system.n_particles
+    sub_dim = system.dim if n_p is None else (n_p - 1) * system.spatial_dim
+    return s, 0.5 * sub_dim * np.log(2.0 * np.pi * s**2)
+
+
+def _annealing_protocol(system, config: Config, duration: float) -> Protocol:
+    r"""Full-space geometric path with a :math:`\lambda`-independent COM factor (module doc)."""
+    s, _ = _com_free_base(system)
+    n_p, s_d = system.n_particles, system.spatial_dim
+
+    def energy_fn(x, lam):
+        base = 0.5 * jnp.sum(x**2) / s**2
+        target = system.beta * system.energy(x)
+        if n_p is not None:
+            com = jnp.mean(x.reshape(n_p, s_d), axis=0)
+            target = target + 0.5 * n_p * jnp.sum(com**2) / s**2
+        return (1.0 - lam) * base + lam * target
+
+    def schedule_fn(t):
+        return jnp.clip(t / duration, 0.0, 1.0) ** config.schedule_power
+
+    return Protocol(energy_fn, schedule_fn)
+
+
+def _ais_batch(system, config: Config, batch: int):
+    from thermo.mcmc import ais
+
+    def fn(key):
+        res = ais(key, system, n_chains=batch, n_steps=config.ais_steps)
+        return MethodOutput(res.samples, {"": res.log_weights}, jnp.asarray(res.n_energy_evals))
+
+    return fn, 0.0, ("",)  # ais reports the COM-free log Z directly
+
+
+def _langevin_batch(system, config: Config, batch: int):
+    duration = config.langevin_steps * config.langevin_dt
+    kernel = overdamped_langevin(
+        _annealing_protocol(system, config, duration), beta=1.0, dt=config.langevin_dt
+    )
+    s, log_z_base = _com_free_base(system)
+
+    @jax.jit
+    def fn(key):
+        key_x0, key_run = jr.split(key)
+        x0 = s * jr.normal(key_x0, (batch, system.dim))  # exact samples of the base
+        final, _ = run_population(key_run, kernel, jax.vmap(kernel.init)(x0), config.langevin_steps)
+        weights = {"log_rn": final.log_weight, "jarzynski": -final.work}
+        return MethodOutput(final.position, weights, jnp.sum(final.n_energy_evals))
+
+    return fn, log_z_base, ("log_rn", "jarzynski")
+
+
+def _baoab_batch(system, config: Config, batch: int):
+    duration = config.baoab_steps * config.baoab_dt
+    kernel = baoab(
+        _annealing_protocol(system, config, duration),
+        beta=1.0,
+        dt=config.baoab_dt,
+        friction=config.baoab_friction,
+    )
+    s, log_z_base = _com_free_base(system)
+
+    @jax.jit
+    def fn(key):
+        key_x0, key_p, key_run = jr.split(key, 3)
+        x0 = s * jr.normal(key_x0, (batch, system.dim))
+        p0 = maxwell_boltzmann(key_p, (batch, system.dim), beta=1.0)
+        states = jax.vmap(kernel.init)(x0, p0)
+        final, _ = run_population(key_run, kernel, states, config.baoab_steps)
+        weights = {"log_rn": final.log_weight}
+        return MethodOutput(final.position, weights, jnp.sum(final.n_energy_evals))
+
+    return fn, log_z_base, ("log_rn",)
+
+
+#: name -> (builder, total-chains config field). ``builder(system, config, batch)`` returns
+#: ``(batch_fn, log_z_offset, weight_names)``: ``batch_fn(key) -> MethodOutput``, the
+#: offset turning its log-weights' ``log(Z_target/Z_base)`` into the COM-free log Z, and
+#: the names of its log-weight sets (one table row each).
+METHODS: dict[str, tuple[Callable[..., Any], str]] = {
+    "ais": (_ais_batch, "ais_chains"),
+    "langevin": (_langevin_batch, "langevin_chains"),
+    "baoab": (_baoab_batch, "baoab_chains"),
+}
+
+
+# --------------------------------------------------------------------------------------
+# Reference samples
+# --------------------------------------------------------------------------------------
+
+
+def load_reference(name: str, mode: str = "auto") -> tuple[np.ndarray | None, str]:
+    """Reference samples ``(m, dim)`` for the sample metrics, and where they came from.
+
+    ``auto`` prefers the project's own (``thermo.systems.reference_samples``), then the
+    published samples in ``../shared/data/reference/`` (cross-checks only; never copied
+    into the project); returns ``(None, reason)`` when neither is available.
+    """
+    if mode == "none":
+        return None, "none (disabled)"
+    if mode == "auto":
+        try:
+            from thermo.systems import reference_samples
+
+            ref = reference_samples(name)
+            return np.asarray(ref), f"project reference samples (thermo.systems, {name})"
+        except (ImportError, FileNotFoundError, KeyError, ValueError):
+            pass
+    fname = _SHARED_REFERENCE.get(name)
+    path = REPO_ROOT.parent / "shared" / "data" / "reference" / (fname or "")
+    if fname and path.exists():
+        return np.load(path).astype(np.float64), f"published samples ../shared/.../{fname}"
+    return None, f"absent: no reference samples for {name}; sample metrics skipped"
+
+
+# --------------------------------------------------------------------------------------
+# The run
+# --------------------------------------------------------------------------------------
+
+
+def _run_method(ctx, system, config: Config, method: str, index: int) -> dict[str, Any]:
+    builder, chains_field = METHODS[method]
+    n_total = getattr(config, chains_field)
+    batch = n_total // config.n_batches
+    fn, log_z_offset, weight_names = builder(system, config, batch)
+    acc = (
+        jnp.zeros((config.n_batches, batch, system.dim)),
+        {k: jnp.zeros((config.n_batches, batch)) for k in weight_names},
+        jnp.zeros((), jnp.int64),
+        jnp.zeros(()),
+    )
+
+    def body(key, acc, i):
+        t0 = time.perf_counter()
+        out = jax.block_until_ready(fn(key))
+        samples, weights, evals, wall = acc
+        return (
+            samples.at[i].set(out.samples),
+            {k: weights[k].at[i].set(out.log_weights[k]) for k in weights},
+            evals + out.n_energy_evals,
+            wall + (time.perf_counter() - t0),
+        )
+
+    key = jr.fold_in(ctx.key, index)
+    samples, weights, evals, wall = ctx.loop(
+        key, body, acc, config.n_batches, name=f"method_{method}", desc=method
+    )
+    samples = np.asarray(samples.reshape(-1, system.dim))
+    np.save(ctx.run_dir / f"samples_{method}.npy", samples)
+    rows = {}
+    for suffix, lw in weights.items():
+        est = estimate_log_z(lw.reshape(-1))
+        rows[f"{method}_{suffix}" if suffix else method] = {
+            "log_z": measurement(est.value + log_z_offset, est.std_err),
+            "ess": est.ess,
+            "n_paths": n_total,
+            "n_energy_evals": evals,
+        }
+    return {"rows": rows, "wall_time_s": wall}
+
+
+def _figures(ctx, system, config: Config, table: dict, reference: np.ndarray | None) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from thermo.metrics import interatomic_distances
+
+    energy = jax.jit(jax.vmap(system.energy))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for method in config.methods:
+        x = np.load(ctx.run_dir / f"samples_{method}.npy")
+        e = np.asarray(energy(x))
+        lo, hi = np.quantile(e, [0.0, 0.99])
+        axes[0].hist(e, bins=60, range=(lo, hi), density=True, histtype="step", label=method)
+        if system.n_particles is not None:
+            dist = interatomic_distances(x, system.n_particles, system.spatial_dim)
+            axes[1].hist(dist, bins=80, density=True, histtype="step", label=method)
+    if reference is not None:
+        e_ref = np.asarray(energy(reference[: config.n_metric_samples * 4]))
+        axes[0].hist(e_ref, bins=60, density=True, color="k", alpha=0.2, label="reference")
+        if system.n_particles is not None:
+            d_ref = interatomic_distances(reference, system.n_particles, system.spatial_dim)
+            axes[1].hist(d_ref, bins=80, density=True, color="k", alpha=0.2, label="reference")
+    axes[0].set(xlabel=r"energy $U(x)$", ylabel="density", title="energy distributions")
+    axes[1].set(xlabel="interatomic distance", ylabel="density", title="distance distributions")
+    names = list(table)
+    vals = [table[n]["log_z"]["value"] for n in names]
+    errs = [table[n]["log_z"]["std_err"] or 0.0 for n in names]
+    axes[2].errorbar(range(len(names)), vals, yerr=errs, fmt="o", capsize=4)
+    axes[2].set_xticks(range(len(names)), names, rotation=30, ha="right")
+    axes[2].set(ylabel=r"$\log Z$ (COM-free)", title=r"$\log Z$ $\pm$ 1 s.e.")
+    for ax in axes[:2]:
+        ax.legend(fontsize=8)
+    fig.suptitle(f"{system.name}: samples and free energy by method")
+    fig.tight_layout()
+    ctx.save_figure(fig, "headline")
+
+
+def run(config: Config, ctx) -> dict:
+    """Run every method, score its samples, and return the table (one row per estimate)."""
+    import thermo.systems as systems
+    from thermo.metrics import sample_metrics
+
+    system = systems.get(config.system)
+    reference, ref_source = load_reference(config.system, config.reference)
+    ctx.log(f"{system.name}: reference = {ref_source}")
+    table: dict[str, dict[str, Any]] = {}
+    for index, method in enumerate(config.methods):
+        done = ctx.stage(
+            f"method_{method}",
+            lambda method=method, index=index: _run_method(ctx, system, config, method, index),
+        )
+        rows = done["rows"]
+        ctx.timings[f"method {method} (s)"] = done["wall_time_s"]
+        if reference is not None:
+            sm = ctx.stage(
+                f"metrics_{method}",
+                lambda method=method: sample_metrics(
+                    system,
+                    np.load(ctx.run_dir / f"samples_{method}.npy"),
+                    reference,
+                    max_samples=config.n_metric_samples,
+                ),
+            )
+            for row in rows.values():
+                row.update({k: v for k, v in sm.items() if k != "log_z_error"})
+        table.update(rows)
+    metrics: dict[str, Any] = {"system": system.name, "reference": ref_source}
+    if reference is not None:
+        half = min(config.n_metric_samples, reference.shape[0] // 2)
+        floor = ctx.stage(
+            "metrics_reference_halves",
+            lambda: sample_metrics(
+                system, reference[:half], reference[half : 2 * half], max_samples=half
+            ),
+        )
+        metrics["reference_half_vs_half"] = {k: v for k, v in floor.items() if k != "log_z_error"}
+    metrics["methods"] = table
+    _figures(ctx, system, config, table, reference)
+    return metrics
