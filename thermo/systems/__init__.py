@@ -44,6 +44,7 @@ from ._particles import dw4 as dw4
 from ._particles import lennard_jones_dem as lennard_jones_dem
 from ._particles import lennard_jones_standard as lennard_jones_standard
 from ._particles import lj_pair_energy as lj_pair_energy
+from ._reference import reference_samples as reference_samples
 from ._structures import Relaxed as Relaxed
 from ._structures import icosahedron_vertices as icosahedron_vertices
 from ._structures import mackay_icosahedron as mackay_icosahedron
