@@ -71,7 +71,10 @@ def bootstrap(
             raise ValueError(f"data[{i}] must have a non-empty leading axis, got shape {a.shape}")
     estimate = estimator_fn(*arrays)
     keys = jr.split(key, len(arrays))
-    idx = [jr.randint(k, (n_bootstrap, a.shape[0]), 0, a.shape[0]) for k, a in zip(keys, arrays, strict=False)]
+    idx = [
+        jr.randint(k, (n_bootstrap, a.shape[0]), 0, a.shape[0])
+        for k, a in zip(keys, arrays, strict=False)
+    ]
 
     def one(indices):
         return estimator_fn(*[a[i] for a, i in zip(arrays, indices, strict=False)])

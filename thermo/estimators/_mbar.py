@@ -242,9 +242,10 @@ def _newton_loop(q, n_k, omega, x0, pre_chol, pre_h, pre_ok, ref, tol, *, exact,
     return lax.while_loop(cond, body, init)
 
 
-@jax.jit
-def _final_quantities(q, n_k, x):
-    """Normalise unsampled states, Gram ``W^T W`` at ``x`` and one exact Newton step."""
+@functools.partial(jax.jit, static_argnames=("polish",))
+def _finish(q, n_k, x, ref, *, polish):
+    """Normalise unsampled states, form ``W^T W`` at ``x``, take one exact Newton step
+    with it (``polish``), and return the covariance and overlap spectrum."""
     sampled = n_k > 0
     s = (n_k * jnp.exp(x)) @ q
     r = q @ (1.0 / s)
@@ -253,26 +254,19 @@ def _final_quantities(q, n_k, x):
     d = jnp.exp(x)
     g_qq = _gram(q, 1.0 / s**2)
     wtw = d[:, None] * g_qq * d[None, :]
-    h = jnp.diag(n_k * d * r) - (n_k * d)[:, None] * g_qq * (n_k * d)[None, :]
     grad = n_k * (d * r - 1.0)
-    return x, wtw, h, grad
+    if polish:
+        h = jnp.diag(n_k * d * r) - (n_k * d)[:, None] * g_qq * (n_k * d)[None, :]
+        h_reg, chol, ok = _factor(h, n_k)
+        delta = -_newton_direction(h_reg, chol, ok, grad)
+        x = x + jnp.where(sampled, delta - delta[ref], 0.0)
+        s = (n_k * jnp.exp(x)) @ q
+        r = q @ (1.0 / s)
+        x = jnp.where(sampled, x, -jnp.log(r))
+        grad = n_k * (jnp.exp(x) * r - 1.0)
+    return x, s, grad, wtw, _theta_svd_ew(wtw, n_k), _overlap_eigenvalues(wtw, n_k)
 
 
-@jax.jit
-def _polish(q, n_k, x, h, grad, ref):
-    sampled = n_k > 0
-    h_reg, chol, ok = _factor(h, n_k)
-    delta = -_newton_direction(h_reg, chol, ok, grad)
-    delta = jnp.where(sampled, delta - delta[ref], 0.0)
-    x = x + delta
-    s = (n_k * jnp.exp(x)) @ q
-    r = q @ (1.0 / s)
-    x = jnp.where(sampled, x, -jnp.log(r))
-    grad = n_k * (jnp.exp(x) * r - 1.0)
-    return x, s, grad, jnp.max(jnp.abs(delta))
-
-
-@jax.jit
 def _theta_svd_ew(wtw, n_k):
     """Asymptotic covariance of ``log c_k = -f_k`` (Shirts & Chodera 2008, eqs. D4-D5;
     pymbar ``_computeAsymptoticCovarianceMatrix(method="svd-ew")``)."""
@@ -283,7 +277,6 @@ def _theta_svd_ew(wtw, n_k):
     return vs @ jnp.linalg.pinv(m, rtol=_PINV_RCOND) @ vs.T
 
 
-@jax.jit
 def _overlap_eigenvalues(wtw, n_k):
     """Eigenvalues (descending) of pymbar's overlap matrix ``O_kl = N_l (W^T W)_kl``,
     via its symmetric similar form ``N^{1/2} W^T W N^{1/2}``."""
@@ -323,7 +316,9 @@ class MBAR:
         log_denominator_n: ``(N,)`` ``log sum_k N_k exp(f_k - u_kn)`` at the solution.
     """
 
-    def __init__(self, u_kn, n_k, f_k, theta, wtw, log_denominator_n, n_iterations):
+    def __init__(
+        self, u_kn, n_k, f_k, theta, wtw, overlap_eigenvalues, log_denominator_n, n_iterations
+    ):
         self._u_kn = u_kn
         self.n_k = jnp.asarray(n_k, dtype=f_k.dtype)
         self.f_k = f_k
@@ -331,7 +326,7 @@ class MBAR:
         self.df_k = _error_of_differences(theta)[0]
         self._wtw = wtw
         self.overlap_matrix = wtw * self.n_k[None, :]
-        eig = _overlap_eigenvalues(wtw, self.n_k)
+        eig = overlap_eigenvalues
         self.overlap_eigenvalues = eig
         self.overlap = 1.0 - eig[1] if eig.shape[0] > 1 else jnp.asarray(1.0, f_k.dtype)
         self.log_denominator_n = log_denominator_n
@@ -354,7 +349,7 @@ class MBAR:
         bottom = jnp.concatenate([cross, g_ee], axis=1)
         gram = jnp.concatenate([top, bottom], axis=0)
         n_aug = jnp.concatenate([self.n_k, jnp.zeros(w_extra.shape[0], self.n_k.dtype)])
-        return _theta_svd_ew(gram, n_aug)
+        return jax.jit(_theta_svd_ew)(gram, n_aug)
 
     def _u_kn_device(self):
         return jnp.asarray(self._u_kn, dtype=self.f_k.dtype)
@@ -603,12 +598,8 @@ def mbar(
     else:
         raise RuntimeError("MBAR: re-preconditioning did not settle; the states may not overlap")
 
-    x, wtw, h, grad = _final_quantities(q, n_k, x)
-    if pre is not None:
-        x, s, grad, _ = _polish(q, n_k, x, h, grad, ref)
-    else:
-        s = (n_k * jnp.exp(x)) @ q
-    eig = np.asarray(_overlap_eigenvalues(wtw, n_k))
+    x, s, grad, wtw, theta, eig = _finish(q, n_k, x, ref, polish=pre is not None)
+    eig = np.asarray(eig)
     if k_sampled > 1 and 1.0 - eig[1] < _MIN_OVERLAP_GAP:
         _raise_disconnected(np.asarray(wtw) * n_k_np[None, :], n_k_np)
     gnorm = float(jnp.max(jnp.abs(grad) / jnp.maximum(n_k, 1.0)))
@@ -620,8 +611,7 @@ def mbar(
     log_denominator_n = m_shift + jnp.log(s)
     del q
     f = f - f[0]
-    theta = _theta_svd_ew(wtw, n_k)
-    return MBAR(u_kn, n_k_np, f, theta, wtw, log_denominator_n, n_iter)
+    return MBAR(u_kn, n_k_np, f, theta, wtw, jnp.asarray(eig), log_denominator_n, n_iter)
 
 
 def _device_precondition(u_kn, f, n_k, own, unsampled, dtype):
