@@ -23,7 +23,10 @@ def harmonic_oscillators(centers, springs, n_k, seed):
     rng = np.random.default_rng(seed)
     centers, springs = np.asarray(centers, float), np.asarray(springs, float)
     x = np.concatenate(
-        [c + rng.standard_normal(n) / np.sqrt(k) for c, k, n in zip(centers, springs, n_k)]
+        [
+            c + rng.standard_normal(n) / np.sqrt(k)
+            for c, k, n in zip(centers, springs, n_k, strict=True)
+        ]
     )
     u_kn = 0.5 * springs[:, None] * (x[None, :] - centers[:, None]) ** 2
     f = -0.5 * np.log(2 * np.pi / springs)
