@@ -749,10 +749,14 @@ def run_population(
     *,
     thin: int = 1,
     observable_fn: Callable[[Any, Any], Any] | None = None,
+    progress: bool = False,
 ) -> tuple[Any, Any]:
     r"""Run a kernel on a vmapped population of states with :func:`thermo.kernel.run`.
 
-    Each path gets its own key (``jr.split(key, n)``). Build ``states`` with
+    Each path gets its own key (``jr.split(key, n)``) and runs ``run`` under ``vmap``.
+    With ``progress=True`` the population instead steps together (one ``vmap`` -ed step
+    per scan iteration, so that :func:`thermo.kernel.run` can show a tqdm bar over host-side
+    chunks); the law is the same, the random stream differs. Build ``states`` with
     ``jax.vmap(kernel.init)(positions)``.
 
     Args:
@@ -761,7 +765,9 @@ def run_population(
         states: a batched state whose leaves have leading axis ``n``.
         n_steps: steps per path (a positive multiple of ``thin``).
         thin: record every ``thin``-th step.
-        observable_fn: what to record, ``(state, info) -> pytree``; ``None`` records nothing.
+        observable_fn: what to record, ``(state, info) -> pytree`` for one path; ``None``
+            records nothing.
+        progress: show a progress bar (not under an outer ``jit``).
 
     Returns:
         ``(final_states, trace)``: trace leaves have shape ``(n, n_steps // thin, ...)``
@@ -773,6 +779,20 @@ def run_population(
     n = leaves[0].shape[0] if leaves[0].ndim else 0
     if n == 0:
         raise ValueError("states must be batched with a non-empty leading axis")
+    if progress:
+        step_fn = kernel.step if isinstance(kernel, Kernel) else kernel
+
+        def batched_step(k, s):
+            return jax.vmap(step_fn)(jr.split(k, n), s)
+
+        obs = None if observable_fn is None else jax.vmap(observable_fn)
+        final, trace = run(
+            key, batched_step, states, n_steps, thin=thin, observable_fn=obs, progress=True
+        )
+        if trace is not None:
+            trace = jax.tree_util.tree_map(lambda a: jnp.moveaxis(a, 0, 1), trace)
+        return final, trace
+
     keys = jr.split(key, n)
 
     def one(k, s):

@@ -44,11 +44,13 @@ from ._typing import Args, ScalarLike
 __all__ = [
     "AbstractSDE",
     "SDE",
+    "LangevinSDE",
     "ReverseSDE",
     "ProbabilityFlowODE",
     "diffusion_matvec",
     "diffusion_cov_matvec",
     "diffusion_covariance",
+    "brownian_shape",
 ]
 
 ScoreFn = Callable[[ScalarLike, Float[Array, " d"], Args], Float[Array, " d"]]
@@ -144,6 +146,33 @@ class SDE(AbstractSDE):
 
     def diffusion(self, t, x, args):
         return jnp.asarray(self.diffusion_fn(t, x, args))
+
+
+class LangevinSDE(AbstractSDE):
+    r"""Overdamped Langevin dynamics as an SDE, :math:`dX = -\nabla_x U(X, t)\,dt + \sqrt{2/\beta}\,dW`,
+
+    whose stationary density for a time-independent :math:`U` is :math:`e^{-\beta U}/Z`
+    (mobility one; Risken 1989). ``energy_fn(x)`` or, with ``time_dependent=True``,
+    ``energy_fn(x, t)`` (e.g. ``lambda x, t: protocol.energy(x, t)`` for a
+    :class:`thermo.protocols.Protocol`). Its diffusion is the scalar :math:`\sqrt{2/\beta}`,
+    so diffrax (:func:`thermo.integrate.solve`) and the fixed-step kernels
+    (:func:`thermo.integrate.euler_maruyama`, :func:`thermo.integrate.overdamped_langevin`,
+    which also keeps the work books) integrate the same process.
+    """
+
+    energy_fn: Callable[..., Array]
+    beta: ScalarLike
+    time_dependent: bool = eqx.field(static=True, default=False)
+
+    def energy(self, t: ScalarLike, x: Float[Array, " d"]) -> Float[Array, ""]:
+        """:math:`U(x)` or :math:`U(x, t)`."""
+        return self.energy_fn(x, t) if self.time_dependent else self.energy_fn(x)
+
+    def drift(self, t, x, args):
+        return -jax.grad(lambda y: self.energy(t, y))(x)
+
+    def diffusion(self, t, x, args):
+        return jnp.sqrt(2.0 / jnp.asarray(self.beta, x.dtype))
 
 
 class ReverseSDE(AbstractSDE):

@@ -12,9 +12,16 @@ import pytest
 from scipy import stats
 
 from thermo.estimators import estimate_log_z
-from thermo.integrate import euler_maruyama, euler_maruyama_log_prob, run_population, solve
+from thermo.integrate import (
+    euler_maruyama,
+    euler_maruyama_log_prob,
+    overdamped_langevin,
+    run_population,
+    solve,
+)
 from thermo.sde import (
     SDE,
+    LangevinSDE,
     brownian_shape,
     diffusion_cov_matvec,
     diffusion_covariance,
@@ -186,3 +193,35 @@ def test_boundary_errors():
         euler_maruyama(ou, 0.0)
     with pytest.raises(ValueError, match="time_sum"):
         euler_maruyama(ou, 0.1, reverse_sde=ou)
+
+
+def test_langevin_sde_matches_overdamped_kernel_pathwise():
+    # The same random numbers drive both: x' = x - dt grad U + sqrt(2 dt / beta) xi.
+    def energy(x):
+        return jnp.sum((x**2 - 1.0) ** 2)
+
+    beta, dt = 2.0, 0.01
+    em = euler_maruyama(LangevinSDE(energy, beta), dt)
+    od = overdamped_langevin(energy, beta=beta, dt=dt)
+    s_em, s_od = em.init(jnp.array([0.5, -0.2])), od.init(jnp.array([0.5, -0.2]))
+    for key in jr.split(jr.key(71), 5):
+        s_em, _ = em.step(key, s_em)
+        s_od, _ = od.step(key, s_od)
+    np.testing.assert_allclose(s_em.position, s_od.position, rtol=0, atol=1e-13)
+    # Time-dependent form: U(x, t).
+    sde_t = LangevinSDE(lambda x, t: (1.0 + t) * energy(x), beta, time_dependent=True)
+    x = jnp.array([0.5, -0.2])
+    np.testing.assert_allclose(sde_t.drift(1.0, x, None), -2.0 * jax.grad(energy)(x))
+
+
+def test_run_population_progress_layout():
+    kernel = euler_maruyama(SDE(lambda t, x, a: -x, lambda t, x, a: 1.0), 0.1)
+    states = jax.vmap(kernel.init)(jnp.zeros((3, 2)))
+    obs = lambda s, i: s.position  # noqa: E731
+    final, trace = run_population(
+        jr.key(0), kernel, states, 10, thin=5, observable_fn=obs, progress=True
+    )
+    assert trace.shape == (3, 2, 2) and final.position.shape == (3, 2)
+    np.testing.assert_array_equal(trace[:, -1], final.position)
+    _, trace_plain = run_population(jr.key(0), kernel, states, 10, thin=5, observable_fn=obs)
+    assert trace_plain.shape == trace.shape
