@@ -12,6 +12,8 @@ from ._hmc import HMCInfo as HMCInfo
 from ._hmc import HMCState as HMCState
 from ._hmc import hmc as hmc
 from ._hmc import leapfrog as leapfrog
+from ._langevin import UnderdampedLangevinInfo as UnderdampedLangevinInfo
+from ._langevin import underdamped_langevin as underdamped_langevin
 from ._mala import MALAInfo as MALAInfo
 from ._mala import MALAState as MALAState
 from ._mala import mala as mala

@@ -27,8 +27,7 @@ class NUTSResult(NamedTuple):
         samples: ``(n_chains, n_samples, dim)``.
         acceptance_rate: ``(n_chains, n_samples)`` mean tree acceptance probability.
         n_energy_evals: ``()`` gradient evaluations in the sampling phase (leapfrog steps),
-            summed over chains.
-        n_energy_evals_warmup: same for the warm-up phase.
+            summed over chains (the warm-up phase is not collected by numpyro's ``run``).
         step_size: ``(n_chains,)`` or ``()`` adapted step size.
         diverging: ``(n_chains, n_samples)`` divergence flags.
     """
@@ -36,7 +35,6 @@ class NUTSResult(NamedTuple):
     samples: Float[Array, "n_chains n_samples dim"]
     acceptance_rate: Float[Array, "n_chains n_samples"]
     n_energy_evals: Array
-    n_energy_evals_warmup: Array
     step_size: Array
     diverging: Array
 
@@ -93,11 +91,10 @@ def nuts(
         progress_bar=progress,
     )
     init = initial_positions if n_chains > 1 else initial_positions[0]
-    mcmc.warmup(key, init_params=init, extra_fields=("num_steps",), collect_warmup=True)
-    warm = mcmc.get_extra_fields(group_by_chain=True)
-    n_warm_evals = jnp.sum(warm["num_steps"])
+    # One compiled loop for warm-up + sampling (numpyro's ``run``); only the sampling
+    # phase is collected.
     mcmc.run(
-        mcmc.post_warmup_state.rng_key,
+        key,
         init_params=init,
         extra_fields=("num_steps", "accept_prob", "diverging", "adapt_state.step_size"),
     )
@@ -108,7 +105,6 @@ def nuts(
         samples=samples,
         acceptance_rate=fields["accept_prob"],
         n_energy_evals=jnp.sum(fields["num_steps"]),
-        n_energy_evals_warmup=n_warm_evals,
         step_size=fields["adapt_state.step_size"][..., -1],
         diverging=fields["diverging"],
     )
