@@ -37,6 +37,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
@@ -208,8 +209,16 @@ def path_log_weights(
     t0, t1 = float(t_min), float(process.t1)
     if not 0.0 <= t0 < t1:
         raise ValueError(f"need 0 <= t_min < T = {t1}, got {t_min}")
+    x_n, log_w = _simulate_paths(
+        key, process, score_fn, x, int(n_paths), int(n_steps), t0, t1, args
+    )
+    return PathEnsemble(x_n, log_w, int(n_paths) * int(n_steps))
+
+
+@eqx.filter_jit
+def _simulate_paths(key, process, score_fn, x, n_paths, n_steps, t0, t1, args):
     d = x.shape[0]
-    times = jnp.linspace(t0, t1, int(n_steps) + 1, dtype=x.dtype)
+    times = jnp.linspace(t0, t1, n_steps + 1, dtype=x.dtype)
 
     def one_path(key):
         def step(carry, inputs):
@@ -222,14 +231,12 @@ def path_log_weights(
             log_b = gaussian_log_prob(x_k, mean_b, std_b, d)
             return (x_next, log_w + log_b - log_f), None
 
-        ks = jnp.arange(int(n_steps))
-        (x_n, log_w), _ = jax.lax.scan(
-            step, (x, jnp.zeros((), x.dtype)), (ks, times[:-1], times[1:])
-        )
+        ks = jnp.arange(n_steps)
+        init = (x, jnp.zeros((), x.dtype))
+        (x_n, log_w), _ = jax.lax.scan(step, init, (ks, times[:-1], times[1:]))
         return x_n, log_w + process.prior_log_prob(x_n)
 
-    x_n, log_w = jax.jit(jax.vmap(one_path))(jr.split(key, int(n_paths)))
-    return PathEnsemble(x_n, log_w, int(n_paths) * int(n_steps))
+    return jax.vmap(one_path)(jr.split(key, n_paths))
 
 
 def importance_log_likelihood(

@@ -33,7 +33,6 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
-import numpy as np
 import optax
 from jaxtyping import Array, Float
 
@@ -45,39 +44,29 @@ __all__ = ["dsm_loss", "train", "TrainResult"]
 
 Weighting = Literal["noise", "likelihood"]
 
+# One module-level instance, so that runs with the default optimiser share a compilation.
+_DEFAULT_OPTIMIZER = optax.adam(1e-3)
 
-def _time_sampler(model: ScoreModel, t_min: float, importance_sampling: bool, n_grid: int = 2048):
-    """Return ``sample(key, n) -> (t, 1/q(t))`` for uniform or likelihood-importance time."""
-    process = model.process
+
+def _sample_times(key, n, process, t_min: float, importance: bool, n_grid: int = 2048):
+    """Draw ``n`` times and their inverse densities ``1/q(t)``: uniform on ``[t_min, T]``, or
+    ``q(t) \\propto g^2/\\sigma^2`` (CDF tabulated on a grid by the trapezoid rule and inverted
+    by interpolation)."""
     t1 = float(process.t1)
-    if not importance_sampling:
-
-        def sample_uniform(key, n):
-            t = jr.uniform(key, (n,), minval=t_min, maxval=t1)
-            return t, jnp.full((n,), t1 - t_min)
-
-        return sample_uniform
-
-    # q(t) = r(t)/Z with r = g^2/sigma^2, tabulated on a grid (trapezoid CDF, inverted by interpolation).
-    grid = np.linspace(t_min, t1, n_grid)
+    if not importance:
+        t = jr.uniform(key, (n,), minval=t_min, maxval=t1)
+        return t, jnp.full((n,), t1 - t_min)
 
     def rate(t):
         g = process.diffusion_coefficient(t)
         _, std = process.marginal_coefficients(t)
         return g**2 / std**2
 
-    r = np.asarray(jax.vmap(rate)(jnp.asarray(grid)), dtype=np.float64)
-    cdf = np.concatenate([[0.0], np.cumsum(0.5 * (r[1:] + r[:-1]) * np.diff(grid))])
-    z = cdf[-1]
-    cdf_j = jnp.asarray(cdf / z)
-    grid_j = jnp.asarray(grid)
-
-    def sample_importance(key, n):
-        u = jr.uniform(key, (n,))
-        t = jnp.interp(u, cdf_j, grid_j)
-        return t, z / jax.vmap(rate)(t)
-
-    return sample_importance
+    grid = jnp.linspace(t_min, t1, n_grid)
+    r = jax.vmap(rate)(grid)
+    cdf = jnp.concatenate([jnp.zeros(1), jnp.cumsum(0.5 * (r[1:] + r[:-1]) * jnp.diff(grid))])
+    t = jnp.interp(jr.uniform(key, (n,)), cdf / cdf[-1], grid)
+    return t, cdf[-1] / jax.vmap(rate)(t)
 
 
 def dsm_loss(
@@ -105,15 +94,15 @@ def dsm_loss(
     """
     if x0.ndim != 2:
         raise ValueError(f"x0 must have shape (batch, d), got {x0.shape}")
-    sample_t = _time_sampler(model, t_min, importance_sampling and weighting == "likelihood")
-    return _dsm_loss(model, key, x0, sample_t, weighting)
+    importance = importance_sampling and weighting == "likelihood"
+    return _dsm_loss(model, key, x0, float(t_min), importance, weighting)
 
 
-def _dsm_loss(model, key, x0, sample_t, weighting):
+def _dsm_loss(model, key, x0, t_min, importance, weighting):
     process = model.process
     n, d = x0.shape
     key_t, key_eps = jr.split(key)
-    t, inv_q = sample_t(key_t, n)
+    t, inv_q = _sample_times(key_t, n, process, t_min, importance)
     eps = process.noise(key_eps, x0.shape).astype(x0.dtype)
     a, std = jax.vmap(process.marginal_coefficients)(t)
     xt = a[:, None] * x0 + std[:, None] * eps
@@ -191,8 +180,8 @@ def train(
     if n_steps <= 0 or batch_size <= 0 or steps_per_call <= 0:
         raise ValueError("n_steps, batch_size and steps_per_call must be positive")
     data = model.process.project(data)
-    optimizer = optax.adam(1e-3) if optimizer is None else optimizer
-    sample_t = _time_sampler(model, t_min, importance_sampling and weighting == "likelihood")
+    optimizer = _DEFAULT_OPTIMIZER if optimizer is None else optimizer
+    importance = importance_sampling and weighting == "likelihood"
 
     params, static = eqx.partition(model, eqx.is_inexact_array)
     opt_state = optimizer.init(params)
@@ -205,22 +194,6 @@ def train(
         if step0 > n_steps:
             raise ValueError(f"checkpoint is at step {step0}, beyond n_steps={n_steps}")
 
-    def loss_fn(p, k):
-        k_idx, k_loss = jr.split(k)
-        idx = jr.randint(k_idx, (batch_size,), 0, data.shape[0])
-        return _dsm_loss(eqx.combine(p, static), k_loss, data[idx], sample_t, weighting)
-
-    def one_step(carry, step):
-        p, s = carry
-        loss, grads = jax.value_and_grad(loss_fn)(p, jr.fold_in(key, step))
-        updates, s = optimizer.update(grads, s, p)
-        p = optax.apply_updates(p, updates)
-        return (p, s), loss
-
-    @eqx.filter_jit
-    def chunk(p, s, steps):
-        return jax.lax.scan(one_step, (p, s), steps)
-
     every = checkpoint_every if checkpoint_every is not None else steps_per_call
     losses = []
     last_saved = step0
@@ -232,7 +205,19 @@ def train(
     step = step0
     while step < n_steps:
         hi = min(step + steps_per_call, n_steps)
-        (params, opt_state), chunk_losses = chunk(params, opt_state, jnp.arange(step, hi))
+        (params, opt_state), chunk_losses = _train_chunk(
+            params,
+            opt_state,
+            jnp.arange(step, hi),
+            key,
+            data,
+            static,
+            optimizer,
+            batch_size,
+            float(t_min),
+            importance,
+            weighting,
+        )
         losses.append(chunk_losses)
         step = hi
         if bar is not None:
@@ -247,6 +232,32 @@ def train(
     if not bool(jnp.all(jnp.isfinite(all_losses))):
         raise FloatingPointError("DSM loss became non-finite during training")
     return TrainResult(eqx.combine(params, static), opt_state, all_losses, step0)
+
+
+@eqx.filter_jit
+def _train_chunk(
+    params, opt_state, steps, key, data, static, optimizer, batch_size, t_min, importance, weighting
+):
+    """``len(steps)`` optimiser steps in one ``lax.scan``; step ``k`` uses ``fold_in(key, k)``.
+
+    Module-level so that repeated runs with the same optimiser object and model structure
+    reuse one compilation.
+    """
+
+    def loss_fn(p, k):
+        k_idx, k_loss = jr.split(k)
+        idx = jr.randint(k_idx, (batch_size,), 0, data.shape[0])
+        model = eqx.combine(p, static)
+        return _dsm_loss(model, k_loss, data[idx], t_min, importance, weighting)
+
+    def one_step(carry, step):
+        p, s = carry
+        loss, grads = jax.value_and_grad(loss_fn)(p, jr.fold_in(key, step))
+        updates, s = optimizer.update(grads, s, p)
+        p = optax.apply_updates(p, updates)
+        return (p, s), loss
+
+    return jax.lax.scan(one_step, (params, opt_state), steps)
 
 
 def _save(path, tree):
