@@ -65,16 +65,20 @@ def test_dem_minimum_is_the_compressed_standard_minimum(n):
     """
     dem, std = systems.get(f"lj{n}"), systems.get(f"lj{n}-standard")
     s = 2.0 ** (1.0 / 6.0)
-    x_std = _relaxed(f"lj{n}-standard").position
-    u_std = float(_relaxed(f"lj{n}-standard").energy)
-    u_dem = float(_relaxed(f"lj{n}").energy)
-    restraint_at_std = float(dem.restraint_energy(x_std / s))
+    x_std, x_dem = _relaxed(f"lj{n}-standard").position, _relaxed(f"lj{n}").position
+    u_std, u_dem = float(_relaxed(f"lj{n}-standard").energy), float(_relaxed(f"lj{n}").energy)
+
+    @jax.jit
+    def terms(x_std, x_dem):
+        return (
+            dem.restraint_energy(x_std / s),
+            dem.restraint_energy(x_dem),
+            dem.energy(x_dem),
+            std.energy(s * x_dem),
+        )
+
+    restraint_at_std, restraint_at_dem, dem_at_dem, std_at_dem = map(float, terms(x_std, x_dem))
     assert 2 * u_std < u_dem < 2 * u_std + restraint_at_std
-    x_dem = _relaxed(f"lj{n}").position
     # at the DEM minimum the restraint compresses the cluster: smaller radius of gyration
-    assert float(dem.restraint_energy(x_dem)) < restraint_at_std
-    np.testing.assert_allclose(
-        float(dem.energy(x_dem)),
-        2 * float(std.energy(s * x_dem)) + float(dem.restraint_energy(x_dem)),
-        rtol=1e-12,
-    )
+    assert restraint_at_dem < restraint_at_std
+    assert dem_at_dem == pytest.approx(2 * std_at_dem + restraint_at_dem, rel=1e-12)
