@@ -12,20 +12,22 @@ Every system has ``energy``, ``log_prob``, ``score``, ``force``, ``beta``, ``dim
 (exact samples, or ``NotImplementedError``), ``initial_positions(key, n)``,
 ``prior_scale``, ``n_particles`` and ``spatial_dim`` (``None`` for toy systems).
 
-Registered names:
+Registered names (``log_z`` is exact where given; "exact samples" means ``sample``
+works, otherwise it raises ``NotImplementedError``):
 
-===================================  =============================================  ==========
-name                                 what                                           log Z
-===================================  =============================================  ==========
-``gaussian-<d>``                     :math:`\mathcal N(0, I_d)`, any d >= 1          exact
-``gmm40``                            FAB's 40-mode 2-D mixture (own seeded means)   0
-``mw5``                              :math:`\sum_i (x_i^2-4)^2`, d = 5               quadrature
-``mw32``                             FAB's many-well, d = 32                         164.6957
-``funnel``                           Neal's funnel, d = 10, sigma = 3               0
-``dw4``                              DW-4, 4 particles in 2-D                        None
-``lj13``, ``lj55``                   LJ, DEM/EFM convention, beta = 1                None
-``lj13-standard``, ``lj55-standard``  LJ, 4eps[(s/r)^12-(s/r)^6], kT = eps/2         None
-===================================  =============================================  ==========
+- ``gaussian-<d>``: :math:`\mathcal N(0, I_d)` for any d >= 1; closed-form log Z; exact samples.
+- ``gmm40``: FAB's 40-mode 2-D mixture with reproducibly seeded means; log Z = 0; exact samples.
+- ``mw5``: :math:`U = \sum_i (x_i^2 - 4)^2`, d = 5; log Z by quadrature; exact samples.
+- ``mw32``: FAB's many-well, d = 32; log Z = 164.6957 (quadrature); exact samples.
+- ``funnel``: Neal's funnel, d = 10, :math:`\sigma = 3`; log Z = 0; exact samples.
+- ``dw4``: DW-4, 4 particles in 2-D, :math:`\beta = 1`; log Z unknown.
+- ``lj13``, ``lj55``: Lennard-Jones, DEM/EFM convention (ordered pairs, centroid
+  restraint), :math:`\beta = 1`; log Z unknown.
+- ``lj13-standard``, ``lj55-standard``: :math:`\sum_{i<j} 4\varepsilon[(\sigma/r)^{12} -
+  (\sigma/r)^6]`, :math:`\varepsilon = \sigma = 1`, :math:`k_BT = \varepsilon/2`; log Z unknown.
+
+The project's own reference samples for the particle systems live next to this
+registry (``reference_samples``, added by the MCMC work).
 """
 
 from __future__ import annotations
@@ -58,6 +60,9 @@ from ._toy import gmm40 as gmm40
 from ._toy import symmetric_many_well as symmetric_many_well
 
 _REGISTRY: dict[str, Callable[[], System]] = {}
+# Systems are immutable, so each is built once (the many-wells do quadrature at
+# construction) and shared.
+_CACHE: dict[str, System] = {}
 _PATTERNS: list[tuple[str, re.Pattern, Callable[[re.Match], System]]] = []
 
 
@@ -70,6 +75,7 @@ def register(name: str, factory: Callable[[], System], *, overwrite: bool = Fals
     if name in _REGISTRY and not overwrite:
         raise ValueError(f"system {name!r} is already registered")
     _REGISTRY[name] = factory
+    _CACHE.pop(name, None)
 
 
 def _register_pattern(label: str, pattern: str, factory: Callable[[re.Match], System]) -> None:
@@ -82,17 +88,23 @@ def names() -> list[str]:
 
 
 def get(name: str) -> System:
-    """Build the system registered under ``name`` (see the module docstring for the table).
+    """The system registered under ``name`` (see the module docstring for the table).
+
+    Systems are immutable; each is built on first request and then shared.
 
     Raises:
         KeyError: for an unknown name, listing the known ones.
     """
+    if name in _CACHE:
+        return _CACHE[name]
     if name in _REGISTRY:
-        return _REGISTRY[name]()
+        _CACHE[name] = _REGISTRY[name]()
+        return _CACHE[name]
     for _, pattern, factory in _PATTERNS:
         match = pattern.fullmatch(name)
         if match:
-            return factory(match)
+            _CACHE[name] = factory(match)
+            return _CACHE[name]
     raise KeyError(f"unknown system {name!r}; known: {', '.join(names())}")
 
 
