@@ -92,7 +92,7 @@ class MultiDoubleWell(ParticleSystem):
     ``dw4``: n = 4, 2-D, a = 0, b = -4, c = 0.9, r_0 = 4, :math:`\beta = 1`.
     ``log_z`` is ``None`` (unknown; and infinite unless the centre of mass is
     fixed). ``prior_scale = 2``: about the per-coordinate spread of the centred
-    reference configurations (pair distances near 3.4 and 5.5).
+    reference configurations (1.82 in the published DW-4 samples).
     """
 
     name: str = eqx.field(static=True)
