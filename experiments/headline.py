@@ -71,7 +71,8 @@ class Config:
     Attributes:
         system: registry name of the system.
         methods: rows to run, keys of :data:`METHODS`.
-        n_batches: every method runs its population in this many checkpointed batches.
+        n_batches: the Langevin methods run their populations in this many checkpointed
+            batches (AIS in one).
         ais_chains, ais_steps: AIS population and number of annealing stages (one MALA
             move, one gradient evaluation, per stage).
         langevin_chains, langevin_steps, langevin_dt: annealed overdamped Langevin
@@ -79,13 +80,19 @@ class Config:
         baoab_chains, baoab_steps, baoab_dt, baoab_friction: annealed BAOAB.
         schedule_power: :math:`\\lambda(t) = (t/\\tau)^p` for the Langevin protocols (AIS
             uses its own polynomial schedule of the same kind, power 4).
-        n_metric_samples: samples per method (and reference) for the sample metrics.
+        diffusion_chains, diffusion_steps, diffusion_t_min: paths and reverse-chain steps
+            of the diffusion-model row, on the grid :math:`[t_{\\min}, T]`.
+        diffusion_train_steps, diffusion_batch_size, diffusion_hidden, diffusion_layers:
+            its EGNN score model and DSM training budget.
+        n_metric_samples: samples per method for the sample metrics. The first
+            ``2 * n_metric_samples`` reference samples are held out for scoring (and for the
+            half-vs-half noise floor); the diffusion model trains on the rest.
         reference: ``"auto"`` (the project's own reference samples, else the shared
             published ones, else none), ``"shared"`` or ``"none"``.
     """
 
     system: str = "dw4"
-    methods: tuple[str, ...] = ("ais", "langevin", "baoab")
+    methods: tuple[str, ...] = ("ais", "langevin", "baoab", "diffusion")
     n_batches: int = 4
     ais_chains: int = 4000
     ais_steps: int = 1000
@@ -97,6 +104,13 @@ class Config:
     baoab_dt: float = 1e-2
     baoab_friction: float = 1.0
     schedule_power: float = 2.0
+    diffusion_chains: int = 2000
+    diffusion_steps: int = 200
+    diffusion_t_min: float = 1e-3
+    diffusion_train_steps: int = 2000
+    diffusion_batch_size: int = 256
+    diffusion_hidden: int = 32
+    diffusion_layers: int = 3
     n_metric_samples: int = 1000
     reference: str = "auto"
 
@@ -104,7 +118,7 @@ class Config:
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown:
             raise ValueError(f"unknown methods {unknown}; available: {sorted(METHODS)}")
-        for name in ("ais_chains", "langevin_chains", "baoab_chains"):
+        for name in ("langevin_chains", "baoab_chains", "diffusion_chains"):
             if getattr(self, name) % self.n_batches:
                 raise ValueError(f"{name}={getattr(self, name)} must be a multiple of n_batches")
         if self.reference not in ("auto", "shared", "none"):
@@ -121,6 +135,12 @@ class Config:
             langevin_steps=40,
             baoab_chains=64,
             baoab_steps=40,
+            diffusion_chains=64,
+            diffusion_steps=10,
+            diffusion_train_steps=10,
+            diffusion_batch_size=32,
+            diffusion_hidden=8,
+            diffusion_layers=1,
             n_metric_samples=64,
         )
 
@@ -166,7 +186,7 @@ def _annealing_protocol(system, config: Config, duration: float) -> Protocol:
     return Protocol(energy_fn, schedule_fn)
 
 
-def _ais_batch(system, config: Config, batch: int):
+def _ais_batch(ctx, system, config: Config, batch: int, train_data):
     from thermo.mcmc import ais
 
     def fn(key):
@@ -176,7 +196,7 @@ def _ais_batch(system, config: Config, batch: int):
     return fn, 0.0, ("",)  # ais reports the COM-free log Z directly
 
 
-def _langevin_batch(system, config: Config, batch: int):
+def _langevin_batch(ctx, system, config: Config, batch: int, train_data):
     duration = config.langevin_steps * config.langevin_dt
     kernel = overdamped_langevin(
         _annealing_protocol(system, config, duration), beta=1.0, dt=config.langevin_dt
@@ -194,7 +214,7 @@ def _langevin_batch(system, config: Config, batch: int):
     return fn, log_z_base, ("log_rn", "jarzynski")
 
 
-def _baoab_batch(system, config: Config, batch: int):
+def _baoab_batch(ctx, system, config: Config, batch: int, train_data):
     duration = config.baoab_steps * config.baoab_dt
     kernel = baoab(
         _annealing_protocol(system, config, duration),
@@ -217,7 +237,94 @@ def _baoab_batch(system, config: Config, batch: int):
     return fn, log_z_base, ("log_rn",)
 
 
-#: name -> (builder, total-chains config field). ``builder(system, config, batch)`` returns
+def _diffusion_batch(ctx, system, config: Config, batch: int, train_data):
+    r"""A diffusion model trained on reference samples, used as a proposal with path weights.
+
+    A VP process (Song et al. 2021) on the COM-free subspace with an EGNN score
+    (Satorras et al. 2021) is trained by denoising score matching on held-in reference
+    samples (:func:`generative.training.train`, checkpointed in the run directory). Its
+    ancestral reverse chain :math:`B_k` (Ho et al. 2020), started from the prior
+    :math:`\pi_T`, proposes paths :math:`x_N \to x_0`, scored against the target path
+    measure :math:`\gamma(x_0)\prod_k F_k(x_{k+1}\mid x_k)` built from the exact forward
+    kernels :math:`F_k` (Sohl-Dickstein et al. 2015; the diffusion-sampler weight of
+    Vargas et al. 2023):
+
+    .. math:: \log w = -\beta U(x_0) + \sum_k \big[\log F_k(x_{k+1}\mid x_k)
+              - \log B_k(x_k\mid x_{k+1})\big] - \log\pi_T(x_N),
+              \qquad \mathbb E_B[w] = Z.
+
+    All densities live on the COM-free subspace, so :math:`\log Z` is in the headline's
+    convention directly. One energy evaluation per path; the score network is evaluated
+    ``diffusion_steps`` times per path.
+    """
+    import equinox as eqx
+
+    from generative.networks.egnn import EGNN
+    from generative.processes import VP, gaussian_log_prob
+    from generative.score import ScoreModel
+    from generative.thermodynamics import ancestral_reverse_kernel
+    from generative.training import train
+
+    if system.n_particles is None:
+        raise ValueError("the diffusion row is set up for particle systems")
+    process = VP(particles=(system.n_particles, system.spatial_dim))
+    network = EGNN(
+        system.n_particles,
+        system.spatial_dim,
+        jr.fold_in(ctx.key, 1_000_003),
+        hidden=config.diffusion_hidden,
+        n_layers=config.diffusion_layers,
+    )
+    ckpt = ctx.run_dir / "checkpoints" / "diffusion_model.eqx"
+    ckpt.parent.mkdir(parents=True, exist_ok=True)
+    trained = train(
+        jr.fold_in(ctx.key, 1_000_033),
+        ScoreModel(network, process),
+        jnp.asarray(train_data),
+        n_steps=config.diffusion_train_steps,
+        batch_size=config.diffusion_batch_size,
+        steps_per_call=max(1, min(500, config.diffusion_train_steps)),
+        checkpoint_path=ckpt,
+        progress=ctx.progress,
+    )
+    model = trained.model
+    d = system.dim
+    n_free = process.n_free_dims(d)
+    n_steps = config.diffusion_steps
+    times = jnp.linspace(config.diffusion_t_min, process.t1, n_steps + 1)
+    params, static = eqx.partition(model, eqx.is_inexact_array)
+
+    def one_path(params, key):
+        score = eqx.combine(params, static)
+        x_n = process.sample_prior(jr.fold_in(key, n_steps), (d,))
+
+        def step(carry, inputs):
+            x_t, log_w = carry
+            k, s, t = inputs
+            mean_b, std_b = ancestral_reverse_kernel(process, score, s, t, x_t)
+            x_s = mean_b + std_b * process.noise(jr.fold_in(key, k), (d,))
+            log_b = gaussian_log_prob(x_s, mean_b, std_b, n_free)
+            log_f = process.transition_log_prob(s, t, x_s, x_t)
+            return (x_s, log_w + log_f - log_b), None
+
+        ks = jnp.arange(n_steps)[::-1]
+        (x0, log_w), _ = jax.lax.scan(
+            step, (x_n, -process.prior_log_prob(x_n)), (ks, times[:-1][::-1], times[1:][::-1])
+        )
+        return x0, log_w - system.beta * system.energy(x0)
+
+    sample = jax.jit(jax.vmap(one_path, in_axes=(None, 0)))
+
+    def fn(key):
+        x0, log_w = sample(params, jr.split(key, batch))
+        return MethodOutput(x0, {"": log_w}, jnp.asarray(batch))
+
+    ctx.timings["diffusion training steps"] = float(config.diffusion_train_steps)
+    return fn, 0.0, ("",)
+
+
+#: name -> (builder, total-chains config field). ``builder(ctx, system, config, batch,
+#: train_data)`` returns
 #: ``(batch_fn, log_z_offset, weight_names)``: ``batch_fn(key) -> MethodOutput``, the
 #: offset turning its log-weights' ``log(Z_target/Z_base)`` into the COM-free log Z, and
 #: the names of its log-weight sets (one table row each).
@@ -225,6 +332,7 @@ METHODS: dict[str, tuple[Callable[..., Any], str]] = {
     "ais": (_ais_batch, "ais_chains"),
     "langevin": (_langevin_batch, "langevin_chains"),
     "baoab": (_baoab_batch, "baoab_chains"),
+    "diffusion": (_diffusion_batch, "diffusion_chains"),
 }
 
 
@@ -262,14 +370,17 @@ def load_reference(name: str, mode: str = "auto") -> tuple[np.ndarray | None, st
 # --------------------------------------------------------------------------------------
 
 
-def _run_method(ctx, system, config: Config, method: str, index: int) -> dict[str, Any]:
+def _run_method(ctx, system, config: Config, method: str, index: int, train_data) -> dict[str, Any]:
     builder, chains_field = METHODS[method]
     n_total = getattr(config, chains_field)
-    batch = n_total // config.n_batches
-    fn, log_z_offset, weight_names = builder(system, config, batch)
+    # thermo.mcmc.ais jits a fresh closure on every call (one compile per call), so AIS
+    # runs as a single batch; the other methods compile once and run checkpointed batches.
+    n_batches = 1 if method == "ais" else config.n_batches
+    batch = n_total // n_batches
+    fn, log_z_offset, weight_names = builder(ctx, system, config, batch, train_data)
     acc = (
-        jnp.zeros((config.n_batches, batch, system.dim)),
-        {k: jnp.zeros((config.n_batches, batch)) for k in weight_names},
+        jnp.zeros((n_batches, batch, system.dim)),
+        {k: jnp.zeros((n_batches, batch)) for k in weight_names},
         jnp.zeros((), jnp.int64),
         jnp.zeros(()),
     )
@@ -287,7 +398,7 @@ def _run_method(ctx, system, config: Config, method: str, index: int) -> dict[st
 
     key = jr.fold_in(ctx.key, index)
     samples, weights, evals, wall = ctx.loop(
-        key, body, acc, config.n_batches, name=f"method_{method}", desc=method
+        key, body, acc, n_batches, name=f"method_{method}", desc=method
     )
     samples = np.asarray(samples.reshape(-1, system.dim))
     np.save(ctx.run_dir / f"samples_{method}.npy", samples)
@@ -314,6 +425,8 @@ def _figures(ctx, system, config: Config, table: dict, reference: np.ndarray | N
     energy = jax.jit(jax.vmap(system.energy))
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     for method in config.methods:
+        if not (ctx.run_dir / f"samples_{method}.npy").exists():
+            continue
         x = np.load(ctx.run_dir / f"samples_{method}.npy")
         e = np.asarray(energy(x))
         lo, hi = np.quantile(e, [0.0, 0.99])
@@ -322,7 +435,7 @@ def _figures(ctx, system, config: Config, table: dict, reference: np.ndarray | N
             dist = interatomic_distances(x, system.n_particles, system.spatial_dim)
             axes[1].hist(dist, bins=80, density=True, histtype="step", label=method)
     if reference is not None:
-        e_ref = np.asarray(energy(reference[: config.n_metric_samples * 4]))
+        e_ref = np.asarray(energy(reference))
         axes[0].hist(e_ref, bins=60, density=True, color="k", alpha=0.2, label="reference")
         if system.n_particles is not None:
             d_ref = interatomic_distances(reference, system.n_particles, system.spatial_dim)
@@ -350,21 +463,31 @@ def run(config: Config, ctx) -> dict:
     system = systems.get(config.system)
     reference, ref_source = load_reference(config.system, config.reference)
     ctx.log(f"{system.name}: reference = {ref_source}")
+    held_out = train_data = None
+    if reference is not None:
+        n_hold = min(2 * config.n_metric_samples, reference.shape[0] // 2)
+        held_out, train_data = reference[:n_hold], reference[n_hold:]
     table: dict[str, dict[str, Any]] = {}
+    skipped: dict[str, str] = {}
     for index, method in enumerate(config.methods):
+        if method == "diffusion" and train_data is None:
+            skipped[method] = "no reference samples to train the diffusion model on"
+            continue
         done = ctx.stage(
             f"method_{method}",
-            lambda method=method, index=index: _run_method(ctx, system, config, method, index),
+            lambda method=method, index=index: _run_method(
+                ctx, system, config, method, index, train_data
+            ),
         )
         rows = done["rows"]
         ctx.timings[f"method {method} (s)"] = done["wall_time_s"]
-        if reference is not None:
+        if held_out is not None:
             sm = ctx.stage(
                 f"metrics_{method}",
                 lambda method=method: sample_metrics(
                     system,
                     np.load(ctx.run_dir / f"samples_{method}.npy"),
-                    reference,
+                    held_out,
                     max_samples=config.n_metric_samples,
                 ),
             )
@@ -372,15 +495,17 @@ def run(config: Config, ctx) -> dict:
                 row.update({k: v for k, v in sm.items() if k != "log_z_error"})
         table.update(rows)
     metrics: dict[str, Any] = {"system": system.name, "reference": ref_source}
-    if reference is not None:
-        half = min(config.n_metric_samples, reference.shape[0] // 2)
+    if skipped:
+        metrics["skipped"] = skipped
+    if held_out is not None:
+        half = held_out.shape[0] // 2
         floor = ctx.stage(
             "metrics_reference_halves",
             lambda: sample_metrics(
-                system, reference[:half], reference[half : 2 * half], max_samples=half
+                system, held_out[:half], held_out[half : 2 * half], max_samples=half
             ),
         )
         metrics["reference_half_vs_half"] = {k: v for k, v in floor.items() if k != "log_z_error"}
     metrics["methods"] = table
-    _figures(ctx, system, config, table, reference)
+    _figures(ctx, system, config, table, held_out)
     return metrics
