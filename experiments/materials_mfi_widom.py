@@ -34,7 +34,7 @@ class Config:
 
     Attributes:
         seed: PRNG seed.
-        n_insertions: total Widom insertions (4e6 gives sigma ~ 0.08).
+        n_insertions: total Widom insertions (1e6 gives sigma ~ 0.15).
         n_blocks: blocks for the standard error.
         chunk_size: insertions evaluated together.
         temperature: K.
@@ -42,7 +42,7 @@ class Config:
     """
 
     seed: int = 20261123
-    n_insertions: int = 4_096_000
+    n_insertions: int = 1_024_000
     n_blocks: int = 20
     chunk_size: int = 2048
     temperature: float = 300.0

@@ -26,6 +26,12 @@ def mfi_energy(mfi):
     return jax.jit(fn), info
 
 
+@pytest.fixture(scope="module")
+def mfi_energy_all(mfi):
+    fn, _ = framework_energy_fn(mfi, bin_width=None)
+    return fn
+
+
 def _brute_energy(atoms, point, ff):
     """Sum over unit-cell atoms and explicit lattice translations (no supercell, no jax-md)."""
     cell = atoms.cell.array  # rows
@@ -57,6 +63,15 @@ def test_framework_energy_matches_explicit_lattice_sum(mfi, mfi_energy):
         np.testing.assert_allclose(ours, min(ref, 1e10), rtol=1e-9, atol=1e-8)
 
 
+def test_binned_lists_give_the_same_energies(mfi_energy, mfi_energy_all):
+    fn_binned, _ = mfi_energy
+    fn_all = mfi_energy_all
+    pts = jnp.asarray(np.random.default_rng(8).uniform(size=(256, 3)))
+    a = jax.jit(jax.vmap(lambda p: fn_all(p, jnp.eye(3))))(pts)
+    b = jax.jit(jax.vmap(lambda p: fn_binned(p, jnp.eye(3))))(pts)
+    np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-9, atol=1e-8)
+
+
 def test_widom_weight_agrees_with_raspa3(mfi):
     res = widom(jr.key(2024), mfi, n_insertions=16 * 1024, n_blocks=8, chunk_size=512)
     assert res.n_insertions == 16 * 1024
@@ -68,9 +83,9 @@ def test_widom_weight_agrees_with_raspa3(mfi):
     assert 10.0 < res.isosteric_heat_kj_mol < 30.0
 
 
-def test_path_and_atoms_inputs_agree(mfi, mfi_energy):
-    fn_atoms, _ = mfi_energy
-    fn_path, _ = framework_energy_fn("MFI_SI.cif")
+def test_path_and_atoms_inputs_agree(mfi_energy_all):
+    fn_atoms = mfi_energy_all
+    fn_path, _ = framework_energy_fn("MFI_SI.cif", bin_width=None)
     frac = jnp.array([0.3, 0.6, 0.2])
     assert float(fn_path(frac, jnp.eye(3))) == float(fn_atoms(frac, jnp.eye(3)))
 

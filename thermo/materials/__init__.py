@@ -33,6 +33,7 @@ from .nvt import MCInfo as MCInfo
 from .nvt import MCState as MCState
 from .nvt import block_average as block_average
 from .nvt import displacement_mc as displacement_mc
+from .nvt import langevin_kernel as langevin_kernel
 from .nvt import lj_observables as lj_observables
 from .nvt import sample_lj_fluid as sample_lj_fluid
 from .structures import fcc_lattice as fcc_lattice
