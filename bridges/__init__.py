@@ -12,6 +12,10 @@
 * :mod:`bridges.thermodynamics`: KL to the reference and work along a bridge.
 """
 
+from .benchmark import LightSB as LightSB
+from .benchmark import cbw2_uvp as cbw2_uvp
+from .benchmark import fit_lightsb as fit_lightsb
+from .benchmark import make_benchmark as make_benchmark
 from .dsbm import DSBMResult as DSBMResult
 from .dsbm import dsbm as dsbm
 from .gaussian import GaussianBridge as GaussianBridge
@@ -23,8 +27,16 @@ from .sinkhorn import SinkhornBridge as SinkhornBridge
 from .sinkhorn import entropic_plan as entropic_plan
 from .sinkhorn import epsilon_from_sigma as epsilon_from_sigma
 from .sinkhorn import sinkhorn_bridge as sinkhorn_bridge
+from .thermodynamics import bridge_work as bridge_work
+from .thermodynamics import girsanov_kl as girsanov_kl
 
 __all__ = [
+    "LightSB",
+    "cbw2_uvp",
+    "fit_lightsb",
+    "make_benchmark",
+    "bridge_work",
+    "girsanov_kl",
     "DSBMResult",
     "EntropicPlan",
     "GaussianBridge",

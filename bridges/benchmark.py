@@ -172,7 +172,7 @@ def _sample_mixture(key, log_beta, means, chols):
 
 
 def make_benchmark(
-    key: PRNGKey, dim: int, eps: float = 0.1, n_components: int = 5, dtype=jnp.float64
+    key: PRNGKey, dim: int, eps: float = 0.1, n_components: int = 5, dtype=None
 ) -> GMMBenchmark:
     """Regenerate a Gushchin et al. (2023) mixture benchmark instance from ``key`` (module docstring).
 
@@ -183,6 +183,7 @@ def make_benchmark(
         raise ValueError(
             f"need dim >= 1, n_components >= 1, eps > 0; got {dim}, {n_components}, {eps}"
         )
+    dtype = jnp.zeros(()).dtype if dtype is None else dtype  # float64 under x64, else float32
     k_m, k_q, k_l, k_v = jr.split(key, 4)
     m = jr.uniform(k_m, (n_components, dim), dtype=dtype, minval=-2.0, maxval=2.0)
     q, _ = jnp.linalg.qr(jr.normal(k_q, (n_components, dim, dim), dtype=dtype))

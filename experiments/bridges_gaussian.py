@@ -71,8 +71,8 @@ class Config:
     mean_shift: float = 0.1
     n_train: int = 4096
     n_eval: int = 10000
-    n_iterations: int = 4
-    n_train_steps: int = 1000
+    n_iterations: int = 3
+    n_train_steps: int = 600
     batch_size: int = 256
     width: int = 128
     depth: int = 2
@@ -81,10 +81,10 @@ class Config:
     sinkhorn_n: int = 2000
     mixture_dims: tuple[int, ...] = (2, 16)
     mixture_eps: float = 0.1
-    lightsb_steps: int = 5000
+    lightsb_steps: int = 3000
     lightsb_components: int = 10
     n_test_inputs: int = 1000
-    showcase_train_steps: int = 1000
+    showcase_train_steps: int = 600
 
     @classmethod
     def quick(cls) -> Config:
