@@ -51,6 +51,10 @@ def test_mackay_icosahedra_have_the_magic_numbers_and_shell_radii():
 )
 def test_lbfgs_from_mackay_icosahedron_finds_the_known_minimum(name, expected, tol):
     result = _relaxed(name)
+    print(
+        f"\n{name}: E_min = {float(result.energy):.6f} (reference {expected}), "
+        f"|grad| = {float(result.grad_norm):.1e}, {int(result.n_steps)} L-BFGS steps"
+    )
     assert float(result.grad_norm) < 1e-6
     assert abs(float(result.energy) - expected) < tol
 
