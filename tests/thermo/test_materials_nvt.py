@@ -71,3 +71,30 @@ def test_block_average_of_iid_series():
     # block std err of iid N(0,1) data: 1/sqrt(8000), itself uncertain by ~1/sqrt(2*39)
     assert abs(err * np.sqrt(8000) - 1.0) < 4 / np.sqrt(78)
     assert abs(mean) < 4 * err
+
+
+def test_langevin_adapter_samples_harmonic_configurations_exactly():
+    # BAOAB's configurational marginal is exact for harmonic U (Leimkuhler & Matthews
+    # 2013): with U = k/2 sum |R - R0|^2 over 2 particles, <U> = (6/2) T for any dt.
+    from thermo.materials import langevin_kernel
+
+    t, k_spring = 0.7, 3.0
+    r0 = jnp.array([[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]])
+
+    def energy(r):
+        return 0.5 * k_spring * jnp.sum((r - r0) ** 2)
+
+    kernel = langevin_kernel(energy, 2, temperature=t, dt=0.3, friction=2.0)
+    n_chains, n_steps, burn = 256, 400, 50
+    states = jax.vmap(lambda _: kernel.init(r0))(jnp.arange(n_chains))
+
+    @jax.jit
+    def go(keys, states):
+        return jax.vmap(
+            lambda kk, s: run(kk, kernel, s, n_steps, observable_fn=lambda s, i: s.energy)
+        )(keys, states)
+
+    _, u = go(jr.split(jr.key(21), n_chains), states)
+    chain_means = np.asarray(u)[:, burn:].mean(axis=1)
+    se = chain_means.std(ddof=1) / np.sqrt(n_chains)
+    assert abs(chain_means.mean() - 3 * t) < 4 * se
