@@ -6,6 +6,9 @@ An experiment is one module that defines
   classmethod ``quick()`` returning the small setting the tests run end to end;
 * ``run(config: Config, ctx: RunContext) -> dict``: the metrics (see
   :mod:`experiments._report` for their shape), writing figures through ``ctx``.
+  A module with only ``main(config) -> dict`` is wrapped as ``run = lambda config, ctx:
+  main(config)`` (or ``main(config, out_dir=run_dir)`` when ``main`` takes ``out_dir``, so
+  its figures land in the run directory); it then gets no checkpoints from the runner.
 
 Modules are imported lazily, so ``python -m experiments list`` stays cheap and an
 experiment whose optional dependencies are broken does not take the others down.
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +30,11 @@ __all__ = ["Experiment", "get", "names", "register", "unregister"]
 _MODULES: dict[str, str] = {
     "headline": "experiments.headline",
     "jarzynski_double_well": "experiments.jarzynski_double_well",
+    "bridges_gaussian": "experiments.bridges_gaussian",
+    "diffusion_particles": "experiments.diffusion_particles",
+    "materials_lj_free_energy": "experiments.materials_lj_free_energy",
+    "materials_mfi_widom": "experiments.materials_mfi_widom",
+    "materials_nist_lj": "experiments.materials_nist_lj",
 }
 
 
@@ -70,12 +79,20 @@ def get(name: str) -> Experiment:
     mod = importlib.import_module(module_path)
     config_cls = getattr(mod, "Config", None)
     run_fn = getattr(mod, "run", None)
+    main_fn = getattr(mod, "main", None)
+    if run_fn is None and callable(main_fn):
+        takes_out_dir = "out_dir" in inspect.signature(main_fn).parameters
+
+        def run_fn(config, ctx, _main=main_fn, _out=takes_out_dir):
+            # A main(config, out_dir=...) writes its figures into the run directory.
+            return _main(config, out_dir=ctx.run_dir) if _out else _main(config)
+
     if config_cls is None or not dataclasses.is_dataclass(config_cls):
         raise ConfigError(f"{module_path} must define a dataclass Config")
     if not callable(getattr(config_cls, "quick", None)):
         raise ConfigError(f"{module_path}.Config must have a classmethod quick()")
     if not callable(run_fn):
-        raise ConfigError(f"{module_path} must define run(config, ctx)")
+        raise ConfigError(f"{module_path} must define run(config, ctx) or main(config)")
     doc = (mod.__doc__ or "").strip()
     return Experiment(
         name=name, module=module_path, config_cls=config_cls, run_fn=run_fn, description=doc
