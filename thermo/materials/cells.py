@@ -150,6 +150,8 @@ def neighbor_list(
     ``r_cutoff + skin`` as list radius (``dr_threshold = skin/2``: the list is
     rebuilt when any particle has moved half the skin). Allocation (``.allocate``)
     happens outside jit; ``.update`` inside; check ``nbrs.did_buffer_overflow``.
+    Tested for orthorhombic cells; for triclinic cells jax-md's cell list expects
+    ``fractional_coordinates=True`` (with the matching ``periodic_space``).
 
     Returns:
         ``jax_md.partition.NeighborListFns``.
