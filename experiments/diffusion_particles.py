@@ -66,6 +66,7 @@ class Config:
             (Song et al. 2021 use 1e-3 for VP).
         n_samples: generated samples scored against the held-out set.
         n_sample_steps: Euler–Maruyama steps of the reverse SDE.
+        denoise: 1 to finish sampling with Tweedie's denoising step, 0 not to.
         n_nll: held-out points for the likelihood.
         nll_tol: rtol = atol of the probability-flow solve.
         seed: the one seed of the run.
@@ -83,6 +84,7 @@ class Config:
     t_min: float = 1e-3
     n_samples: int = 2000
     n_sample_steps: int = 500
+    denoise: int = 1
     n_nll: int = 200
     nll_tol: float = 1e-4
     seed: int = 0
@@ -176,6 +178,7 @@ def main(config: Config | dict | None = None) -> dict:
         n_p * s_d,
         n_steps=config.n_sample_steps,
         t_min=config.t_min,
+        denoise=bool(config.denoise),
     )
     samples = np.asarray(jax.block_until_ready(samples)) * scale
     sample_seconds = time.perf_counter() - t_start

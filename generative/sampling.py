@@ -76,6 +76,7 @@ def sample_reverse_euler_maruyama(
     *,
     n_steps: int = 1000,
     t_min: float = 1e-3,
+    denoise: bool = False,
     args: Args = None,
 ) -> Float[Array, "n_samples dim"]:
     r"""Samples by Euler–Maruyama on the reverse SDE, started from the prior at :math:`T`.
@@ -94,10 +95,15 @@ def sample_reverse_euler_maruyama(
         n_samples, dim: population size and data dimension.
         n_steps: number of Euler–Maruyama steps :math:`N`.
         t_min: the time the reverse run stops at (Song et al.: :math:`10^{-3}` for VP).
+        denoise: finish with Tweedie's denoising step
+            :math:`\hat x_0 = (x + \sigma^2 s(t_{\min}, x))/a` at :math:`t_{\min}`
+            (:math:`a, \sigma` the marginal coefficients), which removes the residual noise
+            of :math:`p_{t_{\min}}` (Song et al. 2021, App. G; Efron 2011).
         args: passed to the score.
 
     Returns:
-        ``(n_samples, dim)`` samples of :math:`p_{t_{\min}}`.
+        ``(n_samples, dim)`` samples of :math:`p_{t_{\min}}` (its posterior means given
+        ``denoise``).
     """
     _check_sampling_args(n_samples, dim, n_steps)
     t0, t1 = _time_range(process, t_min)
@@ -107,7 +113,11 @@ def sample_reverse_euler_maruyama(
     x_t = process.sample_prior(key_prior, (int(n_samples), int(dim))).astype(_dtype())
     states = jax.vmap(kernel.init)(x_t)
     final, _ = _run_population(key_run, kernel, states, int(n_steps))
-    return final.position
+    if not denoise:
+        return final.position
+    a, std = process.marginal_coefficients(t0)
+    scores = jax.vmap(lambda x: score_fn(t0, x, args))(final.position)
+    return (final.position + std**2 * scores) / a
 
 
 @eqx.filter_jit
