@@ -128,12 +128,17 @@ def _levy_area_for(solver: dfx.AbstractSolver) -> type:
     return dfx.BrownianIncrement
 
 
-def _default_max_steps(t0, t1, dt0, adaptive: bool) -> int:
+def _default_max_steps(t0, t1, dt0, dtmin, adaptive: bool) -> int:
+    """Fixed steps: exactly ceil((t1 - t0) / dt0). Adaptive: room for every step at dtmin
+    plus as many rejections (at least 16**4)."""
+    step = dtmin if adaptive else dt0
+    if step is None:
+        return 16**4
     try:
-        n = math.ceil(abs(float(t1) - float(t0)) / abs(float(dt0)) - 1e-9)
+        n = math.ceil(abs(float(t1) - float(t0)) / abs(float(step)) - 1e-9)
     except (TypeError, jax.errors.ConcretizationTypeError):
         return 16**4
-    return max(n, 1) * (8 if adaptive else 1) + 1
+    return max(2 * n + 1, 16**4) if adaptive else max(n, 1) + 1
 
 
 @eqx.filter_jit
@@ -183,7 +188,8 @@ def solve(
         rtol, atol, dtmin: adaptive controller settings.
         brownian_tol: resolution of the Brownian tree.
         max_steps: diffrax's step budget; default :math:`\lceil (t_1-t_0)/dt_0\rceil + 1`
-            for fixed steps (8x that when adaptive).
+            for fixed steps, :math:`\max(2\lceil (t_1-t_0)/dt_{\min}\rceil + 1, 16^4)` when
+            adaptive.
 
     Returns:
         The diffrax ``Solution``; ``sol.ys`` has shape ``(n_saved, d)``.
@@ -220,7 +226,7 @@ def solve(
     else:
         controller = dfx.ConstantStepSize()
     if max_steps is None:
-        max_steps = _default_max_steps(t0, t1, dt0, adaptive)
+        max_steps = _default_max_steps(t0, t1, dt0, dtmin, adaptive)
     return dfx.diffeqsolve(
         terms,
         solver,

@@ -113,15 +113,20 @@ def em_second_moment_exact(dt: float) -> float:
     return float(SIGMA**2 * dt * (1 - a**n) / (1 - a))
 
 
-def _weak_second_moment(key, dt):
+@jax.jit
+def _weak_second_moment(key, dt, n_steps):
+    # dt and n_steps are traced, so one compilation serves every step size: the kernel's
+    # step is driven by a fori_loop with a dynamic trip count (a test-only driver).
     kernel = euler_maruyama(ou_sde("scalar"), dt)
     states = jax.vmap(kernel.init)(jnp.zeros((WEAK_CHAINS, WEAK_DIM)))
-    final, _ = run_population(key, kernel, states, round(WEAK_T / dt))
+    keys = jr.split(key, WEAK_CHAINS)
+
+    def body(i, s):
+        return jax.vmap(lambda k, si: kernel.step(jr.fold_in(k, i), si)[0])(keys, s)
+
+    final = jax.lax.fori_loop(0, n_steps, body, states)
     x2 = final.position**2
     return jnp.mean(x2), jnp.std(x2) / jnp.sqrt(x2.size)
-
-
-_weak_jit = jax.jit(_weak_second_moment, static_argnums=1)
 
 
 def test_euler_maruyama_weak_order_one():
@@ -129,7 +134,7 @@ def test_euler_maruyama_weak_order_one():
     keys = jr.split(jr.key(2024), len(WEAK_DTS))
     errors = []
     for key, dt in zip(keys, WEAK_DTS, strict=True):
-        m2, se = (float(v) for v in _weak_jit(key, dt))
+        m2, se = (float(v) for v in _weak_second_moment(key, dt, round(WEAK_T / dt)))
         # The kernel reproduces the exact discrete-time moment (tests the kernel itself).
         assert abs(m2 - em_second_moment_exact(dt)) < N_SIGMA * se, (dt, m2, se)
         errors.append(m2 - exact)
@@ -155,15 +160,50 @@ def test_diffusion_types_agree_pathwise():
     outs_em, outs_dfx = [], []
     for kind in ("scalar", "diagonal", "full"):
         sde = ou_sde(kind)
+        if kind == "diagonal":
+            # solve() maps scalar and diagonal G to the same DiagonalLinearOperator: the
+            # pathwise check of that branch is scalar == full below.
+            kernel = euler_maruyama(sde, 0.05)
+            state = kernel.init(x0)
+            for key in jr.split(jr.key(5), 4):
+                state, _ = kernel.step(key, state)
+            outs_em.append(state.position)
+            outs_dfx.append(None)
+            continue
         kernel = euler_maruyama(sde, 0.05)
         state = kernel.init(x0)
         for key in jr.split(jr.key(5), 4):  # a few eager steps: no scan to compile
             state, _ = kernel.step(key, state)
         outs_em.append(state.position)
         outs_dfx.append(solve(jr.key(6), sde, x0, 0.0, 1.0, dt0=0.05).ys[-1])
-    for outs in (outs_em, outs_dfx):
-        np.testing.assert_allclose(outs[1], outs[0], rtol=0, atol=1e-12)
-        np.testing.assert_allclose(outs[2], outs[0], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(outs_em[1], outs_em[0], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(outs_em[2], outs_em[0], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(outs_dfx[2], outs_dfx[0], rtol=0, atol=1e-12)
+
+
+def test_adaptive_diffrax_solve_follows_the_same_brownian_path():
+    # The Brownian path is a function of the key alone, so an adaptive Heun solve and a
+    # fixed-step one converge to the same strong solution. Heun has strong order 1 for
+    # additive noise: at dt = 0.005 the fixed-step error is ~1e-4, so 2e-3 is a loose band.
+    sde = SDE(lambda t, x, a: -x + jnp.sin(3 * t), lambda t, x, a: 0.5 * jnp.ones(2))
+    kw = dict(solver=dfx.Heun(), brownian_tol=1e-4)
+    fixed = solve(jr.key(9), sde, jnp.ones(2), 0.0, 1.0, dt0=0.005, **kw).ys[-1]
+    adaptive = solve(
+        jr.key(9),
+        sde,
+        jnp.ones(2),
+        0.0,
+        1.0,
+        dt0=0.05,
+        adaptive=True,
+        rtol=1e-4,
+        atol=1e-6,
+        dtmin=2e-4,
+        **kw,
+    )
+    np.testing.assert_allclose(adaptive.ys[-1], fixed, rtol=0, atol=2e-3)
+    # It adapted: fewer accepted steps than the 5,000 it would take crawling at dtmin.
+    assert 0 < int(adaptive.stats["num_accepted_steps"]) < round(1.0 / 2e-4)
 
 
 RECT_PATHS = 4000
