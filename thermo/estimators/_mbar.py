@@ -284,6 +284,7 @@ def _overlap_eigenvalues(wtw, n_k):
     return jnp.linalg.eigvalsh(sq[:, None] * wtw * sq[None, :])[::-1]
 
 
+_factor_jit = jax.jit(_factor)
 _precondition_jit = jax.jit(_precondition, static_argnames=("unsampled", "use_max"))
 _precondition_donate = jax.jit(
     _precondition, static_argnames=("unsampled", "use_max"), donate_argnums=0
@@ -565,7 +566,7 @@ def mbar(
         f, h_sub, it = _solve_exact(u_sub, n_k, omega, own[idx], unsampled, f, ref, max_iterations)
         n_iter += it
         _raise_if_disconnected_hessian(h_sub, n_k_np)
-        pre = _factor(h_sub, n_k)
+        pre = _factor_jit(h_sub, n_k)
     else:
         pre = "exact"
 
@@ -601,7 +602,9 @@ def mbar(
     x, s, grad, wtw, theta, eig = _finish(q, n_k, x, ref, polish=pre is not None)
     eig = np.asarray(eig)
     if k_sampled > 1 and 1.0 - eig[1] < _MIN_OVERLAP_GAP:
-        _raise_disconnected(np.asarray(wtw) * n_k_np[None, :], n_k_np)
+        sampled = np.flatnonzero(n_k_np > 0)
+        o = np.asarray(wtw) * n_k_np[None, :]
+        _raise_disconnected(o[np.ix_(sampled, sampled)], sampled)
     gnorm = float(jnp.max(jnp.abs(grad) / jnp.maximum(n_k, 1.0)))
     if pre is not None and not gnorm < 1e-6:
         raise RuntimeError(
@@ -650,7 +653,7 @@ def _solve_exact(u_sub, n_k, omega, own, unsampled, f, ref, max_iterations):
 
 
 def _raise_if_disconnected_hessian(h, n_k_np):
-    sampled = n_k_np > 0
+    sampled = np.flatnonzero(n_k_np > 0)
     hs = np.asarray(h)[np.ix_(sampled, sampled)]
     n = n_k_np[sampled].astype(np.float64)
     # H = diag(N c) - N W^T W N; at the (sub)solution c = 1, so N^{-1/2} H N^{-1/2} =
@@ -658,21 +661,15 @@ def _raise_if_disconnected_hessian(h, n_k_np):
     m = hs / np.sqrt(n)[:, None] / np.sqrt(n)[None, :]
     lam = np.sort(np.linalg.eigvalsh(m))
     if lam.shape[0] > 1 and lam[1] < _MIN_OVERLAP_GAP:
-        o = np.eye(hs.shape[0]) - m
-        _raise_disconnected(o, n_k_np[sampled])
+        _raise_disconnected(np.eye(hs.shape[0]) - m, sampled)
 
 
-def _raise_disconnected(o, n_k_np):
+def _raise_disconnected(o_sampled, state_ids):
+    """Name the groups of sampled states (``state_ids``) that no sample connects."""
     from scipy.sparse.csgraph import connected_components
 
-    sampled = np.flatnonzero(n_k_np > 0)
-    adj = (
-        np.abs(o[np.ix_(sampled, sampled)]) > 1e-12
-        if o.shape[0] != sampled.shape[0]
-        else (np.abs(o) > 1e-12)
-    )
-    n_comp, labels = connected_components(adj, directed=False)
-    groups = [sampled[labels == c].tolist() for c in range(n_comp)]
+    n_comp, labels = connected_components(np.abs(o_sampled) > 1e-12, directed=False)
+    groups = [np.asarray(state_ids)[labels == c].tolist() for c in range(n_comp)]
     raise ValueError(
         "MBAR: the states do not overlap (second eigenvalue of the overlap matrix is 1 to "
         f"within {_MIN_OVERLAP_GAP:g}); no sample connects these groups of sampled states: "
