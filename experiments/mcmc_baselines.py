@@ -1,0 +1,235 @@
+r"""MCMC baselines against the project's reference samples at equal energy-evaluation budgets.
+
+For ``dw4`` and ``lj13``: HMC (10 leapfrog steps), MALA and replica exchange (8 rungs,
+HMC moves, geometric ladder as in ``experiments.make_reference_samples``) each get the
+same total budget of energy-and-gradient evaluations, warm-up (dual-averaging step-size
+adaptation, counted) included: ``n_chains * budget_per_chain``. Chains start from the
+system's Gaussian ``initial_positions`` (DW-4) or the Mackay icosahedron plus noise
+(LJ-13), centre of mass removed. Samples: the second half of every chain (target rung
+for PT), thinned evenly to ``n_samples``. Metrics (:mod:`thermo.metrics`) against
+``thermo.systems.reference_samples``: energy W2, interatomic-distance TV and W2, MMD
+(RBF, median heuristic).
+
+Also the log Z table: AIS and SMC on ``mw5``, ``gmm40``, ``funnel`` and ``mw32``
+(:func:`log_z_table`).
+
+Run ``python -m experiments.mcmc_baselines [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+
+__all__ = ["log_z_table", "main", "sampler_table"]
+
+
+def _initial(key, system, n):
+    from thermo.systems import mackay_icosahedron
+
+    if system.name.startswith("lj"):
+        base = jnp.asarray(mackay_icosahedron({13: 1, 55: 2}[system.n_particles])).reshape(-1)
+        x = base + 0.05 * jr.normal(key, (n, system.dim))
+    else:
+        x = system.initial_positions(key, n)
+    return jax.vmap(system.remove_com)(x)
+
+
+def _single_chain_sampler(key, system, move, budget, n_chains, n_keep_per_chain):
+    from thermo.kernel import run
+    from thermo.mcmc import adapt_step_size, hmc, mala
+
+    L = 10 if move == "hmc" else 1
+    n_steps = budget // L
+    n_warm = n_steps // 5
+    n_run = n_steps - n_warm
+    n_run -= n_run % 2
+    thin = max(1, (n_run // 2) // n_keep_per_chain)
+    n_run = 2 * thin * n_keep_per_chain
+
+    def factory(eps):
+        if move == "hmc":
+            return hmc(system.log_prob, eps, L, project_fn=system.remove_com)
+        return mala(system.log_prob, eps, project_fn=system.remove_com)
+
+    eps0, target = (0.01, 0.8) if move == "hmc" else (1e-4, 0.574)
+    k_init, k_warm, k_run = jr.split(key, 3)
+
+    @jax.jit
+    def go(k_init, k_warm, k_run):
+        x0 = _initial(k_init, system, n_chains)
+        states = jax.vmap(factory(eps0).init)(x0)
+        states, eps = adapt_step_size(
+            k_warm, factory, states, n_warm, initial_step_size=eps0, target_acceptance=target
+        )
+        step = jax.vmap(factory(eps).step)
+        _, (pos, acc) = run(
+            k_run,
+            lambda k, s: step(jr.split(k, n_chains), s),
+            states,
+            n_run,
+            thin=thin,
+            observable_fn=lambda s, i: (s.position, i.acceptance_rate),
+        )
+        return pos[n_keep_per_chain:], jnp.mean(acc), eps
+
+    pos, acc, eps = go(k_init, k_warm, k_run)
+    used = n_chains * L * (n_warm + n_run)
+    return np.asarray(pos).reshape(-1, system.dim), {
+        "acceptance": float(acc),
+        "step_size": float(eps),
+        "energy_evals": int(used),
+    }
+
+
+def _pt_sampler(key, system, budget, n_chains, n_keep_per_chain, n_replicas=8, beta_min=None):
+    from thermo.kernel import run
+    from thermo.mcmc import adapt_replica_step_sizes, geometric_ladder, replica_exchange
+
+    L = 10
+    beta_min = {"dw4": 0.2, "lj13": 0.3}.get(system.name, 0.5) if beta_min is None else beta_min
+    betas = geometric_ladder(system.beta, beta_min * system.beta, n_replicas)
+    n_steps = budget // (L * n_replicas)
+    n_warm = n_steps // 5
+    n_run = n_steps - n_warm
+    thin = max(1, (n_run // 2) // n_keep_per_chain)
+    n_run = 2 * thin * n_keep_per_chain
+    k_init, k_warm, k_run = jr.split(key, 3)
+
+    @jax.jit
+    def go(k_init, k_warm, k_run):
+        x0 = _initial(k_init, system, n_chains * n_replicas).reshape(n_chains, n_replicas, -1)
+        states, eps = adapt_replica_step_sizes(
+            k_warm,
+            system.energy,
+            betas,
+            x0,
+            n_warm,
+            initial_step_size=0.01,
+            n_integration_steps=L,
+            project_fn=system.remove_com,
+        )
+        kernel = replica_exchange(
+            system.energy, betas, eps, n_integration_steps=L, project_fn=system.remove_com
+        )
+        step = jax.vmap(kernel.step)
+        _, (pos, info) = run(
+            k_run,
+            lambda k, s: step(jr.split(k, n_chains), s),
+            states,
+            n_run,
+            thin=thin,
+            observable_fn=lambda s, i: (s.positions[:, 0], i),
+        )
+        return pos[n_keep_per_chain:], info
+
+    pos, info = go(k_init, k_warm, k_run)
+    from thermo.mcmc.diagnostics import swap_acceptance_rates
+
+    used = n_chains * n_replicas * L * (n_warm + n_run)
+    return np.asarray(pos).reshape(-1, system.dim), {
+        "acceptance": float(jnp.mean(info.acceptance_rate[..., 0])),
+        "swap_acceptance": np.asarray(swap_acceptance_rates(info)).mean(0).round(3).tolist(),
+        "energy_evals": int(used),
+    }
+
+
+def sampler_table(quick: bool = False, seed: int = 0) -> list[dict]:
+    """HMC / MALA / PT on dw4 and lj13 at equal budgets; metrics against our references."""
+    import thermo.systems as systems
+    from thermo import metrics
+
+    n_chains = 16 if quick else 64
+    budget = 4_000 if quick else 40_000  # energy-and-gradient evaluations per chain
+    n_keep = 1000 if quick else 2000
+    rows = []
+    for i_sys, name in enumerate(("dw4", "lj13")):
+        system = systems.get(name)
+        ref = np.asarray(systems.reference_samples(name), dtype=np.float64)
+        e_ref = np.asarray(jax.jit(jax.vmap(system.energy))(ref))
+        for i_method, method in enumerate(("hmc", "mala", "pt")):
+            key = jr.fold_in(jr.fold_in(jr.key(seed), i_sys), i_method)
+            t0 = time.time()
+            if method == "pt":
+                x, info = _pt_sampler(key, system, budget, n_chains, max(1, n_keep // n_chains))
+            else:
+                x, info = _single_chain_sampler(
+                    key, system, method, budget, n_chains, max(1, n_keep // n_chains)
+                )
+            x = np.asarray(x, dtype=np.float64)
+            e = np.asarray(jax.jit(jax.vmap(system.energy))(x))
+            dist = metrics.distance_histogram_metrics(
+                x, ref, system.n_particles, system.spatial_dim
+            )
+            rows.append(
+                {
+                    "system": name,
+                    "sampler": method,
+                    "n_samples": len(x),
+                    "energy_w2": metrics.energy_w2(e, e_ref),
+                    "distance_tv": dist["tv"],
+                    "distance_w2": dist["w2"],
+                    "mmd": metrics.mmd(x[:1000], ref[:1000]),
+                    "wall_s": time.time() - t0,
+                    **info,
+                }
+            )
+            print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def log_z_table(quick: bool = False, seed: int = 0) -> list[dict]:
+    """AIS and SMC log Z on mw5, gmm40, funnel, mw32: error, std err, energy evaluations."""
+    import thermo.systems as systems
+    from thermo.mcmc import ais, smc
+
+    rows = []
+    n = 256 if quick else 1024
+    for name in ("mw5", "gmm40", "funnel", "mw32"):
+        system = systems.get(name)
+        for method in ("ais", "smc"):
+            t0 = time.time()
+            if method == "ais":
+                res = ais(jr.key(seed), system, n_chains=n, n_steps=200 if quick else 1000)
+            else:
+                res = smc(jr.key(seed), system, n_particles=n, target_ess=0.8, n_mcmc_steps=20)
+            rows.append(
+                {
+                    "system": name,
+                    "method": method,
+                    "log_z": float(res.log_z),
+                    "exact": float(system.log_z),
+                    "error": float(res.log_z) - float(system.log_z),
+                    "std_err": float(res.log_z_std),
+                    "error_over_std": (float(res.log_z) - float(system.log_z))
+                    / max(float(res.log_z_std), 1e-300),
+                    "n_energy_evals": int(res.n_energy_evals),
+                    "n_temperatures": int(res.n_temperatures),
+                    "wall_s": time.time() - t0,
+                }
+            )
+            print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def main(quick: bool = False) -> dict:
+    """Both tables; returns a JSON-able dict."""
+    return {"log_z": log_z_table(quick), "samplers": sampler_table(quick)}
+
+
+if __name__ == "__main__":
+    jax.config.update("jax_enable_x64", True)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--table", choices=["both", "log_z", "samplers"], default="both")
+    args = parser.parse_args()
+    if args.table in ("both", "log_z"):
+        log_z_table(args.quick)
+    if args.table in ("both", "samplers"):
+        sampler_table(args.quick)
