@@ -31,7 +31,7 @@ from thermo import metrics
 from thermo.systems._reference import reference_provenance
 
 PUBLISHED = {"dw4": "val_split_DW4.npy", "lj13": "val_split_LJ13-1000.npy"}
-STEIN_SAMPLES = {"dw4": 3000, "lj13": 3000, "lj55": 400}
+STEIN_SAMPLES = {"dw4": 2000, "lj13": 1000, "lj55": 100}
 
 
 def _shared_dir() -> Path:

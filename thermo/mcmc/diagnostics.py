@@ -103,8 +103,12 @@ def swap_acceptance_rates(info: Any) -> Float[Array, "... n_pairs"]:
             further leading axes, e.g. independent PT runs, are kept).
 
     Returns:
-        ``(..., n_replicas - 1)`` mean swap acceptance probability per pair.
+        ``(..., n_replicas - 1)`` mean swap acceptance probability per pair; NaN for a
+        pair never attempted in the trace (e.g. a trace thinned by an even stride records
+        only one parity of the even/odd scheme).
     """
     attempted = jnp.asarray(info.swap_attempted).astype(float)
     rate = jnp.asarray(info.swap_acceptance_rate)
-    return jnp.sum(rate * attempted, axis=0) / jnp.maximum(jnp.sum(attempted, axis=0), 1.0)
+    n_attempted = jnp.sum(attempted, axis=0)
+    mean = jnp.sum(rate * attempted, axis=0) / jnp.maximum(n_attempted, 1.0)
+    return jnp.where(n_attempted > 0, mean, jnp.nan)
