@@ -36,7 +36,8 @@ def parse_value(text: str, tp: Any, *, key: str = "value") -> Any:
     """Parse the string ``text`` as a value of the (resolved) type annotation ``tp``.
 
     Supported: ``int``, ``float``, ``bool`` (true/false/1/0/yes/no/on/off), ``str``,
-    ``tuple[T, ...]`` and ``tuple[T1, T2]`` (comma-separated items), ``T | None``
+    ``tuple[T, ...]`` and ``tuple[T1, T2]`` (comma-separated items; nested tuples as
+    ``1,2;3,4``), ``T | None``
     (``none``/``null`` gives ``None``) and ``Literal[...]``.
 
     Raises:
@@ -67,7 +68,11 @@ def parse_value(text: str, tp: Any, *, key: str = "value") -> Any:
                     return lit
             raise ConfigError(f"{key}={text!r}: expected one of {list(args)}")
         if origin is tuple:
-            items = [s.strip() for s in text.split(",")] if text.strip() else []
+            # Nested tuples (e.g. tuple[tuple[float, float], ...]) separate their outer
+            # items with ";" and inner ones with ","; flat tuples use ",".
+            nested = any(typing.get_origin(a) is tuple for a in args)
+            sep = ";" if nested else ","
+            items = [s.strip() for s in text.split(sep)] if text.strip() else []
             if len(args) == 2 and args[1] is Ellipsis:
                 return tuple(parse_value(s, args[0], key=key) for s in items)
             if len(items) != len(args):
@@ -140,10 +145,24 @@ def config_from_dict(config_cls: type, data: dict[str, Any]) -> Any:
     unknown = set(data) - set(ftypes)
     if unknown:
         raise ConfigError(f"unknown config keys {sorted(unknown)} for {config_cls.__name__}")
-    kwargs = {}
-    for key, value in data.items():
-        tp = ftypes[key]
-        if typing.get_origin(tp) is tuple and isinstance(value, list):
-            value = tuple(value)
-        kwargs[key] = value
-    return config_cls(**kwargs)
+    return config_cls(**{key: _from_json(value, ftypes[key]) for key, value in data.items()})
+
+
+def _from_json(value: Any, tp: Any) -> Any:
+    """Undo :func:`config_to_dict`: JSON lists become (nested) tuples where the type says so."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None:
+            return None
+        for alt in args:
+            if alt is not type(None) and (typing.get_origin(alt) is tuple) == isinstance(
+                value, list
+            ):
+                return _from_json(value, alt)
+        return value
+    if origin is tuple and isinstance(value, list):
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_from_json(v, args[0]) for v in value)
+        return tuple(_from_json(v, a) for v, a in zip(value, args, strict=False))
+    return value

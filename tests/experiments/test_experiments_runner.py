@@ -44,6 +44,9 @@ def test_overrides_parse_by_field_type():
     assert cfg.n_chains == 7 and cfg.a == 0.25 and cfg.label == "x=y"
     assert cfg.shape == (2, 3) and cfg.note is None and cfg.every == 2
     assert apply_overrides(ToyConfig(), ["note=hello"]).note == "hello"
+    nested = apply_overrides(ToyConfig(), ["points=1,2.5;3,4"])
+    assert nested.points == ((1.0, 2.5), (3.0, 4.0))
+    assert config_from_dict(ToyConfig, config_to_dict(nested)) == nested
     assert config_from_dict(ToyConfig, config_to_dict(cfg)) == cfg
 
 

@@ -24,6 +24,7 @@ class Config:
     label: str = "toy"
     shape: tuple[int, ...] = (1,)
     note: str | None = None
+    points: tuple[tuple[float, float], ...] = ((0.0, 1.0),)
 
     @classmethod
     def quick(cls) -> Config:
