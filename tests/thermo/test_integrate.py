@@ -87,6 +87,9 @@ def test_euler_maruyama_and_diffrax_match_exact_ou():
     for name, x in (("euler_maruyama", em), ("diffrax", dx)):
         m, se_m, v, se_v = moments_with_errors(x)
         results[name] = (m, se_m, v, se_v)
+        print(
+            f"OU {name}: mean {m:.4f}+-{se_m:.4f} (exact {mean_exact:.4f}), var {v:.4f}+-{se_v:.4f} (exact {var_exact:.4f})"
+        )
         assert abs(m - mean_exact) < N_SIGMA * se_m, (name, m, mean_exact, se_m)
         assert abs(v - var_exact) < N_SIGMA * se_v, (name, v, var_exact, se_v)
     (m1, s1, v1, sv1), (m2, s2, v2, sv2) = results.values()
@@ -146,6 +149,9 @@ def test_euler_maruyama_weak_order_one():
     )[0]
     # Theory: weak order 1. The band [0.8, 1.2] allows the pre-asymptotic curvature
     # (exact discrete slope ~1.12 here) plus Monte Carlo noise (<10 % on the smallest error).
+    print(
+        f"EM weak order: fitted slope {slope:.3f} (exact discrete {exact_slope:.3f}), errors {errors}"
+    )
     assert 0.8 < exact_slope < 1.2, exact_slope
     assert 0.8 < slope < 1.2, slope
 
@@ -330,6 +336,9 @@ def test_reverse_sde_recovers_p0(integrator):
     fn = _reverse_em if integrator == "euler_maruyama" else _reverse_diffrax
     x = fn(jr.key(31))
     m, se_m, v, se_v = moments_with_errors(x)
+    print(
+        f"reverse SDE {integrator}: mean {m:.4f}+-{se_m:.4f} (exact {MU0}), var {v:.4f}+-{se_v:.4f} (exact {S0**2})"
+    )
     assert abs(m - MU0) < N_SIGMA * se_m, (m, se_m)
     assert abs(v - S0**2) < N_SIGMA * se_v, (v, se_v)
 
@@ -346,6 +355,9 @@ def test_probability_flow_maps_p_T_to_p_0_deterministically():
     # For Gaussian marginals the flow is the affine map matching the moments exactly.
     m_T, v_T = vp_marginal(T_VP)
     expected = MU0 + S0 / jnp.sqrt(v_T) * (x_T - m_T)
+    print(
+        f"probability flow: max |x_0 - exact map| = {float(jnp.max(jnp.abs(x_0 - expected))):.2e}"
+    )
     np.testing.assert_allclose(x_0, expected, rtol=0, atol=1e-6)
     # Deterministic: a second solve gives the same numbers.
     np.testing.assert_array_equal(_probability_flow(x_T), x_0)
@@ -397,6 +409,7 @@ def test_baoab_harmonic_ks():
     beta = 1.0
     x = np.asarray(_baoab_jit(jr.key(51), harmonic, beta, 0.5, 200, 4))
     res = stats.kstest(x, stats.norm(scale=1 / np.sqrt(2.0 * beta)).cdf)
+    print(f"BAOAB harmonic KS: n={x.size}, p={res.pvalue:.3f}")
     assert res.pvalue > 0.01, res
 
 
@@ -404,6 +417,7 @@ def test_baoab_double_well_ks():
     beta = 2.0
     x = np.asarray(_baoab_jit(jr.key(52), double_well, beta, 0.05, 2000, 4))
     res = stats.kstest(x, boltzmann_cdf(double_well, beta))
+    print(f"BAOAB double well KS: n={x.size}, p={res.pvalue:.3f}")
     assert res.pvalue > 0.01, res
     # And the test has power: the same samples are rejected against the untilted well.
     res_wrong = stats.kstest(x, boltzmann_cdf(lambda y: jnp.sum((y**2 - 1.0) ** 2), beta))

@@ -63,6 +63,10 @@ _overdamped_jit = jax.jit(_overdamped_paths, static_argnums=(1, 2, 3, 4, 5, 6, 7
 
 def _check_jarzynski(reduced_work, beta_df):
     est = jarzynski(reduced_work)
+    print(
+        f"Jarzynski: beta dF = {float(est.delta_f):.4f}+-{float(est.std_err):.4f} (exact {beta_df:.4f}), "
+        f"<beta W> = {float(jnp.mean(reduced_work)):.4f}"
+    )
     assert abs(float(est.delta_f) - beta_df) < N_SIGMA * float(est.std_err), est
     # Second law: the mean work exceeds dF, by more than 4 standard errors of the mean.
     mean_w = float(jnp.mean(reduced_work))
@@ -110,6 +114,9 @@ def test_overdamped_log_weights_exact_at_coarse_step():
     # One evaluation at init, two per step (lambda changes): counted exactly.
     assert int(ens.n_energy_evals) == N_PATHS * (1 + 2 * round(STIFF_T / 0.05))
     est = estimate_log_z(ens.log_weights)
+    print(
+        f"overdamped dt=0.05 log-RN: log Z1/Z0 = {float(est.value):.4f}+-{float(est.std_err):.4f} (exact {-STIFF_BETA_DF:.4f})"
+    )
     assert abs(float(est.value) + STIFF_BETA_DF) < N_SIGMA * float(est.std_err), est
 
 
@@ -128,6 +135,9 @@ def _baoab_stiffening(key):
 def test_baoab_log_weights_exact_and_work_jarzynski():
     final = _baoab_stiffening(jr.key(104))
     est = estimate_log_z(final.log_weight)
+    print(
+        f"BAOAB dt=0.5 log-RN: log Z1/Z0 = {float(est.value):.4f}+-{float(est.std_err):.4f} (exact {-STIFF_BETA_DF:.4f})"
+    )
     assert abs(float(est.value) + STIFF_BETA_DF) < N_SIGMA * float(est.std_err), est
     # log w = -beta (W + W_shadow), by construction of the BAOAB bookkeeping.
     np.testing.assert_allclose(
@@ -170,6 +180,7 @@ def test_log_weight_tends_to_minus_beta_work():
     keys = jr.split(jr.key(105), 3)
     rms = [float(_log_weight_gap(k, dt, round(1.0 / dt))) for k, dt in zip(keys, dts, strict=True)]
     slope = np.polyfit(np.log(dts), np.log(rms), 1)[0]
+    print(f"rms(log w + beta W) at dt={dts}: {rms}, slope {slope:.3f}")
     assert 0.8 < slope < 1.2, (slope, rms)
 
 
