@@ -125,7 +125,10 @@ def apply_overrides(config: Any, overrides: Sequence[str]) -> Any:
                 f"unknown config key {key!r} for {type(config).__name__}; valid keys: {valid}"
             )
         changes[key] = parse_value(text, ftypes[key], key=key)
-    return dataclasses.replace(config, **changes)
+    try:
+        return dataclasses.replace(config, **changes)
+    except (ValueError, TypeError) as err:  # the config's own validation (__post_init__)
+        raise ConfigError(f"invalid {type(config).__name__}: {err}") from None
 
 
 def _jsonable(value: Any) -> Any:

@@ -76,6 +76,9 @@ def test_cli_bad_override_exits_2_before_running(tmp_path, capsys):
     assert "n_chains='abc': expected int" in capsys.readouterr().err
     assert not (tmp_path / TOY).exists()  # nothing was started
     assert cli_main(["run", "no_such_experiment", "--out", str(tmp_path)]) == 2
+    # The config's own validation (__post_init__) is reported the same way.
+    assert cli_main(["run", TOY, "--out", str(tmp_path), "n_chains=-1"]) == 2
+    assert "invalid Config: n_chains must be positive" in capsys.readouterr().err
 
 
 # --- a run and what it writes ------------------------------------------------------------

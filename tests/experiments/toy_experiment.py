@@ -26,6 +26,10 @@ class Config:
     note: str | None = None
     points: tuple[tuple[float, float], ...] = ((0.0, 1.0),)
 
+    def __post_init__(self):
+        if self.n_chains <= 0:
+            raise ValueError("n_chains must be positive")
+
     @classmethod
     def quick(cls) -> Config:
         return cls(n_chains=64, n_iters=6)
