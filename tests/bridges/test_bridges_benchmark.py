@@ -49,7 +49,7 @@ def test_plan_has_schrodinger_form(bench):
 
 def test_conditional_moments_match_samples(bench):
     x = jnp.array([0.3, -0.5])
-    n = 20000
+    n = 10000
     ys = jax.vmap(bench.sample_conditional, (0, None))(jr.split(jr.key(2), n), x)
     mean, cov = bench.conditional_moments(x)
     se = jnp.sqrt(jnp.diag(cov) / n)
@@ -90,7 +90,7 @@ def test_lightsb_training_beats_published_best_baseline(bench):
         2,
         EPS,
         n_components=10,
-        n_steps=400,
+        n_steps=300,
         batch_size=256,
         init_points=init,
     )

@@ -7,7 +7,7 @@ import pytest
 from bridges import gaussian_bridge
 from bridges.thermodynamics import bridge_work, gaussian_mean_work, girsanov_kl
 
-N_PATHS, N_STEPS = 4000, 200
+N_PATHS, N_STEPS = 2000, 200
 
 
 @pytest.fixture(scope="module")
