@@ -8,7 +8,8 @@ An experiment is one module that defines
   :mod:`experiments._report` for their shape), writing figures through ``ctx``.
   A module with only ``main(config) -> dict`` is wrapped as ``run = lambda config, ctx:
   main(config)`` (or ``main(config, out_dir=run_dir)`` when ``main`` takes ``out_dir``, so
-  its figures land in the run directory); it then gets no checkpoints from the runner.
+  its figures land in the run directory); it then gets no checkpoints from the runner. A
+  module with only ``main(quick: bool)`` gets the config :class:`QuickFlagConfig`.
 
 Modules are imported lazily, so ``python -m experiments list`` stays cheap and an
 experiment whose optional dependencies are broken does not take the others down.
@@ -24,7 +25,7 @@ from typing import Any
 
 from ._config import ConfigError
 
-__all__ = ["Experiment", "get", "names", "register", "unregister"]
+__all__ = ["Experiment", "QuickFlagConfig", "get", "names", "register", "unregister"]
 
 #: name -> module path. Each module defines ``Config`` and ``run``.
 _MODULES: dict[str, str] = {
@@ -35,7 +36,20 @@ _MODULES: dict[str, str] = {
     "materials_lj_free_energy": "experiments.materials_lj_free_energy",
     "materials_mfi_widom": "experiments.materials_mfi_widom",
     "materials_nist_lj": "experiments.materials_nist_lj",
+    "mcmc_baselines": "experiments.mcmc_baselines",
 }
+
+
+@dataclasses.dataclass(frozen=True)
+class QuickFlagConfig:
+    """The config of a module whose entry point is ``main(quick: bool = False)``."""
+
+    quick_setting: bool = False
+
+    @classmethod
+    def quick(cls) -> QuickFlagConfig:
+        """The module's own quick setting."""
+        return cls(quick_setting=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +94,14 @@ def get(name: str) -> Experiment:
     config_cls = getattr(mod, "Config", None)
     run_fn = getattr(mod, "run", None)
     main_fn = getattr(mod, "main", None)
+    if config_cls is None and run_fn is None and callable(main_fn):
+        if "quick" in inspect.signature(main_fn).parameters:
+            config_cls = QuickFlagConfig
+
+            def run_fn(config, ctx, _main=main_fn):
+                del ctx
+                return _main(quick=config.quick_setting)
+
     if run_fn is None and callable(main_fn):
         takes_out_dir = "out_dir" in inspect.signature(main_fn).parameters
 
