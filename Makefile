@@ -23,7 +23,7 @@ run: $(STAMP)
 
 ## The test suite (pytest-xdist on 2 workers).
 test: $(STAMP)
-	$(PY) -m pytest -n $(PYTEST_WORKERS) tests
+	$(PY) -m pytest -n $(PYTEST_WORKERS) -m "not slow" tests
 
 ## Build the book; every chapter is executed, warnings are errors.
 book: $(STAMP)
