@@ -46,6 +46,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
@@ -412,6 +413,27 @@ def _finish(result: AnnealingResult, use_delta_method: bool) -> AnnealingResult:
     return result._replace(log_z=est.value, log_z_std=std, ess=est.ess)
 
 
+@eqx.filter_jit
+def _anneal_system(key, system, schedule, base_scale: float, options: tuple) -> AnnealingResult:
+    """One compiled :func:`anneal` per (system, shapes, options), cached across calls.
+
+    ``system`` and the hashable ``options`` are static to ``filter_jit``; the projection
+    onto the centre-of-mass-free subspace is built inside, so repeated calls with the
+    same settings reuse the compiled function instead of tracing a fresh closure.
+    """
+    dim, scale, project_fn, base_dim = _system_setup(system, base_scale)
+    return anneal(
+        key,
+        system.log_prob,
+        dim,
+        base_scale=scale,
+        schedule=schedule,
+        project_fn=project_fn,
+        base_dim=base_dim,
+        **dict(options),
+    )
+
+
 def ais(
     key: PRNGKey,
     system: Any,
@@ -453,30 +475,20 @@ def ais(
     """
     if int(n_steps) < 1:
         raise ValueError(f"n_steps must be >= 1, got {n_steps}")
-    dim, scale, project_fn, base_dim = _system_setup(system, base_scale)
+    _, scale, _, _ = _system_setup(system, base_scale)
     schedule = jnp.linspace(0.0, 1.0, int(n_steps) + 1) ** schedule_power
-
-    @jax.jit
-    def go(key):
-        return anneal(
-            key,
-            system.log_prob,
-            dim,
-            n_particles=int(n_chains),
-            base_scale=scale,
-            schedule=schedule,
-            resample_threshold=0.0,
-            move=move,
-            n_mcmc_steps=n_mcmc_steps,
-            n_integration_steps=n_integration_steps,
-            initial_step_size=initial_step_size,
-            target_acceptance=target_acceptance,
-            adaptation_rate=adaptation_rate,
-            project_fn=project_fn,
-            base_dim=base_dim,
-        )
-
-    return _finish(go(key), use_delta_method=True)
+    options = dict(
+        n_particles=int(n_chains),
+        resample_threshold=0.0,
+        move=move,
+        n_mcmc_steps=n_mcmc_steps,
+        n_integration_steps=n_integration_steps,
+        initial_step_size=initial_step_size,
+        target_acceptance=target_acceptance,
+        adaptation_rate=adaptation_rate,
+    )
+    result = _anneal_system(key, system, schedule, scale, tuple(sorted(options.items())))
+    return _finish(result, use_delta_method=True)
 
 
 def smc(
@@ -514,31 +526,20 @@ def smc(
     Returns:
         :class:`AnnealingResult`.
     """
-    dim, scale, project_fn, base_dim = _system_setup(system, base_scale)
-
-    @jax.jit
-    def go(key):
-        return anneal(
-            key,
-            system.log_prob,
-            dim,
-            n_particles=int(n_particles),
-            base_scale=scale,
-            schedule=None,
-            target_ess=target_ess,
-            resample_threshold=resample_threshold,
-            max_steps=max_steps,
-            move=move,
-            n_mcmc_steps=n_mcmc_steps,
-            n_integration_steps=n_integration_steps,
-            initial_step_size=initial_step_size,
-            target_acceptance=target_acceptance,
-            adaptation_rate=adaptation_rate,
-            project_fn=project_fn,
-            base_dim=base_dim,
-        )
-
-    result = go(key)
+    _, scale, _, _ = _system_setup(system, base_scale)
+    options = dict(
+        n_particles=int(n_particles),
+        target_ess=target_ess,
+        resample_threshold=resample_threshold,
+        max_steps=max_steps,
+        move=move,
+        n_mcmc_steps=n_mcmc_steps,
+        n_integration_steps=n_integration_steps,
+        initial_step_size=initial_step_size,
+        target_acceptance=target_acceptance,
+        adaptation_rate=adaptation_rate,
+    )
+    result = _anneal_system(key, system, None, scale, tuple(sorted(options.items())))
     if not bool(result.lambdas[result.n_temperatures] == 1.0):
         raise RuntimeError(
             f"smc did not reach lambda = 1 within max_steps={max_steps} stages "
