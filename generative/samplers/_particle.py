@@ -1,0 +1,635 @@
+r"""iDEM: iterated denoising energy matching for particle systems (Akhound-Sadegh et al. 2024).
+
+An energy-based diffusion sampler: it learns the score of the noised Boltzmann density
+:math:`\pi(x)\propto e^{-\beta U(x)}` from energy evaluations only, with no data.
+
+**Forward process.** A variance-exploding diffusion (Song et al. 2021, eq. 9; here
+:class:`generative.processes.VE`) on the centre-of-mass-free subspace of the particles
+(Hoogeboom et al. 2022): :math:`x_t = x_0 + \sigma_t\varepsilon`, :math:`\varepsilon` a
+standard normal projected onto :math:`\{\sum_i x_i = 0\}`, with
+:math:`\sigma_t^2 = \sigma(t)^2 - \sigma(0)^2` and a geometric :math:`\sigma(t)`. The
+noised target is :math:`p_t = \pi * \mathcal N(0, \sigma_t^2 P)`.
+
+**Monte Carlo score estimator** (Akhound-Sadegh et al. 2024, eqs. 8-9). Since
+:math:`p_t(x) \propto \mathbb E_{\varepsilon}[e^{-\beta U(x + \sigma_t\varepsilon)}]`,
+
+.. math:: S_K(x, t) = \nabla_x\log\sum_{k=1}^K e^{-\beta U(x + \sigma_t\varepsilon_k)}
+          = \sum_k \tilde w_k\,\big(-\beta\nabla U(x + \sigma_t\varepsilon_k)\big),
+          \qquad \tilde w_k = \operatorname{softmax}_k\big(-\beta U(x+\sigma_t\varepsilon_k)\big),
+
+a self-normalised importance-sampling estimate of :math:`\nabla\log p_t(x)`, consistent
+as :math:`K\to\infty` (bias and variance :math:`O(1/K)`). Its delta-method standard
+error is :math:`\mathrm{se}_j^2 = \sum_k \tilde w_k^2 (g_{kj} - S_j)^2` (Owen 2013,
+"Monte Carlo theory", eq. 9.8), :math:`g_k = -\beta\nabla U(x+\sigma_t\varepsilon_k)`.
+For an E(n)-invariant :math:`U` the estimator is E(n)-equivariant:
+:math:`S_K(Rx; R\varepsilon) = R\,S_K(x;\varepsilon)` and the same for permutations.
+
+**Training** (Akhound-Sadegh et al. 2024, Algorithm 1). An outer loop draws samples
+from the current model by the reverse chain and pushes them into a first-in-first-out
+replay buffer; an inner loop regresses the network on buffer points :math:`x_0` noised to
+:math:`x_t`, :math:`t\sim\mathcal U[t_{\min}, T]`, with the target :math:`S_K(x_t, t)`.
+The network is the project's EGNN in the noise-prediction parameterisation
+(:class:`generative.score.ScoreModel`, :math:`s_\theta = -\varepsilon_\theta/\sigma_t`),
+so the loss
+
+.. math:: \mathcal L = \mathbb E\,\big\|\varepsilon_\theta(t, x_t) + \sigma_t\,
+          \mathrm{clip}(S_K(x_t,t))\big\|^2 = \mathbb E\,\sigma_t^2\,\|s_\theta - S_K\|^2
+
+is iDEM's loss with the weighting :math:`\lambda(t) = \sigma_t^2`. The target is
+clipped to a maximal norm (iDEM clips the estimator, App. C) in noise units.
+
+**Samples and their path log-weights.** Samples come from the model's ancestral reverse
+chain on the grid :math:`0 = t_0 < \dots < t_N = T` (the SMLD ancestral sampler, Song et
+al. 2021, eq. 47; :func:`generative.thermodynamics.ancestral_reverse_kernel`), started
+from the prior :math:`\pi_T`. Against the target path measure "Boltzmann sample, then
+the exact forward noising kernels :math:`F_k`", each path carries the log
+Radon–Nikodym weight
+
+.. math:: \log w = -\beta U(x_0) - \log\pi_T(x_N)
+          + \sum_{k<N}\big[\log F_k(x_{k+1}\mid x_k) - \log B_k(x_k\mid x_{k+1})\big],
+
+with :math:`\mathbb E_Q[w] = Z = \int_{\mathrm{COM}=0} e^{-\beta U}` exactly for any
+score (Crooks 1999; the DDS/PIS path weights of Vargas et al. 2023 and Zhang & Chen 2022
+in discrete time). All densities are Lebesgue densities in orthonormal coordinates of the
+:math:`(n-1)D`-dimensional subspace, which is the convention of :func:`thermo.mcmc.ais`.
+``log Z`` then comes from :func:`thermo.estimators.estimate_log_z`. The alternative
+:func:`probability_flow_log_weights` draws samples by the probability-flow ODE and weighs
+them by :math:`-\beta U(x) - \log q_\theta(x)` with the exact ODE likelihood
+(:func:`generative.likelihood.log_likelihood`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from typing import NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+import optax
+from jaxtyping import Array, Float
+
+from thermo._typing import PRNGKey, ScalarLike
+from thermo.paths import PathEnsemble
+
+from ..likelihood import log_likelihood
+from ..networks import EGNN
+from ..processes import VE, AbstractDiffusionProcess, gaussian_log_prob
+from ..sampling import sample_probability_flow
+from ..score import ScoreModel
+from ..thermodynamics import ancestral_reverse_kernel
+
+__all__ = [
+    "MCScore",
+    "mc_score",
+    "mc_score_estimate",
+    "idem_loss",
+    "IDEMSettings",
+    "IDEMState",
+    "IDEMResult",
+    "init_idem",
+    "train_idem",
+    "reverse_path_log_weights",
+    "probability_flow_log_weights",
+    "run_idem",
+]
+
+EnergyFn = Callable[[Float[Array, " d"]], Float[Array, ""]]
+
+
+# --------------------------------------------------------------------------------------
+# The Monte Carlo score estimator
+# --------------------------------------------------------------------------------------
+class MCScore(NamedTuple):
+    """Output of :func:`mc_score`.
+
+    Attributes:
+        score: ``(d,)`` the estimate :math:`S_K(x, t)`.
+        std_err: ``(d,)`` its delta-method standard error, per coordinate.
+        ess: Kish's effective number of the ``K`` importance samples.
+    """
+
+    score: Float[Array, " d"]
+    std_err: Float[Array, " d"]
+    ess: Float[Array, ""]
+
+
+def _project(x: Array, particles: tuple[int, int] | None) -> Array:
+    if particles is None:
+        return x
+    n, dim = particles
+    xp = x.reshape(*x.shape[:-1], n, dim)
+    return (xp - jnp.mean(xp, axis=-2, keepdims=True)).reshape(x.shape)
+
+
+def mc_score(
+    energy_fn: EnergyFn,
+    x: Float[Array, " d"],
+    sigma: ScalarLike,
+    eps: Float[Array, "K d"],
+    *,
+    beta: float = 1.0,
+    particles: tuple[int, int] | None = None,
+) -> MCScore:
+    r"""iDEM's Monte Carlo score :math:`S_K(x,t)=\nabla_x\log\sum_k e^{-\beta U(x+\sigma\varepsilon_k)}`.
+
+    Given the noise draws ``eps`` explicitly (module doc; Akhound-Sadegh et al. 2024,
+    eq. 9), :math:`S_K = \sum_k\tilde w_k g_k` with :math:`g_k = -\beta\nabla U(x +
+    \sigma\varepsilon_k)` and self-normalised weights :math:`\tilde w_k\propto
+    e^{-\beta U(x+\sigma\varepsilon_k)}`. Deterministic in ``eps``, which makes the
+    equivariance :math:`S_K(Rx;R\varepsilon) = R S_K(x;\varepsilon)` testable exactly.
+
+    Args:
+        energy_fn: :math:`U`, ``(d,) -> ()``.
+        x: ``(d,)`` the noised point :math:`x_t`.
+        sigma: :math:`\sigma_t`, the marginal noise std at ``t``.
+        eps: ``(K, d)`` standard-normal draws (projected onto the CoM-free subspace for
+            particles; see :func:`mc_score_estimate`).
+        beta: inverse temperature.
+        particles: ``(n_particles, spatial_dim)``; the gradients are projected onto the
+            CoM-free subspace.
+
+    Returns:
+        :class:`MCScore` ``(score (d,), std_err (d,), ess ())``.
+    """
+    y = x[None, :] + sigma * eps
+    energies, grads = jax.vmap(jax.value_and_grad(energy_fn))(y)
+    log_w = -beta * energies
+    log_w = jnp.where(jnp.isfinite(log_w), log_w, -jnp.inf)
+    w = jax.nn.softmax(log_w)
+    g = _project(-beta * jnp.where(jnp.isfinite(grads), grads, 0.0), particles)
+    score = w @ g
+    std_err = jnp.sqrt(jnp.sum(w[:, None] ** 2 * (g - score) ** 2, axis=0))
+    return MCScore(score, std_err, 1.0 / jnp.sum(w**2))
+
+
+def mc_score_estimate(
+    key: PRNGKey,
+    energy_fn: EnergyFn,
+    x: Float[Array, " d"],
+    sigma: ScalarLike,
+    n_samples: int,
+    *,
+    beta: float = 1.0,
+    particles: tuple[int, int] | None = None,
+) -> MCScore:
+    r""":func:`mc_score` with ``n_samples`` fresh draws :math:`\varepsilon_k` (CoM-free for particles).
+
+    ``n_samples`` is :math:`K`; the call costs :math:`K` energy-and-gradient evaluations.
+    """
+    eps = _project(jr.normal(key, (int(n_samples), x.shape[-1]), x.dtype), particles)
+    return mc_score(energy_fn, x, sigma, eps, beta=beta, particles=particles)
+
+
+def _clip_norm(v: Float[Array, "n d"], max_norm: float | None) -> Float[Array, "n d"]:
+    if max_norm is None:
+        return v
+    norm = jnp.linalg.norm(v, axis=-1, keepdims=True)
+    return v * jnp.minimum(1.0, max_norm / jnp.maximum(norm, 1e-30))
+
+
+def idem_loss(
+    model: ScoreModel,
+    key: PRNGKey,
+    x0: Float[Array, "batch d"],
+    energy_fn: EnergyFn,
+    *,
+    beta: float,
+    n_mc: int,
+    t_min: float,
+    max_target_norm: float | None = None,
+) -> Float[Array, ""]:
+    r"""iDEM's regression loss on buffer points ``x0`` (module doc).
+
+    :math:`t\sim\mathcal U[t_{\min}, T]`, :math:`x_t = x_0 + \sigma_t\varepsilon`
+    (CoM-free :math:`\varepsilon`), and
+    :math:`\mathcal L = \operatorname{mean}\|\varepsilon_\theta(t,x_t) +
+    \operatorname{clip}(\sigma_t S_K(x_t,t))\|^2` with :math:`K` = ``n_mc`` and the
+    target held fixed (no gradient through :math:`S_K`). ``max_target_norm`` clips
+    :math:`\|\sigma_t S_K\|` (noise units; a perfect target has norm about
+    :math:`\sqrt{(n-1)D}`). Costs ``batch * n_mc`` energy-and-gradient evaluations.
+    """
+    process = model.process
+    particles = process.particles
+    n, d = x0.shape
+    k_t, k_eps, k_mc = jr.split(key, 3)
+    t = jr.uniform(k_t, (n,), x0.dtype, minval=t_min, maxval=process.t1)
+    _, std = jax.vmap(process.marginal_coefficients)(t)
+    xt = x0 + std[:, None] * process.noise(k_eps, x0.shape)
+    target = jax.vmap(
+        lambda k, x, s: (
+            mc_score_estimate(k, energy_fn, x, s, n_mc, beta=beta, particles=particles).score
+        )
+    )(jr.split(k_mc, n), xt, std)
+    target = jax.lax.stop_gradient(_clip_norm(-std[:, None] * target, max_target_norm))
+    pred = jax.vmap(model.noise_prediction)(t, xt)
+    return jnp.mean(jnp.sum((pred - target) ** 2, axis=-1))
+
+
+# --------------------------------------------------------------------------------------
+# Sampling with path log-weights
+# --------------------------------------------------------------------------------------
+def _check_population(n_samples: int, n_steps: int) -> None:
+    if int(n_samples) <= 0 or int(n_steps) <= 0:
+        raise ValueError(f"n_samples and n_steps must be positive, got {n_samples}, {n_steps}")
+
+
+def reverse_path_log_weights(
+    key: PRNGKey,
+    process: AbstractDiffusionProcess,
+    score_fn: Callable,
+    energy_fn: EnergyFn,
+    n_samples: int,
+    dim: int,
+    *,
+    beta: float = 1.0,
+    n_steps: int = 100,
+) -> PathEnsemble:
+    r"""Samples of the model's ancestral reverse chain and their path log-weights (module doc).
+
+    .. math:: \log w = -\beta U(x_0) - \log\pi_T(x_N)
+              + \sum_{k<N}\big[\log F_k(x_{k+1}\mid x_k) - \log B_k(x_k\mid x_{k+1})\big]
+
+    on the uniform grid :math:`t_k = kT/N`; :math:`F_k` the exact forward kernels
+    (``process.transition``), :math:`B_k` the model's ancestral kernels
+    (:func:`generative.thermodynamics.ancestral_reverse_kernel`), :math:`\pi_T` the
+    prior. :math:`\mathbb E[w] = Z` for any score, so
+    ``estimate_log_z(result.log_weights)`` estimates :math:`\log Z` (on the CoM-free
+    subspace for particle processes). Jit-compatible (one ``lax.scan``).
+
+    Args:
+        key: PRNG key.
+        process: the forward process (``particles`` set for particle systems).
+        score_fn: ``(t, x, args) -> (d,)``, e.g. a trained :class:`ScoreModel`.
+        energy_fn: :math:`U`, ``(d,) -> ()``.
+        n_samples, dim: population size and flat dimension ``d``.
+        beta: inverse temperature.
+        n_steps: :math:`N`.
+
+    Returns:
+        :class:`thermo.paths.PathEnsemble`: ``samples`` :math:`x_0` ``(n, d)``,
+        ``log_weights`` ``(n,)``, ``n_energy_evals = n_samples`` (one energy per path;
+        the score network is not counted).
+    """
+    _check_population(n_samples, n_steps)
+    free = process.n_free_dims(int(dim))
+    dtype = jnp.result_type(float)
+    times = jnp.linspace(0.0, process.t1, int(n_steps) + 1, dtype=dtype)
+    k_prior, k_path = jr.split(key)
+    x_n = process.sample_prior(k_prior, (int(n_samples), int(dim))).astype(dtype)
+
+    def one(key, x_n):
+        def step(carry, inputs):
+            x_next, log_w = carry
+            k, s, t = inputs
+            mean_b, std_b = ancestral_reverse_kernel(process, score_fn, s, t, x_next)
+            x_k = mean_b + std_b * process.noise(jr.fold_in(key, k), x_next.shape)
+            mean_f, std_f = process.transition(s, t, x_k)
+            log_f = gaussian_log_prob(x_next, mean_f, std_f, free)
+            log_b = gaussian_log_prob(x_k, mean_b, std_b, free)
+            return (x_k, log_w + log_f - log_b), None
+
+        ks = jnp.arange(int(n_steps))[::-1]
+        init = (x_n, -process.prior_log_prob(x_n))
+        (x0, log_w), _ = jax.lax.scan(step, init, (ks, times[:-1][::-1], times[1:][::-1]))
+        return x0, log_w - beta * energy_fn(x0)
+
+    x0, log_w = jax.vmap(one)(jr.split(k_path, int(n_samples)), x_n)
+    return PathEnsemble(x0, log_w, int(n_samples))
+
+
+def probability_flow_log_weights(
+    key: PRNGKey,
+    process: AbstractDiffusionProcess,
+    score_fn: Callable,
+    energy_fn: EnergyFn,
+    n_samples: int,
+    dim: int,
+    *,
+    beta: float = 1.0,
+    t_min: float = 1e-3,
+    rtol: float = 1e-4,
+    atol: float = 1e-4,
+) -> PathEnsemble:
+    r"""Probability-flow ODE samples weighted by :math:`\log w = -\beta U(x) - \log q_\theta(x)`.
+
+    Samples: :func:`generative.sampling.sample_probability_flow` from the prior at
+    :math:`T` to :math:`t_{\min}`; densities: the exact-trace ODE likelihood
+    :func:`generative.likelihood.log_likelihood` (Chen et al. 2018; Song et al. 2021,
+    App. D.2) on the CoM-free subspace. :math:`\mathbb E[w] = Z` up to the ODE solver's
+    error (the density of the solved flow is the one evaluated). Exact traces cost
+    ``d`` Jacobian-vector products per step: meant for small systems (DW-4).
+
+    Returns:
+        :class:`thermo.paths.PathEnsemble` with ``n_energy_evals = n_samples``.
+    """
+    _check_population(n_samples, 1)
+    k_sample, _ = jr.split(key)
+    x = sample_probability_flow(
+        k_sample, process, score_fn, int(n_samples), int(dim), t_min=t_min, rtol=rtol, atol=atol
+    )
+    x = process.project(x)
+    ll = log_likelihood(
+        None, process, score_fn, x, t_min=t_min, trace="exact", rtol=rtol, atol=atol
+    )
+    log_w = -beta * jax.vmap(energy_fn)(x) - ll.log_prob
+    return PathEnsemble(x, log_w, int(n_samples))
+
+
+# --------------------------------------------------------------------------------------
+# The iDEM training loop
+# --------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class IDEMSettings:
+    """Settings of an iDEM run (defaults: a CPU-sized DW-4 run).
+
+    Attributes:
+        sigma_min, sigma_max: the geometric VE schedule (iDEM uses :math:`\\sigma_{\\max}`
+            of 3 for DW-4 and 2 for LJ-13, App. C).
+        hidden, n_layers: EGNN width and depth.
+        n_outer: outer iterations (buffer refreshes).
+        n_inner: Adam steps per outer iteration.
+        batch_size: buffer points per Adam step.
+        n_mc: :math:`K`, importance samples of the score estimator.
+        buffer_size: FIFO replay buffer capacity.
+        n_new: samples the model adds to the buffer per outer iteration.
+        n_sample_steps: steps of the ancestral reverse chain.
+        learning_rate: Adam's learning rate (gradients clipped to norm 1).
+        t_min: smallest training time.
+        max_target_norm: clip of :math:`\\|\\sigma_t S_K\\|` (``None``: no clip).
+    """
+
+    sigma_min: float = 0.01
+    sigma_max: float = 3.0
+    hidden: int = 32
+    n_layers: int = 3
+    n_outer: int = 20
+    n_inner: int = 100
+    batch_size: int = 128
+    n_mc: int = 256
+    buffer_size: int = 4096
+    n_new: int = 512
+    n_sample_steps: int = 100
+    learning_rate: float = 1e-3
+    t_min: float = 1e-3
+    max_target_norm: float | None = 10.0
+
+
+class IDEMState(NamedTuple):
+    """The model and replay buffer between outer iterations.
+
+    Attributes:
+        model: the :class:`ScoreModel` (EGNN noise predictor on a VE process).
+        opt_state: Adam's state.
+        buffer: ``(buffer_size, d)`` replay buffer (FIFO).
+        n_filled: valid rows of ``buffer``.
+        cursor: next row to overwrite.
+    """
+
+    model: ScoreModel
+    opt_state: optax.OptState
+    buffer: Float[Array, "m d"]
+    n_filled: int
+    cursor: int
+
+
+class IDEMResult(NamedTuple):
+    """Output of :func:`train_idem` / :func:`run_idem`.
+
+    Attributes:
+        paths: final samples and their path log-weights (:func:`run_idem`; ``None`` from
+            :func:`train_idem`).
+        model: the trained score model.
+        losses: ``(n_outer * n_inner,)`` training losses.
+        n_train_energy_evals: energy(-and-gradient) evaluations spent in training.
+        n_energy_evals: training + final sampling evaluations.
+        train_seconds, sample_seconds: wall times.
+        state: the final :class:`IDEMState` (buffer included).
+    """
+
+    paths: PathEnsemble | None
+    model: ScoreModel
+    losses: Float[Array, " n"]
+    n_train_energy_evals: int
+    n_energy_evals: int
+    train_seconds: float
+    sample_seconds: float
+    state: IDEMState
+
+
+def _optimizer(settings: IDEMSettings) -> optax.GradientTransformation:
+    return optax.chain(optax.clip_by_global_norm(1.0), optax.adam(settings.learning_rate))
+
+
+def init_idem(
+    key: PRNGKey, n_particles: int, spatial_dim: int, settings: IDEMSettings
+) -> IDEMState:
+    """A fresh EGNN score model on a CoM-free VE process, Adam state and an empty buffer."""
+    process = VE(
+        sigma_min=settings.sigma_min,
+        sigma_max=settings.sigma_max,
+        particles=(int(n_particles), int(spatial_dim)),
+    )
+    net = EGNN(n_particles, spatial_dim, key, hidden=settings.hidden, n_layers=settings.n_layers)
+    model = ScoreModel(net, process)
+    opt_state = _optimizer(settings).init(eqx.filter(model, eqx.is_inexact_array))
+    d = int(n_particles) * int(spatial_dim)
+    buffer = jnp.zeros((int(settings.buffer_size), d), jnp.result_type(float))
+    return IDEMState(model, opt_state, buffer, 0, 0)
+
+
+@eqx.filter_jit
+def _sample_paths(key, model, energy_fn, beta, n, dim, n_steps):
+    return reverse_path_log_weights(
+        key, model.process, model, energy_fn, n, dim, beta=beta, n_steps=n_steps
+    )
+
+
+@eqx.filter_jit
+def _inner_loop(key, model, opt_state, buffer, n_filled, energy_fn, settings, beta):
+    optimizer = _optimizer(settings)
+    params, static = eqx.partition(model, eqx.is_inexact_array)
+
+    def loss_fn(p, k, x0):
+        return idem_loss(
+            eqx.combine(p, static),
+            k,
+            x0,
+            energy_fn,
+            beta=beta,
+            n_mc=settings.n_mc,
+            t_min=settings.t_min,
+            max_target_norm=settings.max_target_norm,
+        )
+
+    def one_step(carry, k):
+        p, o = carry
+        k_idx, k_loss = jr.split(k)
+        idx = jr.randint(k_idx, (settings.batch_size,), 0, n_filled)
+        loss, grads = jax.value_and_grad(loss_fn)(p, k_loss, buffer[idx])
+        updates, o = optimizer.update(grads, o, p)
+        return (optax.apply_updates(p, updates), o), loss
+
+    (params, opt_state), losses = jax.lax.scan(
+        one_step, (params, opt_state), jr.split(key, settings.n_inner)
+    )
+    return eqx.combine(params, static), opt_state, losses
+
+
+def _push(buffer: Array, cursor: int, n_filled: int, new: Array) -> tuple[Array, int, int]:
+    m, n = buffer.shape[0], new.shape[0]
+    rows = (cursor + jnp.arange(n)) % m
+    return buffer.at[rows].set(new), (cursor + n) % m, min(m, n_filled + n)
+
+
+def train_idem(
+    key: PRNGKey,
+    energy_fn: EnergyFn,
+    n_particles: int,
+    spatial_dim: int,
+    *,
+    beta: float = 1.0,
+    settings: IDEMSettings = IDEMSettings(),
+    state: IDEMState | None = None,
+    progress: bool = False,
+) -> IDEMResult:
+    r"""iDEM's outer/inner loop (Akhound-Sadegh et al. 2024, Algorithm 1; module doc).
+
+    Each of ``settings.n_outer`` outer iterations draws ``n_new`` samples of the current
+    model by the ancestral reverse chain (the first from the untrained model, iDEM's
+    initialisation), pushes them into the FIFO buffer, and takes ``n_inner`` Adam steps
+    on :func:`idem_loss` over uniformly drawn buffer points. The inner loop is one
+    compiled ``lax.scan``; the outer loop is a short Python loop with a progress bar.
+    Samples with non-finite coordinates are not pushed.
+
+    Args:
+        key: PRNG key.
+        energy_fn: :math:`U`, ``(n_particles * spatial_dim,) -> ()``, E(n)-invariant.
+        n_particles, spatial_dim: the particle layout of the flat coordinates.
+        beta: inverse temperature.
+        settings: :class:`IDEMSettings`.
+        state: resume from this state (default: :func:`init_idem`).
+        progress: show a tqdm bar over outer iterations.
+
+    Returns:
+        :class:`IDEMResult` with ``paths=None``.
+    """
+    if settings.n_outer <= 0 or settings.n_inner <= 0 or settings.batch_size <= 0:
+        raise ValueError("n_outer, n_inner and batch_size must be positive")
+    if settings.n_new > settings.buffer_size:
+        raise ValueError(
+            f"n_new ({settings.n_new}) must not exceed buffer_size ({settings.buffer_size})"
+        )
+    d = int(n_particles) * int(spatial_dim)
+    k_init, key = jr.split(key)
+    if state is None:
+        state = init_idem(k_init, n_particles, spatial_dim, settings)
+    model, opt_state, buffer, n_filled, cursor = state
+    losses = []
+    iterator = range(settings.n_outer)
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(iterator, desc="iDEM", unit="outer")
+    t_start = time.perf_counter()
+    for i in iterator:
+        k_sample, k_inner = jr.split(jr.fold_in(key, i))
+        new = _sample_paths(
+            k_sample, model, energy_fn, beta, settings.n_new, d, settings.n_sample_steps
+        ).samples
+        new = new[np.asarray(jnp.all(jnp.isfinite(new), axis=1))]
+        if new.shape[0]:
+            buffer, cursor, n_filled = _push(buffer, cursor, n_filled, new)
+        if n_filled == 0:
+            raise FloatingPointError("iDEM: the model produced no finite samples")
+        model, opt_state, chunk = _inner_loop(
+            k_inner, model, opt_state, buffer, jnp.asarray(n_filled), energy_fn, settings, beta
+        )
+        losses.append(chunk)
+        if progress:
+            iterator.set_postfix(loss=f"{float(jnp.mean(chunk)):.3g}")
+    losses = jax.block_until_ready(jnp.concatenate(losses))
+    train_seconds = time.perf_counter() - t_start
+    n_train = (
+        settings.n_outer * settings.n_inner * settings.batch_size * settings.n_mc
+        + settings.n_outer * settings.n_new  # one energy per generated path
+    )
+    return IDEMResult(
+        None,
+        model,
+        losses,
+        n_train,
+        n_train,
+        train_seconds,
+        0.0,
+        IDEMState(model, opt_state, buffer, n_filled, cursor),
+    )
+
+
+def run_idem(
+    key: PRNGKey,
+    system,
+    n_samples: int,
+    *,
+    settings: IDEMSettings = IDEMSettings(),
+    weights: str = "path",
+    progress: bool = False,
+) -> IDEMResult:
+    r"""Train iDEM on a :class:`thermo.systems.ParticleSystem` and draw weighted samples.
+
+    The one call a benchmark row needs: ``result.paths`` is a
+    :class:`thermo.paths.PathEnsemble` whose ``n_energy_evals`` counts training and
+    sampling, and ``estimate_log_z(result.paths.log_weights)`` estimates
+    :math:`\log\int_{\mathrm{COM}=0}e^{-\beta U}` (the :func:`thermo.mcmc.ais` convention).
+
+    Args:
+        key: PRNG key.
+        system: a particle system (``energy``, ``beta``, ``n_particles``, ``spatial_dim``).
+        n_samples: final samples.
+        settings: :class:`IDEMSettings`.
+        weights: ``"path"`` (:func:`reverse_path_log_weights`) or ``"ode"``
+            (:func:`probability_flow_log_weights`, exact trace).
+        progress: progress bar during training.
+    """
+    for attr in ("energy", "beta", "n_particles", "spatial_dim"):
+        if not hasattr(system, attr):
+            raise TypeError(f"run_idem needs a particle system with .{attr}")
+    if weights not in ("path", "ode"):
+        raise ValueError(f"weights must be 'path' or 'ode', got {weights!r}")
+    k_train, k_sample = jr.split(key)
+    beta = float(system.beta)
+    n_p, s_d = int(system.n_particles), int(system.spatial_dim)
+    trained = train_idem(
+        k_train, system.energy, n_p, s_d, beta=beta, settings=settings, progress=progress
+    )
+    t_start = time.perf_counter()
+    if weights == "path":
+        paths = _sample_paths(
+            k_sample,
+            trained.model,
+            system.energy,
+            beta,
+            int(n_samples),
+            n_p * s_d,
+            settings.n_sample_steps,
+        )
+    else:
+        paths = probability_flow_log_weights(
+            k_sample,
+            trained.model.process,
+            trained.model,
+            system.energy,
+            int(n_samples),
+            n_p * s_d,
+            beta=beta,
+            t_min=settings.t_min,
+        )
+    paths = jax.block_until_ready(paths)
+    sample_seconds = time.perf_counter() - t_start
+    total = trained.n_train_energy_evals + int(paths.n_energy_evals)
+    paths = PathEnsemble(paths.samples, paths.log_weights, total)
+    return trained._replace(paths=paths, n_energy_evals=total, sample_seconds=sample_seconds)
