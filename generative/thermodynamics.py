@@ -192,18 +192,29 @@ def path_log_weights(
     Then :math:`\mathbb E[e^{\log w}] = p_\theta(x)` exactly, the density at ``x`` of that
     reverse chain (module doc). ``-log_weights`` are the works :math:`W`.
 
-    Not available for particle (CoM-free) processes.
+    **Particle processes** (``process.particles`` set): the forward kernels
+    :math:`\mathcal N(a x, \sigma^2 P)` live on the centre-of-mass-free subspace
+    (:math:`P` the CoM projector), where their covariance is singular in full coordinates.
+    Every kernel density is then taken with respect to Lebesgue measure on that
+    :math:`(n-1)D`-dimensional subspace, i.e. in orthonormal subspace coordinates, which
+    is the pseudo-inverse density :math:`-\tfrac12|P r|^2/\sigma^2 - (n-1)D\log\sigma
+    - \tfrac{(n-1)D}2\log 2\pi` (Hoogeboom et al. 2022, Sec. 3); ``x`` is projected onto the
+    subspace first, the forward noise is projected, and the backward residual is projected
+    (a score with a CoM component, which the subspace chain never sees, is ignored). The
+    weight then estimates the model's density on the subspace, as
+    :func:`generative.likelihood.log_likelihood` does.
 
     Returns:
         :class:`thermo.paths.PathEnsemble` with ``samples`` the path ends :math:`x_N`
         ``(n_paths, d)``, ``log_weights`` ``(n_paths,)`` and ``n_energy_evals`` the number
         of score evaluations.
     """
-    if process.particles is not None:
-        raise ValueError("path_log_weights is not available for particle (CoM-free) processes")
     x = jnp.asarray(x)
     if x.ndim != 1:
         raise ValueError(f"x must be one point of shape (d,), got {x.shape}")
+    if not bool(jnp.all(jnp.isfinite(x))):
+        raise ValueError("x contains NaN or inf")
+    x = process.project(x)
     if int(n_paths) <= 0 or int(n_steps) <= 0:
         raise ValueError("n_paths and n_steps must be positive")
     t0, t1 = float(t_min), float(process.t1)
@@ -218,6 +229,7 @@ def path_log_weights(
 @eqx.filter_jit
 def _simulate_paths(key, process, score_fn, x, n_paths, n_steps, t0, t1, args):
     d = x.shape[0]
+    free = process.n_free_dims(d)  # d, or (n-1)D on the CoM-free subspace
     times = jnp.linspace(t0, t1, n_steps + 1, dtype=x.dtype)
 
     def one_path(key):
@@ -225,10 +237,12 @@ def _simulate_paths(key, process, score_fn, x, n_paths, n_steps, t0, t1, args):
             x_k, log_w = carry
             k, s, t = inputs
             mean_f, std_f = process.transition(s, t, x_k)
-            x_next = mean_f + std_f * jr.normal(jr.fold_in(key, k), (d,), x.dtype)
-            log_f = gaussian_log_prob(x_next, mean_f, std_f, d)
+            noise = process.noise(jr.fold_in(key, k), (d,)).astype(x.dtype)
+            x_next = mean_f + std_f * noise
+            log_f = gaussian_log_prob(x_next, mean_f, std_f, free)
             mean_b, std_b = ancestral_reverse_kernel(process, score_fn, s, t, x_next, args)
-            log_b = gaussian_log_prob(x_k, mean_b, std_b, d)
+            # project the residual: the pseudo-inverse density on the subspace
+            log_b = gaussian_log_prob(process.project(x_k - mean_b), 0.0, std_b, free)
             return (x_next, log_w + log_b - log_f), None
 
         ks = jnp.arange(n_steps)

@@ -316,21 +316,59 @@ def euler_maruyama_log_prob(
     .. math:: \log \mathcal N\big(x';\; x + f(t,x)\,dt,\; G G^\top(t,x)\,dt\big).
 
     Scalar and diagonal :math:`G` give a product of 1-D Gaussians; a full ``(d, m)``
-    :math:`G` needs :math:`GG^\top` positive definite (``m >= d``, full rank), factorised by
-    Cholesky. This is the discrete-time kernel density used for exact log RN weights
-    between forward and backward Euler path measures (Crooks 1999; Vargas et al. 2023).
+    :math:`G` with :math:`\Sigma = GG^\top dt` positive definite is factorised by Cholesky.
+    This is the discrete-time kernel density used for exact log RN weights between forward
+    and backward Euler path measures (Crooks 1999; Vargas et al. 2023).
+
+    **Rank-deficient** :math:`\Sigma` (e.g. a diffusion projected on the centre-of-mass-free
+    subspace, :math:`G = gP`): the transition then has a density only on the affine
+    subspace :math:`x + f\,dt + \operatorname{range}\Sigma`, and the density returned is the
+    one with respect to Lebesgue measure on that subspace, through the pseudo-inverse,
+
+    .. math:: -\tfrac12 r^\top\Sigma^+ r - \tfrac12\sum_{\lambda_i > \tau}\log\lambda_i
+              - \tfrac{k}{2}\log 2\pi,\qquad k = \#\{\lambda_i > \tau\},
+
+    with :math:`\lambda_i` the eigenvalues of :math:`\Sigma` (``eigh``) and the rank
+    tolerance :math:`\tau = d\,\epsilon\,\lambda_{\max}` of ``numpy.linalg.matrix_rank``
+    (:math:`\epsilon` the dtype's machine epsilon). This is the log-density in orthonormal
+    coordinates of the subspace, so forward and backward kernels living on the same
+    subspace give the right log Radon–Nikodym weight. The residual's component outside the
+    subspace is ignored (it is zero for paths of the SDE itself). The pseudo-inverse is
+    used when the Cholesky factor is not finite or has a squared diagonal ratio below
+    :math:`d\epsilon` (both are computed then; inside ``vmap`` both branches run).
     """
     g = sde.diffusion(t, x, args)
     r = x_next - x - sde.drift(t, x, args) * dt
     d = x.shape[0]
     if g.ndim == 2:
         cov = g @ g.T * dt
-        chol = jnp.linalg.cholesky(cov)
+        return _gaussian_log_prob_psd(r, cov)
+    var = jnp.broadcast_to(g**2 * dt, (d,))
+    return -0.5 * jnp.sum(r**2 / var + jnp.log(2 * jnp.pi * var))
+
+
+def _gaussian_log_prob_psd(r: Array, cov: Array) -> Array:
+    """``log N(r; 0, cov)`` for a PSD ``cov``: Cholesky, or the pseudo-inverse if singular."""
+    d = r.shape[0]
+    eps = jnp.finfo(cov.dtype).eps
+    chol = jnp.linalg.cholesky(cov)
+    diag2 = jnp.diag(chol) ** 2
+    singular = ~jnp.all(jnp.isfinite(chol)) | (jnp.min(diag2) <= d * eps * jnp.max(diag2))
+
+    def full_rank(_):
         z = jax.scipy.linalg.solve_triangular(chol, r, lower=True)
         log_det = 2.0 * jnp.sum(jnp.log(jnp.diag(chol)))
         return -0.5 * jnp.sum(z**2) - 0.5 * log_det - 0.5 * d * jnp.log(2 * jnp.pi)
-    var = jnp.broadcast_to(g**2 * dt, (d,))
-    return -0.5 * jnp.sum(r**2 / var + jnp.log(2 * jnp.pi * var))
+
+    def pseudo_inverse(_):
+        lam, vec = jnp.linalg.eigh(cov)
+        keep = lam > d * eps * jnp.max(lam)
+        safe = jnp.where(keep, lam, 1.0)
+        z2 = jnp.where(keep, (vec.T @ r) ** 2 / safe, 0.0)
+        rank = jnp.sum(keep)
+        return -0.5 * jnp.sum(z2) - 0.5 * jnp.sum(jnp.log(safe)) - 0.5 * rank * jnp.log(2 * jnp.pi)
+
+    return jax.lax.cond(singular, pseudo_inverse, full_rank, None)
 
 
 class EulerMaruyamaState(NamedTuple):

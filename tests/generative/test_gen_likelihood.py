@@ -7,14 +7,14 @@ import pytest
 
 from generative.exact import exact_score_fn, marginal_mixture
 from generative.likelihood import log_likelihood
-from generative.processes import VE, VP
+from generative.processes import VE, VP, SubVP
 
 from ._gen_fixtures import MIXTURE
 
 POINTS = jnp.array([[0.2, 2.7], [-0.5, 0.8], [1.5, 1.0]])
 
 
-@pytest.mark.parametrize("process", [VP(), VE(sigma_max=10.0)], ids=["vp", "ve"])
+@pytest.mark.parametrize("process", [VP(), VE(sigma_max=10.0), SubVP()], ids=["vp", "ve", "subvp"])
 def test_probability_flow_likelihood_is_exact(process):
     # With the exact score the flow's density at t=0 is the data density; the prior at T
     # is the exact marginal p_T, so the only error is the ODE solve (rtol = atol = 1e-8).
