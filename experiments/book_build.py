@@ -25,7 +25,15 @@ import sys
 import time
 from pathlib import Path
 
-__all__ = ["check_html", "main", "notebook_chapters", "toc_files"]
+__all__ = [
+    "bib_entries",
+    "check_html",
+    "execute_chapter",
+    "main",
+    "merge_bibliographies",
+    "notebook_chapters",
+    "toc_files",
+]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BOOK = REPO_ROOT / "book"
@@ -93,6 +101,90 @@ def check_html(book: Path = BOOK) -> list[str]:
     return problems
 
 
+_ENTRY_START = re.compile(r"^@(\w+)\s*\{\s*([^,\s]+)\s*,", re.MULTILINE)
+
+
+def bib_entries(text: str) -> dict[str, str]:
+    """The entries of a BibTeX file, ``key -> entry text`` (``@string``/comments skipped).
+
+    Each entry runs from its ``@type{key,`` line to the brace that closes it.
+    """
+    entries: dict[str, str] = {}
+    for match in _ENTRY_START.finditer(text):
+        kind, key = match.group(1).lower(), match.group(2)
+        if kind in ("string", "comment", "preamble"):
+            continue
+        depth, end = 0, None
+        for i in range(text.index("{", match.start()), len(text)):
+            depth += {"{": 1, "}": -1}.get(text[i], 0)
+            if depth == 0:
+                end = i + 1
+                break
+        if end is None:
+            raise ValueError(f"unbalanced braces in BibTeX entry {key!r}")
+        entries.setdefault(key, text[match.start() : end])
+    return entries
+
+
+def _normalise(entry: str) -> str:
+    return re.sub(r"\s+", " ", entry).strip().lower()
+
+
+def merge_bibliographies(book: Path = BOOK, *, write: bool = True) -> dict[str, list[str]]:
+    """Merge every ``book/bib/*.bib`` (one per chapter author) into ``book/references.bib``.
+
+    ``references.bib`` is the only file Sphinx reads (``bibtex_bibfiles``), so a key cited
+    by two chapters is defined once and sphinxcontrib-bibtex never warns about duplicates.
+    Entries already present (same key) are kept as they are; a same-key entry whose text
+    differs is reported in ``"conflicts"``. Returns ``{"added": [...], "conflicts": [...]}``.
+    """
+    main_path = book / "references.bib"
+    text = main_path.read_text()
+    known = bib_entries(text)
+    added, conflicts, new_entries = [], [], []
+    for path in sorted((book / "bib").glob("*.bib")):
+        for key, entry in bib_entries(path.read_text()).items():
+            if key in known:
+                if _normalise(known[key]) != _normalise(entry):
+                    conflicts.append(f"{key} ({path.name} differs from references.bib)")
+                continue
+            known[key] = entry
+            added.append(key)
+            new_entries.append(entry)
+    if write and new_entries:
+        main_path.write_text(text.rstrip("\n") + "\n\n" + "\n\n".join(new_entries) + "\n")
+    return {"added": added, "conflicts": conflicts}
+
+
+def execute_chapter(
+    path: str | Path, *, timeout: int = 600, out: str | Path | None = None
+) -> float:
+    """Execute one MyST notebook chapter from scratch (jupytext + nbclient); return seconds.
+
+    A quick check of a single chapter without building the whole book (``jupytext
+    --execute`` needs nbconvert, which the book's environment does not install). Raises
+    ``nbclient.exceptions.CellExecutionError`` with the failing cell's traceback.
+    """
+    import jupytext
+    import nbclient
+    import nbformat
+
+    path = Path(path).resolve()
+    nb = jupytext.read(path)
+    client = nbclient.NotebookClient(
+        nb,
+        timeout=timeout,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(path.parent)}},
+    )
+    t0 = time.perf_counter()
+    client.execute()
+    elapsed = time.perf_counter() - t0
+    if out is not None:
+        nbformat.write(nb, str(out))
+    return elapsed
+
+
 def _build(book: Path) -> tuple[int, str]:
     exe = Path(sys.executable).parent / "jupyter-book"
     cmd = [str(exe)] if exe.exists() else ["jupyter-book"]
@@ -117,10 +209,42 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m experiments.book_build")
     parser.add_argument("--book", default=str(BOOK), help="book source folder")
     parser.add_argument("--check-only", action="store_true", help="only check an existing build")
+    parser.add_argument(
+        "--execute",
+        nargs="+",
+        metavar="CHAPTER",
+        help="only execute these chapter files (no build) and print their run times",
+    )
+    parser.add_argument("--out", help="with --execute of one chapter: write the executed .ipynb")
+    parser.add_argument(
+        "--merge-bib",
+        action="store_true",
+        help="merge book/bib/*.bib into book/references.bib (deduplicated by key) and exit",
+    )
     args = parser.parse_args(argv)
+    if args.merge_bib:
+        result = merge_bibliographies(Path(args.book).resolve())
+        print(f"added {len(result['added'])} entries: {', '.join(result['added']) or '-'}")
+        for c in result["conflicts"]:
+            print(f"kept the references.bib version of {c}")
+        return 0
+    if args.execute:
+        for chapter in args.execute:
+            secs = execute_chapter(chapter, out=args.out if len(args.execute) == 1 else None)
+            flag = "  (over the 2-minute budget)" if secs > CHAPTER_BUDGET_S else ""
+            print(f"{chapter}: executed in {secs:.1f} s{flag}", flush=True)
+        return 0
     book = Path(args.book).resolve()
     status = 0
     t0 = time.perf_counter()
+    missing = merge_bibliographies(book, write=False)["added"]
+    if missing:
+        print(
+            f"book/bib/*.bib entries missing from references.bib: {', '.join(missing)} "
+            "(run python -m experiments.book_build --merge-bib)",
+            file=sys.stderr,
+        )
+        status = 1
     if not args.check_only:
         rc, log = _build(book)
         if rc != 0:
@@ -139,6 +263,11 @@ def main(argv: list[str] | None = None) -> int:
             flag = "  (over the 2-minute budget)" if secs > CHAPTER_BUDGET_S else ""
             print(f"| {name} | {secs:.1f}{flag} |")
         print(f"book build took {total:.0f} s in total")
+    in_toc = set(toc_files(book))
+    for path in sorted((book / "chapters").glob("*.md")):
+        doc = f"chapters/{path.stem}"
+        if doc not in in_toc:
+            print(f"note: {doc} is not in _toc.yml, so it is neither built nor checked")
     problems = check_html(book)
     for p in problems:
         print(f"HTML check: {p}", file=sys.stderr)

@@ -232,3 +232,19 @@ def test_experiment_module_contract_is_checked(monkeypatch):
         registry.unregister("fake_no_quick")
     with pytest.raises(ConfigError, match="unknown experiment"):
         registry.get("definitely_not_registered")
+
+
+# --- listing -----------------------------------------------------------------------------
+
+
+def test_list_shows_every_experiment_with_its_description(capsys):
+    """``python -m experiments list``: one line per registered experiment, with the first
+    line of its module docstring (an import failure would show instead)."""
+    assert cli_main(["list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    by_name = {line.split()[0]: line.split(maxsplit=1)[1:] for line in lines if line.strip()}
+    assert set(by_name) == set(registry.names())
+    for name in registry.names():
+        summary = by_name[name][0].strip() if by_name[name] else ""
+        assert summary and "cannot import" not in summary, (name, summary)
+        assert summary == registry.get(name).description.splitlines()[0].strip()
