@@ -1,0 +1,36 @@
+r"""Learned diffusion samplers for unnormalised densities, with free energies from their work.
+
+Every sampler is a controlled non-equilibrium process (a :class:`thermo.kernel.Kernel`
+run by the one ``lax.scan`` driver) whose paths carry exact discrete-time log
+Radon–Nikodym weights; it returns a :class:`thermo.paths.PathEnsemble` and its
+:math:`\log Z` comes from :func:`thermo.estimators.estimate_log_z` (Jarzynski's equality).
+
+* :class:`PIS` — Path Integral Sampler, controlled Schrödinger–Föllmer process
+  (Zhang & Chen 2022).
+* :class:`DDS` — Denoising Diffusion Sampler, controlled OU process with an exponential
+  integrator (Vargas, Grathwohl & Doucet 2023).
+* :class:`CMCD` — Controlled Monte Carlo Diffusion, controlled annealed Langevin trained
+  with the log-variance loss (Vargas et al. 2024); ``CMCD(None)`` is annealed Langevin AIS.
+* :func:`train` (optax; ``"kl"`` or ``"log_variance"`` loss), :func:`sample`,
+  :func:`simulate`, :class:`Control` (score-informed MLP), :func:`as_target`.
+"""
+
+from ._cmcd import CMCD as CMCD
+from ._common import AbstractSampler as AbstractSampler
+from ._common import Control as Control
+from ._common import SamplerState as SamplerState
+from ._common import Target as Target
+from ._common import TrainResult as TrainResult
+from ._common import as_target as as_target
+from ._common import gaussian_log_prob as gaussian_log_prob
+from ._common import kl_loss as kl_loss
+from ._common import log_variance_loss as log_variance_loss
+from ._common import sample as sample
+from ._common import simulate as simulate
+from ._common import train as train
+from ._crooks import CrooksCrossing as CrooksCrossing
+from ._crooks import SwitchingWorks as SwitchingWorks
+from ._crooks import crooks_crossing as crooks_crossing
+from ._crooks import trap_switching_works as trap_switching_works
+from ._dds import DDS as DDS
+from ._pis import PIS as PIS
