@@ -33,6 +33,7 @@ from __future__ import annotations
 import dataclasses
 import time
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
@@ -40,7 +41,14 @@ import numpy as np
 
 import thermo.systems as systems
 from experiments import measurement
-from generative.samplers._particle import IDEMSettings, probability_flow_log_weights, run_idem
+from generative.samplers._particle import (
+    PRESETS,
+    IDEMSettings,
+    _outer_step_jit,
+    init_idem,
+    n_train_energy_evals,
+    sample_idem,
+)
 from thermo import metrics
 from thermo.estimators import estimate_log_z
 
@@ -52,16 +60,11 @@ ANCHORS = {
     "lj13": {"energy_w2": 1.99, "coordinate_w2": 1.59},
 }
 
-#: per-system defaults of the fields left ``None`` (iDEM App. C: sigma_max 3 / 2).
-_PRESETS = {
-    "dw4": {"sigma_max": 3.0, "n_outer": 40, "n_mc": 256, "batch_size": 128},
-    "lj13": {"sigma_max": 2.0, "n_outer": 20, "n_mc": 128, "batch_size": 64},
-}
-
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    """Settings; ``None`` fields take the per-system preset (:data:`_PRESETS`).
+    """Settings; ``None`` fields take the system's preset
+    (:data:`generative.samplers._particle.PRESETS`).
 
     Attributes:
         system: ``"dw4"`` or ``"lj13"``.
@@ -76,7 +79,8 @@ class Config:
         max_target_norm: clip of the noise-unit target.
         n_samples: final samples (path-weighted).
         ode_samples: probability-flow samples weighted by the exact ODE likelihood
-            (0: skip; exact traces, meant for DW-4).
+            (0: skip; ``None``: 200 on DW-4, 0 on LJ-13, whose exact trace costs 39
+            Jacobian-vector products per solver stage).
         n_metric: samples used by the coordinate W2 / MMD (exact OT is cubic).
     """
 
@@ -93,9 +97,9 @@ class Config:
     n_new: int = 512
     n_sample_steps: int = 100
     learning_rate: float = 1e-3
-    max_target_norm: float = 10.0
+    max_target_norm: float | None = None
     n_samples: int = 2000
-    ode_samples: int = 500
+    ode_samples: int | None = None
     n_metric: int = 1000
 
     @classmethod
@@ -119,15 +123,11 @@ class Config:
 
 def settings_for(config: Config) -> IDEMSettings:
     """The :class:`IDEMSettings` of ``config`` (``None`` fields from the system preset)."""
-    if config.system not in _PRESETS:
-        raise ValueError(f"system must be one of {sorted(_PRESETS)}, got {config.system!r}")
-    preset = _PRESETS[config.system]
+    if config.system not in PRESETS:
+        raise ValueError(f"system must be one of {sorted(PRESETS)}, got {config.system!r}")
     names = {f.name for f in dataclasses.fields(IDEMSettings)}
-    values = {k: v for k, v in dataclasses.asdict(config).items() if k in names}
-    for k, v in preset.items():
-        if values.get(k) is None:
-            values[k] = v
-    return IDEMSettings(**values)
+    values = {k: v for k, v in dataclasses.asdict(config).items() if k in names and v is not None}
+    return IDEMSettings.for_system(config.system, **values)
 
 
 def _figure(ctx, name, system, samples, reference, title):
@@ -180,13 +180,37 @@ def run(config: Config, ctx) -> dict:
     key = ctx.key
     k_run, k_ode, k_ref = jr.split(key, 3)
 
+    # iDEM's outer loop (the steps and keys of generative.samplers._particle.train_idem),
+    # driven by the runner's resumable loop: the state is checkpointed every outer step.
+    k_train, k_sample = jr.split(k_run)  # as in run_idem
+    k_init, k_loop = jr.split(k_train)
+    state = init_idem(k_init, n_p, s_d, settings)
+    arrays, static = eqx.partition(state, eqx.is_array)
+    beta = float(system.beta)
+
+    def body(key, carry, i):
+        arrays, losses = carry
+        new, chunk = _outer_step_jit(
+            key, eqx.combine(arrays, static), system.energy, beta, settings
+        )
+        return eqx.partition(new, eqx.is_array)[0], losses.at[i].set(chunk)
+
+    losses0 = jnp.zeros((settings.n_outer, settings.n_inner), state.buffer.dtype)
     t0 = time.perf_counter()
-    result = run_idem(
-        k_run, system, config.n_samples, settings=settings, weights="path", progress=ctx.progress
+    arrays, losses = ctx.loop(
+        k_loop, body, (arrays, losses0), settings.n_outer, name="idem", desc="iDEM outer"
     )
-    total_seconds = time.perf_counter() - t0
-    samples = np.asarray(result.paths.samples, np.float64)
-    log_w = np.asarray(result.paths.log_weights, np.float64)
+    model = eqx.combine(arrays, static).model
+    losses = np.asarray(losses).reshape(-1)
+    train_seconds = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    paths = jax.block_until_ready(
+        sample_idem(k_sample, model, system, config.n_samples, n_steps=settings.n_sample_steps)
+    )
+    sample_seconds = time.perf_counter() - t0
+    n_train = n_train_energy_evals(settings)
+    samples = np.asarray(paths.samples, np.float64)
+    log_w = np.asarray(paths.log_weights, np.float64)
     finite = np.all(np.isfinite(samples), axis=1)
 
     reference = np.asarray(systems.reference_samples(config.system), np.float64)
@@ -207,35 +231,29 @@ def run(config: Config, ctx) -> dict:
         "reference_vs_reference": baseline_scores,
         "anchors_asbs": ANCHORS.get(config.system),
         "fraction_finite_samples": float(finite.mean()),
-        "final_loss": float(np.mean(np.asarray(result.losses)[-settings.n_inner :])),
-        "first_loss": float(np.mean(np.asarray(result.losses)[: settings.n_inner])),
-        "n_energy_evals_train": int(result.n_train_energy_evals),
-        "n_energy_evals_total": int(result.n_energy_evals),
+        "first_loss": float(np.mean(losses[: settings.n_inner])),
+        "final_loss": float(np.mean(losses[-settings.n_inner :])),
+        "n_energy_evals_train": n_train,
+        "n_energy_evals_sampling": int(paths.n_energy_evals),
+        "n_energy_evals_total": n_train + int(paths.n_energy_evals),
     }
     ctx.timings.update(
         {
-            "train_seconds": result.train_seconds,
-            "sample_seconds": result.sample_seconds,
-            "total_seconds": total_seconds,
+            "train_seconds": train_seconds,
+            "sample_seconds": sample_seconds,
         }
     )
     ctx.log(
         f"energy W2 {sample_scores['energy_w2']:.3f}, coordinate W2 "
         f"{sample_scores['coordinate_w2']:.3f}, log Z {out['path_weights']['log_z']}, "
-        f"{total_seconds:.0f} s"
+        f"train {train_seconds:.0f} s, sample {sample_seconds:.0f} s"
     )
-    if config.ode_samples > 0:
+    n_ode = (
+        (200 if config.system == "dw4" else 0) if config.ode_samples is None else config.ode_samples
+    )
+    if n_ode > 0:
         t1 = time.perf_counter()
-        ode = probability_flow_log_weights(
-            k_ode,
-            result.model.process,
-            result.model,
-            system.energy,
-            config.ode_samples,
-            n_p * s_d,
-            beta=float(system.beta),
-            t_min=settings.t_min,
-        )
+        ode = sample_idem(k_ode, model, system, n_ode, weights="ode", t_min=settings.t_min)
         ode_samples = np.asarray(ode.samples, np.float64)
         ok = np.all(np.isfinite(ode_samples), axis=1)
         out["ode_weights"] = _log_z_row(np.asarray(ode.log_weights, np.float64))

@@ -69,7 +69,6 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
-import numpy as np
 import optax
 from jaxtyping import Array, Float
 
@@ -89,10 +88,14 @@ __all__ = [
     "mc_score_estimate",
     "idem_loss",
     "IDEMSettings",
+    "PRESETS",
     "IDEMState",
     "IDEMResult",
     "init_idem",
+    "idem_outer_step",
+    "n_train_energy_evals",
     "train_idem",
+    "sample_idem",
     "reverse_path_log_weights",
     "probability_flow_log_weights",
     "run_idem",
@@ -378,23 +381,50 @@ class IDEMSettings:
     t_min: float = 1e-3
     max_target_norm: float | None = 10.0
 
+    @classmethod
+    def for_system(cls, name: str, **overrides) -> IDEMSettings:
+        """The CPU-sized defaults for ``"dw4"`` or ``"lj13"`` (see :data:`PRESETS`)."""
+        if name not in PRESETS:
+            raise ValueError(f"no iDEM preset for {name!r}; known: {sorted(PRESETS)}")
+        return cls(**{**PRESETS[name], **overrides})
+
+
+#: CPU-sized settings per system (iDEM App. C: sigma_max 3 for DW-4, 2 for LJ-13); each
+#: takes about 10 minutes of a shared 2-core CPU (experiments/particle_sampler.py).
+PRESETS: dict[str, dict] = {
+    "dw4": {
+        "sigma_max": 3.0,
+        "n_outer": 25,
+        "n_mc": 256,
+        "batch_size": 128,
+        "max_target_norm": 10.0,
+    },
+    "lj13": {
+        "sigma_max": 2.0,
+        "n_outer": 20,
+        "n_mc": 128,
+        "batch_size": 64,
+        "max_target_norm": 20.0,
+    },
+}
+
 
 class IDEMState(NamedTuple):
-    """The model and replay buffer between outer iterations.
+    """The model and replay buffer between outer iterations (a pytree).
 
     Attributes:
         model: the :class:`ScoreModel` (EGNN noise predictor on a VE process).
         opt_state: Adam's state.
         buffer: ``(buffer_size, d)`` replay buffer (FIFO).
-        n_filled: valid rows of ``buffer``.
-        cursor: next row to overwrite.
+        n_filled: ``()`` int, valid rows of ``buffer``.
+        cursor: ``()`` int, next row to overwrite.
     """
 
     model: ScoreModel
     opt_state: optax.OptState
     buffer: Float[Array, "m d"]
-    n_filled: int
-    cursor: int
+    n_filled: Array
+    cursor: Array
 
 
 class IDEMResult(NamedTuple):
@@ -425,10 +455,20 @@ def _optimizer(settings: IDEMSettings) -> optax.GradientTransformation:
     return optax.chain(optax.clip_by_global_norm(1.0), optax.adam(settings.learning_rate))
 
 
+def _check_settings(settings: IDEMSettings) -> None:
+    if min(settings.n_outer, settings.n_inner, settings.batch_size, settings.n_mc) <= 0:
+        raise ValueError("n_outer, n_inner, batch_size and n_mc must be positive")
+    if not 0 < settings.n_new <= settings.buffer_size:
+        raise ValueError(
+            f"need 0 < n_new ({settings.n_new}) <= buffer_size ({settings.buffer_size})"
+        )
+
+
 def init_idem(
     key: PRNGKey, n_particles: int, spatial_dim: int, settings: IDEMSettings
 ) -> IDEMState:
     """A fresh EGNN score model on a CoM-free VE process, Adam state and an empty buffer."""
+    _check_settings(settings)
     process = VE(
         sigma_min=settings.sigma_min,
         sigma_max=settings.sigma_max,
@@ -439,7 +479,8 @@ def init_idem(
     opt_state = _optimizer(settings).init(eqx.filter(model, eqx.is_inexact_array))
     d = int(n_particles) * int(spatial_dim)
     buffer = jnp.zeros((int(settings.buffer_size), d), jnp.result_type(float))
-    return IDEMState(model, opt_state, buffer, 0, 0)
+    zero = jnp.zeros((), jnp.int32)
+    return IDEMState(model, opt_state, buffer, zero, zero)
 
 
 @eqx.filter_jit
@@ -449,10 +490,56 @@ def _sample_paths(key, model, energy_fn, beta, n, dim, n_steps):
     )
 
 
-@eqx.filter_jit
-def _inner_loop(key, model, opt_state, buffer, n_filled, energy_fn, settings, beta):
+def _push(state: IDEMState, new: Float[Array, "k d"]) -> IDEMState:
+    """FIFO insert of the finite rows of ``new`` (non-finite rows are dropped)."""
+    m = state.buffer.shape[0]
+    valid = jnp.all(jnp.isfinite(new), axis=1)
+    offset = jnp.cumsum(valid) - 1
+    rows = jnp.where(valid, (state.cursor + offset) % m, m)  # row m: dropped
+    n_valid = jnp.sum(valid).astype(jnp.int32)
+    buffer = state.buffer.at[rows].set(jnp.where(valid[:, None], new, 0.0), mode="drop")
+    return state._replace(
+        buffer=buffer,
+        cursor=(state.cursor + n_valid) % m,
+        n_filled=jnp.minimum(m, state.n_filled + n_valid),
+    )
+
+
+def idem_outer_step(
+    key: PRNGKey,
+    state: IDEMState,
+    energy_fn: EnergyFn,
+    *,
+    beta: float,
+    settings: IDEMSettings,
+) -> tuple[IDEMState, Float[Array, " n_inner"]]:
+    r"""One outer iteration of iDEM (Akhound-Sadegh et al. 2024, Algorithm 1).
+
+    Draws ``settings.n_new`` samples of the current model by the ancestral reverse chain,
+    pushes the finite ones into the FIFO buffer, then takes ``settings.n_inner`` Adam
+    steps on :func:`idem_loss` over buffer points drawn uniformly (one ``lax.scan``).
+    Jit-compatible; :func:`train_idem` jits it once.
+
+    Returns:
+        The new state and the ``(n_inner,)`` losses.
+    """
+    k_sample, k_inner = jr.split(key)
+    model = state.model
+    d = state.buffer.shape[1]
+    new = reverse_path_log_weights(
+        k_sample,
+        model.process,
+        model,
+        energy_fn,
+        settings.n_new,
+        d,
+        beta=beta,
+        n_steps=settings.n_sample_steps,
+    ).samples
+    state = _push(state, jax.lax.stop_gradient(new))
+    state = eqx.error_if(state, state.n_filled == 0, "iDEM: the model produced no finite samples")
     optimizer = _optimizer(settings)
-    params, static = eqx.partition(model, eqx.is_inexact_array)
+    params, static = eqx.partition(state.model, eqx.is_inexact_array)
 
     def loss_fn(p, k, x0):
         return idem_loss(
@@ -469,21 +556,31 @@ def _inner_loop(key, model, opt_state, buffer, n_filled, energy_fn, settings, be
     def one_step(carry, k):
         p, o = carry
         k_idx, k_loss = jr.split(k)
-        idx = jr.randint(k_idx, (settings.batch_size,), 0, n_filled)
-        loss, grads = jax.value_and_grad(loss_fn)(p, k_loss, buffer[idx])
+        idx = jr.randint(k_idx, (settings.batch_size,), 0, state.n_filled)
+        loss, grads = jax.value_and_grad(loss_fn)(p, k_loss, state.buffer[idx])
         updates, o = optimizer.update(grads, o, p)
         return (optax.apply_updates(p, updates), o), loss
 
     (params, opt_state), losses = jax.lax.scan(
-        one_step, (params, opt_state), jr.split(key, settings.n_inner)
+        one_step, (params, state.opt_state), jr.split(k_inner, settings.n_inner)
     )
-    return eqx.combine(params, static), opt_state, losses
+    return state._replace(model=eqx.combine(params, static), opt_state=opt_state), losses
 
 
-def _push(buffer: Array, cursor: int, n_filled: int, new: Array) -> tuple[Array, int, int]:
-    m, n = buffer.shape[0], new.shape[0]
-    rows = (cursor + jnp.arange(n)) % m
-    return buffer.at[rows].set(new), (cursor + n) % m, min(m, n_filled + n)
+@eqx.filter_jit
+def _outer_step_jit(key, state, energy_fn, beta, settings):
+    return idem_outer_step(key, state, energy_fn, beta=beta, settings=settings)
+
+
+def n_train_energy_evals(settings: IDEMSettings) -> int:
+    """Energy(-and-gradient) evaluations of :func:`train_idem`.
+
+    ``n_outer * (n_inner * batch_size * n_mc + n_new)``: :math:`K` per target in the
+    inner loop, and one energy per generated path (its log-weight).
+    """
+    return settings.n_outer * (
+        settings.n_inner * settings.batch_size * settings.n_mc + settings.n_new
+    )
 
 
 def train_idem(
@@ -494,17 +591,13 @@ def train_idem(
     *,
     beta: float = 1.0,
     settings: IDEMSettings = IDEMSettings(),
-    state: IDEMState | None = None,
     progress: bool = False,
 ) -> IDEMResult:
     r"""iDEM's outer/inner loop (Akhound-Sadegh et al. 2024, Algorithm 1; module doc).
 
-    Each of ``settings.n_outer`` outer iterations draws ``n_new`` samples of the current
-    model by the ancestral reverse chain (the first from the untrained model, iDEM's
-    initialisation), pushes them into the FIFO buffer, and takes ``n_inner`` Adam steps
-    on :func:`idem_loss` over uniformly drawn buffer points. The inner loop is one
-    compiled ``lax.scan``; the outer loop is a short Python loop with a progress bar.
-    Samples with non-finite coordinates are not pushed.
+    ``settings.n_outer`` calls of :func:`idem_outer_step` (one compile) with the keys
+    ``fold_in(k, i)``; the first draws from the untrained model, iDEM's initialisation
+    of the buffer. A resumable driver can run the same steps (same keys, same result).
 
     Args:
         key: PRNG key.
@@ -512,23 +605,14 @@ def train_idem(
         n_particles, spatial_dim: the particle layout of the flat coordinates.
         beta: inverse temperature.
         settings: :class:`IDEMSettings`.
-        state: resume from this state (default: :func:`init_idem`).
         progress: show a tqdm bar over outer iterations.
 
     Returns:
         :class:`IDEMResult` with ``paths=None``.
     """
-    if settings.n_outer <= 0 or settings.n_inner <= 0 or settings.batch_size <= 0:
-        raise ValueError("n_outer, n_inner and batch_size must be positive")
-    if settings.n_new > settings.buffer_size:
-        raise ValueError(
-            f"n_new ({settings.n_new}) must not exceed buffer_size ({settings.buffer_size})"
-        )
-    d = int(n_particles) * int(spatial_dim)
-    k_init, key = jr.split(key)
-    if state is None:
-        state = init_idem(k_init, n_particles, spatial_dim, settings)
-    model, opt_state, buffer, n_filled, cursor = state
+    _check_settings(settings)
+    k_init, k_loop = jr.split(key)
+    state = init_idem(k_init, n_particles, spatial_dim, settings)
     losses = []
     iterator = range(settings.n_outer)
     if progress:
@@ -537,36 +621,39 @@ def train_idem(
         iterator = tqdm(iterator, desc="iDEM", unit="outer")
     t_start = time.perf_counter()
     for i in iterator:
-        k_sample, k_inner = jr.split(jr.fold_in(key, i))
-        new = _sample_paths(
-            k_sample, model, energy_fn, beta, settings.n_new, d, settings.n_sample_steps
-        ).samples
-        new = new[np.asarray(jnp.all(jnp.isfinite(new), axis=1))]
-        if new.shape[0]:
-            buffer, cursor, n_filled = _push(buffer, cursor, n_filled, new)
-        if n_filled == 0:
-            raise FloatingPointError("iDEM: the model produced no finite samples")
-        model, opt_state, chunk = _inner_loop(
-            k_inner, model, opt_state, buffer, jnp.asarray(n_filled), energy_fn, settings, beta
-        )
+        state, chunk = _outer_step_jit(jr.fold_in(k_loop, i), state, energy_fn, beta, settings)
         losses.append(chunk)
         if progress:
             iterator.set_postfix(loss=f"{float(jnp.mean(chunk)):.3g}")
     losses = jax.block_until_ready(jnp.concatenate(losses))
     train_seconds = time.perf_counter() - t_start
-    n_train = (
-        settings.n_outer * settings.n_inner * settings.batch_size * settings.n_mc
-        + settings.n_outer * settings.n_new  # one energy per generated path
-    )
-    return IDEMResult(
-        None,
-        model,
-        losses,
-        n_train,
-        n_train,
-        train_seconds,
-        0.0,
-        IDEMState(model, opt_state, buffer, n_filled, cursor),
+    n_train = n_train_energy_evals(settings)
+    return IDEMResult(None, state.model, losses, n_train, n_train, train_seconds, 0.0, state)
+
+
+def sample_idem(
+    key: PRNGKey,
+    model: ScoreModel,
+    system,
+    n_samples: int,
+    *,
+    n_steps: int = 100,
+    weights: str = "path",
+    t_min: float = 1e-3,
+) -> PathEnsemble:
+    """Weighted samples of a trained iDEM model on ``system`` (path or ODE weights).
+
+    ``weights="path"``: :func:`reverse_path_log_weights` with ``n_steps``;
+    ``weights="ode"``: :func:`probability_flow_log_weights` from ``t_min``.
+    """
+    if weights not in ("path", "ode"):
+        raise ValueError(f"weights must be 'path' or 'ode', got {weights!r}")
+    beta = float(system.beta)
+    d = int(system.n_particles) * int(system.spatial_dim)
+    if weights == "path":
+        return _sample_paths(key, model, system.energy, beta, int(n_samples), d, int(n_steps))
+    return probability_flow_log_weights(
+        key, model.process, model, system.energy, int(n_samples), d, beta=beta, t_min=t_min
     )
 
 
@@ -601,33 +688,25 @@ def run_idem(
     if weights not in ("path", "ode"):
         raise ValueError(f"weights must be 'path' or 'ode', got {weights!r}")
     k_train, k_sample = jr.split(key)
-    beta = float(system.beta)
-    n_p, s_d = int(system.n_particles), int(system.spatial_dim)
     trained = train_idem(
-        k_train, system.energy, n_p, s_d, beta=beta, settings=settings, progress=progress
+        k_train,
+        system.energy,
+        int(system.n_particles),
+        int(system.spatial_dim),
+        beta=float(system.beta),
+        settings=settings,
+        progress=progress,
     )
     t_start = time.perf_counter()
-    if weights == "path":
-        paths = _sample_paths(
-            k_sample,
-            trained.model,
-            system.energy,
-            beta,
-            int(n_samples),
-            n_p * s_d,
-            settings.n_sample_steps,
-        )
-    else:
-        paths = probability_flow_log_weights(
-            k_sample,
-            trained.model.process,
-            trained.model,
-            system.energy,
-            int(n_samples),
-            n_p * s_d,
-            beta=beta,
-            t_min=settings.t_min,
-        )
+    paths = sample_idem(
+        k_sample,
+        trained.model,
+        system,
+        n_samples,
+        n_steps=settings.n_sample_steps,
+        weights=weights,
+        t_min=settings.t_min,
+    )
     paths = jax.block_until_ready(paths)
     sample_seconds = time.perf_counter() - t_start
     total = trained.n_train_energy_evals + int(paths.n_energy_evals)
