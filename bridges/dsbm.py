@@ -32,10 +32,9 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float
 
-from generative.networks.mlp import MLP
 from thermo._typing import PRNGKey, ScalarLike
 
-from ._common import NetworkSDE, fit_regression, simulate
+from ._common import NetworkSDE, TrainSettings, fit_regression, make_drift_network, simulate
 
 __all__ = ["DSBMResult", "dsbm", "bridge_matching_batch"]
 
@@ -52,8 +51,8 @@ class DSBMResult(NamedTuple):
         wall_time: seconds spent, compilation included.
     """
 
-    forward: MLP
-    backward: MLP
+    forward: eqx.Module
+    backward: eqx.Module
     sigma: Float[Array, ""]
     losses: Float[Array, "n_iterations 2 n_train_steps"]
     n_iterations: int
@@ -76,13 +75,21 @@ def bridge_matching_batch(
     batch_size: int,
     direction: str,
     t_margin: float,
-) -> tuple[Float[Array, " b"], Float[Array, "b d"], Float[Array, "b d"]]:
-    r"""One bridge-matching minibatch ``(t, x_t, target)`` from the coupling ``(x0[i], x1[i])``.
+) -> tuple[Float[Array, " b"], Float[Array, "b d"], Float[Array, "b d"], Float[Array, " b"]]:
+    r"""One bridge-matching minibatch ``(t, x_t, target, weight)`` from the coupling ``(x0[i], x1[i])``.
 
     :math:`x_t = (1-t)x_0 + t x_1 + \sigma\sqrt{t(1-t)}z`; forward target
-    :math:`(x_1-x_t)/(1-t)`, backward target :math:`(x_0-x_t)/t`. Times are uniform on
-    :math:`[0, 1-m]` (forward) or :math:`[m, 1]` (backward) with ``m = t_margin``: the
-    Euler grid never evaluates the drift closer to the singular end.
+    :math:`(x_1-x_t)/(1-t) = x_1 - x_0 - \sigma\sqrt{t/(1-t)}\,z`, backward target
+    :math:`(x_0-x_t)/t`. Times are uniform on :math:`[0, 1-m]` (forward) or :math:`[m, 1]`
+    (backward) with ``m = t_margin``: the Euler grid never evaluates the drift closer to
+    the singular end.
+
+    Weights: the forward target's noise variance per coordinate is
+    :math:`\sigma^2 t/(1-t)`, unbounded as :math:`t\to1`; the weight
+    :math:`w = 1-t` (backward: :math:`w = t`) is the inverse of
+    :math:`1 + t/(1-t)`, i.e. inverse-variance weighting for a unit-scale signal,
+    which keeps the late times from dominating the gradient noise. It does not move
+    the regression's minimiser (:func:`bridges._common.fit_regression`).
     """
     k_idx, k_t, k_z = jr.split(key, 3)
     idx = jr.randint(k_idx, (batch_size,), 0, x0.shape[0])
@@ -94,17 +101,19 @@ def bridge_matching_batch(
     xt = (1.0 - tt) * a + tt * b + sigma * jnp.sqrt(tt * (1.0 - tt)) * z
     if direction == "forward":
         target = (b - xt) / (1.0 - tt)
+        weight = 1.0 - t
     else:
         target = (a - xt) / tt
-    return t, xt, target
+        weight = t
+    return t, xt, target, weight
 
 
 @eqx.filter_jit
-def _fit(key, net, x0, x1, sigma, batch_size, direction, t_margin, n_train_steps, learning_rate):
+def _fit(key, net, x0, x1, sigma, batch_size, direction, t_margin, n_train_steps, settings):
     def batch_fn(k):
         return bridge_matching_batch(k, x0, x1, sigma, batch_size, direction, t_margin)
 
-    return fit_regression(key, net, batch_fn, n_train_steps, learning_rate)
+    return fit_regression(key, net, batch_fn, n_train_steps, settings)
 
 
 @eqx.filter_jit
@@ -123,16 +132,21 @@ def dsbm(
     batch_size: int = 256,
     n_sim_steps: int = 50,
     width: int = 128,
-    depth: int = 3,
-    learning_rate: float = 1e-3,
+    depth: int = 2,
+    learning_rate: float = 3e-3,
+    network: str = "affine_mlp",
+    ema_decay: float = 0.99,
+    final_lr_fraction: float = 0.01,
     progress: bool = False,
 ) -> DSBMResult:
     r"""Diffusion Schrödinger Bridge Matching between samples ``x0 ~ p0`` and ``x1 ~ p1``.
 
     Reference :math:`\sigma dB` on :math:`[0,1]`; see the module docstring for the
-    iteration. Networks are :class:`generative.networks.mlp.MLP` (warm-started across
-    iterations); paths are simulated with :func:`thermo.integrate.euler_maruyama` on
-    ``n_sim_steps`` steps.
+    iteration. Networks are :class:`bridges._common.AffineDrift` (affine in ``x`` plus an
+    MLP residual; ``network="mlp"`` gives a plain :class:`generative.networks.mlp.MLP`),
+    warm-started across iterations and fitted by Adam with a cosine step-size decay and
+    a parameter EMA (:class:`bridges._common.TrainSettings`); paths are simulated with
+    :func:`thermo.integrate.euler_maruyama` on ``n_sim_steps`` steps.
 
     Args:
         key: PRNG key.
@@ -142,8 +156,12 @@ def dsbm(
         n_train_steps: Adam steps per fit.
         batch_size: minibatch size.
         n_sim_steps: Euler–Maruyama steps used to regenerate couplings.
-        width, depth: MLP size.
-        learning_rate: Adam step size.
+        width, depth: MLP (residual) size.
+        learning_rate: peak Adam step size (cosine decay to ``final_lr_fraction`` of it).
+        network: ``"affine_mlp"``, ``"affine"`` or ``"mlp"``
+            (:func:`bridges._common.make_drift_network`).
+        ema_decay: decay of the parameter EMA returned by each fit (0: last iterate).
+        final_lr_fraction: end of the cosine step-size schedule, relative.
         progress: print one line per iteration.
 
     Returns:
@@ -160,8 +178,9 @@ def dsbm(
     n = min(x0.shape[0], x1.shape[0])
     sigma = jnp.asarray(sigma, dtype=x0.dtype)
     k_f, k_b, key = jr.split(key, 3)
-    fwd = MLP(d, k_f, width=width, depth=depth)
-    bwd = MLP(d, k_b, width=width, depth=depth)
+    fwd = make_drift_network(network, d, k_f, width=width, depth=depth)
+    bwd = make_drift_network(network, d, k_b, width=width, depth=depth)
+    settings = TrainSettings(learning_rate, final_lr_fraction, ema_decay)
     margin = 1.0 / n_sim_steps
     # the independent coupling p0 x p1 (samples are drawn independently)
     c0, c1 = x0[:n], x1[:n]
@@ -169,7 +188,7 @@ def dsbm(
     for it in range(n_iterations):
         key, k1, k2, k3, k4 = jr.split(key, 5)
         fwd, loss_f = _fit(
-            k1, fwd, c0, c1, sigma, batch_size, "forward", margin, n_train_steps, learning_rate
+            k1, fwd, c0, c1, sigma, batch_size, "forward", margin, n_train_steps, settings
         )
         # forward coupling (x0, x1_hat): x0 exact
         x1_hat = _simulate(k2, NetworkSDE(fwd, sigma), x0[:n], n_sim_steps)
@@ -183,7 +202,7 @@ def dsbm(
             "backward",
             margin,
             n_train_steps,
-            learning_rate,
+            settings,
         )
         # backward coupling (x0_hat, x1): x1 exact
         x0_hat = _simulate(k4, NetworkSDE(bwd, sigma, reverse_time=True), x1[:n], n_sim_steps)

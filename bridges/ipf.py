@@ -35,10 +35,9 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float
 
-from generative.networks.mlp import MLP
 from thermo._typing import PRNGKey, ScalarLike
 
-from ._common import NetworkSDE, fit_regression, simulate
+from ._common import NetworkSDE, TrainSettings, fit_regression, make_drift_network, simulate
 
 __all__ = ["IPFResult", "ipf"]
 
@@ -56,8 +55,8 @@ class IPFResult(NamedTuple):
         wall_time: seconds spent, compilation included.
     """
 
-    forward: MLP
-    backward: MLP
+    forward: eqx.Module
+    backward: eqx.Module
     sigma: Float[Array, ""]
     n_sim_steps: int
     losses: Float[Array, "n_iterations 2 n_train_steps"]
@@ -98,11 +97,11 @@ def _mean_matching_batch(key, paths, other_net, batch_size, n_steps, direction):
 
 
 @eqx.filter_jit
-def _fit(key, net, paths, other_net, batch_size, n_steps, direction, n_train_steps, learning_rate):
+def _fit(key, net, paths, other_net, batch_size, n_steps, direction, n_train_steps, settings):
     def batch_fn(k):
         return _mean_matching_batch(k, paths, other_net, batch_size, n_steps, direction)
 
-    return fit_regression(key, net, batch_fn, n_train_steps, learning_rate)
+    return fit_regression(key, net, batch_fn, n_train_steps, settings)
 
 
 @eqx.filter_jit
@@ -122,8 +121,11 @@ def ipf(
     batch_size: int = 256,
     n_sim_steps: int = 20,
     width: int = 128,
-    depth: int = 3,
-    learning_rate: float = 1e-3,
+    depth: int = 2,
+    learning_rate: float = 3e-3,
+    network: str = "affine_mlp",
+    ema_decay: float = 0.99,
+    final_lr_fraction: float = 0.01,
     progress: bool = False,
 ) -> IPFResult:
     r"""Diffusion Schrödinger Bridge (IPF with mean matching) between samples of ``p0`` and ``p1``.
@@ -131,8 +133,10 @@ def ipf(
     Reference :math:`\sigma dB` on :math:`[0,1]`, ``n_sim_steps`` Euler steps; see the
     module docstring. Each iteration fits the backward drift on cached forward paths
     (from ``x0``), then the forward drift on cached backward paths (from ``x1``). Networks
-    are :class:`generative.networks.mlp.MLP`, warm-started across iterations; paths are
-    simulated with :func:`thermo.integrate.euler_maruyama`.
+    are :class:`bridges._common.AffineDrift` by default (``network`` as in
+    :func:`bridges.dsbm`), warm-started across iterations, fitted by Adam with a cosine
+    step-size decay and a parameter EMA; paths are simulated with
+    :func:`thermo.integrate.euler_maruyama`.
 
     Returns:
         :class:`IPFResult`.
@@ -147,8 +151,9 @@ def ipf(
     d = x0.shape[1]
     sigma = jnp.asarray(sigma, dtype=x0.dtype)
     k_f, k_b, key = jr.split(key, 3)
-    fwd = MLP(d, k_f, width=width, depth=depth)
-    bwd = MLP(d, k_b, width=width, depth=depth)
+    fwd = make_drift_network(network, d, k_f, width=width, depth=depth)
+    bwd = make_drift_network(network, d, k_b, width=width, depth=depth)
+    settings = TrainSettings(learning_rate, final_lr_fraction, ema_decay)
     current_fwd: eqx.Module = _Zero()  # iteration 0 runs the reference
     all_losses = []
     for it in range(n_iterations):
@@ -163,11 +168,11 @@ def ipf(
             n_sim_steps,
             "backward",
             n_train_steps,
-            learning_rate,
+            settings,
         )
         bpaths = _paths(k3, NetworkSDE(bwd, sigma, reverse_time=True), x1, n_sim_steps, True)
         fwd, loss_f = _fit(
-            k4, fwd, bpaths, bwd, batch_size, n_sim_steps, "forward", n_train_steps, learning_rate
+            k4, fwd, bpaths, bwd, batch_size, n_sim_steps, "forward", n_train_steps, settings
         )
         current_fwd = fwd
         all_losses.append(jnp.stack([loss_b, loss_f]))

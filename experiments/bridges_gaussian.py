@@ -34,8 +34,15 @@ import jax.random as jr
 import numpy as np
 
 from bridges import dsbm, gaussian_bridge, ipf, sinkhorn_bridge
-from bridges._common import coupling_stats, relative_error, simulate
-from bridges.benchmark import PUBLISHED_CBW2_UVP, cbw2_uvp, fit_lightsb, make_benchmark
+from bridges._common import coupling_stats, paired_coupling_errors, relative_error, simulate
+from bridges.benchmark import (
+    PUBLISHED_CBW2_UVP,
+    cbw2_uvp_estimate,
+    fit_lightsb,
+    make_benchmark,
+    sample_moments_floor,
+)
+from bridges.gaussian import plug_in_floor
 from bridges.sinkhorn import plan_cross_covariance
 from bridges.thermodynamics import girsanov_kl
 
@@ -44,25 +51,31 @@ __all__ = ["Config", "gaussian_solvers", "mixture_benchmark", "showcase", "main"
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    """Settings (defaults: a few minutes per part on a lightly loaded 2-core CPU).
+    """Settings (defaults: about 10 minutes in all on a lightly loaded 2-core CPU).
 
     Attributes:
         seed: master seed.
         dims: dimensions of the Gaussian task (Shi et al. 2023 use 5, 20, 50).
         sigma: reference diffusion coefficient.
         mean_shift: the task's means are -/+ ``mean_shift`` * ones (Shi et al.: 0.1).
-        n_train: training samples per marginal.
-        n_eval: evaluation pairs (sets the sampling floor of the covariance errors).
+        n_train: training samples per marginal (sets the plug-in floor).
+        n_eval: evaluation pairs (sets the sampling floor of the plain errors).
+        floor_repeats: independent data sets over which the floors are averaged.
         n_iterations: IPF / IMF iterations.
-        n_train_steps: Adam steps per network fit.
-        batch_size, width, depth: network training settings.
+        n_train_steps: Adam steps per network fit (DSBM).
+        ipf_train_steps, ipf_batch_size: the same for IPF, whose mean-matching targets
+            carry ``n_sim_steps`` times more noise (variance ``sigma^2 / gamma``).
+        batch_size, width, depth, network: network training settings.
         ipf_steps, dsbm_steps: Euler steps of IPF's chains and of DSBM's simulations.
         sinkhorn_n: samples per marginal for the static Sinkhorn plan.
         mixture_dims: dimensions of the mixture benchmark.
         mixture_eps: its entropic regularisation.
-        lightsb_steps, lightsb_components: LightSB budget.
+        lightsb_steps, lightsb_components, lightsb_lr, lightsb_final_lr_fraction,
+            lightsb_batch_size: LightSB budget.
         n_test_inputs: test inputs for cBW2-UVP.
-        showcase_train_steps: DSBM budget of the 2-D figure.
+        floor_samples: conditional samples per test input for the sample-moment floor
+            of cBW2-UVP with the true plan (0: skip).
+        showcase_train_steps, showcase_n: DSBM budget and sample size of the 2-D figure.
     """
 
     seed: int = 0
@@ -71,51 +84,71 @@ class Config:
     mean_shift: float = 0.1
     n_train: int = 4096
     n_eval: int = 10000
-    n_iterations: int = 3
-    n_train_steps: int = 600
+    floor_repeats: int = 16
+    n_iterations: int = 4
+    n_train_steps: int = 1000
+    ipf_train_steps: int = 1500
+    ipf_batch_size: int = 1024
     batch_size: int = 256
     width: int = 128
     depth: int = 2
+    network: str = "affine_mlp"
     ipf_steps: int = 20
     dsbm_steps: int = 50
     sinkhorn_n: int = 2000
     mixture_dims: tuple[int, ...] = (2, 16)
     mixture_eps: float = 0.1
-    lightsb_steps: int = 3000
+    lightsb_steps: int = 10000
     lightsb_components: int = 10
+    lightsb_lr: float = 1e-2
+    lightsb_final_lr_fraction: float = 0.01
+    lightsb_batch_size: int = 512
     n_test_inputs: int = 1000
+    floor_samples: int = 1000
     showcase_train_steps: int = 600
+    showcase_n: int = 1000
 
     @classmethod
     def quick(cls) -> Config:
-        """A setting of about a minute, for smoke tests."""
+        """A setting of a few seconds, for the end-to-end smoke test."""
         return cls(
-            dims=(5,),
-            n_train=1024,
-            n_eval=2048,
-            n_iterations=2,
-            n_train_steps=200,
-            width=64,
-            sinkhorn_n=500,
+            dims=(3,),
+            n_train=512,
+            n_eval=1024,
+            floor_repeats=4,
+            n_iterations=1,
+            n_train_steps=100,
+            ipf_train_steps=100,
+            ipf_batch_size=128,
+            batch_size=128,
+            width=32,
+            ipf_steps=10,
+            dsbm_steps=10,
+            sinkhorn_n=256,
             mixture_dims=(2,),
-            lightsb_steps=300,
-            n_test_inputs=200,
-            showcase_train_steps=200,
+            lightsb_steps=200,
+            n_test_inputs=128,
+            floor_samples=0,
+            showcase_train_steps=100,
+            showcase_n=256,
         )
 
 
-def _floor(br, key, n):
-    """Relative errors of C and Σ1 from ``n`` exact plan samples: the Monte Carlo floor."""
-    x0, x1 = br.sample_plan(key, n)
-    c, s1 = coupling_stats(x0, x1)
-    return float(relative_error(c, br.cross_cov)), float(relative_error(s1, br.cov1))
-
-
 _simulate = eqx.filter_jit(simulate)
+_paired = eqx.filter_jit(paired_coupling_errors)
 
 
 def gaussian_solvers(config: Config) -> dict:
-    """IPF/DSB, DSBM and Sinkhorn vs the closed-form Gaussian bridge, per dimension."""
+    r"""IPF/DSB, DSBM and Sinkhorn vs the closed-form Gaussian bridge, per dimension.
+
+    For each solver: the *plain* relative errors of :math:`C` and :math:`\Sigma_1` (sample
+    moments of ``n_eval`` simulated pairs against the exact values; floor: the
+    evaluation floor of ``n_eval`` exact pairs, combined in quadrature with the plug-in
+    floor of ``n_train``), and the *paired* errors (learned vs exact drift on common
+    random numbers, :func:`bridges._common.paired_coupling_errors`, which removes the
+    evaluation noise; floor: the plug-in floor of ``n_train``). Ratios error/floor near 1
+    mean the solver is as accurate as the closed form estimated from its own data.
+    """
     out = {}
     key = jr.key(config.seed)
     for d in config.dims:
@@ -124,42 +157,73 @@ def gaussian_solvers(config: Config) -> dict:
         br = gaussian_bridge(-mu, jnp.eye(d), mu, jnp.eye(d), config.sigma)
         x0 = br.sample_marginal(k0, 0.0, config.n_train)
         x1 = br.sample_marginal(k1, 1.0, config.n_train)
-        floor_c, floor_s = _floor(br, k_fl, config.n_eval)
+        fl_train = plug_in_floor(k_fl, br, config.n_train, config.floor_repeats)
+        fl_eval = plug_in_floor(jr.fold_in(k_fl, 1), br, config.n_eval, config.floor_repeats)
+        floor_plain_c = float(np.hypot(fl_train["plug_in_cross_cov"], fl_eval["eval_cross_cov"]))
+        floor_plain_s = float(np.hypot(fl_train["plug_in_cov1"], fl_eval["eval_cov1"]))
         row = {
             "closed_form": {
                 "cross_cov_diag": float(br.cross_cov[0, 0]),
                 "kl_to_reference": float(br.kl_to_reference()),
             },
-            "sampling_floor": {
-                "rel_err_cross_cov": floor_c,
-                "rel_err_cov1": floor_s,
-                "n_eval": config.n_eval,
+            "floor": {
+                "plug_in_n_train": fl_train,
+                "eval_n_eval": {
+                    k: v for k, v in fl_eval.items() if k.startswith("eval") or k == "n"
+                },
+                "plain_cross_cov": floor_plain_c,
+                "plain_cov1": floor_plain_s,
             },
         }
         common = dict(
             n_iterations=config.n_iterations,
-            n_train_steps=config.n_train_steps,
-            batch_size=config.batch_size,
             width=config.width,
             depth=config.depth,
+            network=config.network,
         )
-        for name, fn, k_fit, n_steps in (
-            ("ipf_dsb", ipf, k_ipf, config.ipf_steps),
-            ("dsbm", dsbm, k_dsbm, config.dsbm_steps),
+        xe = br.sample_marginal(k_ev, 0.0, config.n_eval)
+        for name, fn, k_fit, n_steps, n_adam, batch in (
+            (
+                "ipf_dsb",
+                ipf,
+                k_ipf,
+                config.ipf_steps,
+                config.ipf_train_steps,
+                config.ipf_batch_size,
+            ),
+            ("dsbm", dsbm, k_dsbm, config.dsbm_steps, config.n_train_steps, config.batch_size),
         ):
-            res = fn(k_fit, x0, x1, config.sigma, n_sim_steps=n_steps, **common)
-            xe = br.sample_marginal(k_ev, 0.0, config.n_eval)
+            res = fn(
+                k_fit,
+                x0,
+                x1,
+                config.sigma,
+                n_sim_steps=n_steps,
+                n_train_steps=n_adam,
+                batch_size=batch,
+                **common,
+            )
             ye, _ = _simulate(k_sim, res.forward_sde(), xe, n_steps)
             c, s1 = coupling_stats(xe, ye)
+            pc, ps = _paired(k_sim, res.forward_sde(), br.sde(), xe, n_steps, br.cross_cov, br.cov1)
             kl = girsanov_kl(k_kl, res.forward_sde(), xe[:2048], n_steps)
+            err_c = float(relative_error(c, br.cross_cov))
+            err_s = float(relative_error(s1, br.cov1))
             row[name] = {
-                "rel_err_cross_cov": float(relative_error(c, br.cross_cov)),
-                "rel_err_cov1": float(relative_error(s1, br.cov1)),
+                "rel_err_cross_cov": err_c,
+                "rel_err_cov1": err_s,
+                "ratio_to_floor_cross_cov": err_c / floor_plain_c,
+                "ratio_to_floor_cov1": err_s / floor_plain_s,
+                "paired_rel_err_cross_cov": float(pc),
+                "paired_rel_err_cov1": float(ps),
+                "paired_ratio_to_plug_in_cross_cov": float(pc) / fl_train["plug_in_cross_cov"],
+                "paired_ratio_to_plug_in_cov1": float(ps) / fl_train["plug_in_cov1"],
                 "rel_err_mean1": float(
                     jnp.linalg.norm(ye.mean(0) - br.mu1) / jnp.linalg.norm(br.mu1)
                 ),
                 "iterations": res.n_iterations,
-                "adam_steps_total": 2 * res.n_iterations * config.n_train_steps,
+                "adam_steps_total": 2 * res.n_iterations * n_adam,
+                "batch_size": batch,
                 "wall_time_s": res.wall_time,
                 "girsanov_kl": float(kl.value),
                 "girsanov_kl_std_err": float(kl.std_err),
@@ -181,7 +245,14 @@ def gaussian_solvers(config: Config) -> dict:
 
 
 def mixture_benchmark(config: Config) -> dict:
-    """LightSB on regenerated Gushchin et al. (2023) mixture instances, scored by cBW2-UVP."""
+    r"""LightSB on regenerated Gushchin et al. (2023) mixture instances, scored by cBW2-UVP.
+
+    Reports the score with its Monte Carlo standard error over the test inputs, and the
+    estimator floors of the *true* plan: exactly 0 with exact conditional moments (what
+    we use for LightSB, whose conditionals are Gaussian mixtures in closed form), and the
+    positive bias when the moments come from ``floor_samples`` conditional draws (the
+    sample-based protocol).
+    """
     out = {}
     for d in config.mixture_dims:
         key = jr.fold_in(jr.key(config.seed), 1000 + d)
@@ -196,21 +267,34 @@ def mixture_benchmark(config: Config) -> dict:
             config.mixture_eps,
             n_components=config.lightsb_components,
             n_steps=config.lightsb_steps,
-            batch_size=512,
+            batch_size=config.lightsb_batch_size,
+            learning_rate=config.lightsb_lr,
+            final_lr_fraction=config.lightsb_final_lr_fraction,
             init_points=init,
         )
         x = bench.sample_p0(k_test, config.n_test_inputs)
         m, c = jax.vmap(res.model.conditional_moments)(x)
-        score = float(cbw2_uvp(bench, x, m, c))
-        out[f"d={d}"] = {
-            "cbw2_uvp_percent_lightsb_ours": score,
+        score, score_se = cbw2_uvp_estimate(bench, x, m, c)
+        tm, tc = jax.vmap(bench.conditional_moments)(x)
+        exact_floor, _ = cbw2_uvp_estimate(bench, x, tm, tc)
+        row = {
+            "cbw2_uvp_percent_lightsb_ours": float(score),
+            "cbw2_uvp_std_err": float(score_se),
+            "true_plan_exact_moments": float(exact_floor),
             "published_best_of_gushchin2023": PUBLISHED_CBW2_UVP["best_of_gushchin2023"].get(d),
             "published_lightsb_korotin2024": PUBLISHED_CBW2_UVP["lightsb_korotin2024"].get(d),
             "adam_steps": res.n_iterations,
+            "n_components": config.lightsb_components,
             "wall_time_s": res.wall_time,
             "instance": "regenerated (same construction, our random parameters; see bridges.benchmark)",
         }
-        print(f"mixture d={d}: {out[f'd={d}']}", flush=True)
+        if config.floor_samples > 0:
+            fv, fse = sample_moments_floor(jr.fold_in(k_test, 1), bench, x, config.floor_samples)
+            row["true_plan_sample_moments"] = float(fv)
+            row["true_plan_sample_moments_std_err"] = float(fse)
+            row["floor_samples"] = config.floor_samples
+        out[f"d={d}"] = row
+        print(f"mixture d={d}: {row}", flush=True)
     return out
 
 
@@ -235,7 +319,7 @@ def showcase(config: Config, out_dir: pathlib.Path | None = None) -> dict:
     key = jr.fold_in(jr.key(config.seed), 7)
     k_m, k_g, k_sk, k_d, k_sim1, k_sim2 = jr.split(key, 6)
     sigma = 0.5
-    n = 1000
+    n = config.showcase_n
     x0 = moons(k_m, n)
     x1 = jr.normal(k_g, (n, 2))
     sk, _ = sinkhorn_bridge(x0, x1, sigma)
