@@ -21,6 +21,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import jax.random as jr
+import numpy as np
 from jaxtyping import Array, Bool, Float
 
 from .._typing import PRNGKey
@@ -62,6 +63,13 @@ class HMCInfo(NamedTuple):
     is_divergent: Bool[Array, ""]
     energy_error: Float[Array, ""]
     n_energy_evals: Float[Array, ""]
+
+
+def _as_dense(inverse_mass_matrix: float | Array, x: Array) -> Array:
+    """The diagonal inverse mass as a ``(dim,)`` array, a compile-time constant when it is one."""
+    if isinstance(inverse_mass_matrix, jax.core.Tracer):
+        return jnp.broadcast_to(inverse_mass_matrix.astype(x.dtype), x.shape)
+    return np.broadcast_to(np.asarray(inverse_mass_matrix, dtype=x.dtype), x.shape)
 
 
 def leapfrog(
@@ -143,7 +151,11 @@ def hmc(
     def step(key: PRNGKey, state: HMCState) -> tuple[HMCState, HMCInfo]:
         key_mom, key_acc = jr.split(key)
         x = state.position
-        momentum = proj(jr.normal(key_mom, x.shape, x.dtype) / jnp.sqrt(inverse_mass_matrix))
+        # A (dim,) array, as blackjax carries it: with a scalar here XLA (0.10, CPU) did not
+        # hoist loop-invariant work of the target (e.g. pair-index tables) out of the
+        # leapfrog loop, costing about 2x on LJ-55 (experiments/benchmarks/bench_hmc_throughput).
+        inverse_mass = _as_dense(inverse_mass_matrix, x)
+        momentum = proj(jr.normal(key_mom, x.shape, x.dtype) / jnp.sqrt(inverse_mass))
         x_new, p_new, logdensity_new, grad_new = leapfrog(
             value_and_grad,
             x,
@@ -151,7 +163,7 @@ def hmc(
             state.logdensity_grad,
             step_size,
             n_integration_steps,
-            inverse_mass_matrix,
+            inverse_mass,
         )
         energy_error = (kinetic(p_new) - logdensity_new) - (kinetic(momentum) - state.logdensity)
         energy_error = jnp.where(jnp.isnan(energy_error), jnp.inf, energy_error)
