@@ -70,20 +70,21 @@ CONFIGS = {
     ),
     "lj55": dict(
         seed=20261125,
-        # The committed lj55 set (800 samples) comes from these short settings. A
-        # full set of 5,000 samples thinned by tau_int (~19 steps) needs about
-        # n_runs=16, n_burn=1000, n_production=6400 (~1e8 energy-gradient
-        # evaluations; ~15 CPU-minutes on an unloaded 2-core machine).
-        n_runs=8,
+        # 16 runs x 6,400 production steps, thinned by tau_int (~19 steps -> stride 20)
+        # give 16 * 320 = 5,120 samples (9.9e6 energy-gradient evaluations). The
+        # production phase runs in pieces of `piece_steps` with a checkpoint after each
+        # (``--checkpoint DIR``), so it can be resumed on a shared machine.
+        n_runs=16,
         n_replicas=8,
         beta_min=0.5,
         n_integration_steps=10,
         initial_step_size=0.005,
         n_warmup=300,
-        n_burn=300,
-        n_production=2000,
+        n_burn=1000,
+        n_production=6400,
         record_every=10,
-        n_keep=5000,
+        n_keep=6000,
+        piece_steps=400,
     ),
 }
 
@@ -124,8 +125,64 @@ def _initial_positions(key, system, n_runs: int, n_replicas: int) -> jnp.ndarray
     return x.reshape(n_runs, n_replicas, system.dim)
 
 
-def generate(name: str, config: dict, *, progress: bool = True) -> tuple[np.ndarray, dict]:
-    """Run the replica-exchange chains for ``name`` and return ``(samples, provenance)``."""
+def _production_in_pieces(
+    key_burn, key_prod, states, step_sizes, burn, vstep, observe, c, checkpoint
+):
+    """Burn-in, then production in pieces of ``c["piece_steps"]`` steps, resumable.
+
+    Piece ``i`` uses the key ``fold_in(key_prod, i)``, so a resumed run gives exactly the
+    uninterrupted result. After the burn-in and after every piece the state and the
+    records so far are pickled to ``checkpoint/state.pkl`` (when ``checkpoint`` is set).
+    """
+    import pickle
+
+    from thermo.kernel import run
+
+    piece = int(c["piece_steps"])
+    if piece % c["record_every"] or c["n_production"] % piece:
+        raise ValueError("piece_steps must divide n_production and be a multiple of record_every")
+    n_pieces = c["n_production"] // piece
+    ckpt = None if checkpoint is None else Path(checkpoint) / "state.pkl"
+    done, records = 0, []
+    if ckpt is not None and ckpt.exists():
+        saved = pickle.loads(ckpt.read_bytes())
+        if saved["settings"] != c:
+            raise ValueError(f"{ckpt} was written with other settings: {saved['settings']}")
+        states, done, records = saved["states"], saved["done"], saved["records"]
+        print(f"resuming from {ckpt}: {done}/{n_pieces} pieces done", flush=True)
+    else:
+        states = burn(key_burn, states)
+
+    def save():
+        if ckpt is not None:
+            ckpt.parent.mkdir(parents=True, exist_ok=True)
+            blob = dict(settings=c, states=jax.device_get(states), done=done, records=records)
+            tmp = ckpt.with_suffix(".tmp")
+            tmp.write_bytes(pickle.dumps(blob))
+            tmp.replace(ckpt)
+
+    save()
+    go = jax.jit(
+        lambda k, s: run(k, vstep, s, piece, thin=c["record_every"], observable_fn=observe)
+    )
+    while done < n_pieces:
+        t0 = time.time()
+        states, rec = go(jr.fold_in(key_prod, done), states)
+        records.append(jax.device_get(rec))
+        done += 1
+        save()
+        print(f"piece {done}/{n_pieces}: {time.time() - t0:.1f} s", flush=True)
+    stacked = jax.tree_util.tree_map(lambda *xs: np.concatenate(xs, axis=0), *records)
+    return states, stacked
+
+
+def generate(
+    name: str, config: dict, *, progress: bool = True, checkpoint: str | Path | None = None
+) -> tuple[np.ndarray, dict]:
+    """Run the replica-exchange chains for ``name`` and return ``(samples, provenance)``.
+
+    ``checkpoint``: a directory for resumable runs (used when the settings have
+    ``piece_steps``)."""
     import thermo.systems as systems
     from thermo.kernel import run
     from thermo.mcmc import adapt_replica_step_sizes, geometric_ladder, replica_exchange
@@ -172,16 +229,22 @@ def generate(name: str, config: dict, *, progress: bool = True) -> tuple[np.ndar
         return state.positions[:, 0], state.energies[:, 0], info
 
     burn = jax.jit(lambda k, s: run(k, vstep, s, c["n_burn"], observable_fn=None)[0])
-    states = burn(key_burn, states)
-    states, (pos, energies, infos) = run(
-        key_prod,
-        jax.jit(vstep),
-        states,
-        c["n_production"],
-        thin=c["record_every"],
-        observable_fn=observe,
-        progress=progress,
-    )
+    piece = c.get("piece_steps")
+    if piece is None:
+        states = burn(key_burn, states)
+        states, (pos, energies, infos) = run(
+            key_prod,
+            jax.jit(vstep),
+            states,
+            c["n_production"],
+            thin=c["record_every"],
+            observable_fn=observe,
+            progress=progress,
+        )
+    else:
+        states, (pos, energies, infos) = _production_in_pieces(
+            key_burn, key_prod, states, step_sizes, burn, vstep, observe, c, checkpoint
+        )
     wall = time.time() - t0
     pos = np.asarray(pos)  # (n_records, n_runs, dim)
     energies = np.asarray(energies)  # (n_records, n_runs)
@@ -244,6 +307,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("names", nargs="*", default=list(CONFIGS))
     parser.add_argument("--quick", action="store_true", help="tiny run into /tmp (smoke test)")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument(
+        "--checkpoint", type=Path, default=None, help="resumable-run directory (piecewise runs)"
+    )
     args = parser.parse_args(argv)
     out = args.out or (Path("/tmp/stochthermo_reference") if args.quick else DATA_DIR)
     out.mkdir(parents=True, exist_ok=True)
@@ -252,7 +318,10 @@ def main(argv: list[str] | None = None) -> dict:
         config = dict(CONFIGS[name])
         if args.quick:
             config.update(n_runs=4, n_warmup=50, n_burn=50, n_production=200, n_keep=100)
-        samples, prov = generate(name, config)
+            if "piece_steps" in config:
+                config["piece_steps"] = 100
+        ckpt = None if args.checkpoint is None else args.checkpoint / name
+        samples, prov = generate(name, config, checkpoint=ckpt)
         np.savez_compressed(out / f"{name}.npz", samples=samples)
         (out / f"{name}.json").write_text(json.dumps(prov, indent=2) + "\n")
         report[name] = {k: prov[k] for k in ("tau_int_energy_steps", "n_samples", "wall_time_s")}
