@@ -37,6 +37,7 @@ _MODULES: dict[str, str] = {
     "materials_mfi_widom": "experiments.materials_mfi_widom",
     "materials_nist_lj": "experiments.materials_nist_lj",
     "mcmc_baselines": "experiments.mcmc_baselines",
+    "diffusion_samplers": "experiments.diffusion_samplers",
     "particle_sampler": "experiments.particle_sampler",
 }
 

@@ -22,6 +22,7 @@ from ._common import SamplerState as SamplerState
 from ._common import Target as Target
 from ._common import TrainResult as TrainResult
 from ._common import as_target as as_target
+from ._common import clip_displacement as clip_displacement
 from ._common import gaussian_log_prob as gaussian_log_prob
 from ._common import kl_loss as kl_loss
 from ._common import log_variance_loss as log_variance_loss
@@ -34,3 +35,7 @@ from ._crooks import crooks_crossing as crooks_crossing
 from ._crooks import trap_switching_works as trap_switching_works
 from ._dds import DDS as DDS
 from ._pis import PIS as PIS
+from ._presets import DEFAULT_LOSS as DEFAULT_LOSS
+from ._presets import FitResult as FitResult
+from ._presets import fit_and_sample as fit_and_sample
+from ._presets import make_sampler as make_sampler

@@ -49,7 +49,14 @@ from jaxtyping import Array, Float
 from thermo._typing import PRNGKey, ScalarLike
 from thermo.kernel import Kernel
 
-from ._common import AbstractSampler, SamplerInfo, SamplerState, Target, _init_state
+from ._common import (
+    AbstractSampler,
+    SamplerInfo,
+    SamplerState,
+    Target,
+    _init_state,
+    clip_displacement,
+)
 
 __all__ = ["CMCD"]
 
@@ -65,6 +72,9 @@ class CMCD(AbstractSampler):
         schedule_power: :math:`p` in :math:`\lambda_k = (k/K)^p` (the polynomial schedule of
             :func:`thermo.mcmc.ais`).
         base_scale: :math:`s` of :math:`\pi_0`; ``None`` = the target's scale.
+        max_displacement: optional cap on the drift displacement :math:`\delta|b|` of both
+            kernels (:func:`~generative.samplers.clip_displacement`; the weights stay exact,
+            but ``CMCD(None)`` then differs from plain annealed ULA where the cap binds).
 
     Cost: one energy-and-gradient evaluation per step plus one at :math:`x_0` (the
     score at :math:`x_{k+1}` serves both the backward kernel and the next forward step).
@@ -75,6 +85,7 @@ class CMCD(AbstractSampler):
     dt: float = eqx.field(static=True)
     schedule_power: float = eqx.field(static=True)
     base_scale: float | None = eqx.field(static=True)
+    max_displacement: float | None = eqx.field(static=True)
 
     def __init__(
         self,
@@ -84,6 +95,7 @@ class CMCD(AbstractSampler):
         dt: float = 0.01,
         schedule_power: float = 1.0,
         base_scale: float | None = None,
+        max_displacement: float | None = None,
     ):
         if int(n_steps) < 1:
             raise ValueError(f"CMCD: n_steps must be >= 1, got {n_steps}")
@@ -96,6 +108,7 @@ class CMCD(AbstractSampler):
         self.dt = float(dt)
         self.schedule_power = float(schedule_power)
         self.base_scale = None if base_scale is None else float(base_scale)
+        self.max_displacement = None if max_displacement is None else float(max_displacement)
 
     @property
     def duration(self) -> float:
@@ -146,15 +159,16 @@ class CMCD(AbstractSampler):
             k_next = state.step + 1
             t_next = k_next * dt
             lam = self.schedule(t_next)
-            mean_f = x + dt * (annealed_score(lam, x, score) + ctrl(t_next, x, score))
+            cap = self.max_displacement
+            drift_f = annealed_score(lam, x, score) + ctrl(t_next, x, score)
+            mean_f = x + dt * clip_displacement(drift_f, dt, cap)
             noise = target.project(jr.normal(key, x.shape, x.dtype))
             x_next = mean_f + jnp.sqrt(2.0 * dt) * noise
             if detach:
                 x_next = jax.lax.stop_gradient(x_next)
             log_p, score_next = target.value_and_score(x_next)
-            mean_b = x_next + dt * (
-                annealed_score(lam, x_next, score_next) - ctrl(t_next, x_next, score_next)
-            )
+            drift_b = annealed_score(lam, x_next, score_next) - ctrl(t_next, x_next, score_next)
+            mean_b = x_next + dt * clip_displacement(drift_b, dt, cap)
             # log B - log F; both have variance 2 dt, so the normalisers cancel.
             inc = -(jnp.sum((x - mean_b) ** 2) - jnp.sum((x_next - mean_f) ** 2)) / (4.0 * dt)
             new = SamplerState(

@@ -68,6 +68,7 @@ __all__ = [
     "TrainResult",
     "train",
     "gaussian_log_prob",
+    "clip_displacement",
 ]
 
 
@@ -185,6 +186,24 @@ def as_target(
 def _check_dim(target: Target, dim: int, who: str) -> None:
     if dim != target.dim:
         raise ValueError(f"{who}: control has dim {dim} but the target has dim {target.dim}")
+
+
+def clip_displacement(drift: Float[Array, " dim"], step: ScalarLike, max_displacement):
+    r"""Rescale ``drift`` so that its displacement :math:`|{\rm step}\cdot{\rm drift}|` is at most
+    ``max_displacement`` (no-op for ``None``).
+
+    A safety net against explicit-Euler blow-up on stiff targets (e.g. the funnel's neck).
+    The path weights stay exact: they only need the forward and backward kernels' means,
+    whatever drift produced them.
+    """
+    if max_displacement is None:
+        return drift
+    # Double "where": no sqrt or division of a zero norm is ever differentiated (a fresh
+    # control is exactly zero), so gradients stay finite.
+    sq = jnp.sum(drift * drift) * step**2
+    big = sq > max_displacement**2
+    safe_sq = jnp.where(big, sq, 1.0)
+    return drift * jnp.where(big, max_displacement / jnp.sqrt(safe_sq), 1.0)
 
 
 def gaussian_log_prob(

@@ -47,6 +47,7 @@ from ._common import (
     SamplerState,
     Target,
     _init_state,
+    clip_displacement,
     gaussian_log_prob,
 )
 
@@ -64,6 +65,8 @@ class DDS(AbstractSampler):
             the experiments: the target's scale).
         duration: :math:`T = K\delta`.
         rate: the OU rate :math:`\beta` (mixing time :math:`1/\beta`).
+        max_displacement: optional cap on :math:`2\sigma^2(1-a)|f|` per step
+            (:func:`~generative.samplers.clip_displacement`; weights stay exact).
 
     Cost: one energy-and-gradient evaluation per step plus one at :math:`y_0`.
     """
@@ -73,6 +76,7 @@ class DDS(AbstractSampler):
     sigma: float = eqx.field(static=True)
     duration: float = eqx.field(static=True)
     rate: float = eqx.field(static=True)
+    max_displacement: float | None = eqx.field(static=True)
 
     def __init__(
         self,
@@ -82,6 +86,7 @@ class DDS(AbstractSampler):
         sigma: float = 1.0,
         duration: float = 4.0,
         rate: float = 1.0,
+        max_displacement: float | None = None,
     ):
         if int(n_steps) < 1:
             raise ValueError(f"DDS: n_steps must be >= 1, got {n_steps}")
@@ -93,6 +98,7 @@ class DDS(AbstractSampler):
         self.sigma = float(sigma)
         self.duration = float(duration)
         self.rate = float(rate)
+        self.max_displacement = None if max_displacement is None else float(max_displacement)
 
     @property
     def dt(self) -> float:
@@ -124,7 +130,9 @@ class DDS(AbstractSampler):
             if detach:
                 y, score = jax.lax.stop_gradient((y, score))
             t = state.step * dt
-            f = target.project(control(t, y, score))
+            f = clip_displacement(
+                target.project(control(t, y, score)), shift, self.max_displacement
+            )
             mean_ref = a * y
             mean = mean_ref + shift * f
             noise = target.project(jr.normal(key, y.shape, y.dtype))

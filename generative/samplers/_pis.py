@@ -48,6 +48,7 @@ from ._common import (
     SamplerState,
     Target,
     _init_state,
+    clip_displacement,
     gaussian_log_prob,
 )
 
@@ -66,6 +67,8 @@ class PIS(AbstractSampler):
             :math:`\mathcal N(0,\sigma^2T)`; a good default is the target's scale, so
             that :math:`\sigma\sqrt T` matches it).
         duration: :math:`T` (PIS uses :math:`T = 1`).
+        max_displacement: optional cap on :math:`|u|\delta` per step
+            (:func:`~generative.samplers.clip_displacement`; weights stay exact).
 
     Cost: one energy-and-gradient evaluation per step (the score feeds the control) plus
     one at :math:`x_0`.
@@ -83,9 +86,16 @@ class PIS(AbstractSampler):
     n_steps: int = eqx.field(static=True)
     sigma: float = eqx.field(static=True)
     duration: float = eqx.field(static=True)
+    max_displacement: float | None = eqx.field(static=True)
 
     def __init__(
-        self, control: Any, *, n_steps: int = 64, sigma: float = 1.0, duration: float = 1.0
+        self,
+        control: Any,
+        *,
+        n_steps: int = 64,
+        sigma: float = 1.0,
+        duration: float = 1.0,
+        max_displacement: float | None = None,
     ):
         if int(n_steps) < 1:
             raise ValueError(f"PIS: n_steps must be >= 1, got {n_steps}")
@@ -96,6 +106,7 @@ class PIS(AbstractSampler):
         self.n_steps = int(n_steps)
         self.sigma = float(sigma)
         self.duration = float(duration)
+        self.max_displacement = None if max_displacement is None else float(max_displacement)
 
     @property
     def dt(self) -> float:
@@ -124,7 +135,7 @@ class PIS(AbstractSampler):
             if detach:
                 x, score = jax.lax.stop_gradient((x, score))
             t = state.step * dt
-            u = target.project(control(t, x, score))
+            u = clip_displacement(target.project(control(t, x, score)), dt, self.max_displacement)
             controlled = SDE(lambda t_, x_, a: u, lambda t_, x_, a: sigma)
             noise = target.project(jr.normal(key, x.shape, x.dtype))
             x_next = x + u * dt + sigma * jnp.sqrt(dt) * noise
