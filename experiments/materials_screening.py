@@ -66,17 +66,17 @@ class Config:
     seed: int = 9
     temperature: float = 0.3
     prototypes: tuple[str, ...] = ("rocksalt", "cscl", "zincblende", "l1_0", "l1_2")
-    sigma_b: tuple[float, ...] = (0.85, 1.0, 1.15)
+    sigma_b: tuple[float, ...] = (0.85, 1.15)
     epsilon_ab: tuple[float, ...] = (0.9, 1.25)
     r_cut_factor: float = 1.5
     max_atoms: int = 64
     threshold: float = 0.0
     n_nodes: int = 3
     n_chains: int = 4
-    n_burn: int = 20
-    n_steps: int = 100
+    n_burn: int = 10
+    n_steps: int = 60
     n_leapfrog: int = 6
-    check_temperatures: tuple[float, ...] = (0.05, 0.1, 0.2)
+    check_temperatures: tuple[float, ...] = (0.1, 0.2)
 
     def __post_init__(self):
         bad = set(self.prototypes) - set(PROTOTYPES)

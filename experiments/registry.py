@@ -36,6 +36,8 @@ _MODULES: dict[str, str] = {
     "materials_lj_free_energy": "experiments.materials_lj_free_energy",
     "materials_mfi_widom": "experiments.materials_mfi_widom",
     "materials_nist_lj": "experiments.materials_nist_lj",
+    "materials_screening": "experiments.materials_screening",
+    "materials_periodic_generative": "experiments.materials_periodic_generative",
     "mcmc_baselines": "experiments.mcmc_baselines",
     "diffusion_samplers": "experiments.diffusion_samplers",
     "particle_sampler": "experiments.particle_sampler",
