@@ -6,12 +6,17 @@
   ott-jax (cost ``|x-y|^2``, ``epsilon = 2 sigma^2``) and the plug-in Sinkhorn bridge
   (Pooladian & Niles-Weed 2024);
 * :func:`ipf`: IPF / Diffusion Schrödinger Bridge (De Bortoli et al. 2021);
+* :class:`AffineDrift`: the drift network of both (affine in ``x`` plus an MLP residual);
+* :func:`plug_in_floor` / :func:`paired_coupling_errors`: how a learned Gaussian bridge is
+  scored (the closed form estimated from the same data; common-random-number errors);
 * :func:`dsbm`: iterative Markovian fitting / bridge matching (Shi et al. 2023);
 * :mod:`bridges.benchmark`: the Gaussian-mixture benchmark with a known plan (Gushchin et
   al. 2023), cBW2-UVP, and the LightSB solver (Korotin et al. 2024);
 * :mod:`bridges.thermodynamics`: KL to the reference and work along a bridge.
 """
 
+from ._common import AffineDrift as AffineDrift
+from ._common import paired_coupling_errors as paired_coupling_errors
 from .benchmark import LightSB as LightSB
 from .benchmark import cbw2_uvp as cbw2_uvp
 from .benchmark import fit_lightsb as fit_lightsb
@@ -20,6 +25,7 @@ from .dsbm import DSBMResult as DSBMResult
 from .dsbm import dsbm as dsbm
 from .gaussian import GaussianBridge as GaussianBridge
 from .gaussian import gaussian_bridge as gaussian_bridge
+from .gaussian import plug_in_floor as plug_in_floor
 from .ipf import IPFResult as IPFResult
 from .ipf import ipf as ipf
 from .sinkhorn import EntropicPlan as EntropicPlan
@@ -31,6 +37,7 @@ from .thermodynamics import bridge_work as bridge_work
 from .thermodynamics import girsanov_kl as girsanov_kl
 
 __all__ = [
+    "AffineDrift",
     "LightSB",
     "cbw2_uvp",
     "fit_lightsb",
@@ -47,5 +54,7 @@ __all__ = [
     "epsilon_from_sigma",
     "gaussian_bridge",
     "ipf",
+    "paired_coupling_errors",
+    "plug_in_floor",
     "sinkhorn_bridge",
 ]

@@ -303,22 +303,10 @@ def _rel(a, b):
     return jnp.linalg.norm(a - b) / jnp.linalg.norm(b)
 
 
-def plug_in_floor(key: PRNGKey, br: GaussianBridge, n: int, repeats: int) -> dict[str, float]:
-    r"""The errors of the closed form computed from ``n`` samples per marginal: the plug-in floor.
+@eqx.filter_jit
+def _floor_draws(keys, br, n):
+    """Relative errors (plug-in C, plug-in Σ1, eval C, eval Σ1) for each key; ``n`` static."""
 
-    Draw ``n`` samples of each marginal, estimate their means and covariances, and take
-    :func:`bridges.gaussian_bridge` of the estimates: the closed-form Schrödinger bridge
-    *estimator* from the same data a learned solver sees. Its relative errors of
-    :math:`C` and :math:`\Sigma_1` (mean and standard deviation over ``repeats`` data
-    sets) are the floor a learned solver trained on ``n`` samples should be compared
-    with. Also returned: the *evaluation* floor, the errors of the sample moments of
-    ``n`` exact plan pairs.
-    """
-    if n < 2 or repeats < 1:
-        raise ValueError(f"need n >= 2 and repeats >= 1, got {n}, {repeats}")
-    keys = jr.split(key, repeats)
-
-    @jax.jit
     def one(k):
         ka, kb, kc = jr.split(k, 3)
         a = br.sample_marginal(ka, 0.0, n)
@@ -336,7 +324,24 @@ def plug_in_floor(key: PRNGKey, br: GaussianBridge, n: int, repeats: int) -> dic
             ]
         )
 
-    vals = np.asarray(jax.lax.map(one, keys))
+    return jax.lax.map(one, keys)
+
+
+def plug_in_floor(key: PRNGKey, br: GaussianBridge, n: int, repeats: int) -> dict[str, float]:
+    r"""The errors of the closed form computed from ``n`` samples per marginal: the plug-in floor.
+
+    Draw ``n`` samples of each marginal, estimate their means and covariances, and take
+    :func:`bridges.gaussian_bridge` of the estimates: the closed-form Schrödinger bridge
+    *estimator* from the same data a learned solver sees. Its relative errors of
+    :math:`C` and :math:`\Sigma_1` (mean and standard deviation over ``repeats`` data
+    sets) are the floor a learned solver trained on ``n`` samples should be compared
+    with. Also returned: the *evaluation* floor, the errors of the sample moments of
+    ``n`` exact plan pairs.
+    """
+    if n < 2 or repeats < 1:
+        raise ValueError(f"need n >= 2 and repeats >= 1, got {n}, {repeats}")
+    keys = jr.split(key, repeats)
+    vals = np.asarray(_floor_draws(keys, br, n))
     names = ["plug_in_cross_cov", "plug_in_cov1", "eval_cross_cov", "eval_cov1"]
     out = {}
     for i, name in enumerate(names):

@@ -97,3 +97,20 @@ def test_lightsb_training_beats_published_best_baseline(bench):
     x = bench.sample_p0(jr.key(9), 512)
     m, c = jax.vmap(res.model.conditional_moments)(x)
     assert float(cbw2_uvp(bench, x, m, c)) < 1.94
+
+
+def test_sample_moment_floor_shrinks_with_samples(bench):
+    # The true plan scored from M conditional samples: a positive bias that falls with M
+    # (leading order ~ 1/M); M = 50 vs 800 are separated by far more than 4 standard errors.
+    from bridges.benchmark import cbw2_uvp_estimate, sample_moments_floor
+
+    x = bench.sample_p0(jr.key(10), 128)
+    lo, lo_se = sample_moments_floor(jr.key(11), bench, x, 800)
+    hi, hi_se = sample_moments_floor(jr.key(12), bench, x, 50)
+    assert float(lo) > 0.0
+    assert float(hi - lo) > 4 * float(jnp.hypot(lo_se, hi_se))
+    # 16x more samples: the bias ratio is near 16 (within a factor 2 for the Bures term)
+    assert 8.0 < float(hi / lo) < 32.0
+    m, c = jax.vmap(bench.conditional_moments)(x)
+    v, se = cbw2_uvp_estimate(bench, x, m, c)
+    assert abs(float(v)) < 1e-10 and float(se) < 1e-10
