@@ -484,6 +484,19 @@ def _cross_gram(u_kn, f_k, log_denominator_n, w_extra):
     return w_extra @ w.T
 
 
+def _subsample_size(n_samples: int, k_sampled: int, n_subsample: int) -> int:
+    """Samples per state in the subsample phase.
+
+    Each exact Newton iteration on the subsample builds a ``(K, K)`` Gram matrix at cost
+    ``K^2 * K m``; the full-data phase needs one at cost ``K^2 N`` (for the covariance) and
+    otherwise only matrix-vector products. With ~8 subsample iterations the subsample phase
+    stays below the final Gram when ``8 K m <= N``, i.e. ``m <= N / (8 K)``: at large K and
+    few samples per state (K = 500, N_k = 200) the subsample shrinks instead of the phase
+    being skipped, which would rebuild the full Gram every iteration.
+    """
+    return int(min(n_subsample, max(8, n_samples // (8 * max(k_sampled, 1)))))
+
+
 def _subsample_indices(n_k: np.ndarray, n_per_state: int):
     """Evenly spaced indices, up to ``n_per_state`` per state, and their weights N_k/N_k_sub."""
     starts = np.concatenate([[0], np.cumsum(n_k)[:-1]])
@@ -525,8 +538,9 @@ def mbar(
         tol: convergence tolerance on the largest Newton step (kT, relative to ``max|f|``
             when that exceeds 1).
         max_iterations: Newton iterations per phase.
-        n_subsample: samples per state in the first (subsample) phase; the subsample phase
-            runs only when the data hold more than 4x as many.
+        n_subsample: largest number of samples per state in the first (subsample) phase,
+            which uses ``m = min(n_subsample, max(8, N / (8 K)))`` per state and runs when
+            the data hold more than ``4 m`` per state.
 
     Returns:
         An :class:`MBAR` with ``f_k``, ``df_k``, ``theta``, overlap diagnostics and methods
@@ -559,8 +573,8 @@ def mbar(
     if k_sampled == 1:
         # Nothing to solve: one sampled state; the rest are perturbations of it.
         pre = None
-    elif n_samples > 4 * n_subsample * k_sampled:
-        idx, omega = _subsample_indices(n_k_np, n_subsample)
+    elif n_samples > 4 * (m_sub := _subsample_size(n_samples, k_sampled, n_subsample)) * k_sampled:
+        idx, omega = _subsample_indices(n_k_np, m_sub)
         u_sub = jnp.asarray(np.asarray(u_kn)[:, idx], dtype=dtype)
         omega = jnp.asarray(omega, dtype)
         f, h_sub, it = _solve_exact(u_sub, n_k, omega, own[idx], unsampled, f, ref, max_iterations)
