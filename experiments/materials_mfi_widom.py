@@ -102,5 +102,6 @@ def run(config: Config, ctx=None) -> dict:
 
 if __name__ == "__main__":
     import json
+    import sys
 
-    print(json.dumps(main(), indent=1))
+    print(json.dumps(main(Config.quick() if "--quick" in sys.argv else None), indent=1))

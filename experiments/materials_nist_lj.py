@@ -5,8 +5,9 @@ energy and pressure (NIST SRS "LJ fluid, MC, rc = 3", the convention of
 :mod:`thermo.materials.lj`). Each state point starts from an FCC lattice
 (5×5×5 conventional cells), adapts the maximal displacement to ~40 % acceptance,
 equilibrates and then records :math:`U/N` and the virial pressure :math:`P^*`
-every sweep. Standard errors are block averages over ``n_blocks`` blocks of the
-production run (and over the vmapped independent chains). The check is
+every sweep. Standard errors come from the statistical inefficiency of each chain's
+series (:func:`thermo.materials.correlated_mean`, the shared
+:mod:`thermo.estimators.timeseries`), combined over the vmapped independent chains. The check is
 :math:`|x - x_{\rm NIST}| < 3\sqrt{\sigma^2 + \sigma_{\rm NIST}^2}`.
 
 ``python -c "from experiments.materials_nist_lj import main; main()"``
@@ -24,7 +25,7 @@ import numpy as np
 
 from thermo.kernel import run as run_kernel
 from thermo.materials import (
-    block_average,
+    correlated_mean,
     displacement_mc,
     fcc_lattice,
     jzg_excess_energy,
@@ -58,7 +59,6 @@ class Config:
         n_adapt: adaptation rounds of ``adapt_sweeps`` sweeps each.
         n_equilibrate: equilibration sweeps after adaptation.
         n_production: production sweeps (recorded every sweep).
-        n_blocks: blocks per chain for the standard error.
         state_points: which (T*, rho*) of :data:`NIST_REFERENCE`.
     """
 
@@ -70,7 +70,6 @@ class Config:
     adapt_sweeps: int = 40
     n_equilibrate: int = 1000
     n_production: int = 5000
-    n_blocks: int = 20
     state_points: tuple[tuple[float, float], ...] = tuple(NIST_REFERENCE)
 
     @classmethod
@@ -80,11 +79,9 @@ class Config:
             n_cells=3,
             r_cut=2.5,
             n_chains=1,
-            n_adapt=1,
-            adapt_sweeps=10,
-            n_equilibrate=20,
-            n_production=40,
-            n_blocks=4,
+            n_adapt=0,
+            n_equilibrate=0,
+            n_production=20,
             state_points=((0.9, 0.82),),
         )
 
@@ -145,7 +142,8 @@ def simulate_state_point(key, config: Config, temperature: float, density: float
         rate = float(jnp.mean(acc))
         step_size = step_size * float(np.clip(rate / 0.4, 0.5, 2.0))
     key, sub = jr.split(key)
-    states = equilibrate(sub, states, step_size)
+    if config.n_equilibrate > 0:
+        states = equilibrate(sub, states, step_size)
     key, sub = jr.split(key)
     states, trace = production(sub, states, step_size)
     jax.block_until_ready(trace)
@@ -153,13 +151,14 @@ def simulate_state_point(key, config: Config, temperature: float, density: float
     # trace leaves: (n_chains, n_production) -> time-major for block_average
     u = np.asarray(trace["energy_per_particle"]).T
     p = np.asarray(trace["pressure"]).T
-    u_mean, u_err = block_average(u, config.n_blocks)
-    p_mean, p_err = block_average(p, config.n_blocks)
+    u_mean, u_err, u_g = correlated_mean(u)
+    p_mean, p_err, p_g = correlated_mean(p)
     return {
         "n_particles": n,
         "step_size": float(step_size),
         "energy_per_particle": {"value": u_mean, "std_err": u_err},
         "pressure": {"value": p_mean, "std_err": p_err},
+        "statistical_inefficiency": {"energy": u_g, "pressure": p_g},
         "wall_s": wall,
         "sweeps_per_s": config.n_chains * (config.n_production + config.n_equilibrate) / wall,
     }

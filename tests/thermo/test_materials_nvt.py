@@ -4,10 +4,10 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
-from scipy import integrate
+from scipy import integrate, signal
 
 from thermo.kernel import run
-from thermo.materials import block_average, displacement_mc, lj_energy_fn, periodic_space
+from thermo.materials import correlated_mean, displacement_mc, lj_energy_fn, periodic_space
 from thermo.materials.lj import lj_pair
 
 L2, RC2, T2 = 3.0, 1.45, 1.5  # two LJ particles in a periodic cube
@@ -65,11 +65,19 @@ def test_running_energy_matches_recomputation():
     assert 0.05 < float(jnp.mean(trace)) < 0.95
 
 
-def test_block_average_of_iid_series():
-    x = np.random.default_rng(0).normal(size=(4000, 2))
-    mean, err = block_average(x, 20)
-    # block std err of iid N(0,1) data: 1/sqrt(8000), itself uncertain by ~1/sqrt(2*39)
-    assert abs(err * np.sqrt(8000) - 1.0) < 4 / np.sqrt(78)
+def test_correlated_mean_of_ar1_series_has_the_exact_standard_error():
+    # AR(1), x_t = phi x_{t-1} + e_t: stationary variance 1/(1-phi^2) and statistical
+    # inefficiency g = (1+phi)/(1-phi) = 9 exactly, so the standard error of the mean of
+    # C chains of length n is sqrt(g / ((1-phi^2) n C)). The estimated g has relative sd
+    # about sqrt(2(2 t_c + 1)/n) ~ 0.08 per chain (t_c ~ 40 lags summed), ~0.04 over 4
+    # chains, i.e. ~0.02 on the standard error; 4 of those is 0.08 -> tolerance 0.1.
+    phi, n, chains = 0.8, 20_000, 4
+    e = np.random.default_rng(0).normal(size=(n, chains))
+    x = signal.lfilter([1.0], [1.0, -phi], e, axis=0)
+    mean, err, g = correlated_mean(x)
+    exact = np.sqrt((1 + phi) / (1 - phi) / (1 - phi**2) / (n * chains))
+    assert abs(err / exact - 1.0) < 0.1
+    assert abs(g / 9.0 - 1.0) < 0.2
     assert abs(mean) < 4 * err
 
 

@@ -18,8 +18,8 @@ independent chains. The running pair energy is carried in the state (updated by
 **Langevin dynamics** uses the SDE core's BAOAB splitting from
 :mod:`thermo.integrate` (not duplicated here); see :func:`langevin_kernel`.
 
-**Standard errors** of time series use non-overlapping block averages
-(Flyvbjerg & Petersen 1989) via :func:`block_average`.
+**Standard errors** of time series use the statistical inefficiency of the shared
+:mod:`thermo.estimators.timeseries` (Chodera et al. 2007) via :func:`correlated_mean`.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from .lj import (
 __all__ = [
     "MCInfo",
     "MCState",
-    "block_average",
+    "correlated_mean",
     "displacement_mc",
     "LJFluidRun",
     "langevin_kernel",
@@ -189,29 +189,42 @@ def lj_observables(
     return fn
 
 
-def block_average(x, n_blocks: int = 20) -> tuple[float, float]:
-    r"""Mean and block-average standard error of a correlated series.
+def correlated_mean(x) -> tuple[float, float, float]:
+    r"""Mean and standard error of correlated time series, from the statistical inefficiency.
 
-    The series (leading axis time; extra axes, e.g. independent chains, are
-    treated as further independent blocks) is cut into ``n_blocks`` contiguous
-    blocks per chain; the standard error is :math:`s_{\bar b}/\sqrt{n_b}` over all
-    block means (Flyvbjerg & Petersen 1989). Blocks must be longer than the
-    autocorrelation time for the error to be honest.
+    For each chain :math:`c` (extra axes of ``x`` are independent chains) of length
+    :math:`n`, the squared standard error of its mean is
+    :math:`s_c^2 g_c / n` with :math:`s_c^2` the sample variance and :math:`g_c = 1 + 2\tau_c`
+    the statistical inefficiency of Chodera et al. 2007 (JCTC 3, 26), computed by the
+    shared :func:`thermo.estimators.timeseries.statistical_inefficiency` (pymbar's
+    estimator). The chains are averaged with equal weight, so
+    :math:`\sigma^2 = \sum_c s_c^2 g_c / (n C^2)`. This replaces the earlier fixed
+    20-block average, whose blocks were not checked against the correlation time.
+
+    Args:
+        x: ``(n, ...)`` series, time on the leading axis, ``n >= 4``.
 
     Returns:
-        ``(mean, std_err)`` as Python floats.
+        ``(mean, std_err, g)`` as Python floats; ``g`` is the mean inefficiency over
+        chains (in units of records).
     """
+    from ..estimators.timeseries import statistical_inefficiency
+
     a = np.asarray(x, dtype=np.float64)
     if a.size == 0:
         raise ValueError("empty series")
     if not np.all(np.isfinite(a)):
         raise ValueError("series contains NaN or inf")
     a = a.reshape(a.shape[0], -1)
-    t = (a.shape[0] // n_blocks) * n_blocks
-    if t == 0:
-        raise ValueError(f"series of length {a.shape[0]} shorter than n_blocks={n_blocks}")
-    blocks = a[:t].reshape(n_blocks, t // n_blocks, -1).mean(axis=1).ravel()
-    return float(a[:t].mean()), float(blocks.std(ddof=1) / np.sqrt(blocks.size))
+    n, n_chains = a.shape
+    if n < 4:
+        raise ValueError(f"need at least 4 records per chain, got {n}")
+    var = a.var(axis=0, ddof=1)
+    g = np.array(
+        [float(statistical_inefficiency(a[:, c])) if var[c] > 0 else 1.0 for c in range(n_chains)]
+    )
+    se = float(np.sqrt(np.sum(var * g / n)) / n_chains)
+    return float(a.mean()), se, float(g.mean())
 
 
 class LJFluidRun(NamedTuple):
@@ -224,6 +237,8 @@ class LJFluidRun(NamedTuple):
         box: ``(3, 3)`` cell matrix.
         step_size: the adapted maximal displacement.
         acceptance_rate: mean production acceptance.
+        configurations: ``(n_records, n_chains, n, 3)`` recorded positions when
+            ``record_configurations`` (else ``None``), e.g. for Widom insertion.
     """
 
     energy_per_particle: np.ndarray
@@ -232,6 +247,7 @@ class LJFluidRun(NamedTuple):
     box: np.ndarray
     step_size: float
     acceptance_rate: float
+    configurations: np.ndarray | None = None
 
 
 def sample_lj_fluid(
@@ -248,6 +264,7 @@ def sample_lj_fluid(
     n_production: int = 5000,
     thin: int = 1,
     target_acceptance: float = 0.4,
+    record_configurations: bool = False,
 ) -> LJFluidRun:
     r"""NVT Metropolis MC of the hard-cut, tail-corrected LJ fluid from an FCC start.
 
@@ -255,7 +272,8 @@ def sample_lj_fluid(
     density ``density``; ``n_adapt`` rounds of ``adapt_sweeps`` sweeps rescale the
     maximal displacement by (acceptance / target) clipped to [1/2, 2] (adaptation
     is discarded); then ``n_equilibrate`` sweeps; then ``n_production`` sweeps
-    recording :math:`U/N` and :math:`P` every ``thin`` sweeps. Chains are vmapped.
+    recording :math:`U/N` and :math:`P` (and, with ``record_configurations``, the
+    positions) every ``thin`` sweeps. Chains are vmapped.
     Host entry point (jits internally; the step size is traced, so adaptation
     compiles once).
 
@@ -289,7 +307,8 @@ def sample_lj_fluid(
     equilibrate = jax.jit(lambda key, s, h: run_chains(key, s, h, n_equilibrate, None, 1)[0])
 
     def record(s, i):
-        return obs(s.positions) | {"acceptance_rate": i.acceptance_rate}
+        out = obs(s.positions) | {"acceptance_rate": i.acceptance_rate}
+        return out | {"positions": s.positions} if record_configurations else out
 
     production = jax.jit(lambda key, s, h: run_chains(key, s, h, n_production, record, thin))
 
@@ -313,6 +332,9 @@ def sample_lj_fluid(
         box=box,
         step_size=float(step_size),
         acceptance_rate=float(jnp.mean(trace["acceptance_rate"])),
+        configurations=(
+            np.swapaxes(np.asarray(trace["positions"]), 0, 1) if record_configurations else None
+        ),
     )
 
 
