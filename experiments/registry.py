@@ -33,6 +33,7 @@ _MODULES: dict[str, str] = {
     "jarzynski_double_well": "experiments.jarzynski_double_well",
     "bridges_gaussian": "experiments.bridges_gaussian",
     "diffusion_particles": "experiments.diffusion_particles",
+    "materials_fcc_frenkel_ladd": "experiments.materials_fcc_frenkel_ladd",
     "materials_lj_free_energy": "experiments.materials_lj_free_energy",
     "materials_mfi_widom": "experiments.materials_mfi_widom",
     "materials_nist_lj": "experiments.materials_nist_lj",
