@@ -71,20 +71,22 @@ CONFIGS = {
     "lj55": dict(
         seed=20261125,
         # 16 runs x 6,400 production steps, thinned by tau_int (~19 steps -> stride 20)
-        # give 16 * 320 = 5,120 samples (9.9e6 energy-gradient evaluations). The
-        # production phase runs in pieces of `piece_steps` with a checkpoint after each
-        # (``--checkpoint DIR``), so it can be resumed on a shared machine.
+        # give 16 * 320 = 5,120 samples (8.9e6 energy-gradient evaluations). The per-rung
+        # step sizes are fixed to those dual averaging found in the earlier short run with
+        # the same ladder (its provenance), so there is no warm-up. Burn-in and production
+        # run in pieces of `piece_steps` with a checkpoint after each (``--checkpoint
+        # DIR``); ``--finalize`` writes the samples from the pieces done so far.
         n_runs=16,
         n_replicas=8,
         beta_min=0.5,
         n_integration_steps=10,
-        initial_step_size=0.005,
-        n_warmup=300,
-        n_burn=1000,
+        step_sizes=[0.01645, 0.01690, 0.01767, 0.01808, 0.01922, 0.01995, 0.02074, 0.02201],
+        n_warmup=0,
+        n_burn=400,
         n_production=6400,
         record_every=10,
         n_keep=6000,
-        piece_steps=400,
+        piece_steps=200,
     ),
 }
 
@@ -125,23 +127,29 @@ def _initial_positions(key, system, n_runs: int, n_replicas: int) -> jnp.ndarray
     return x.reshape(n_runs, n_replicas, system.dim)
 
 
-def _production_in_pieces(
-    key_burn, key_prod, states, step_sizes, burn, vstep, observe, c, checkpoint
-):
-    """Burn-in, then production in pieces of ``c["piece_steps"]`` steps, resumable.
+def _production_in_pieces(key_burn, key_prod, states, vstep, observe, c, checkpoint, finalize):
+    """Burn-in and production in pieces of ``c["piece_steps"]`` steps, resumable.
 
-    Piece ``i`` uses the key ``fold_in(key_prod, i)``, so a resumed run gives exactly the
-    uninterrupted result. After the burn-in and after every piece the state and the
-    records so far are pickled to ``checkpoint/state.pkl`` (when ``checkpoint`` is set).
+    Burn-in piece ``i`` uses ``fold_in(key_burn, i)`` and production piece ``i``
+    ``fold_in(key_prod, i)``, so a resumed run gives exactly the uninterrupted result.
+    After every piece the state and the production records so far are pickled to
+    ``checkpoint/state.pkl`` (when ``checkpoint`` is set). With ``finalize`` no new
+    piece runs; the records done so far are returned.
+
+    Returns:
+        ``(states, records, n_production_steps_done)``.
     """
     import pickle
 
     from thermo.kernel import run
 
     piece = int(c["piece_steps"])
-    if piece % c["record_every"] or c["n_production"] % piece:
-        raise ValueError("piece_steps must divide n_production and be a multiple of record_every")
-    n_pieces = c["n_production"] // piece
+    if piece % c["record_every"] or c["n_production"] % piece or c["n_burn"] % piece:
+        raise ValueError(
+            "piece_steps must divide n_burn and n_production and be a multiple of record_every"
+        )
+    n_burn_pieces = c["n_burn"] // piece
+    n_pieces = n_burn_pieces + c["n_production"] // piece
     ckpt = None if checkpoint is None else Path(checkpoint) / "state.pkl"
     done, records = 0, []
     if ckpt is not None and ckpt.exists():
@@ -150,8 +158,6 @@ def _production_in_pieces(
             raise ValueError(f"{ckpt} was written with other settings: {saved['settings']}")
         states, done, records = saved["states"], saved["done"], saved["records"]
         print(f"resuming from {ckpt}: {done}/{n_pieces} pieces done", flush=True)
-    else:
-        states = burn(key_burn, states)
 
     def save():
         if ckpt is not None:
@@ -161,28 +167,38 @@ def _production_in_pieces(
             tmp.write_bytes(pickle.dumps(blob))
             tmp.replace(ckpt)
 
-    save()
+    go_burn = jax.jit(lambda k, s: run(k, vstep, s, piece, observable_fn=None)[0])
     go = jax.jit(
         lambda k, s: run(k, vstep, s, piece, thin=c["record_every"], observable_fn=observe)
     )
-    while done < n_pieces:
+    while done < n_pieces and not finalize:
         t0 = time.time()
-        states, rec = go(jr.fold_in(key_prod, done), states)
-        records.append(jax.device_get(rec))
+        if done < n_burn_pieces:
+            states = go_burn(jr.fold_in(key_burn, done), states)
+        else:
+            states, rec = go(jr.fold_in(key_prod, done - n_burn_pieces), states)
+            records.append(jax.device_get(rec))
         done += 1
         save()
         print(f"piece {done}/{n_pieces}: {time.time() - t0:.1f} s", flush=True)
+    if not records:
+        raise RuntimeError("no production piece done yet")
     stacked = jax.tree_util.tree_map(lambda *xs: np.concatenate(xs, axis=0), *records)
-    return states, stacked
+    return states, stacked, len(records) * piece
 
 
 def generate(
-    name: str, config: dict, *, progress: bool = True, checkpoint: str | Path | None = None
+    name: str,
+    config: dict,
+    *,
+    progress: bool = True,
+    checkpoint: str | Path | None = None,
+    finalize: bool = False,
 ) -> tuple[np.ndarray, dict]:
     """Run the replica-exchange chains for ``name`` and return ``(samples, provenance)``.
 
     ``checkpoint``: a directory for resumable runs (used when the settings have
-    ``piece_steps``)."""
+    ``piece_steps``); ``finalize``: use the production pieces done so far."""
     import thermo.systems as systems
     from thermo.kernel import run
     from thermo.mcmc import adapt_replica_step_sizes, geometric_ladder, replica_exchange
@@ -212,7 +228,19 @@ def generate(
             project_fn=project_fn,
         )
     )
-    states, step_sizes = warm(key_warm, x0)
+    if "step_sizes" in c:
+        step_sizes = jnp.asarray(c["step_sizes"])
+        states = jax.vmap(
+            replica_exchange(
+                system.energy,
+                betas,
+                step_sizes,
+                n_integration_steps=c["n_integration_steps"],
+                project_fn=project_fn,
+            ).init
+        )(x0)
+    else:
+        states, step_sizes = warm(key_warm, x0)
     kernel = replica_exchange(
         system.energy,
         betas,
@@ -242,9 +270,10 @@ def generate(
             progress=progress,
         )
     else:
-        states, (pos, energies, infos) = _production_in_pieces(
-            key_burn, key_prod, states, step_sizes, burn, vstep, observe, c, checkpoint
+        states, (pos, energies, infos), n_done = _production_in_pieces(
+            key_burn, key_prod, states, vstep, observe, c, checkpoint, finalize
         )
+        c = dict(c, n_production_done=n_done)
     wall = time.time() - t0
     pos = np.asarray(pos)  # (n_records, n_runs, dim)
     energies = np.asarray(energies)  # (n_records, n_runs)
@@ -290,7 +319,7 @@ def generate(
             n_runs
             * c["n_replicas"]
             * c["n_integration_steps"]
-            * (c["n_warmup"] + c["n_burn"] + c["n_production"])
+            * (c["n_warmup"] + c["n_burn"] + c.get("n_production_done", c["n_production"]))
         ),
         wall_time_s=wall,
         jax_version=jax.__version__,
@@ -310,6 +339,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--checkpoint", type=Path, default=None, help="resumable-run directory (piecewise runs)"
     )
+    parser.add_argument(
+        "--finalize", action="store_true", help="write samples from the checkpointed pieces"
+    )
     args = parser.parse_args(argv)
     out = args.out or (Path("/tmp/stochthermo_reference") if args.quick else DATA_DIR)
     out.mkdir(parents=True, exist_ok=True)
@@ -319,9 +351,9 @@ def main(argv: list[str] | None = None) -> dict:
         if args.quick:
             config.update(n_runs=4, n_warmup=50, n_burn=50, n_production=200, n_keep=100)
             if "piece_steps" in config:
-                config["piece_steps"] = 100
+                config.update(piece_steps=100, n_burn=100)
         ckpt = None if args.checkpoint is None else args.checkpoint / name
-        samples, prov = generate(name, config, checkpoint=ckpt)
+        samples, prov = generate(name, config, checkpoint=ckpt, finalize=args.finalize)
         np.savez_compressed(out / f"{name}.npz", samples=samples)
         (out / f"{name}.json").write_text(json.dumps(prov, indent=2) + "\n")
         report[name] = {k: prov[k] for k in ("tau_int_energy_steps", "n_samples", "wall_time_s")}
