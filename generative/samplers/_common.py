@@ -237,10 +237,12 @@ class Control(eqx.Module):
         embed_dim: time-embedding size (even).
         time_scale: times are divided by it before the embedding (the process duration),
             so the embedding sees :math:`t/T \in [0, 1]`.
+        use_score: include the :math:`\mathrm{NN}_2(t)\nabla\log\tilde\pi` term (``False``:
+            a plain :math:`\mathrm{NN}_1(t, x)`, as CMCD uses on top of its annealed score).
     """
 
     net: MLP
-    gain: eqx.nn.MLP
+    gain: eqx.nn.MLP | None
     embed_dim: int = eqx.field(static=True)
     time_scale: float = eqx.field(static=True)
 
@@ -253,6 +255,7 @@ class Control(eqx.Module):
         depth: int = 2,
         embed_dim: int = 16,
         time_scale: float = 1.0,
+        use_score: bool = True,
     ):
         k1, k2 = jr.split(key)
         net = MLP(dim, k1, width=width, depth=depth, embed_dim=embed_dim)
@@ -269,7 +272,7 @@ class Control(eqx.Module):
             (jnp.zeros_like(gain.layers[-1].weight), jnp.zeros_like(gain.layers[-1].bias)),
         )
         self.net = net
-        self.gain = gain
+        self.gain = gain if use_score else None
         self.embed_dim = int(embed_dim)
         self.time_scale = float(time_scale)
 
@@ -284,7 +287,10 @@ class Control(eqx.Module):
         """:math:`u_\\theta(t, x)` given :math:`\\nabla\\log\\tilde\\pi(x)` (``score``)."""
         tau = jnp.asarray(t, x.dtype) / self.time_scale
         emb = sinusoidal_embedding(tau, self.embed_dim).astype(x.dtype)
-        return self.net(tau, x) + self.gain(emb)[0] * score
+        out = self.net(tau, x)
+        if self.gain is None:
+            return out
+        return out + self.gain(emb)[0] * score
 
 
 def _control_dim(control: Any) -> int | None:

@@ -66,7 +66,16 @@ def make_sampler(
         duration = int(n_steps) * float(cmcd_dt)
     else:
         raise ValueError(f"method must be 'pis', 'dds' or 'cmcd', got {method!r}")
-    control = Control(target.dim, key, width=width, depth=depth, time_scale=duration)
+    # CMCD's kernels already contain the annealed score; its control is a plain network
+    # (Vargas et al. 2024). PIS and DDS use the score-informed form (Zhang & Chen 2022).
+    control = Control(
+        target.dim,
+        key,
+        width=width,
+        depth=depth,
+        time_scale=duration,
+        use_score=method != "cmcd",
+    )
     if method == "pis":
         return PIS(control, n_steps=n_steps, sigma=s, duration=1.0, max_displacement=cap)
     if method == "dds":
