@@ -143,3 +143,29 @@ def test_assembly_and_extrapolation_are_consistent():
     np.testing.assert_allclose([a, *coef[1:]], [3.3, -2.0, 5.0], rtol=1e-8)
     a2, _, _ = extrapolate_finite_size(ns, y, np.full(4, 1e-3), log_coefficient=-2.0)
     np.testing.assert_allclose(a2, 3.3, rtol=1e-10)
+
+
+def test_harmonic_free_energy_on_the_k_grid_equals_the_exact_hessian():
+    # The periodic N = 32 cell allows N wave vectors; with pairs up to 1.45 sigma (the 12
+    # nearest neighbours, r_c < L/2) the dynamical-matrix eigenvalues over that grid are
+    # exactly the non-zero eigenvalues of the 96 x 96 Hessian.
+    from scipy.special import gammaln
+
+    from thermo.materials import fcc_harmonic_free_energy
+
+    t, rc = 2.0, 1.45
+    energy = lj_energy_fn(_DISP, r_cut=rc)
+    hess = jax.hessian(lambda x: energy(x.reshape(-1, 3)))(jnp.asarray(_POS).reshape(-1))
+    kappa = np.linalg.eigvalsh(np.asarray(hess))[3:]  # drop the 3 translations
+    n = _N
+    direct = (
+        ((n - 1) * np.log(n / RHO) - gammaln(n + 1)) / n
+        + float(fcc_lattice_energy(RHO)) / t
+        + (-1.5 * np.log(n) - 0.5 * np.sum(np.log(2 * np.pi * t / kappa))) / n
+    )
+    grid = fcc_harmonic_free_energy(RHO, t, N_CELLS, r_max=rc)
+    np.testing.assert_allclose(grid, direct, rtol=1e-12)
+    # and the N -> infinity zone average is converged on the default shifted grid
+    a12 = fcc_harmonic_free_energy(RHO, t, None, r_max=rc, n_zone=12)
+    a16 = fcc_harmonic_free_energy(RHO, t, None, r_max=rc, n_zone=16)
+    assert abs(a12 - a16) < 1e-4
