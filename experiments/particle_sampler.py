@@ -13,7 +13,8 @@ shared estimator :func:`thermo.estimators.estimate_log_z`, with its standard err
 Kish ESS. On DW-4 a second estimate weighs probability-flow-ODE samples by the exact
 ODE likelihood (``ode_samples > 0``).
 
-Sample quality (raw, unweighted samples) against the project's reference samples
+Sample quality (raw, unweighted samples; and the same samples resampled by their path
+weights) against the project's reference samples
 (:func:`thermo.systems.reference_samples`) with :func:`thermo.metrics.sample_metrics`:
 energy :math:`W_2`, aligned coordinate :math:`W_2` (on at most ``n_metric`` samples),
 interatomic-distance TV/W2. Published anchors (ASBS paper, Liu et al. 2025, Table 2, which
@@ -178,7 +179,7 @@ def run(config: Config, ctx) -> dict:
     system = systems.get(config.system)
     n_p, s_d = system.n_particles, system.spatial_dim
     key = ctx.key
-    k_run, k_ode, k_ref = jr.split(key, 3)
+    k_run, k_ode, k_ref, k_resample = jr.split(key, 4)
 
     # iDEM's outer loop (the steps and keys of generative.samplers._particle.train_idem),
     # driven by the runner's resumable loop: the state is checkpointed every outer step.
@@ -220,6 +221,11 @@ def run(config: Config, ctx) -> dict:
     n_metric = min(config.n_metric, n_ref)
     sample_scores = metrics.sample_metrics(system, samples[finite], ref, max_samples=n_metric)
     baseline_scores = metrics.sample_metrics(system, base, ref, max_samples=n_metric)
+    # importance resampling by the path weights (multinomial; at most ESS distinct samples)
+    ok = finite & np.isfinite(log_w)
+    probs = np.asarray(jax.nn.softmax(jnp.asarray(log_w[ok])))
+    idx = np.asarray(jr.choice(k_resample, int(ok.sum()), (int(ok.sum()),), p=jnp.asarray(probs)))
+    resampled_scores = metrics.sample_metrics(system, samples[ok][idx], ref, max_samples=n_metric)
 
     out = {
         "system": config.system,
@@ -228,6 +234,7 @@ def run(config: Config, ctx) -> dict:
         "spatial_dim": s_d,
         "path_weights": _log_z_row(log_w),
         "samples": sample_scores,
+        "samples_resampled_by_weights": resampled_scores,
         "reference_vs_reference": baseline_scores,
         "anchors_asbs": ANCHORS.get(config.system),
         "fraction_finite_samples": float(finite.mean()),

@@ -401,7 +401,7 @@ PRESETS: dict[str, dict] = {
     },
     "lj13": {
         "sigma_max": 2.0,
-        "n_outer": 20,
+        "n_outer": 12,
         "n_mc": 128,
         "batch_size": 64,
         "max_target_norm": 20.0,
