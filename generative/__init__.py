@@ -34,4 +34,6 @@ from .thermodynamics import entropy_production as entropy_production
 from .thermodynamics import importance_log_likelihood as importance_log_likelihood
 from .thermodynamics import path_log_weights as path_log_weights
 from .training import dsm_loss as dsm_loss
+from .training import ema_model as ema_model
 from .training import train as train
+from .training import with_ema as with_ema

@@ -115,14 +115,20 @@ def sample_reverse_euler_maruyama(
     final, _ = _run_population(key_run, kernel, states, int(n_steps))
     if not denoise:
         return final.position
-    a, std = process.marginal_coefficients(t0)
-    scores = jax.vmap(lambda x: score_fn(t0, x, args))(final.position)
-    return (final.position + std**2 * scores) / a
+    return _denoise(process, score_fn, final.position, t0, args)
 
 
 @eqx.filter_jit
 def _run_population(key, kernel, states, n_steps):
     return integrate.run_population(key, kernel, states, n_steps)
+
+
+@eqx.filter_jit
+def _denoise(process, score_fn, x, t, args):
+    """Tweedie's step :math:`(x + \\sigma_t^2 s(t, x))/a_t` for a population ``(n, d)``."""
+    a, std = process.marginal_coefficients(t)
+    scores = jax.vmap(lambda xi: score_fn(t, xi, args))(x)
+    return (x + std**2 * scores) / a
 
 
 def sample_reverse_sde(
