@@ -1,17 +1,34 @@
-r"""Widom insertions per second: methane in MFI (2×2×2 cells), ours vs a plain NumPy loop.
+r"""Widom insertions per second: methane in MFI (2×2×2 cells), ours vs RASPA3 and NumPy.
 
-RASPA3's PyPI package ``raspalib`` (3.1.0, cp311 wheel) exists, but the project may not
-install it, so the peer is a plain NumPy implementation of the same model run in the
-same process: a Python loop over insertions, each vectorised over the 2,304 framework
-atoms with the same minimum-image convention. Both evaluate identical random positions;
-their energies are checked to agree before timing. Ours is
-:func:`thermo.materials.widom` (vmapped chunks, blocks sharded over devices); its
-compile time is reported separately and its rate is the median of ``n_repeats`` runs.
+Peers, timed in the same run as ours:
+
+* **RASPA3** through its PyPI package ``raspalib`` (3.1.0, a cp311 wheel), which the
+  project does not depend on: it lives in a separate virtual environment
+  (``python3 -m venv /tmp/raspa-venv && /tmp/raspa-venv/bin/pip install raspalib``;
+  another interpreter via ``$RASPA_PYTHON``) and is driven in a subprocess by the script
+  :data:`RASPA_SCRIPT` (the model of RASPA3's example 7: TraPPE-zeo O/Si + TraPPE CH4,
+  Lorentz–Berthelot, shifted at 12 Å, no tail, no charges, 2×2×2 cells, 300 K, the
+  framework given atom by atom in P1). Its rate is Widom insertions over the wall time
+  of ``MonteCarlo.run()`` (one insertion per MC step, 20 steps per cycle), median of
+  ``n_repeats`` runs; it also returns :math:`\langle W\rangle = e^{-\beta\mu_{\rm ex}}`.
+  When the interpreter or ``raspalib`` is missing, the row says so and the benchmark
+  goes on.
+* a plain **NumPy** loop over insertions, each vectorised over the 2,304 framework atoms
+  with the same minimum-image convention; both evaluate identical random positions and
+  their energies are checked to agree before timing.
+
+Ours is :func:`thermo.materials.widom` (vmapped chunks, blocks sharded over devices);
+its compile time is reported separately and its rate is the median of ``n_repeats`` runs.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import tempfile
 import time
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -21,7 +38,41 @@ import numpy as np
 from thermo.materials import framework_energy_fn, load_force_field, widom
 from thermo.materials.structures import read_structure
 
-__all__ = ["main", "numpy_widom_energies"]
+__all__ = ["RASPA_SCRIPT", "main", "numpy_widom_energies", "raspa_widom"]
+
+#: Run by the raspalib interpreter: argv = structure JSON, cycles, seed; prints JSON.
+RASPA_SCRIPT = r"""
+import json, sys, time, math
+import raspalib as r
+d = json.load(open(sys.argv[1])); cycles = int(sys.argv[2]); seed = int(sys.argv[3])
+ff = r.ForceField(
+    pseudo_atoms=[r.PseudoAtom("O", True, 15.9994, 0.0, 0.0, 8),
+                  r.PseudoAtom("Si", True, 28.0855, 0.0, 0.0, 14),
+                  r.PseudoAtom("CH4", False, 16.04246, 0.0, 0.0, 6)],
+    parameters=[r.VDWParameters(*d["lj"]["O"]), r.VDWParameters(*d["lj"]["Si"]),
+                r.VDWParameters(*d["lj"]["CH4"])],
+    mixing_rule=r.ForceField.MixingRule.LORENTZ_BERTHELOT, cutoff_framework_vdw=d["r_cut"],
+    cutoff_molecule_vdw=d["r_cut"], shifted=True, tail_corrections=False, use_charge=False)
+box = r.SimulationBox(*d["cell"][:3])
+types = {"O": 0, "Si": 1}
+atoms = [r.Atom(tuple(f), 0.0, 1.0, 0, types[s], 0, 0, True)
+         for f, s in zip(d["frac"], d["symbols"])]
+fw = r.Framework(ff, "MFI_SI", box, 1, atoms, [2, 2, 2])
+ch4 = r.Atom((0.0, 0.0, 0.0), 0.0, 1.0, 0, 2, 0, 0, False)
+comp = r.Component(ff, "methane", 190.564, 4599200.0, 0.01142, [ch4],
+                   particle_probabilities=r.MCMoveProbabilities(widom_probability=1.0))
+system = r.System(ff, None, False, d["temperature"], None, 0.29, fw, [comp], [], [0], 5)
+mc = r.MonteCarlo(number_of_cycles=cycles, number_of_initialization_cycles=0,
+                  print_every=10**9, systems=[system], random_seed=seed)
+t0 = time.perf_counter(); mc.run(); wall = time.perf_counter() - t0
+mu, mu_err = mc.systems[0].components[0].average_rosenbluth_weights.chemical_potential_result(
+    d["temperature"])
+stats = str(mc.systems[0].components[0].mc_moves_statistics)
+n = [int(l.split()[-1]) for l in stats.splitlines() if "Widom" in l and "total:" in l][0]
+w = math.exp(-mu.excess / d["temperature"])
+print(json.dumps({"wall_s": wall, "n_insertions": n, "weight": w,
+                  "weight_std_err": w * mu_err.excess / d["temperature"]}))
+"""
 
 
 def numpy_widom_energies(atoms, frac_points, unit_cells=(2, 2, 2)):
@@ -46,6 +97,38 @@ def numpy_widom_energies(atoms, frac_points, unit_cells=(2, 2, 2)):
         sr6 = (sig[m] / r[m]) ** 6
         out[k] = np.sum(4 * eps[m] * (sr6 * sr6 - sr6) - u_shift[m])
     return out
+
+
+def raspa_widom(atoms, cycles: int, seed: int, python: str | None = None) -> dict:
+    """Run :data:`RASPA_SCRIPT` under the raspalib interpreter; ``{"error": ...}`` if absent."""
+    python = python or os.environ.get("RASPA_PYTHON", "/tmp/raspa-venv/bin/python")
+    if not Path(python).exists():
+        return {"error": f"no raspalib interpreter at {python} (set $RASPA_PYTHON)"}
+    ff = load_force_field()
+    data = {
+        "cell": atoms.cell.cellpar().tolist(),
+        "frac": atoms.get_scaled_positions().tolist(),
+        "symbols": atoms.get_chemical_symbols(),
+        "lj": {k: [v["epsilon"], v["sigma"]] for k, v in ff["atoms"].items()},
+        "r_cut": ff["r_cut"],
+        "temperature": 300.0,
+    }
+    if not atoms.cell.orthorhombic:
+        return {"error": "the RASPA driver here handles orthorhombic cells only"}
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(data, f)
+    try:
+        proc = subprocess.run(
+            [python, "-c", RASPA_SCRIPT, f.name, str(cycles), str(seed)],
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+    finally:
+        os.unlink(f.name)
+    if proc.returncode != 0:
+        return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr else "failed"}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def main(quick: bool = False) -> dict:
@@ -79,6 +162,22 @@ def main(quick: bool = False) -> dict:
         widom(jr.key(i + 1), atoms, **kw)
         times.append(time.perf_counter() - t0)
     ours_rate = n_ours / float(np.median(times))
+
+    cycles = 100 if quick else 2500  # 20 insertions per cycle
+    raspa_runs = [raspa_widom(atoms, cycles, seed) for seed in range(1, n_repeats + 1)]
+    if "error" in raspa_runs[0]:
+        raspa = {"available": False, "note": raspa_runs[0]["error"]}
+        print(f"RASPA3 (raspalib) not run: {raspa['note']}")
+    else:
+        rates = [r["n_insertions"] / r["wall_s"] for r in raspa_runs]
+        raspa = {
+            "available": True,
+            "insertions_per_s": float(np.median(rates)),
+            "n_insertions": raspa_runs[0]["n_insertions"],
+            "weight": raspa_runs[0]["weight"],
+            "weight_std_err": raspa_runs[0]["weight_std_err"],
+            "speedup_ours_over_raspa": ours_rate / float(np.median(rates)),
+        }
     out = {
         "n_framework_atoms": 8 * len(atoms),
         "ours_insertions_per_s": ours_rate,
@@ -89,13 +188,19 @@ def main(quick: bool = False) -> dict:
         "max_relative_energy_difference": max_rel,
         "devices": len(jax.devices()),
         "dtype": str(e_ours.dtype),
-        "raspalib_on_pypi": "raspalib 3.1.0 exists (cp311 manylinux wheel); not installed per project rules",
+        "raspa3": raspa,
     }
     print(
         f"ours {ours_rate:,.0f} insertions/s | numpy loop {numpy_rate:,.0f} insertions/s | "
         f"speedup {out['speedup']:.1f}x | energies agree: {out['energies_agree']} "
         f"(max rel diff {max_rel:.1e}) | first call {first:.1f} s"
     )
+    if raspa["available"]:
+        print(
+            f"RASPA3 (raspalib) {raspa['insertions_per_s']:,.0f} insertions/s | ours / RASPA3 "
+            f"{raspa['speedup_ours_over_raspa']:.2f}x | RASPA3 <W> = {raspa['weight']:.2f} +- "
+            f"{raspa['weight_std_err']:.2f} ({raspa['n_insertions']} insertions)"
+        )
     return out
 
 
