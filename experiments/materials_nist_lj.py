@@ -148,7 +148,7 @@ def simulate_state_point(key, config: Config, temperature: float, density: float
     states, trace = production(sub, states, step_size)
     jax.block_until_ready(trace)
     wall = time.perf_counter() - t0
-    # trace leaves: (n_chains, n_production) -> time-major for block_average
+    # trace leaves: (n_chains, n_production) -> time-major for correlated_mean
     u = np.asarray(trace["energy_per_particle"]).T
     p = np.asarray(trace["pressure"]).T
     u_mean, u_err, u_g = correlated_mean(u)
