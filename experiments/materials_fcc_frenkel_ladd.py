@@ -18,7 +18,7 @@ or more sizes the uncorrected values are also extrapolated in :math:`(\ln N/N, 1
 
 The pair potential is cut at ``r_cut`` (at most half the smallest box, 2.19σ for N = 108)
 for the *thermal* part only; its static part is the exact lattice sum, and the first-order
-thermal smearing of the pairs beyond the cut is added analytically (below 1e-3).
+thermal smearing of the pairs beyond the cut is added analytically (-0.004 at 2.1σ).
 
 ``python -m experiments materials_fcc_frenkel_ladd`` (or ``python -m
 experiments.materials_fcc_frenkel_ladd [--quick]``).
@@ -65,8 +65,11 @@ class Config:
         temperature, density: the state point (a key of :data:`VAN_DER_HOEF`).
         sizes: FCC cells per side, one run each (N = 4 n^3: 3 -> 108, 4 -> 256, 5 -> 500).
         r_cut: cutoff of the sampled pair energy (same for all sizes).
-        spring: Einstein spring :math:`\\Lambda_E` in ε/σ² (βΛ_E = 500 at T* = 2: the
-            Einstein MSD is a third of the LJ solid's 0.0099σ², so sites never overlap).
+        spring: Einstein spring :math:`\\Lambda_E` in ε/σ²; 400 is close to the LJ solid's
+            effective :math:`3k_BT/(2\\,{\\rm MSD}) \\approx 320` (MSD 0.0094σ² at λ = 1), so
+            the integrand stays within [-1, 1.7] and Gauss–Legendre converges (with
+            1000 and 6 nodes the integrand runs to -5.3 near λ = 1 and the N = 256
+            result is 0.013 higher).
         n_lambda: Gauss–Legendre nodes on [0, 1].
         n_adapt, adapt_sweeps: step-size adaptation rounds (discarded).
         n_equilibrate, n_production, thin: sweeps per node; record every ``thin``.
@@ -80,8 +83,8 @@ class Config:
     density: float = 1.28
     sizes: tuple[int, ...] = (3, 4)
     r_cut: float = 2.1
-    spring: float = 1000.0
-    n_lambda: int = 6
+    spring: float = 400.0
+    n_lambda: int = 8
     n_adapt: int = 3
     adapt_sweeps: int = 20
     n_equilibrate: int = 60
