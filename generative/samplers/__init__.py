@@ -39,3 +39,13 @@ from ._presets import DEFAULT_LOSS as DEFAULT_LOSS
 from ._presets import FitResult as FitResult
 from ._presets import fit_and_sample as fit_and_sample
 from ._presets import make_sampler as make_sampler
+
+# The EGNN particle sampler (iDEM) lives in its own module, written separately; it is
+# re-exported when present.
+try:
+    from . import _particle as particle  # noqa: F401  (re-exported module)
+    from ._particle import IDEMSettings as IDEMSettings
+    from ._particle import sample_idem as sample_idem
+    from ._particle import train_idem as train_idem
+except ImportError:  # pragma: no cover - only while the module is absent
+    pass

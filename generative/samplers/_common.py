@@ -515,15 +515,19 @@ def train(
         raise ValueError(f"loss must be one of {sorted(_LOSSES)}, got {loss!r}")
     if int(n_iters) < 1 or int(batch_size) < 2:
         raise ValueError(f"need n_iters >= 1 and batch_size >= 2, got {n_iters}, {batch_size}")
+    dim, target_dim = _control_dim(sampler.control), getattr(target, "dim", None)
+    if dim is not None and target_dim is not None and int(target_dim) != dim:
+        raise ValueError(
+            f"{type(sampler).__name__}: control has dim {dim} but the target has dim {target_dim}"
+        )
+    params, static = eqx.partition(sampler, eqx.is_inexact_array)
+    if not jax.tree_util.tree_leaves(params):
+        raise ValueError("the sampler has no trainable arrays (control is None or a function)")
     target = as_target(target)
-    dim = _control_dim(sampler.control)
     if dim is not None:
         _check_dim(target, dim, type(sampler).__name__)
     if optimizer is None:
         optimizer = _optimizer(float(learning_rate), float(clip_norm))
-    params, static = eqx.partition(sampler, eqx.is_inexact_array)
-    if not jax.tree_util.tree_leaves(params):
-        raise ValueError("the sampler has no trainable arrays (control is None or a function)")
     opt_state = optimizer.init(params)
     if progress is None:
         progress = int(n_iters) >= 200
