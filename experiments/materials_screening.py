@@ -65,7 +65,7 @@ class Config:
 
     seed: int = 9
     temperature: float = 0.3
-    prototypes: tuple[str, ...] = ("rocksalt", "cscl", "zincblende", "l1_0", "l1_2")
+    prototypes: tuple[str, ...] = ("rocksalt", "cscl", "l1_0", "l1_2")
     sigma_b: tuple[float, ...] = (0.85, 1.15)
     epsilon_ab: tuple[float, ...] = (0.9, 1.25)
     r_cut_factor: float = 1.5
@@ -74,7 +74,7 @@ class Config:
     n_nodes: int = 3
     n_chains: int = 4
     n_burn: int = 10
-    n_steps: int = 60
+    n_steps: int = 40
     n_leapfrog: int = 6
     check_temperatures: tuple[float, ...] = (0.1, 0.2)
 

@@ -378,6 +378,20 @@ def evaluate_candidate(
     rel = jax.block_until_ready(relax_crystal(r0, params))
     n_relax = int(rel.n_steps)
     box = np.asarray(rel.box)
+
+    def ran_away(rel, box):
+        # the relaxation ran away (a collapsing, mechanically unstable structure)
+        ok = np.isfinite(float(rel.energy)) and np.all(np.isfinite(box))
+        return not (ok and np.linalg.det(box) > 0)
+
+    def failed():
+        cost = {"relax": {"evals": n_relax, "wall_s": time.perf_counter() - t0}}
+        cost |= {k: {"evals": 0, "wall_s": 0.0} for k in ("harmonic", "full")}
+        inf, nan = float("inf"), float("nan")
+        return TierResult(inf, inf, nan, nan, False, n, cost)
+
+    if ran_away(rel, box):
+        return failed()
     for _ in range(max_regrow):
         # A cell that shrank on relaxation below 2 r_c is replicated and relaxed again.
         w = perpendicular_widths(box)
@@ -394,6 +408,8 @@ def evaluate_candidate(
         rel = jax.block_until_ready(relax_crystal(jnp.asarray(pos), params))
         n_relax += int(rel.n_steps)
         box = np.asarray(rel.box)
+        if ran_away(rel, box):
+            return failed()
     t_relax = time.perf_counter() - t0
     fits = bool(0.5 * perpendicular_widths(box).min() >= candidate.r_cut_max)
     params = params | {"box": jnp.asarray(box)}
