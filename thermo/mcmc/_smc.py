@@ -75,6 +75,7 @@ class AnnealingResult(NamedTuple):
         lambdas: ``(max_steps + 1,)`` the schedule, NaN-padded after :math:`\\lambda_K = 1`.
         acceptance_rate: mean MCMC acceptance over stages.
         n_resampling: number of resampling events.
+        batch_log_z: :func:`smc` only: the :math:`\\log\\hat Z_b` of its independent batches.
     """
 
     samples: Float[Array, "n dim"]
@@ -87,6 +88,7 @@ class AnnealingResult(NamedTuple):
     lambdas: Float[Array, " k"]
     acceptance_rate: Float[Array, ""]
     n_resampling: Int[Array, ""]
+    batch_log_z: Float[Array, " b"] | None = None
 
     @property
     def ensemble(self) -> PathEnsemble:
@@ -178,6 +180,7 @@ def anneal(
     adaptation_rate: float = 0.5,
     project_fn: Callable[[Array], Array] | None = None,
     base_dim: int | None = None,
+    step_size_jitter: float = 0.0,
 ) -> AnnealingResult:
     r"""Generic tempered AIS/SMC along the geometric path from :math:`\mathcal N(0, s^2 I)`.
 
@@ -205,6 +208,11 @@ def anneal(
             MCMC sweep from the population-mean acceptance.
         project_fn: orthogonal projector to the subspace the path lives on (COM removal).
         base_dim: dimension of that subspace (defaults to ``dim``).
+        step_size_jitter: :math:`j \ge 0`; every move of every particle uses
+            :math:`\epsilon e^{j u}`, :math:`u \sim U[-1, 1]` drawn independently of the
+            state (a mixture of invariant kernels is invariant; Neal 2011 §5.4.2.2
+            recommends randomised step sizes). It helps on multi-scale targets such as
+            the funnel, whose neck and mouth need step sizes decades apart.
 
     Returns:
         :class:`AnnealingResult`.
@@ -238,7 +246,12 @@ def anneal(
     def move_one(key, x, t, tg, lam, eps):
         b, bg = base_vg(x)
         ld, g = tempered(lam, b, bg, t, tg)
-        key_prop, key_acc = jr.split(key)
+        key_prop, key_acc, key_eps = jr.split(key, 3)
+        if step_size_jitter:
+            # A random step size, log-uniform around eps, drawn independently of the state:
+            # a mixture of invariant kernels, hence invariant (multi-scale targets).
+            u = jr.uniform(key_eps, dtype=x.dtype, minval=-1.0, maxval=1.0)
+            eps = eps * jnp.exp(step_size_jitter * u)
         if move == "mala":
             noise = proj(jr.normal(key_prop, x.shape, x.dtype))
             y = x + eps * g + jnp.sqrt(2 * eps) * noise
@@ -413,8 +426,7 @@ def _finish(result: AnnealingResult, use_delta_method: bool) -> AnnealingResult:
     return result._replace(log_z=est.value, log_z_std=std, ess=est.ess)
 
 
-@eqx.filter_jit
-def _anneal_system(key, system, schedule, base_scale: float, options: tuple) -> AnnealingResult:
+def _anneal_system_impl(key, system, schedule, base_scale: float, options: tuple):
     """One compiled :func:`anneal` per (system, shapes, options), cached across calls.
 
     ``system`` and the hashable ``options`` are static to ``filter_jit``; the projection
@@ -434,6 +446,9 @@ def _anneal_system(key, system, schedule, base_scale: float, options: tuple) -> 
     )
 
 
+_anneal_system = eqx.filter_jit(_anneal_system_impl)
+
+
 def ais(
     key: PRNGKey,
     system: Any,
@@ -448,6 +463,7 @@ def ais(
     initial_step_size: float | None = None,
     target_acceptance: float | None = None,
     adaptation_rate: float = 0.5,
+    step_size_jitter: float = 0.0,
 ) -> AnnealingResult:
     r"""Annealed importance sampling (Neal 2001) from :math:`\mathcal N(0, s^2 I)` to ``system``.
 
@@ -464,7 +480,7 @@ def ais(
         n_chains: number of independent AIS chains :math:`N`.
         n_steps: number of annealing stages :math:`K`.
         move, n_mcmc_steps, n_integration_steps, initial_step_size, target_acceptance,
-            adaptation_rate: see :func:`anneal`.
+            adaptation_rate, step_size_jitter: see :func:`anneal`.
         base_scale: base standard deviation (default ``system.prior_scale``).
         schedule_power: :math:`p`.
 
@@ -486,9 +502,23 @@ def ais(
         initial_step_size=initial_step_size,
         target_acceptance=target_acceptance,
         adaptation_rate=adaptation_rate,
+        step_size_jitter=float(step_size_jitter),
     )
     result = _anneal_system(key, system, schedule, scale, tuple(sorted(options.items())))
     return _finish(result, use_delta_method=True)
+
+
+@eqx.filter_jit
+def _anneal_system_batched(keys, system, base_scale: float, options: tuple) -> AnnealingResult:
+    """:func:`_anneal_system` vmapped over independent keys (independent SMC samplers)."""
+    return jax.vmap(lambda k: _anneal_system_impl(k, system, None, base_scale, options))(keys)
+
+
+def _default_batches(n_particles: int) -> int:
+    for b in (8, 4, 2):
+        if n_particles % b == 0 and n_particles // b >= 128:
+            return b
+    return 1
 
 
 def smc(
@@ -506,29 +536,56 @@ def smc(
     initial_step_size: float | None = None,
     target_acceptance: float | None = None,
     adaptation_rate: float = 0.5,
+    step_size_jitter: float = 0.0,
+    n_batches: int | None = None,
 ) -> AnnealingResult:
     r"""Adaptive-tempering SMC sampler (Del Moral, Doucet & Jasra 2006; Jasra et al. 2011).
 
     Each stage picks :math:`\lambda_k` by CESS bisection (``target_ess``), resamples
     systematically when ESS/N < ``resample_threshold`` and applies ``n_mcmc_steps``
-    MALA/HMC moves. The standard error is Lee & Whiteley's (2018) genealogy estimator.
+    MALA/HMC moves whose step size adapts between stages to the population's
+    acceptance (Fearnhead & Taylor 2013).
+
+    Error bar by independent batches. The ``n_particles`` are split into
+    :math:`B` = ``n_batches`` independent SMC samplers of :math:`N/B` particles (one
+    vmapped compile). Each gives an unbiased :math:`\hat Z_b` (Del Moral 2004), the
+    estimate is :math:`\log\frac1B\sum_b \hat Z_b` and its standard error is the delta
+    method over the :math:`B` i.i.d. :math:`\hat Z_b`
+    (:func:`thermo.estimators.estimate_log_z` on :math:`\log\hat Z_b`). Resampling makes
+    the particle weights of one sampler dependent, so the delta method over particles
+    is not valid; the genealogy estimator of Lee & Whiteley (2018) is, but it degenerates
+    (collapses towards 0) when the Eve indices coalesce after many resampling events,
+    which is what we measured on DW-4. ``n_batches=1`` falls back to it. Default: the
+    largest of 8, 4, 2 that divides ``n_particles`` with at least 128 particles per
+    batch, else 1 (small batches make each :math:`\hat Z_b` heavy-tailed).
 
     Args:
         key: PRNG key.
         system: from ``thermo.systems.get``.
-        n_particles: population size.
+        n_particles: total population size :math:`N` over all batches.
         target_ess: conditional-ESS fraction per stage.
         resample_threshold: ESS fraction that triggers resampling.
         max_steps: cap on stages (the result reports ``lambdas`` reached).
         move, n_mcmc_steps, n_integration_steps, base_scale, initial_step_size,
-            target_acceptance, adaptation_rate: see :func:`anneal`.
+            target_acceptance, adaptation_rate, step_size_jitter: see :func:`anneal`.
+        n_batches: number of independent samplers :math:`B` (must divide ``n_particles``).
 
     Returns:
-        :class:`AnnealingResult`.
+        :class:`AnnealingResult`; ``samples`` and ``log_weights`` concatenate the batches
+        (``logmeanexp(log_weights)`` is the estimate), ``n_temperatures`` is the largest
+        number of stages of any batch and ``lambdas`` the schedule of the first batch,
+        ``n_resampling`` the total, ``batch_log_z`` the :math:`(B,)` values
+        :math:`\log\hat Z_b`.
     """
     _, scale, _, _ = _system_setup(system, base_scale)
+    n_particles = int(n_particles)
+    n_batches = _default_batches(n_particles) if n_batches is None else int(n_batches)
+    if n_batches < 1 or n_particles % n_batches or n_particles // n_batches < 2:
+        raise ValueError(
+            f"n_batches={n_batches} must divide n_particles={n_particles} into batches of >= 2"
+        )
     options = dict(
-        n_particles=int(n_particles),
+        n_particles=n_particles // n_batches,
         target_ess=target_ess,
         resample_threshold=resample_threshold,
         max_steps=max_steps,
@@ -538,12 +595,38 @@ def smc(
         initial_step_size=initial_step_size,
         target_acceptance=target_acceptance,
         adaptation_rate=adaptation_rate,
+        step_size_jitter=float(step_size_jitter),
     )
-    result = _anneal_system(key, system, None, scale, tuple(sorted(options.items())))
-    if not bool(result.lambdas[result.n_temperatures] == 1.0):
-        raise RuntimeError(
-            f"smc did not reach lambda = 1 within max_steps={max_steps} stages "
-            f"(reached {float(jnp.nanmax(result.lambdas)):.3g}); increase max_steps or lower "
-            "target_ess."
+    options = tuple(sorted(options.items()))
+    if n_batches == 1:
+        result = _anneal_system(key, system, None, scale, options)
+        reached = bool(result.lambdas[result.n_temperatures] == 1.0)
+        if reached:
+            result = _finish(result, use_delta_method=False)
+            result = result._replace(batch_log_z=result.log_z[None])
+    else:
+        r = _anneal_system_batched(jr.split(key, n_batches), system, scale, options)
+        reached = bool(jnp.all(r.lambdas[jnp.arange(n_batches), r.n_temperatures] == 1.0))
+        batch_log_z = jax.vmap(_log_mean_exp)(r.log_weights)
+        between = estimate_log_z(batch_log_z) if reached else None
+        result = AnnealingResult(
+            samples=r.samples.reshape(n_particles, -1),
+            log_weights=r.log_weights.reshape(n_particles),
+            log_z=between.value if reached else jnp.nan,
+            log_z_std=between.std_err if reached else jnp.nan,
+            ess=r.ess[0],
+            n_energy_evals=jnp.sum(r.n_energy_evals),
+            n_temperatures=jnp.max(r.n_temperatures),
+            lambdas=r.lambdas[0],
+            acceptance_rate=jnp.mean(r.acceptance_rate),
+            n_resampling=jnp.sum(r.n_resampling),
+            batch_log_z=batch_log_z,
         )
-    return _finish(result, use_delta_method=False)
+        if reached:
+            result = result._replace(ess=estimate_log_z(result.log_weights).ess)
+    if not reached:
+        raise RuntimeError(
+            f"smc did not reach lambda = 1 within max_steps={max_steps} stages; "
+            "increase max_steps or lower target_ess."
+        )
+    return result
