@@ -18,7 +18,7 @@ or more sizes the uncorrected values are also extrapolated in :math:`(\ln N/N, 1
 
 The pair potential is cut at ``r_cut`` (at most half the smallest box, 2.19σ for N = 108)
 for the *thermal* part only; its static part is the exact lattice sum, and the first-order
-thermal smearing of the pairs beyond the cut is added analytically (-0.004 at 2.1σ).
+thermal smearing of the pairs beyond the cut is added analytically (-0.007 at 2.1σ).
 
 ``python -m experiments materials_fcc_frenkel_ladd`` (or ``python -m
 experiments.materials_fcc_frenkel_ladd [--quick]``).

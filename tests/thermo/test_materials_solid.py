@@ -137,6 +137,15 @@ def test_assembly_and_extrapolation_are_consistent():
         - 3.0 / t
     )
     np.testing.assert_allclose(fl.beta_free_energy, expected, rtol=1e-12)
+    # thermal tail: (1/2) rho int_rc^inf 4 pi r^2 (MSD/3) lap(-4 r^-6) dr, by quadrature
+    msd, rc = 0.01, 2.1
+    tail = integrate.quad(
+        lambda r: 0.5 * rho * 4 * np.pi * r**2 * msd / 3 * (-120 * r**-8), rc, np.inf
+    )
+    fl2 = frenkel_ladd_free_energy(
+        n, rho, t, k, [1.0], [0.0], [0.0], lattice_energy_full=-3.0, msd=msd, r_cut=rc
+    )
+    np.testing.assert_allclose(fl2.terms["thermal_tail"], tail[0] / t, rtol=1e-8)
     ns = np.array([108.0, 256.0, 500.0, 864.0])
     y = 3.3 - 2.0 * np.log(ns) / ns + 5.0 / ns
     a, _, coef = extrapolate_finite_size(ns, y, np.full(4, 1e-3))

@@ -42,8 +42,8 @@ where the static lattice energy of the *full* potential replaces the hard-cut on
 (:func:`fcc_lattice_energy`, exact lattice sums), and :math:`\delta a_{\rm tail}` is the
 (first-order) thermal smearing of the pairs beyond :math:`r_c`,
 :math:`\tfrac12\rho\int_{r_c}^\infty 4\pi r^2 \tfrac{2\,{\rm MSD}}{6}\nabla^2 u\,dr
-= -8\pi\rho\,{\rm MSD}\,\varepsilon\sigma^6 r_c^{-5}` (the :math:`r^{-6}` part; MSD the mean
-square displacement from the sites): :math:`\beta\delta a_{\rm tail} = -0.0037` for the
+= -16\pi\rho\,{\rm MSD}\,\varepsilon\sigma^6 r_c^{-5}` (the :math:`r^{-6}` part; MSD the mean
+square displacement from the sites): :math:`\beta\delta a_{\rm tail} = -0.0074` for the
 LJ solid at :math:`T^*=2, \rho^*=1.28` with :math:`r_c = 2.1\sigma`.
 
 **Finite size.** The finite-:math:`N` result carries :math:`\ln N/N` terms (the free
@@ -312,7 +312,7 @@ def frenkel_ladd_free_energy(
     if msd:
         if r_cut is None:
             raise ValueError("the thermal tail term needs r_cut")
-        tail = beta * (-8.0 * np.pi * density * msd * epsilon * sigma**6 / r_cut**5)
+        tail = beta * (-16.0 * np.pi * density * msd * epsilon * sigma**6 / r_cut**5)
     total = translation + einstein + lattice + coupling + tail
     se = beta * float(np.sqrt(np.sum((w * s) ** 2)))
     terms = {
