@@ -98,6 +98,7 @@ def wrapped_gaussian_log_prob(
 ) -> Float[Array, ""]:
     r""":math:`\sum_c \log \sum_{|k|\le K} \mathcal N(u_c - \mu_c + k; 0, \sigma^2)` over all coordinates (module docstring)."""
     d = minimum_image(u - mean)[..., None] + _images(n_images, u.dtype)
+    sigma = jnp.asarray(sigma)[..., None]  # broadcasts against u, with the image axis last
     logn = -0.5 * (d / sigma) ** 2 - jnp.log(sigma) - 0.5 * math.log(2 * math.pi)
     return jnp.sum(jax.nn.logsumexp(logn, axis=-1))
 
@@ -105,10 +106,14 @@ def wrapped_gaussian_log_prob(
 def wrapped_gaussian_score(
     u: Float[Array, "*shape"], mean: Float[Array, "*shape"], sigma, n_images: int = 4
 ) -> Float[Array, "*shape"]:
-    r""":math:`\nabla_u \log p_t(u\mid\mu)` of the wrapped Gaussian (module docstring), elementwise."""
+    r""":math:`\nabla_u \log p_t(u\mid\mu)` of the wrapped Gaussian (module docstring), elementwise.
+
+    ``sigma`` is a scalar or broadcasts against ``u`` (e.g. ``(b, 1, 1)`` per sample).
+    """
     d = minimum_image(u - mean)[..., None] + _images(n_images, u.dtype)
+    sigma = jnp.asarray(sigma)[..., None]  # broadcasts against u, with the image axis last
     w = jax.nn.softmax(-0.5 * (d / sigma) ** 2, axis=-1)
-    return -jnp.sum(w * d, axis=-1) / sigma**2
+    return -jnp.sum(w * d, axis=-1) / sigma[..., 0] ** 2
 
 
 class WrappedVE(eqx.Module):
