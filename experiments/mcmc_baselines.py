@@ -197,13 +197,26 @@ def log_z_table(quick: bool = False, seed: int = 0) -> list[dict]:
         system = systems.get(name)
         for method in ("ais", "smc"):
             t0 = time.time()
+            # The funnel's neck and mouth need step sizes decades apart: random
+            # (log-uniform, factor 10 either way) step sizes, and for AIS a schedule
+            # (k/K)^2 that leaves more stages near lambda = 1, where the mouth opens.
+            extra = dict(step_size_jitter=2.3) if name == "funnel" else {}
             if method == "ais":
-                res = ais(jr.key(seed), system, n_chains=n, n_steps=20 if quick else 1000)
+                power = 2.0 if name == "funnel" else 4.0
+                res = ais(
+                    jr.key(seed),
+                    system,
+                    n_chains=n,
+                    n_steps=20 if quick else 1000,
+                    schedule_power=power,
+                    **extra,
+                )
             elif quick:
                 res = smc(jr.key(seed), system, n_particles=n, n_mcmc_steps=2)
             else:
-                # 8 independent samplers of 128 particles: the error bar is their spread.
-                res = smc(jr.key(seed), system, n_particles=n, target_ess=0.8, n_mcmc_steps=20)
+                res = smc(
+                    jr.key(seed), system, n_particles=n, target_ess=0.8, n_mcmc_steps=20, **extra
+                )
             rows.append(
                 {
                     "system": name,

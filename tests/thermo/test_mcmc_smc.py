@@ -56,8 +56,8 @@ def test_ais_error_bar_is_calibrated_over_seeds_on_mw5():
 
 
 def test_smc_adaptive_tempering_mw5():
-    # Default: 2 independent samplers of 128 particles; the error bar is their spread.
-    res = smc(jr.key(2), MW5, n_particles=256, target_ess=0.8, n_mcmc_steps=10)
+    # 2 independent samplers of 128 particles; the error bar is their spread.
+    res = smc(jr.key(2), MW5, n_particles=256, target_ess=0.8, n_mcmc_steps=10, n_batches=2)
     assert res.samples.shape == (256, 5) and res.log_weights.shape == (256,)
     k = int(res.n_temperatures)
     lambdas = np.asarray(res.lambdas)

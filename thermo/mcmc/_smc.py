@@ -514,13 +514,6 @@ def _anneal_system_batched(keys, system, base_scale: float, options: tuple) -> A
     return jax.vmap(lambda k: _anneal_system_impl(k, system, None, base_scale, options))(keys)
 
 
-def _default_batches(n_particles: int) -> int:
-    for b in (8, 4, 2):
-        if n_particles % b == 0 and n_particles // b >= 128:
-            return b
-    return 1
-
-
 def smc(
     key: PRNGKey,
     system: Any,
@@ -537,7 +530,7 @@ def smc(
     target_acceptance: float | None = None,
     adaptation_rate: float = 0.5,
     step_size_jitter: float = 0.0,
-    n_batches: int | None = None,
+    n_batches: int = 1,
 ) -> AnnealingResult:
     r"""Adaptive-tempering SMC sampler (Del Moral, Doucet & Jasra 2006; Jasra et al. 2011).
 
@@ -546,18 +539,17 @@ def smc(
     MALA/HMC moves whose step size adapts between stages to the population's
     acceptance (Fearnhead & Taylor 2013).
 
-    Error bar by independent batches. The ``n_particles`` are split into
-    :math:`B` = ``n_batches`` independent SMC samplers of :math:`N/B` particles (one
-    vmapped compile). Each gives an unbiased :math:`\hat Z_b` (Del Moral 2004), the
-    estimate is :math:`\log\frac1B\sum_b \hat Z_b` and its standard error is the delta
-    method over the :math:`B` i.i.d. :math:`\hat Z_b`
-    (:func:`thermo.estimators.estimate_log_z` on :math:`\log\hat Z_b`). Resampling makes
-    the particle weights of one sampler dependent, so the delta method over particles
-    is not valid; the genealogy estimator of Lee & Whiteley (2018) is, but it degenerates
-    (collapses towards 0) when the Eve indices coalesce after many resampling events,
-    which is what we measured on DW-4. ``n_batches=1`` falls back to it. Default: the
-    largest of 8, 4, 2 that divides ``n_particles`` with at least 128 particles per
-    batch, else 1 (small batches make each :math:`\hat Z_b` heavy-tailed).
+    Error bar. Resampling makes the particle weights dependent, so the delta method over
+    particles is not valid. With ``n_batches=1`` (default) the standard error is the
+    genealogy ("Eve") estimator of Lee & Whiteley (2018). With ``n_batches = B > 1`` the
+    ``n_particles`` are split into :math:`B` independent SMC samplers of :math:`N/B`
+    particles (one vmapped compile); each gives an unbiased :math:`\hat Z_b` (Del Moral
+    2004), the estimate is :math:`\log\frac1B\sum_b \hat Z_b` and its standard error
+    the delta method over the :math:`B` i.i.d. :math:`\hat Z_b`
+    (:func:`thermo.estimators.estimate_log_z` on :math:`\log\hat Z_b`). Measured on
+    ``mw5`` (12 seeds, N = 512): the z-scores have sd 1.27 with ``n_batches=1``, 2.7 with
+    B = 4 (the spread of 4 values is itself too noisy) and 1.36 with B = 16 (but small
+    batches bias :math:`\log\hat Z` down); use B >= 16 with >= 64 particles per batch.
 
     Args:
         key: PRNG key.
@@ -579,7 +571,7 @@ def smc(
     """
     _, scale, _, _ = _system_setup(system, base_scale)
     n_particles = int(n_particles)
-    n_batches = _default_batches(n_particles) if n_batches is None else int(n_batches)
+    n_batches = int(n_batches)
     if n_batches < 1 or n_particles % n_batches or n_particles // n_batches < 2:
         raise ValueError(
             f"n_batches={n_batches} must divide n_particles={n_particles} into batches of >= 2"
