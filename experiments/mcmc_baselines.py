@@ -186,14 +186,18 @@ def sampler_table(quick: bool = False, seed: int = 0) -> list[dict]:
     return rows
 
 
-def log_z_table(quick: bool = False, seed: int = 0) -> list[dict]:
+def log_z_table(
+    quick: bool = False, seed: int = 0, names: tuple[str, ...] | None = None
+) -> list[dict]:
     """AIS and SMC log Z on mw5, gmm40, funnel, mw32: error, std err, energy evaluations."""
     import thermo.systems as systems
     from thermo.mcmc import ais, smc
 
     rows = []
     n = 64 if quick else 1024
-    for name in ("mw5",) if quick else ("mw5", "gmm40", "funnel", "mw32"):
+    if names is None:
+        names = ("mw5",) if quick else ("mw5", "gmm40", "funnel", "mw32")
+    for name in names:
         system = systems.get(name)
         for method in ("ais", "smc"):
             t0 = time.time()
@@ -246,8 +250,9 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--table", choices=["both", "log_z", "samplers"], default="both")
+    parser.add_argument("--systems", nargs="*", default=None, help="log Z table systems")
     args = parser.parse_args()
     if args.table in ("both", "log_z"):
-        log_z_table(args.quick)
+        log_z_table(args.quick, names=tuple(args.systems) if args.systems else None)
     if args.table in ("both", "samplers"):
         sampler_table(args.quick)
