@@ -67,6 +67,10 @@ class DDS(AbstractSampler):
         rate: the OU rate :math:`\beta` (mixing time :math:`1/\beta`).
         max_displacement: optional cap on :math:`2\sigma^2(1-a)|f|` per step
             (:func:`~generative.samplers.clip_displacement`; weights stay exact).
+        output_scale: :math:`f = \mathtt{output\_scale}\cdot\mathrm{control}(\ldots)`;
+            :math:`1/\sigma^2` lets a network with :math:`O(1)` outputs represent
+            :math:`\sigma^2 f`, whose scale does not grow with :math:`\sigma` (the
+            benchmark presets use it).
 
     Cost: one energy-and-gradient evaluation per step plus one at :math:`y_0`.
     """
@@ -77,6 +81,7 @@ class DDS(AbstractSampler):
     duration: float = eqx.field(static=True)
     rate: float = eqx.field(static=True)
     max_displacement: float | None = eqx.field(static=True)
+    output_scale: float = eqx.field(static=True)
 
     def __init__(
         self,
@@ -87,6 +92,7 @@ class DDS(AbstractSampler):
         duration: float = 4.0,
         rate: float = 1.0,
         max_displacement: float | None = None,
+        output_scale: float = 1.0,
     ):
         if int(n_steps) < 1:
             raise ValueError(f"DDS: n_steps must be >= 1, got {n_steps}")
@@ -99,6 +105,7 @@ class DDS(AbstractSampler):
         self.duration = float(duration)
         self.rate = float(rate)
         self.max_displacement = None if max_displacement is None else float(max_displacement)
+        self.output_scale = float(output_scale)
 
     @property
     def dt(self) -> float:
@@ -131,7 +138,9 @@ class DDS(AbstractSampler):
                 y, score = jax.lax.stop_gradient((y, score))
             t = state.step * dt
             f = clip_displacement(
-                target.project(control(t, y, score)), shift, self.max_displacement
+                self.output_scale * target.project(control(t, y, score)),
+                shift,
+                self.max_displacement,
             )
             mean_ref = a * y
             mean = mean_ref + shift * f

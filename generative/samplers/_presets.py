@@ -46,7 +46,7 @@ def make_sampler(
 
     Scales come from the target's ``scale`` :math:`s` (``system.prior_scale``): PIS uses
     :math:`\sigma = s`, :math:`T = 1`; DDS :math:`\sigma = s`, :math:`T` = ``dds_duration``,
-    rate 1; CMCD the base :math:`\mathcal N(0, s^2)` and Langevin step ``cmcd_dt``.
+    rate 1, network output read as :math:`\sigma^2 f`; CMCD the base :math:`\mathcal N(0, s^2)` and Langevin step ``cmcd_dt``.
     ``max_displacement`` caps the drift displacement per step at that many :math:`s`
     (:func:`~generative.samplers.clip_displacement`; ``None`` = no cap).
 
@@ -80,7 +80,13 @@ def make_sampler(
         return PIS(control, n_steps=n_steps, sigma=s, duration=1.0, max_displacement=cap)
     if method == "dds":
         return DDS(
-            control, n_steps=n_steps, sigma=s, duration=duration, rate=1.0, max_displacement=cap
+            control,
+            n_steps=n_steps,
+            sigma=s,
+            duration=duration,
+            rate=1.0,
+            max_displacement=cap,
+            output_scale=1.0 / s**2,
         )
     return CMCD(
         control,
