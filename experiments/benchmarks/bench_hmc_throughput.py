@@ -12,6 +12,16 @@ trajectory is cached in the state), so evaluations/s =
 separately; the timed number is the median of ``n_repeats`` runs after one compile, ours and
 blackjax timed alternately so that load changes hit both alike.
 blackjax is a benchmark-only dependency.
+
+Finding (session 2): the earlier 0.4x at one chain was not in the leapfrog arithmetic (the
+compiled step of ours and of blackjax had the same flop count) but in XLA's loop-invariant
+code motion. The LJ energy builds its pair-index table with ``jnp.triu_indices`` (a traced
+``nonzero`` with a scatter) on every call; XLA hoisted it out of blackjax's leapfrog loop,
+whose inverse mass is a ``(dim,)`` constant array, but not out of ours, where it was the
+scalar 1.0. :func:`thermo.mcmc.hmc` now materialises the inverse mass as a ``(dim,)``
+constant too, and the vmapped programs of both sides compile to the same flop and byte
+counts. (Building the pair indices with ``np.triu_indices`` in ``thermo.systems`` would
+remove the work from every caller.)
 """
 
 from __future__ import annotations
