@@ -122,6 +122,26 @@ def test_leapfrog_energy_error_is_second_order():
     assert 1.8 < slope < 2.2
 
 
+def test_hmc_inverse_mass_constant_or_traced_gives_the_same_chain():
+    # The inverse mass is materialised as a (dim,) constant when concrete (so XLA can
+    # hoist loop-invariant work) and broadcast when traced: same arithmetic, same chain.
+    def logdensity(x):
+        return -0.5 * jnp.sum(x**2 / jnp.array([1.0, 4.0]))
+
+    imm = jnp.array([1.0, 4.0])
+
+    def chain(inverse_mass):
+        kernel = hmc(logdensity, 0.3, 3, inverse_mass_matrix=inverse_mass)
+        state, xs = run(
+            jr.key(7), kernel, kernel.init(jnp.ones(2)), 20, observable_fn=lambda s, i: s.position
+        )
+        return xs
+
+    concrete = jax.jit(lambda: chain(imm))()
+    traced = jax.jit(chain)(imm)
+    np.testing.assert_allclose(np.asarray(concrete), np.asarray(traced), rtol=1e-12, atol=1e-12)
+
+
 def test_nuts_through_numpyro():
     res = nuts(
         jr.key(1),
