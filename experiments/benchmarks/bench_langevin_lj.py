@@ -64,12 +64,21 @@ def _time_interleaved(fa, args_a, fb, args_b, *, n_repeats):
     return compile_s, [float(np.median(t)) for t in times]
 
 
-def main(quick: bool = False) -> dict:
-    """Benchmark both integrators at N = 500 and N = 4000 (N = 500 only if quick)."""
+def main(
+    quick: bool = False,
+    *,
+    sizes: tuple[int, ...] | None = None,
+    n_steps: int | None = None,
+    n_repeats: int | None = None,
+) -> dict:
+    """Benchmark both integrators at N = 500 and N = 4000 (N = 500 only if quick).
+
+    ``sizes`` (FCC cells per side), ``n_steps`` and ``n_repeats`` override the defaults.
+    """
     temperature, dt, gamma = 1.5, 0.005, 1.0
-    sizes = (5,) if quick else (5, 10)  # N = 4 n^3: 500, 4000
-    n_steps = 20 if quick else 100
-    n_repeats = 2 if quick else 5
+    sizes = sizes or ((5,) if quick else (5, 10))  # N = 4 n^3: 500, 4000
+    n_steps = n_steps or (20 if quick else 100)
+    n_repeats = n_repeats or (2 if quick else 5)
     out = {}
     print(
         f"{'N':>6} {'ours steps/s':>14} {'jax-md steps/s':>15} {'ratio':>7} {'compile ours/jaxmd (s)':>24}"

@@ -131,12 +131,22 @@ def raspa_widom(atoms, cycles: int, seed: int, python: str | None = None) -> dic
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def main(quick: bool = False) -> dict:
-    """Time both; returns insertions/s, their ratio, compile time and an agreement check."""
+def main(
+    quick: bool = False,
+    *,
+    n_ours: int | None = None,
+    raspa_cycles: int | None = None,
+    n_repeats: int | None = None,
+) -> dict:
+    """Time all three; returns insertions/s, ratios, compile time and an agreement check.
+
+    ``n_ours`` (insertions per timed call), ``raspa_cycles`` (20 insertions each) and
+    ``n_repeats`` override the defaults.
+    """
     atoms = read_structure("MFI_SI.cif")
     n_numpy = 200 if quick else 2000
-    n_ours = 20_480 if quick else 409_600
-    n_repeats = 2 if quick else 3
+    n_ours = n_ours or (20_480 if quick else 409_600)
+    n_repeats = n_repeats or (2 if quick else 3)
 
     # Agreement on identical points first.
     fn, info = framework_energy_fn(atoms)
@@ -163,7 +173,7 @@ def main(quick: bool = False) -> dict:
         times.append(time.perf_counter() - t0)
     ours_rate = n_ours / float(np.median(times))
 
-    cycles = 100 if quick else 2500  # 20 insertions per cycle
+    cycles = raspa_cycles or (100 if quick else 2500)  # 20 insertions per cycle
     raspa_runs = [raspa_widom(atoms, cycles, seed) for seed in range(1, n_repeats + 1)]
     if "error" in raspa_runs[0]:
         raspa = {"available": False, "note": raspa_runs[0]["error"]}
