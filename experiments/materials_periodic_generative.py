@@ -16,7 +16,9 @@ Generated samples are scored against the held-out MCMC samples by
 * the radial distribution function :math:`g(r)` (minimum-image pairs up to
   :math:`w/2`), as :math:`\int |g_{\rm gen} - g_{\rm MCMC}|\,dr`, next to the same floor.
 
-``python -m experiments.materials_periodic_generative [--quick]``
+``python -m experiments.materials_periodic_generative [--quick]`` (both state points), or one
+state point: ``python -c "from experiments.materials_periodic_generative import Config, main;
+main(Config(state_points=((0.75, 1.1, 'solid'),)))"``
 """
 
 from __future__ import annotations
@@ -64,21 +66,21 @@ class Config:
     )
     n_cells: int = 2
     r_cut: float = 1.5
-    n_chains: int = 12
+    n_chains: int = 8
     n_heldout: int = 4
-    n_equilibrate: int = 500
-    n_production: int = 1500
+    n_equilibrate: int = 300
+    n_production: int = 1000
     thin: int = 10
     width: int = 32
     n_rbf: int = 12
-    n_train_steps: int = 2000
-    batch_size: int = 32
+    n_train_steps: int = 1000
+    batch_size: int = 16
     learning_rate: float = 2e-3
     sigma_min: float = 2e-3
     sigma_max: float = 0.6
-    n_generate: int = 300
-    n_sample_steps: int = 300
-    n_corrector: int = 1
+    n_generate: int = 200
+    n_sample_steps: int = 200
+    n_corrector: int = 0
     snr: float = 0.15
     n_bins: int = 40
 
@@ -176,6 +178,7 @@ def _state_point(key, config: Config, temperature: float, density: float, label:
     k_mc, k_net, k_train, k_gen = jr.split(key, 4)
     frac, box, acc, step = _mcmc(k_mc, config, temperature, density)
     t_mc = time.perf_counter() - t0
+    print(f"{label}: MCMC done in {t_mc:.1f} s (acceptance {acc:.2f})", flush=True)
     n_train = config.n_chains - config.n_heldout
     half = config.n_heldout // 2
     train_u = frac[:n_train].reshape(-1, *frac.shape[2:])
@@ -197,6 +200,7 @@ def _state_point(key, config: Config, temperature: float, density: float, label:
         n_chunks=10 if config.n_train_steps % 10 == 0 else 1,
     )
     t_train = time.perf_counter() - t1
+    print(f"{label}: trained in {t_train:.1f} s, final loss {res.losses[-1]:.4f}", flush=True)
     t2 = time.perf_counter()
     gen = sample(
         k_gen,
