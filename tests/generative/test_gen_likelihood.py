@@ -51,11 +51,13 @@ def test_hutchinson_likelihood_is_unbiased():
         x,
         trace="hutchinson",
         n_probes=1,
-        rtol=1e-6,
-        atol=1e-6,
+        # the solve error (~1e-5) is far below the Hutchinson standard error (~1e-2)
+        rtol=1e-5,
+        atol=1e-5,
         prior_log_prob_fn=p_t.log_prob,
     )
     se = jnp.std(out.log_prob, ddof=1) / jnp.sqrt(64.0)
+    print(f"Hutchinson: mean log p = {float(out.log_prob.mean()):.4f} +- {float(se):.4f}")
     assert se > 0
     assert jnp.abs(out.log_prob.mean() - MIXTURE.log_prob(POINTS[0])) < 4 * se
 
