@@ -104,7 +104,7 @@ def test_sample_moment_floor_shrinks_with_samples(bench):
     # (leading order ~ 1/M); M = 50 vs 800 are separated by far more than 4 standard errors.
     from bridges.benchmark import cbw2_uvp_estimate, sample_moments_floor
 
-    x = bench.sample_p0(jr.key(10), 128)
+    x = bench.sample_p0(jr.key(10), 32)
     lo, lo_se = sample_moments_floor(jr.key(11), bench, x, 800)
     hi, hi_se = sample_moments_floor(jr.key(12), bench, x, 50)
     assert float(lo) > 0.0
