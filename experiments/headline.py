@@ -29,6 +29,14 @@ Rows:
   (:func:`thermo.integrate.baoab`, Leimkuhler & Matthews 2013) with Maxwell–Boltzmann
   initial momenta; log-weight :math:`-\beta(W + W_{\rm shadow})` (Sivak, Chodera & Crooks 2013).
 
+* ``diffusion``: an EGNN diffusion model trained on reference samples, used as a proposal
+  with exact path weights (Sohl-Dickstein et al. 2015).
+* ``cmcd``: a learned diffusion sampler, controlled Monte Carlo diffusion (Vargas et al.
+  2024), trained with no data by the log-variance loss (:mod:`generative.samplers`).
+* ``pis``: the Schrödinger-bridge row: the path-integral sampler (Zhang & Chen 2022) is a
+  controlled Schrödinger–Föllmer process, the Schrödinger bridge from a Dirac mass to the
+  target for a Brownian reference, learned with no data (KL loss).
+
 The Langevin protocols handle translation invariance exactly: in full space the path is
 :math:`\beta U_\lambda(x) = (1-\lambda)\frac{|x|^2}{2s^2} + \lambda\big[\beta U(x) +
 \frac{n|\bar x|^2}{2s^2}\big]`, whose centre-of-mass factor :math:`n|\bar x|^2/2s^2` is the
@@ -84,6 +92,10 @@ class Config:
             of the diffusion-model row, on the grid :math:`[t_{\\min}, T]`.
         diffusion_train_steps, diffusion_batch_size, diffusion_hidden, diffusion_layers:
             its EGNN score model and DSM training budget.
+        sampler_chains, sampler_steps, sampler_train_iters, sampler_batch_size,
+            sampler_learning_rate, sampler_width, sampler_depth, cmcd_dt: the learned
+            diffusion samplers (CMCD and PIS rows): paths drawn, time steps, training
+            iterations and batch, Adam rate, control MLP, CMCD's Langevin step.
         n_metric_samples: samples per method for the sample metrics. The first
             ``2 * n_metric_samples`` reference samples are held out for scoring (and for the
             half-vs-half noise floor); the diffusion model trains on the rest.
@@ -92,7 +104,7 @@ class Config:
     """
 
     system: str = "dw4"
-    methods: tuple[str, ...] = ("ais", "langevin", "baoab", "diffusion")
+    methods: tuple[str, ...] = ("ais", "langevin", "baoab", "diffusion", "cmcd", "pis")
     n_batches: int = 4
     ais_chains: int = 4000
     ais_steps: int = 1000
@@ -111,6 +123,14 @@ class Config:
     diffusion_batch_size: int = 256
     diffusion_hidden: int = 32
     diffusion_layers: int = 3
+    sampler_chains: int = 2000
+    sampler_steps: int = 64
+    sampler_train_iters: int = 400
+    sampler_batch_size: int = 64
+    sampler_learning_rate: float = 3e-3
+    sampler_width: int = 64
+    sampler_depth: int = 2
+    cmcd_dt: float = 0.01
     n_metric_samples: int = 1000
     reference: str = "auto"
 
@@ -118,7 +138,7 @@ class Config:
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown:
             raise ValueError(f"unknown methods {unknown}; available: {sorted(METHODS)}")
-        for name in ("langevin_chains", "baoab_chains", "diffusion_chains"):
+        for name in ("langevin_chains", "baoab_chains", "diffusion_chains", "sampler_chains"):
             if getattr(self, name) % self.n_batches:
                 raise ValueError(f"{name}={getattr(self, name)} must be a multiple of n_batches")
         if self.reference not in ("auto", "shared", "none"):
@@ -141,6 +161,12 @@ class Config:
             diffusion_batch_size=32,
             diffusion_hidden=8,
             diffusion_layers=1,
+            sampler_chains=64,
+            sampler_steps=8,
+            sampler_train_iters=3,
+            sampler_batch_size=8,
+            sampler_width=8,
+            sampler_depth=1,
             n_metric_samples=64,
         )
 
@@ -323,6 +349,58 @@ def _diffusion_batch(ctx, system, config: Config, batch: int, train_data):
     return fn, 0.0, ("",)
 
 
+_SAMPLER_KEYS = {"cmcd": 2_000_003, "pis": 2_000_029}
+
+
+def _learned_sampler_batch(method: str):
+    r"""A learned diffusion sampler (:mod:`generative.samplers`), trained once, then sampled.
+
+    ``"cmcd"``: controlled Monte Carlo diffusion (Vargas et al. 2024), annealed Langevin
+    along the geometric path with a learned control, trained by the log-variance loss.
+    ``"pis"``: the path-integral sampler (Zhang & Chen 2022), a controlled
+    Schrödinger–Föllmer process: the Schrödinger bridge from a Dirac at the origin to the
+    target, for a Brownian reference (Föllmer 1985; Huang et al. 2021). Both carry exact
+    discrete-time log Radon–Nikodym weights against the target path measure, so
+    :math:`\mathbb E[w] = Z` on the COM-free subspace (the convention of
+    :func:`thermo.mcmc.ais`). Training evaluations are added to the row's energy count.
+    """
+
+    def build(ctx, system, config: Config, batch: int, train_data):
+        from generative.samplers import DEFAULT_LOSS, as_target, make_sampler, sample, train
+
+        target = as_target(system)
+        key_net, key_train = jr.split(jr.fold_in(ctx.key, _SAMPLER_KEYS[method]))
+        sampler = make_sampler(
+            key_net,
+            target,
+            method,
+            n_steps=config.sampler_steps,
+            width=config.sampler_width,
+            depth=config.sampler_depth,
+            cmcd_dt=config.cmcd_dt,
+        )
+        trained = train(
+            key_train,
+            sampler,
+            target,
+            n_iters=config.sampler_train_iters,
+            batch_size=config.sampler_batch_size,
+            loss=DEFAULT_LOSS[method],
+            learning_rate=config.sampler_learning_rate,
+            progress=ctx.progress,
+        )
+        model = trained.sampler
+
+        def fn(key):
+            ens = sample(key, model, target, batch)
+            return MethodOutput(ens.samples, {"": ens.log_weights}, jnp.asarray(ens.n_energy_evals))
+
+        fn.setup_energy_evals = int(trained.n_energy_evals)
+        return fn, 0.0, ("",)
+
+    return build
+
+
 #: name -> (builder, total-chains config field). ``builder(ctx, system, config, batch,
 #: train_data)`` returns
 #: ``(batch_fn, log_z_offset, weight_names)``: ``batch_fn(key) -> MethodOutput``, the
@@ -333,6 +411,8 @@ METHODS: dict[str, tuple[Callable[..., Any], str]] = {
     "langevin": (_langevin_batch, "langevin_chains"),
     "baoab": (_baoab_batch, "baoab_chains"),
     "diffusion": (_diffusion_batch, "diffusion_chains"),
+    "cmcd": (_learned_sampler_batch("cmcd"), "sampler_chains"),
+    "pis": (_learned_sampler_batch("pis"), "sampler_chains"),
 }
 
 
@@ -400,6 +480,7 @@ def _run_method(ctx, system, config: Config, method: str, index: int, train_data
     samples, weights, evals, wall = ctx.loop(
         key, body, acc, n_batches, name=f"method_{method}", desc=method
     )
+    evals = evals + getattr(fn, "setup_energy_evals", 0)  # e.g. a sampler's training
     samples = np.asarray(samples.reshape(-1, system.dim))
     np.save(ctx.run_dir / f"samples_{method}.npy", samples)
     rows = {}
