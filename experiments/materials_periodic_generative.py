@@ -73,13 +73,13 @@ class Config:
     thin: int = 10
     width: int = 32
     n_rbf: int = 12
-    n_train_steps: int = 1000
+    n_train_steps: int = 500
     batch_size: int = 16
     learning_rate: float = 2e-3
     sigma_min: float = 2e-3
     sigma_max: float = 0.6
-    n_generate: int = 200
-    n_sample_steps: int = 200
+    n_generate: int = 150
+    n_sample_steps: int = 150
     n_corrector: int = 0
     snr: float = 0.15
     n_bins: int = 40
