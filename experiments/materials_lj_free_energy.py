@@ -78,7 +78,7 @@ class Config:
     n_production: int = 3000
     thin: int = 5
     widom_insertions: int = 500
-    virial_density: float = 0.1
+    virial_density: float = 0.07
     tolerance: float = 0.02
 
     @classmethod
