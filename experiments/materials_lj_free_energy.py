@@ -74,8 +74,8 @@ class Config:
     n_nodes: int = 6
     n_cells: int = 5
     r_cut: float = 3.0
-    n_equilibrate: int = 600
-    n_production: int = 3000
+    n_equilibrate: int = 500
+    n_production: int = 2500
     thin: int = 5
     widom_insertions: int = 500
     virial_density: float = 0.07
