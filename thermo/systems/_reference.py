@@ -43,8 +43,9 @@ def reference_samples(name: str) -> np.ndarray:
             see :func:`reference_provenance`).
 
     Returns:
-        ``(n, dim)`` COM-free configurations: n = 9,600 for dw4, 10,000 for lj13 and only
-        800 for lj55 (a short run; see its provenance for tau_int and ESS).
+        ``(n, dim)`` COM-free configurations: n = 9,600 for dw4, 10,000 for lj13; for lj55
+        ``reference_provenance("lj55")["n_samples"]`` (its provenance also records how
+        much of the planned production run was done, tau_int and ESS).
 
     Raises:
         ValueError: for other names. FileNotFoundError: if the data file is missing.
