@@ -13,6 +13,8 @@
   minus a mean work, importance-weighted log-likelihood.
 """
 
+from . import periodic as periodic  # torus diffusion for periodic particles
+from . import samplers as samplers  # PIS, DDS, CMCD, iDEM
 from .exact import GaussianMixture as GaussianMixture
 from .exact import exact_score_fn as exact_score_fn
 from .exact import marginal_mixture as marginal_mixture

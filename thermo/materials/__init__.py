@@ -3,6 +3,15 @@
 See issue 9. Reduced LJ units unless stated; adsorption energies in K (``/k_B``).
 """
 
+from ._harmonic import AnharmonicResult as AnharmonicResult
+from ._harmonic import HarmonicResult as HarmonicResult
+from ._harmonic import anharmonic_free_energy as anharmonic_free_energy
+from ._harmonic import harmonic_free_energy as harmonic_free_energy
+from ._screening import Candidate as Candidate
+from ._screening import binary_lj_energy as binary_lj_energy
+from ._screening import evaluate_candidate as evaluate_candidate
+from ._screening import make_candidate as make_candidate
+from ._screening import relax_crystal as relax_crystal
 from .adsorption import WidomResult as WidomResult
 from .adsorption import framework_energy_fn as framework_energy_fn
 from .adsorption import henry_from_weight as henry_from_weight
