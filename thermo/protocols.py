@@ -44,6 +44,7 @@ from collections.abc import Callable
 from typing import Any
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
@@ -123,7 +124,11 @@ def linear_schedule(
     clipped to :math:`[\lambda_0, \lambda_1]` outside :math:`[t_0, t_1]`. ``lam0`` and
     ``lam1`` may be arrays of the same shape (several parameters switched together).
     """
-    if float(t1) <= float(t0):
+    try:
+        ordered = float(t1) > float(t0)
+    except (TypeError, jax.errors.ConcretizationTypeError):
+        ordered = True  # traced times (a jitted duration): cannot check here
+    if not ordered:
         raise ValueError(f"linear_schedule needs t1 > t0, got t0={t0}, t1={t1}")
     lam0 = jnp.asarray(lam0)
     lam1 = jnp.asarray(lam1)

@@ -221,3 +221,14 @@ def test_path_ensemble_and_protocol_errors():
         overdamped_langevin(lambda x: jnp.sum(x**2), beta=-1.0, dt=0.1)
     with pytest.raises(TypeError):
         overdamped_langevin(3.0, beta=1.0, dt=0.1)
+
+
+def test_linear_schedule_accepts_a_traced_duration_and_refuses_reversed_times():
+    import jax
+
+    from thermo.protocols import linear_schedule
+
+    midpoint = jax.jit(lambda d: linear_schedule(1.0, 4.0, 0.0, d)(0.5 * d))
+    assert abs(float(midpoint(2.0)) - 2.5) < 1e-12  # exact linear interpolation
+    with pytest.raises(ValueError, match="t1 > t0"):
+        linear_schedule(1.0, 4.0, 1.0, 0.5)
