@@ -44,7 +44,20 @@ from ._presets import make_sampler as make_sampler
 # re-exported when present.
 try:
     from . import _particle as particle  # noqa: F401  (re-exported module)
+    from ._particle import PRESETS as IDEM_PRESETS  # noqa: F401
+    from ._particle import IDEMResult as IDEMResult
     from ._particle import IDEMSettings as IDEMSettings
+    from ._particle import IDEMState as IDEMState
+    from ._particle import MCScore as MCScore
+    from ._particle import idem_loss as idem_loss
+    from ._particle import idem_outer_step as idem_outer_step
+    from ._particle import init_idem as init_idem
+    from ._particle import mc_score as mc_score
+    from ._particle import mc_score_estimate as mc_score_estimate
+    from ._particle import n_train_energy_evals as n_train_energy_evals
+    from ._particle import probability_flow_log_weights as probability_flow_log_weights
+    from ._particle import reverse_path_log_weights as reverse_path_log_weights
+    from ._particle import run_idem as run_idem
     from ._particle import sample_idem as sample_idem
     from ._particle import train_idem as train_idem
 except ImportError:  # pragma: no cover - only while the module is absent
