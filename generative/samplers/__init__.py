@@ -15,6 +15,8 @@ Radon–Nikodym weights; it returns a :class:`thermo.paths.PathEnsemble` and its
   :func:`simulate`, :class:`Control` (score-informed MLP), :func:`as_target`.
 """
 
+# The EGNN particle sampler (iDEM).
+from . import _particle as particle  # noqa: F401  (re-exported module)
 from ._cmcd import CMCD as CMCD
 from ._common import AbstractSampler as AbstractSampler
 from ._common import Control as Control
@@ -34,31 +36,24 @@ from ._crooks import SwitchingWorks as SwitchingWorks
 from ._crooks import crooks_crossing as crooks_crossing
 from ._crooks import trap_switching_works as trap_switching_works
 from ._dds import DDS as DDS
+from ._particle import PRESETS as IDEM_PRESETS  # noqa: F401
+from ._particle import IDEMResult as IDEMResult
+from ._particle import IDEMSettings as IDEMSettings
+from ._particle import IDEMState as IDEMState
+from ._particle import MCScore as MCScore
+from ._particle import idem_loss as idem_loss
+from ._particle import idem_outer_step as idem_outer_step
+from ._particle import init_idem as init_idem
+from ._particle import mc_score as mc_score
+from ._particle import mc_score_estimate as mc_score_estimate
+from ._particle import n_train_energy_evals as n_train_energy_evals
+from ._particle import probability_flow_log_weights as probability_flow_log_weights
+from ._particle import reverse_path_log_weights as reverse_path_log_weights
+from ._particle import run_idem as run_idem
+from ._particle import sample_idem as sample_idem
+from ._particle import train_idem as train_idem
 from ._pis import PIS as PIS
 from ._presets import DEFAULT_LOSS as DEFAULT_LOSS
 from ._presets import FitResult as FitResult
 from ._presets import fit_and_sample as fit_and_sample
 from ._presets import make_sampler as make_sampler
-
-# The EGNN particle sampler (iDEM) lives in its own module, written separately; it is
-# re-exported when present.
-try:
-    from . import _particle as particle  # noqa: F401  (re-exported module)
-    from ._particle import PRESETS as IDEM_PRESETS  # noqa: F401
-    from ._particle import IDEMResult as IDEMResult
-    from ._particle import IDEMSettings as IDEMSettings
-    from ._particle import IDEMState as IDEMState
-    from ._particle import MCScore as MCScore
-    from ._particle import idem_loss as idem_loss
-    from ._particle import idem_outer_step as idem_outer_step
-    from ._particle import init_idem as init_idem
-    from ._particle import mc_score as mc_score
-    from ._particle import mc_score_estimate as mc_score_estimate
-    from ._particle import n_train_energy_evals as n_train_energy_evals
-    from ._particle import probability_flow_log_weights as probability_flow_log_weights
-    from ._particle import reverse_path_log_weights as reverse_path_log_weights
-    from ._particle import run_idem as run_idem
-    from ._particle import sample_idem as sample_idem
-    from ._particle import train_idem as train_idem
-except ImportError:  # pragma: no cover - only while the module is absent
-    pass
