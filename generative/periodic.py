@@ -308,17 +308,14 @@ def train(
         )
         return params, opt_state, losses
 
-    losses = []
-    it = range(n_chunks)
-    if progress:
-        from tqdm.auto import tqdm
+    from tqdm.auto import tqdm
 
-        it = tqdm(it, desc="train torus score")
-    for k in jr.split(key, n_chunks):
+    losses = []
+    bar = tqdm(jr.split(key, n_chunks), desc="train torus score", disable=not progress)
+    for k in bar:
         params, opt_state, loss = chunk(params, opt_state, k)
         losses.append(np.asarray(loss))
-        if progress:
-            it.set_postfix(loss=float(loss[-1]))
+        bar.set_postfix(loss=float(loss[-1]))
     return TorusTrainResult(eqx.combine(params, static), np.concatenate(losses))
 
 

@@ -37,7 +37,6 @@ _SLOW: dict[str, str] = {
 #: Experiments whose quick run writes no figure (metrics and report only); every other
 #: experiment must write at least one PNG.
 _NO_FIGURES: dict[str, str] = {
-    "diffusion_particles": "metrics only (energy W2, distance TV, PF NLL)",
     "materials_fcc_frenkel_ladd": "metrics only (Frenkel-Ladd free-energy table)",
     "materials_lj_free_energy": "metrics only (A_ex/N table against JZG)",
     "materials_mfi_widom": "metrics only (Henry coefficient, heat of adsorption)",
