@@ -87,6 +87,11 @@ def run(
     n_records = n_steps // thin
 
     def inner(state, key):
+        if thin == 1:
+            # No inner scan of length 1: one step, same key stream as the general branch.
+            state, info = step_fn(jr.split(key, 1)[0], state)
+            obs = None if observable_fn is None else observable_fn(state, info)
+            return state, obs
         keys = jr.split(key, thin)
 
         def one(s, k):
