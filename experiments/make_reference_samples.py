@@ -136,8 +136,11 @@ def _production_in_pieces(key_burn, key_prod, states, vstep, observe, c, checkpo
     ``checkpoint/state.pkl`` (when ``checkpoint`` is set). With ``finalize`` no new
     piece runs; the records done so far are returned.
 
+    The checkpoint also keeps every piece's wall time, so the provenance reports the
+    run's total compute time however many resumed calls it took.
+
     Returns:
-        ``(states, records, n_production_steps_done)``.
+        ``(states, records, n_production_steps_done, piece_seconds)``.
     """
     import pickle
 
@@ -151,18 +154,25 @@ def _production_in_pieces(key_burn, key_prod, states, vstep, observe, c, checkpo
     n_burn_pieces = c["n_burn"] // piece
     n_pieces = n_burn_pieces + c["n_production"] // piece
     ckpt = None if checkpoint is None else Path(checkpoint) / "state.pkl"
-    done, records = 0, []
+    done, records, piece_seconds = 0, [], []
     if ckpt is not None and ckpt.exists():
         saved = pickle.loads(ckpt.read_bytes())
         if saved["settings"] != c:
             raise ValueError(f"{ckpt} was written with other settings: {saved['settings']}")
         states, done, records = saved["states"], saved["done"], saved["records"]
+        piece_seconds = list(saved.get("piece_seconds", []))
         print(f"resuming from {ckpt}: {done}/{n_pieces} pieces done", flush=True)
 
     def save():
         if ckpt is not None:
             ckpt.parent.mkdir(parents=True, exist_ok=True)
-            blob = dict(settings=c, states=jax.device_get(states), done=done, records=records)
+            blob = dict(
+                settings=c,
+                states=jax.device_get(states),
+                done=done,
+                records=records,
+                piece_seconds=piece_seconds,
+            )
             tmp = ckpt.with_suffix(".tmp")
             tmp.write_bytes(pickle.dumps(blob))
             tmp.replace(ckpt)
@@ -179,12 +189,28 @@ def _production_in_pieces(key_burn, key_prod, states, vstep, observe, c, checkpo
             states, rec = go(jr.fold_in(key_prod, done - n_burn_pieces), states)
             records.append(jax.device_get(rec))
         done += 1
+        piece_seconds.append(time.time() - t0)
         save()
         print(f"piece {done}/{n_pieces}: {time.time() - t0:.1f} s", flush=True)
     if not records:
         raise RuntimeError("no production piece done yet")
     stacked = jax.tree_util.tree_map(lambda *xs: np.concatenate(xs, axis=0), *records)
-    return states, stacked, len(records) * piece
+    return states, stacked, len(records) * piece, piece_seconds
+
+
+def _swap_rates_all_pairs(key, vstep, states, n_steps: int) -> np.ndarray:
+    """Swap acceptance per neighbour pair from ``n_steps`` more steps, every step recorded.
+
+    A trace thinned by an even stride holds only one parity of the even/odd swap scheme,
+    so it leaves half the pairs unmeasured; this short continuation measures them all.
+    """
+    from thermo.kernel import run
+    from thermo.mcmc.diagnostics import swap_acceptance_rates
+
+    _, infos = jax.jit(lambda k, s: run(k, vstep, s, n_steps, observable_fn=lambda _, info: info))(
+        key, states
+    )
+    return np.asarray(swap_acceptance_rates(infos)).mean(axis=0)
 
 
 def generate(
@@ -258,6 +284,7 @@ def generate(
 
     burn = jax.jit(lambda k, s: run(k, vstep, s, c["n_burn"], observable_fn=None)[0])
     piece = c.get("piece_steps")
+    piece_seconds: list[float] = []
     if piece is None:
         states = burn(key_burn, states)
         states, (pos, energies, infos) = run(
@@ -270,7 +297,7 @@ def generate(
             progress=progress,
         )
     else:
-        states, (pos, energies, infos), n_done = _production_in_pieces(
+        states, (pos, energies, infos), n_done, piece_seconds = _production_in_pieces(
             key_burn, key_prod, states, vstep, observe, c, checkpoint, finalize
         )
         c = dict(c, n_production_done=n_done)
@@ -293,9 +320,16 @@ def generate(
         if kept_e.shape[0] >= 4
         else float("nan")
     )
-    swap = np.asarray(swap_acceptance_rates(jax.tree_util.tree_map(lambda a: a, infos))).mean(
-        axis=0
-    )
+    swap = np.asarray(swap_acceptance_rates(infos)).mean(axis=0)
+    swap_note = "from the recorded production trace"
+    if np.isnan(swap).any():
+        n_extra = 2 * c["record_every"]
+        swap = _swap_rates_all_pairs(jr.fold_in(key_prod, 10**6), vstep, states, n_extra)
+        swap_note = (
+            f"the production trace (every {c['record_every']}th step) holds one parity of the "
+            f"even/odd swap scheme only, so these come from {n_extra} more steps after it, "
+            "every step recorded"
+        )
     acc = np.asarray(infos.acceptance_rate).mean(axis=(0, 1))
     provenance = dict(
         system=name,
@@ -307,6 +341,7 @@ def generate(
         step_sizes=np.asarray(step_sizes).tolist(),
         within_rung_acceptance=acc.tolist(),
         swap_acceptance=swap.tolist(),
+        swap_acceptance_source=swap_note,
         tau_int_energy_steps=tau_steps,
         tau_int_observable="energy of the target rung (replica 0), Sokal window c=5, "
         "autocorrelation averaged over runs",
@@ -322,6 +357,8 @@ def generate(
             * (c["n_warmup"] + c["n_burn"] + c.get("n_production_done", c["n_production"]))
         ),
         wall_time_s=wall,
+        # Resumed piecewise runs: the summed wall time of every piece over all calls.
+        compute_time_s=float(np.sum(piece_seconds)) if piece_seconds else wall,
         jax_version=jax.__version__,
         dtype_run=str(pos.dtype),
         dtype_stored="float32",
