@@ -323,7 +323,7 @@ def generate(
     swap = np.asarray(swap_acceptance_rates(infos)).mean(axis=0)
     swap_note = "from the recorded production trace"
     if np.isnan(swap).any():
-        n_extra = 2 * c["record_every"]
+        n_extra = 10 * c["record_every"]
         swap = _swap_rates_all_pairs(jr.fold_in(key_prod, 10**6), vstep, states, n_extra)
         swap_note = (
             f"the production trace (every {c['record_every']}th step) holds one parity of the "
