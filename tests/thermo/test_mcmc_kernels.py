@@ -251,9 +251,9 @@ def test_run_key_stream_thinning_and_chunks_agree():
 
     final1, trace1 = run(key, _counter_step, state0, n_steps)
 
-    # By hand: one key per record, each split once for its single step.
+    # By hand: step i uses jr.split(key, n_steps)[i].
     def by_hand(s, k):
-        s, _ = _counter_step(jr.split(k, 1)[0], s)
+        s, _ = _counter_step(k, s)
         return s, s
 
     final_h, trace_h = jax.lax.scan(by_hand, state0, jr.split(key, n_steps))
