@@ -9,19 +9,27 @@ mass matrix, float32. Ours: :func:`thermo.mcmc.hmc` driven by :func:`thermo.kern
 ``n_integration_steps`` gradient evaluations for both (the gradient at the start of a
 trajectory is cached in the state), so evaluations/s =
 ``n_chains * n_steps * n_integration_steps / seconds``. Compile time is reported
-separately; the timed number is the median of ``n_repeats`` runs after one compile, ours and
-blackjax timed alternately so that load changes hit both alike.
+separately. Ours and blackjax are timed alternately, round by round, so that load
+changes hit both alike; the ratio (ours/blackjax speed) is the median over rounds of the
+per-round ratio, with its quartiles, from wall-clock time and from process CPU time
+(``time.process_time``, all threads; far less sensitive to other jobs on the cores).
 blackjax is a benchmark-only dependency.
 
-Finding (session 2): the earlier 0.4x at one chain was not in the leapfrog arithmetic (the
-compiled step of ours and of blackjax had the same flop count) but in XLA's loop-invariant
-code motion. The LJ energy builds its pair-index table with ``jnp.triu_indices`` (a traced
-``nonzero`` with a scatter) on every call; XLA hoisted it out of blackjax's leapfrog loop,
-whose inverse mass is a ``(dim,)`` constant array, but not out of ours, where it was the
-scalar 1.0. :func:`thermo.mcmc.hmc` now materialises the inverse mass as a ``(dim,)``
-constant too, and the vmapped programs of both sides compile to the same flop and byte
-counts. (Building the pair indices with ``np.triu_indices`` in ``thermo.systems`` would
-remove the work from every caller.)
+Findings:
+
+- Session 2: the earlier 0.4x at one chain was not in the leapfrog arithmetic but in
+  XLA's loop-invariant code motion. The LJ energy built its pair-index table with
+  ``jnp.triu_indices`` on every call; XLA hoisted it out of blackjax's leapfrog loop,
+  whose inverse mass is a ``(dim,)`` constant array, but not out of ours, where it was
+  the scalar 1.0. :func:`thermo.mcmc.hmc` now materialises the inverse mass as a
+  ``(dim,)`` constant, and ``thermo.systems`` builds pair indices with NumPy (a
+  compile-time constant for every caller).
+- Session 3: ``thermo.kernel.run`` split every step's key once more than blackjax's
+  driver (and ran an inner scan of length 1); at one chain that was about 5 % of an
+  LJ-55 HMC step. With ``thin=1`` it now steps on the record's key directly. The
+  kernels themselves compile to the same arithmetic, so the expected ratio is 1: the
+  measured medians scatter about it by a few per cent between runs on this shared
+  2-core machine.
 """
 
 from __future__ import annotations
@@ -93,24 +101,40 @@ def _blackjax(logdensity_fn, n_steps, dim):
 
 
 def _time_interleaved(fns: dict, *args, n_repeats):
-    """Compile each, then time them alternately (fairer on a loaded machine)."""
-    compile_s, outs, times = {}, {}, {k: [] for k in fns}
+    """Compile each, then time them alternately, round by round (fairer on a loaded machine).
+
+    Returns, per label, ``(compile_s, wall_s, cpu_s, output)`` where ``wall_s`` and
+    ``cpu_s`` are ``(n_repeats,)`` arrays: wall-clock and process CPU time
+    (``time.process_time``, all threads) of each round. Process CPU time is much less
+    sensitive than wall time to other jobs sharing the cores.
+    """
+    compile_s, outs = {}, {}
+    wall = {k: [] for k in fns}
+    cpu = {k: [] for k in fns}
     for label, fn in fns.items():
         t0 = time.perf_counter()
         outs[label] = jax.block_until_ready(fn(*args))
         compile_s[label] = time.perf_counter() - t0
     for _ in range(n_repeats):
         for label, fn in fns.items():
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             jax.block_until_ready(fn(*args))
-            times[label].append(time.perf_counter() - t0)
-    return {k: (compile_s[k], float(np.median(times[k])), outs[k]) for k in fns}
+            wall[label].append(time.perf_counter() - t0)
+            cpu[label].append(time.process_time() - c0)
+    return {k: (compile_s[k], np.asarray(wall[k]), np.asarray(cpu[k]), outs[k]) for k in fns}
+
+
+def _ratio_summary(theirs: np.ndarray, ours: np.ndarray) -> dict:
+    """Per-round speed ratio ours/theirs (= their time / our time): median and quartiles."""
+    r = theirs / ours
+    q25, q50, q75 = np.percentile(r, [25, 50, 75])
+    return {"median": float(q50), "q25": float(q25), "q75": float(q75)}
 
 
 def main(quick: bool = False) -> dict:
     """Run the benchmark, print a table and return a JSON-able dict."""
-    settings = {1: 200, 1024: 5} if quick else {1: 1000, 1024: 20}
-    n_repeats = 3 if quick else 5
+    # n_chains: (n_steps, n_repeats); about 0.3 s and 4 s per call here.
+    settings = {1: (200, 5), 1024: (2, 3)} if quick else {1: (500, 21), 1024: (5, 11)}
     results = {
         "system": "lj55 (DEM/EFM convention)",
         "step_size": STEP_SIZE,
@@ -119,11 +143,16 @@ def main(quick: bool = False) -> dict:
         "device": str(jax.devices()[0]),
         "rows": [],
     }
-    for n_chains, n_steps in settings.items():
+    for n_chains, (n_steps, n_repeats) in settings.items():
         logdensity_fn, x0 = _setup(n_chains)
         dim = x0.shape[1]
         evals = n_chains * n_steps * N_INTEGRATION_STEPS
-        row = {"n_chains": n_chains, "n_steps": n_steps, "energy_grad_evals": evals}
+        row = {
+            "n_chains": n_chains,
+            "n_steps": n_steps,
+            "n_repeats": n_repeats,
+            "energy_grad_evals": evals,
+        }
         timed = _time_interleaved(
             {
                 "ours": _ours(logdensity_fn, n_steps),
@@ -133,25 +162,33 @@ def main(quick: bool = False) -> dict:
             x0,
             n_repeats=n_repeats,
         )
-        for label, (compile_s, run_s, (_, acc)) in timed.items():
+        for label, (compile_s, wall, cpu, (_, acc)) in timed.items():
             row[label] = {
                 "compile_s": compile_s,
-                "run_s": run_s,
-                "evals_per_s": evals / run_s,
+                "run_s": float(np.median(wall)),
+                "cpu_s": float(np.median(cpu)),
+                "evals_per_s": evals / float(np.median(wall)),
                 "mean_acceptance": float(jnp.mean(acc)),
             }
-        row["ratio_ours_over_blackjax"] = (
-            row["ours"]["evals_per_s"] / row["blackjax"]["evals_per_s"]
-        )
+        row["ratio_wall"] = _ratio_summary(timed["blackjax"][1], timed["ours"][1])
+        row["ratio_cpu"] = _ratio_summary(timed["blackjax"][2], timed["ours"][2])
+        row["ratio_ours_over_blackjax"] = row["ratio_wall"]["median"]
         results["rows"].append(row)
-    print(f"HMC throughput on LJ-55 (eps={STEP_SIZE}, L={N_INTEGRATION_STEPS}, float32)")
     print(
-        f"{'chains':>7} {'ours evals/s':>14} {'blackjax evals/s':>17} {'ratio':>7} {'compile ours/bj (s)':>20}"
+        f"HMC throughput on LJ-55 (eps={STEP_SIZE}, L={N_INTEGRATION_STEPS}, float32), "
+        "ratio = ours/blackjax speed, median [quartiles] over interleaved rounds"
+    )
+    print(
+        f"{'chains':>7} {'ours evals/s':>13} {'bj evals/s':>11} {'ratio (wall)':>22} "
+        f"{'ratio (CPU time)':>22} {'compile ours/bj (s)':>20}"
     )
     for r in results["rows"]:
+        w, c = r["ratio_wall"], r["ratio_cpu"]
         print(
-            f"{r['n_chains']:>7} {r['ours']['evals_per_s']:>14.4g} {r['blackjax']['evals_per_s']:>17.4g} "
-            f"{r['ratio_ours_over_blackjax']:>7.3f} "
+            f"{r['n_chains']:>7} {r['ours']['evals_per_s']:>13.4g} "
+            f"{r['blackjax']['evals_per_s']:>11.4g} "
+            f"{w['median']:>8.3f} [{w['q25']:.3f}, {w['q75']:.3f}] "
+            f"{c['median']:>8.3f} [{c['q25']:.3f}, {c['q75']:.3f}] "
             f"{r['ours']['compile_s']:>9.2f}/{r['blackjax']['compile_s']:.2f}"
         )
     return results
