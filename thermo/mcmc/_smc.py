@@ -43,6 +43,7 @@ adaptive-SMC device (Fearnhead & Taylor 2013); each stage's kernel still leaves 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -58,7 +59,11 @@ from .._typing import PRNGKey
 from ..estimators import estimate_log_z
 from ..paths import PathEnsemble
 
-__all__ = ["AnnealingResult", "ais", "anneal", "systematic_resampling", "smc"]
+__all__ = ["AnnealingResult", "ais", "anneal", "pareto_k", "systematic_resampling", "smc"]
+
+#: Above this Pareto k the importance weights' variance is effectively infinite and
+#: the delta-method standard error of log Z is not reliable (Vehtari et al. 2024, §3).
+PARETO_K_THRESHOLD = 0.7
 
 
 class AnnealingResult(NamedTuple):
@@ -76,6 +81,9 @@ class AnnealingResult(NamedTuple):
         acceptance_rate: mean MCMC acceptance over stages.
         n_resampling: number of resampling events.
         batch_log_z: :func:`smc` only: the :math:`\\log\\hat Z_b` of its independent batches.
+        pareto_k: Pareto :math:`\\hat k` of the final weights' upper tail
+            (:func:`pareto_k`); above 0.7 ``log_z_std`` is not reliable (a warning is
+            issued).
     """
 
     samples: Float[Array, "n dim"]
@@ -89,6 +97,7 @@ class AnnealingResult(NamedTuple):
     acceptance_rate: Float[Array, ""]
     n_resampling: Int[Array, ""]
     batch_log_z: Float[Array, " b"] | None = None
+    pareto_k: Float[Array, ""] | None = None
 
     @property
     def ensemble(self) -> PathEnsemble:
@@ -100,6 +109,7 @@ class _Particles(NamedTuple):
     position: Array  # (n, dim)
     target: Array  # (n,) log target
     target_grad: Array  # (n, dim)
+    target_curv: Array  # (n, dim) -diag Hessian of log target ("local" metric), else (n, 0)
 
 
 class _Carry(NamedTuple):
@@ -110,6 +120,7 @@ class _Carry(NamedTuple):
     log_z_resampled: Array  # sum of log-mean-weights at past resampling events
     eve: Array  # (n,) Eve indices (Lee & Whiteley 2018)
     log_step: Array
+    inv_mass: Array  # (dim,) population preconditioner ("particles"), else ones
     k: Array
     n_resampling: Array
     acc_sum: Array
@@ -135,6 +146,51 @@ def systematic_resampling(key: PRNGKey, log_weights: Float[Array, " n"]) -> Int[
     cdf = jnp.cumsum(w)
     u = (jr.uniform(key, dtype=cdf.dtype) + jnp.arange(n)) / n
     return jnp.clip(jnp.searchsorted(cdf, u, side="right"), 0, n - 1)
+
+
+def pareto_k(log_weights: Float[Array, " n"]) -> Float[Array, ""]:
+    r"""Shape :math:`\hat k` of a generalised Pareto fit to the largest importance weights.
+
+    The PSIS diagnostic (Vehtari, Simpson, Gelman, Yao & Gabry 2024, "Pareto smoothed
+    importance sampling", JMLR 25(72)): the :math:`M = \lceil\min(N/5, 3\sqrt N)\rceil`
+    largest weights, minus the next one, are fitted by a generalised Pareto distribution
+    :math:`p(x) = \sigma^{-1}(1 + k x/\sigma)^{-1/k-1}` with the profile-likelihood
+    quadrature of Zhang & Stephens (2009): on the grid
+    :math:`\theta_j = -1/x_{(M)} - (1 - \sqrt{m/(j - 1/2)})/(3 x_{(\lfloor M/4 + 1/2
+    \rfloor)})`, :math:`j = 1..m`, :math:`m = 30 + \lfloor\sqrt M\rfloor`, with
+    :math:`k(\theta) = \overline{\log(1 + \theta x)}` and profile log-likelihood
+    :math:`M(\log(\theta/k) - k - 1)`, :math:`\hat\theta` is the likelihood-weighted
+    mean of the grid, :math:`\hat k = k(\hat\theta)`, shrunk towards 1/2 by the prior
+    weight of 10 observations. :math:`k < 1/2`: finite variance, the CLT error bar holds;
+    :math:`k > 0.7`: the estimate and its error bar are unreliable (the weights miss mass
+    the sampler never reached).
+
+    Args:
+        log_weights: ``(n,)`` log importance weights, ``n >= 10``.
+
+    Returns:
+        scalar :math:`\hat k` (``-inf`` when the tail is flat: all top weights equal).
+    """
+    n = log_weights.shape[0]
+    if n < 10:
+        raise ValueError(f"pareto_k needs at least 10 weights, got {n}")
+    m_tail = int(np.ceil(min(0.2 * n, 3.0 * np.sqrt(n))))
+    lw = jnp.sort(jnp.where(jnp.isnan(log_weights), -jnp.inf, log_weights))
+    lw = lw - lw[-1]
+    x = jnp.exp(lw[-m_tail:]) - jnp.exp(lw[-m_tail - 1])  # ascending exceedances
+    x_max = x[-1]
+    x_q = x[int(m_tail / 4 + 0.5) - 1]
+    n_grid = 30 + int(np.sqrt(m_tail))
+    j = jnp.arange(1, n_grid + 1, dtype=x.dtype)
+    x_q = jnp.where(x_q > 0, x_q, x_max)
+    theta = -1.0 / x_max - (1 - jnp.sqrt(n_grid / (j - 0.5))) / (3 * x_q)
+    k_grid = jnp.mean(jnp.log1p(theta[:, None] * x[None, :]), axis=1)
+    log_lik = m_tail * (jnp.log(theta / k_grid) - k_grid - 1)
+    w = jnp.exp(log_lik - logsumexp(log_lik))
+    theta_hat = jnp.sum(w * theta)
+    k_hat = jnp.mean(jnp.log1p(theta_hat * x))
+    k_hat = (m_tail * k_hat + 10 * 0.5) / (m_tail + 10)
+    return jnp.where(x_max > 0, k_hat, -jnp.inf)
 
 
 def _normalised_log(log_w):
@@ -181,10 +237,31 @@ def anneal(
     project_fn: Callable[[Array], Array] | None = None,
     base_dim: int | None = None,
     step_size_jitter: float = 0.0,
+    preconditioner: str = "none",
 ) -> AnnealingResult:
     r"""Generic tempered AIS/SMC along the geometric path from :math:`\mathcal N(0, s^2 I)`.
 
     Not jitted itself (call it inside ``jax.jit`` or use :func:`ais`/:func:`smc`).
+
+    Preconditioning. The MALA proposal is
+    :math:`y = x + \epsilon\, m(x)\odot\nabla\log\gamma_\lambda(x) + \sqrt{2\epsilon\, m(x)}
+    \odot\xi` with a diagonal :math:`m` (in units of :math:`s^2`, so :math:`m = 1` is the
+    plain kernel), accepted with the full Metropolis–Hastings ratio (including
+    :math:`\tfrac12\sum\log m` when :math:`m` depends on :math:`x`), hence exactly
+    :math:`\gamma_\lambda`-invariant:
+
+    * ``"none"``: :math:`m = 1`.
+    * ``"particles"``: :math:`m = \widehat{\mathrm{Var}}_W[x]/s^2`, the weighted per-coordinate
+      variance of the particle cloud, re-estimated at every stage before its moves (the
+      standard adaptive-SMC proposal scale, Chopin 2002; Jasra et al. 2011; for HMC it is
+      the inverse mass matrix, Buchholz, Chopin & Jacob 2021).
+    * ``"local"`` (MALA only): a position-dependent metric, the inverse of the clipped
+      diagonal curvature of the tempered target,
+      :math:`m(x)^{-1} = s^2\max(|(1-\lambda)/s^2 - \lambda\,\partial_{ii}^2\log\tilde\pi(x)|,
+      10^{-2}/s^2)` (simplified manifold MALA with a diagonal SoftAbs-like metric:
+      Girolami & Calderhead 2011, Betancourt 2013). It follows scales that change across
+      the state space (the funnel's neck and mouth). The Hessian diagonal costs ``dim``
+      Hessian-vector products, counted as ``dim`` extra evaluations per move.
 
     Args:
         key: PRNG key.
@@ -213,12 +290,22 @@ def anneal(
             state (a mixture of invariant kernels is invariant; Neal 2011 §5.4.2.2
             recommends randomised step sizes). It helps on multi-scale targets such as
             the funnel, whose neck and mouth need step sizes decades apart.
+        preconditioner: ``"none"``, ``"particles"`` or ``"local"`` (see above; not with
+            ``project_fn``).
 
     Returns:
         :class:`AnnealingResult`.
     """
     if move not in ("mala", "hmc"):
         raise ValueError(f"move must be 'mala' or 'hmc', got {move!r}")
+    if preconditioner not in ("none", "particles", "local"):
+        raise ValueError(
+            f"preconditioner must be 'none', 'particles' or 'local', got {preconditioner!r}"
+        )
+    if preconditioner == "local" and move != "mala":
+        raise ValueError("preconditioner='local' needs move='mala'")
+    if preconditioner != "none" and project_fn is not None:
+        raise ValueError("a preconditioner is not supported with project_fn (particle systems)")
     if n_particles < 2:
         raise ValueError(f"need at least 2 particles, got {n_particles}")
     proj = (lambda v: v) if project_fn is None else project_fn
@@ -229,21 +316,39 @@ def anneal(
         initial_step_size = 0.5 * s2 if move == "mala" else 0.5 * float(base_scale)
     if target_acceptance is None:
         target_acceptance = 0.574 if move == "mala" else 0.65
-    cost_per_move = 1 if move == "mala" else n_integration_steps
+    local = preconditioner == "local"
+    cost_per_eval = 1 + dim if local else 1
+    cost_per_move = cost_per_eval if move == "mala" else n_integration_steps
     target_vg = jax.value_and_grad(target_logdensity_fn)
+    target_grad = jax.grad(target_logdensity_fn)
 
     def base_vg(x):
         x = proj(x)
         return log_norm - 0.5 * jnp.sum(x * x) / s2, -x / s2
 
     def target_pg(x):
+        # value, projected gradient and (for "local") -diag Hessian, via dim HVPs.
         value, grad = target_vg(x)
-        return value, proj(grad)
+        if not local:
+            return value, proj(grad), jnp.zeros((0,), x.dtype)
+
+        def hvp_diag(e):
+            return -jnp.vdot(e, jax.jvp(target_grad, (x,), (e,))[1])
+
+        return value, proj(grad), jax.vmap(hvp_diag)(jnp.eye(dim, dtype=x.dtype))
 
     def tempered(lam, b, bg, t, tg):
         return (1 - lam) * b + lam * t, (1 - lam) * bg + lam * tg
 
-    def move_one(key, x, t, tg, lam, eps):
+    def metric(lam, curv, inv_mass):
+        # Proposal variance scale m (units of s^2) at a point.
+        if not local:
+            return inv_mass
+        h = jnp.abs((1 - lam) / s2 + lam * curv)
+        h = jnp.where(jnp.isfinite(h), h, 1.0 / s2)
+        return 1.0 / (s2 * jnp.maximum(h, 1e-2 / s2))
+
+    def move_one(key, x, t, tg, tc, lam, eps, inv_mass):
         b, bg = base_vg(x)
         ld, g = tempered(lam, b, bg, t, tg)
         key_prop, key_acc, key_eps = jr.split(key, 3)
@@ -253,32 +358,39 @@ def anneal(
             u = jr.uniform(key_eps, dtype=x.dtype, minval=-1.0, maxval=1.0)
             eps = eps * jnp.exp(step_size_jitter * u)
         if move == "mala":
+            m_x = metric(lam, tc, inv_mass)
             noise = proj(jr.normal(key_prop, x.shape, x.dtype))
-            y = x + eps * g + jnp.sqrt(2 * eps) * noise
-            t_y, tg_y = target_pg(y)
+            y = x + eps * m_x * g + jnp.sqrt(2 * eps * m_x) * noise
+            t_y, tg_y, tc_y = target_pg(y)
             b_y, bg_y = base_vg(y)
             ld_y, g_y = tempered(lam, b_y, bg_y, t_y, tg_y)
-            fwd = -jnp.sum((y - x - eps * g) ** 2) / (4 * eps)
-            bwd = -jnp.sum((x - y - eps * g_y) ** 2) / (4 * eps)
+            m_y = metric(lam, tc_y, inv_mass)
+            fwd = -jnp.sum((y - x - eps * m_x * g) ** 2 / m_x) / (4 * eps)
+            bwd = -jnp.sum((x - y - eps * m_y * g_y) ** 2 / m_y) / (4 * eps)
+            if local:  # log-determinants of the position-dependent proposal covariances
+                fwd = fwd - 0.5 * jnp.sum(jnp.log(m_x))
+                bwd = bwd - 0.5 * jnp.sum(jnp.log(m_y))
             log_ratio = ld_y - ld + bwd - fwd
         else:
-            p0 = proj(jr.normal(key_prop, x.shape, x.dtype))
+            # Inverse mass matrix inv_mass: p ~ N(0, 1/inv_mass), dx/dt = inv_mass * p.
+            p0 = proj(jr.normal(key_prop, x.shape, x.dtype)) / jnp.sqrt(inv_mass)
 
             def leap(carry, _):
-                y, p, _, _, g_cur = carry
+                y, p, _, _, _, g_cur = carry
                 p = p + 0.5 * eps * g_cur
-                y = y + eps * p
-                t_y, tg_y = target_pg(y)
+                y = y + eps * inv_mass * p
+                t_y, tg_y, tc_y = target_pg(y)
                 b_y, bg_y = base_vg(y)
                 ld_y, g_y = tempered(lam, b_y, bg_y, t_y, tg_y)
                 p = p + 0.5 * eps * g_y
-                return (y, p, t_y, tg_y, g_y), ld_y
+                return (y, p, t_y, tg_y, tc_y, g_y), ld_y
 
-            (y, p, t_y, tg_y, _), lds = jax.lax.scan(
-                leap, (x, p0, t, tg, g), None, length=n_integration_steps
+            (y, p, t_y, tg_y, tc_y, _), lds = jax.lax.scan(
+                leap, (x, p0, t, tg, tc, g), None, length=n_integration_steps
             )
             ld_y = lds[-1]
-            log_ratio = ld_y - 0.5 * jnp.sum(p * p) - ld + 0.5 * jnp.sum(p0 * p0)
+            kinetic = 0.5 * jnp.sum(inv_mass * p * p) - 0.5 * jnp.sum(inv_mass * p0 * p0)
+            log_ratio = ld_y - ld - kinetic
         log_ratio = jnp.where(jnp.isnan(log_ratio), -jnp.inf, log_ratio)
         accept = jnp.log(jr.uniform(key_acc, dtype=x.dtype)) < log_ratio
         acc = jnp.minimum(1.0, jnp.exp(log_ratio))
@@ -286,6 +398,7 @@ def anneal(
             jnp.where(accept, y, x),
             jnp.where(accept, t_y, t),
             jnp.where(accept, tg_y, tg),
+            jnp.where(accept, tc_y, tc),
             acc,
         )
 
@@ -298,18 +411,19 @@ def anneal(
 
     key, key_init = jr.split(key)
     x0 = jax.vmap(proj)(float(base_scale) * jr.normal(key_init, (n_particles, dim)))
-    t0, tg0 = jax.vmap(target_pg)(x0)
+    t0, tg0, tc0 = jax.vmap(target_pg)(x0)
     t0 = jnp.where(jnp.isnan(t0), -jnp.inf, t0)
     dtype = x0.dtype
     lambdas0 = jnp.full((max_steps + 1,), jnp.nan, dtype).at[0].set(0.0)
     carry0 = _Carry(
         key=key,
-        particles=_Particles(x0, t0, tg0),
+        particles=_Particles(x0, t0, tg0, tc0),
         lam=jnp.zeros((), dtype),
         log_w=jnp.zeros((n_particles,), dtype),
         log_z_resampled=jnp.zeros((), dtype),
         eve=jnp.arange(n_particles),
         log_step=jnp.log(jnp.asarray(initial_step_size, dtype)),
+        inv_mass=jnp.ones((dim,), dtype),
         k=jnp.zeros((), jnp.int32),
         n_resampling=jnp.zeros((), jnp.int32),
         acc_sum=jnp.zeros((), dtype),
@@ -347,30 +461,41 @@ def anneal(
         parts, log_w, eve, log_z_res = jax.lax.cond(
             do_resample, resample, lambda a: a, (parts, log_w, c.eve, c.log_z_resampled)
         )
+        if preconditioner == "particles":
+            # Weighted per-coordinate variance of the cloud targeting gamma_{lambda_k}
+            # (fixed during this stage's moves), floored relative to its mean.
+            w = jnp.exp(_normalised_log(log_w))[:, None]
+            mean = jnp.sum(w * parts.position, axis=0)
+            var = jnp.sum(w * (parts.position - mean) ** 2, axis=0)
+            var = jnp.maximum(var, 1e-6 * jnp.mean(var) + 1e-300)
+            inv_mass = var / s2
+        else:
+            inv_mass = c.inv_mass
 
         def mcmc(carry, key):
-            x, t, tg, log_step = carry
-            x, t, tg, acc = jax.vmap(move_one, in_axes=(0, 0, 0, 0, None, None))(
-                jr.split(key, n_particles), x, t, tg, lam_new, jnp.exp(log_step)
+            x, t, tg, tc, log_step = carry
+            x, t, tg, tc, acc = jax.vmap(move_one, in_axes=(0, 0, 0, 0, 0, None, None, None))(
+                jr.split(key, n_particles), x, t, tg, tc, lam_new, jnp.exp(log_step), inv_mass
             )
             acc = jnp.mean(acc)
             log_step = log_step + adaptation_rate * (acc - target_acceptance)
-            return (x, t, tg, log_step), acc
+            return (x, t, tg, tc, log_step), acc
 
-        (x, t, tg, log_step), accs = jax.lax.scan(
+        (x, t, tg, tc, log_step), accs = jax.lax.scan(
             mcmc,
-            (parts.position, parts.target, parts.target_grad, c.log_step),
+            (parts.position, parts.target, parts.target_grad, parts.target_curv, c.log_step),
             jr.split(key_moves, n_mcmc_steps),
         )
         acc = jnp.mean(accs)
         return _Carry(
             key=key,
-            particles=_Particles(x, t, tg),
+            particles=_Particles(x, t, tg, tc),
             lam=lam_new,
             log_w=log_w,
             log_z_resampled=log_z_res,
             eve=eve,
             log_step=log_step,
+            inv_mass=inv_mass,
             k=c.k + 1,
             n_resampling=c.n_resampling + do_resample.astype(jnp.int32),
             acc_sum=c.acc_sum + acc,
@@ -385,7 +510,7 @@ def anneal(
     eve_mass = jax.ops.segment_sum(w_norm, c.eve, num_segments=n_particles)
     factor = (n_particles / (n_particles - 1.0)) ** (c.n_resampling + 1.0)
     rel_var = jnp.maximum(1.0 - factor * (1.0 - jnp.sum(eve_mass**2)), 0.0)
-    n_evals = n_particles * (1 + c.k * n_mcmc_steps * cost_per_move)
+    n_evals = n_particles * (cost_per_eval + c.k * n_mcmc_steps * cost_per_move)
     return AnnealingResult(
         samples=c.particles.position,
         log_weights=log_weights,
@@ -426,6 +551,27 @@ def _finish(result: AnnealingResult, use_delta_method: bool) -> AnnealingResult:
     return result._replace(log_z=est.value, log_z_std=std, ess=est.ess)
 
 
+def _with_pareto_k(result: AnnealingResult, name: str, n_batches: int = 1) -> AnnealingResult:
+    """Attach :func:`pareto_k` of the final log-weights and warn when it is large.
+
+    With independent batches (:func:`smc`), the weights are only comparable within a
+    batch (each carries its own resampling constant): the largest per-batch value.
+    """
+    per_batch = result.log_weights.reshape(n_batches, -1)
+    if per_batch.shape[1] < 10:
+        return result._replace(pareto_k=jnp.asarray(jnp.nan))
+    k = jnp.max(jax.vmap(pareto_k)(per_batch))
+    if float(k) > PARETO_K_THRESHOLD:
+        warnings.warn(
+            f"{name}: Pareto k = {float(k):.2f} > {PARETO_K_THRESHOLD} for the final "
+            "importance weights: heavy-tailed, log_z is likely biased low and log_z_std "
+            "too small (more particles, stages or MCMC moves, or a better-mixing move).",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return result._replace(pareto_k=k)
+
+
 def _anneal_system_impl(key, system, schedule, base_scale: float, options: tuple):
     """One compiled :func:`anneal` per (system, shapes, options), cached across calls.
 
@@ -464,6 +610,7 @@ def ais(
     target_acceptance: float | None = None,
     adaptation_rate: float = 0.5,
     step_size_jitter: float = 0.0,
+    preconditioner: str = "none",
 ) -> AnnealingResult:
     r"""Annealed importance sampling (Neal 2001) from :math:`\mathcal N(0, s^2 I)` to ``system``.
 
@@ -480,7 +627,7 @@ def ais(
         n_chains: number of independent AIS chains :math:`N`.
         n_steps: number of annealing stages :math:`K`.
         move, n_mcmc_steps, n_integration_steps, initial_step_size, target_acceptance,
-            adaptation_rate, step_size_jitter: see :func:`anneal`.
+            adaptation_rate, step_size_jitter, preconditioner: see :func:`anneal`.
         base_scale: base standard deviation (default ``system.prior_scale``).
         schedule_power: :math:`p`.
 
@@ -503,9 +650,10 @@ def ais(
         target_acceptance=target_acceptance,
         adaptation_rate=adaptation_rate,
         step_size_jitter=float(step_size_jitter),
+        preconditioner=preconditioner,
     )
     result = _anneal_system(key, system, schedule, scale, tuple(sorted(options.items())))
-    return _finish(result, use_delta_method=True)
+    return _with_pareto_k(_finish(result, use_delta_method=True), "ais")
 
 
 @eqx.filter_jit
@@ -531,6 +679,7 @@ def smc(
     adaptation_rate: float = 0.5,
     step_size_jitter: float = 0.0,
     n_batches: int = 1,
+    preconditioner: str = "none",
 ) -> AnnealingResult:
     r"""Adaptive-tempering SMC sampler (Del Moral, Doucet & Jasra 2006; Jasra et al. 2011).
 
@@ -559,7 +708,8 @@ def smc(
         resample_threshold: ESS fraction that triggers resampling.
         max_steps: cap on stages (the result reports ``lambdas`` reached).
         move, n_mcmc_steps, n_integration_steps, base_scale, initial_step_size,
-            target_acceptance, adaptation_rate, step_size_jitter: see :func:`anneal`.
+            target_acceptance, adaptation_rate, step_size_jitter, preconditioner: see
+            :func:`anneal`.
         n_batches: number of independent samplers :math:`B` (must divide ``n_particles``).
 
     Returns:
@@ -588,6 +738,7 @@ def smc(
         target_acceptance=target_acceptance,
         adaptation_rate=adaptation_rate,
         step_size_jitter=float(step_size_jitter),
+        preconditioner=preconditioner,
     )
     options = tuple(sorted(options.items()))
     if n_batches == 1:
@@ -621,4 +772,4 @@ def smc(
             f"smc did not reach lambda = 1 within max_steps={max_steps} stages; "
             "increase max_steps or lower target_ess."
         )
-    return result
+    return _with_pareto_k(result, "smc", n_batches)
