@@ -52,7 +52,11 @@ from bridges.gaussian import plug_in_floor
 from bridges.sinkhorn import plan_cross_covariance
 from bridges.thermodynamics import girsanov_kl
 
-__all__ = ["Config", "gaussian_solvers", "mixture_benchmark", "showcase", "main"]
+__all__ = ["Config", "SOLVERS", "gaussian_solvers", "mixture_benchmark", "showcase", "main"]
+
+#: The learned solvers of the Gaussian task: IPF/DSB (De Bortoli et al. 2021) and DSBM
+#: (Shi et al. 2023).
+SOLVERS = ("ipf_dsb", "dsbm")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +71,9 @@ class Config:
         n_train: training samples per marginal (sets the plug-in floor).
         n_eval: evaluation pairs (sets the sampling floor of the plain errors).
         floor_repeats: independent data sets over which the floors are averaged.
+        solvers: the learned solvers compared in the Gaussian task, a subset of
+            ``("ipf_dsb", "dsbm")`` (the quick setting runs DSBM only: every solver
+            compiles its own training and simulation programs).
         n_iterations: IPF / IMF iterations.
         n_train_steps: Adam steps per network fit (DSBM).
         ipf_train_steps, ipf_batch_size: the same for IPF, whose mean-matching targets
@@ -95,6 +102,7 @@ class Config:
     n_train: int = 4096
     n_eval: int = 10000
     floor_repeats: int = 16
+    solvers: tuple[str, ...] = SOLVERS
     n_iterations: int = 4
     n_train_steps: int = 1000
     ipf_train_steps: int = 1000
@@ -118,14 +126,25 @@ class Config:
     showcase_train_steps: int = 600
     showcase_n: int = 1000
 
+    def __post_init__(self):
+        unknown = set(self.solvers) - set(SOLVERS)
+        if unknown:
+            raise ValueError(f"unknown solvers {sorted(unknown)}; choose from {SOLVERS}")
+
     @classmethod
     def quick(cls) -> Config:
-        """A setting of seconds (tiny networks and budgets; compile time dominates), for the end-to-end test."""
+        """A setting of seconds for the end-to-end test: tiny budgets, and as few compiled
+        programs as cover the code path (compile time dominates, about a CPU-second per
+        program): the Gaussian task in d = 2 with DSBM only (IPF's training compiles its
+        own programs), an affine drift, no mixture benchmark (LightSB's training is one
+        more large program; ``tests/bridges`` checks it), and the Sinkhorn showcase.
+        """
         return cls(
             dims=(2,),
             n_train=256,
             n_eval=256,
             floor_repeats=2,
+            solvers=("dsbm",),
             n_iterations=1,
             n_train_steps=50,
             ipf_train_steps=50,
@@ -133,10 +152,11 @@ class Config:
             batch_size=64,
             width=16,
             depth=1,
+            network="affine",
             ipf_steps=5,
             dsbm_steps=5,
             sinkhorn_n=128,
-            mixture_dims=(2,),
+            mixture_dims=(),
             lightsb_steps=100,
             lightsb_components=5,
             n_test_inputs=64,
@@ -194,7 +214,7 @@ def gaussian_solvers(config: Config) -> dict:
             network=config.network,
         )
         xe = br.sample_marginal(k_ev, 0.0, config.n_eval)
-        for name, fn, k_fit, n_steps, n_adam, batch in (
+        solvers = (
             (
                 "ipf_dsb",
                 ipf,
@@ -204,7 +224,10 @@ def gaussian_solvers(config: Config) -> dict:
                 config.ipf_batch_size,
             ),
             ("dsbm", dsbm, k_dsbm, config.dsbm_steps, config.n_train_steps, config.batch_size),
-        ):
+        )
+        for name, fn, k_fit, n_steps, n_adam, batch in solvers:
+            if name not in config.solvers:
+                continue
             res = fn(
                 k_fit,
                 x0,
@@ -244,7 +267,9 @@ def gaussian_solvers(config: Config) -> dict:
         t0 = time.perf_counter()
         xs = br.sample_marginal(k_sk, 0.0, config.sinkhorn_n)
         ys = br.sample_marginal(jr.fold_in(k_sk, 1), 1.0, config.sinkhorn_n)
-        _, plan = sinkhorn_bridge(xs, ys, config.sigma)
+        # sigma as an array (traced, not a static Python float): the showcase's plan of
+        # the same shape then reuses this compiled solver
+        _, plan = sinkhorn_bridge(xs, ys, jnp.asarray(config.sigma))
         c_sk = plan_cross_covariance(plan.matrix, xs, ys)
         row["sinkhorn_static"] = {
             "rel_err_cross_cov": float(relative_error(c_sk, br.cross_cov)),
@@ -335,7 +360,7 @@ def showcase(config: Config, out_dir: pathlib.Path | None = None) -> dict:
     n_show = min(n, 300)
     x0 = moons(k_m, n)
     x1 = jr.normal(k_g, (n, 2))
-    sk, _ = sinkhorn_bridge(x0, x1, sigma)
+    sk, _ = sinkhorn_bridge(x0, x1, jnp.asarray(sigma))
     n_steps = 50
     # the Sinkhorn drift is singular at t = 1; the Euler grid stops at t = 1 - 1/n_steps
     _, p_sk = _simulate(k_sim1, sk.sde(), x0[:n_show], n_steps, record=True)

@@ -24,10 +24,12 @@ main(Config(state_points=((0.75, 1.1, 'solid'),)))"``
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import pathlib
 import time
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
@@ -39,6 +41,9 @@ from thermo.materials import displacement_mc, fcc_lattice, lj_energy_fn, periodi
 from thermo.metrics import energy_w2
 
 __all__ = ["Config", "main", "radial_distribution"]
+
+#: Sweeps per step-size adaptation round (4 rounds, discarded).
+_ADAPT_STEPS = 20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,14 +97,18 @@ class Config:
 
     @classmethod
     def quick(cls) -> Config:
-        """One state point, short chains, a few training and sampling steps (smoke run)."""
+        """One state point, short chains, a few training and sampling steps (smoke run).
+
+        Equilibration and production take as many sweeps as one adaptation round, with
+        ``thin = 1``, so that the three share one compiled MCMC program.
+        """
         return cls(
             state_points=((2.0, 0.8, "liquid"),),
             n_chains=6,
             n_heldout=2,
-            n_equilibrate=10,
-            n_production=40,
-            thin=10,
+            n_equilibrate=_ADAPT_STEPS,
+            n_production=_ADAPT_STEPS,
+            thin=1,
             width=16,
             n_rbf=8,
             n_train_steps=20,
@@ -145,30 +154,32 @@ def _mcmc(key, config: Config, temperature: float, density: float):
     disp, shift = periodic_space(box)
     n = pos.shape[0]
 
-    def chains(key, states, step_size, n_steps, thin, record):
+    # One jitted function for adaptation, equilibration and production (compiled once
+    # per (n_steps, thin); the quick setting uses the same pair for all three). The
+    # trace never changes the chains: equilibration records and discards it.
+    @functools.partial(jax.jit, static_argnums=(3, 4))
+    def chains(key, states, step_size, n_steps, thin):
         k = displacement_mc(
             disp, shift, temperature=temperature, step_size=step_size, r_cut=config.r_cut
         )
-        obs = (lambda s, i: (s.positions, i.acceptance_rate)) if record else None
+
+        def obs(s, i):
+            return s.positions, i.acceptance_rate
+
         return jax.vmap(lambda kk, s: run_kernel(kk, k, s, n_steps, thin=thin, observable_fn=obs))(
             jr.split(key, config.n_chains), states
         )
 
     kern0 = displacement_mc(disp, shift, temperature=temperature, step_size=0.1, r_cut=config.r_cut)
     states = jax.vmap(kern0.init)(jnp.broadcast_to(jnp.asarray(pos), (config.n_chains, n, 3)))
-    adapt = jax.jit(lambda k, s, h: chains(k, s, h, 20, 1, True))
     step = jnp.asarray(0.1 * density ** (-1.0 / 3.0))
     for _ in range(4):  # rescale the step towards 40% acceptance (adaptation discarded)
         key, sub = jr.split(key)
-        states, (_, acc) = adapt(sub, states, step)
+        states, (_, acc) = chains(sub, states, step, _ADAPT_STEPS, 1)
         step = step * float(np.clip(float(jnp.mean(acc)) / 0.4, 0.5, 2.0))
     key, k_eq, k_prod = jr.split(key, 3)
-    states, _ = jax.jit(lambda k, s, h: chains(k, s, h, config.n_equilibrate, 1, False))(
-        k_eq, states, step
-    )
-    _, (traj, acc) = jax.jit(
-        lambda k, s, h: chains(k, s, h, config.n_production, config.thin, True)
-    )(k_prod, states, step)
+    states, _ = chains(k_eq, states, step, config.n_equilibrate, 1)
+    _, (traj, acc) = chains(k_prod, states, step, config.n_production, config.thin)
     frac = np.asarray(traj) @ np.linalg.inv(box).T  # (chains, records, n, 3)
     return frac - np.floor(frac), box, float(jnp.mean(acc)), float(step)
 
@@ -187,7 +198,10 @@ def _state_point(key, config: Config, temperature: float, density: float, label:
     n_particles = frac.shape[2]
 
     proc = WrappedVE(sigma_min=config.sigma_min, sigma_max=config.sigma_max)
-    net = PeriodicScoreNet(box, k_net, width=config.width, n_rbf=config.n_rbf)
+    # one compiled initialiser instead of a compile per eager random op (seconds)
+    net = eqx.filter_jit(
+        lambda k: PeriodicScoreNet(box, k, width=config.width, n_rbf=config.n_rbf)
+    )(k_net)
     t1 = time.perf_counter()
     res = train(
         k_train,
@@ -202,7 +216,9 @@ def _state_point(key, config: Config, temperature: float, density: float, label:
     t_train = time.perf_counter() - t1
     print(f"{label}: trained in {t_train:.1f} s, final loss {res.losses[-1]:.4f}", flush=True)
     t2 = time.perf_counter()
-    gen = sample(
+    # jitted whole (the library compiles only the reverse-SDE scan; the final denoising
+    # step would otherwise run as dozens of eager ops, each compiled on first use)
+    gen = eqx.filter_jit(sample)(
         k_gen,
         res.net,
         proc,

@@ -60,7 +60,6 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 import optax
-from jax_md import space
 from jaxtyping import Array, Float
 
 from .networks.mlp import sinusoidal_embedding
@@ -183,6 +182,11 @@ class PeriodicScoreNet(eqx.Module):
         )
 
     def _edges(self, u):
+        # imported here, at trace time: importing jax_md costs seconds (its rigid_body
+        # module compiles ~120 XLA programs at import), and ``import generative`` should
+        # not pay that for the many users that never build a periodic network
+        from jax_md import space
+
         disp, _ = space.periodic_general(self.box, fractional_coordinates=True)
         d = jax.vmap(jax.vmap(disp, (None, 0)), (0, None))(u, u)  # (n, n, 3) Cartesian
         n = u.shape[0]
