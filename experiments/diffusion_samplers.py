@@ -208,7 +208,12 @@ def _annealing(method: str, system, config: Config, key, budget: int) -> dict[st
     }
 
 
-def _row(system, out: dict[str, Any], reference: np.ndarray) -> dict[str, Any]:
+def _row(
+    system, out: dict[str, Any], energy_fn, reference_energies: np.ndarray, n_keep: int
+) -> dict[str, Any]:
+    """One table row; ``energy_fn`` is the system's jitted, vmapped energy (one per system,
+    so that every row reuses its compilation). The energies of the first ``n_keep`` finite
+    samples go to ``row["_energies"]`` (for the figure)."""
     from thermo.estimators import estimate_log_z
     from thermo.metrics import energy_w2
 
@@ -223,10 +228,10 @@ def _row(system, out: dict[str, Any], reference: np.ndarray) -> dict[str, Any]:
         value += float(np.log(finite.mean()))
     else:
         value = std_err = ess = float("nan")
-    energy = jax.jit(jax.vmap(system.energy))
     x = np.asarray(out["samples"])
     ok = np.all(np.isfinite(x), axis=1)
-    w2 = energy_w2(np.asarray(energy(x[ok])), np.asarray(energy(reference)))
+    e_samples = np.asarray(energy_fn(x[ok]))
+    w2 = energy_w2(e_samples, reference_energies)
     row = {
         "log_z": measurement(value, std_err),
         "ess": ess,
@@ -238,6 +243,7 @@ def _row(system, out: dict[str, Any], reference: np.ndarray) -> dict[str, Any]:
         "sample_s": out["sample_s"],
         "non_finite_paths": int((~finite).sum()),
         "notes": out["loss"],
+        "_energies": e_samples[:n_keep],
     }
     if system.log_z is not None:
         row["log_z_error"] = measurement(value - system.log_z, std_err)
@@ -310,16 +316,12 @@ def run(config: Config, ctx) -> dict:
         for method in config.methods:
             key = jr.fold_in(key_sys, METHODS.index(method))
 
-            def compute(method=method, key=key, system=system, name=name, ref=reference, en=energy):
+            def compute(method=method, key=key, system=system, name=name, en=energy):
                 if method in ("ais", "smc"):
                     out = _annealing(method, system, config, key, budget)
                 else:
                     out = _learned(method, system, name, config, key)
-                row = _row(system, out, ref)
-                x = np.asarray(out["samples"])
-                x = x[np.all(np.isfinite(x), axis=1)]
-                row["_energies"] = np.asarray(en(x[: config.n_reference]))
-                return row
+                return _row(system, out, en, ref_energies[name], config.n_reference)
 
             ctx.log(f"{name}: {method}")
             row = ctx.stage(f"{name}_{method}", compute)
