@@ -167,7 +167,15 @@ class Config:
 
 
 _simulate = eqx.filter_jit(simulate)
-_paired = eqx.filter_jit(paired_coupling_errors)
+
+
+@eqx.filter_jit
+def _evaluate(k_sim, k_kl, sde, br, xe, n_steps):
+    """The learned bridge's simulated end points, paired errors and Girsanov KL: one
+    compiled program per solver (three separately jitted calls compile three)."""
+    ye, _ = simulate(k_sim, sde, xe, n_steps)
+    paired = paired_coupling_errors(k_sim, sde, br.sde(), xe, n_steps, br.cross_cov, br.cov1)
+    return ye, paired, girsanov_kl(k_kl, sde, xe[:2048], n_steps)
 
 
 def gaussian_solvers(config: Config) -> dict:
@@ -238,10 +246,8 @@ def gaussian_solvers(config: Config) -> dict:
                 batch_size=batch,
                 **common,
             )
-            ye, _ = _simulate(k_sim, res.forward_sde(), xe, n_steps)
+            ye, (pc, ps), kl = _evaluate(k_sim, k_kl, res.forward_sde(), br, xe, n_steps)
             c, s1 = coupling_stats(xe, ye)
-            pc, ps = _paired(k_sim, res.forward_sde(), br.sde(), xe, n_steps, br.cross_cov, br.cov1)
-            kl = girsanov_kl(k_kl, res.forward_sde(), xe[:2048], n_steps)
             err_c = float(relative_error(c, br.cross_cov))
             err_s = float(relative_error(s1, br.cov1))
             row[name] = {
