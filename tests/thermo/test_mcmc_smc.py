@@ -153,9 +153,13 @@ def test_particle_preconditioned_hmc_on_anisotropic_gaussian():
             target_ess=0.7,
             resample_threshold=0.5,
             preconditioner="particles",
+            max_lambda_step=0.1,
         )
     )(jr.key(8))
-    assert float(res.lambdas[int(res.n_temperatures)]) == 1.0
+    k = int(res.n_temperatures)
+    lambdas = np.asarray(res.lambdas[: k + 1])
+    assert lambdas[-1] == 1.0 and k >= 10
+    assert np.all(np.diff(lambdas) <= 0.1 + 1e-12)  # the cap on lambda steps
     # Lee & Whiteley error bar; the final cloud has the target's per-coordinate scales.
     assert abs(float(res.log_z) - exact) < 4 * float(res.log_z_std)
     np.testing.assert_allclose(np.std(np.asarray(res.samples), axis=0), scales, rtol=0.2)
@@ -167,6 +171,7 @@ def test_pareto_k_recovers_the_tail_index():
     # of 10 (1/2 - k)/(M + 10) towards 1/2.
     from thermo.mcmc._smc import pareto_k
 
+    pareto_k = jax.jit(pareto_k)
     n = 20_000
     m_tail = int(np.ceil(3 * np.sqrt(n)))
     log_u = jnp.log(jr.uniform(jr.key(9), (n,)))
@@ -181,7 +186,20 @@ def test_pareto_k_recovers_the_tail_index():
 
 def test_ais_reports_pareto_k_and_warns_on_heavy_tails():
     system = systems.get("gaussian-3")
-    res = ais(jr.key(0), system, n_chains=128, n_steps=50, base_scale=3.0)
+    # The two-sided schedule t^2 / (t^2 + (1 - t)^2) (same compiled function as the
+    # contract test: the schedule is an array argument).
+    res = ais(
+        jr.key(6),
+        system,
+        n_chains=128,
+        n_steps=50,
+        base_scale=3.0,
+        schedule_shape="two_sided",
+        schedule_power=2.0,
+    )
+    t = np.linspace(0.0, 1.0, 51)
+    np.testing.assert_allclose(np.asarray(res.lambdas), t**2 / (t**2 + (1 - t) ** 2), atol=1e-12)
+    assert abs(float(res.log_z) - system.log_z) < 4 * float(res.log_z_std)
     assert float(res.pareto_k) < 0.7  # a well-tempered Gaussian: light tail
     # One annealing stage from a base 10x too wide: the weights are heavy-tailed.
     with pytest.warns(RuntimeWarning, match="Pareto k"):
@@ -194,5 +212,7 @@ def test_preconditioner_bad_input():
         ais(jr.key(0), MW5, n_chains=8, n_steps=2, preconditioner="dense")
     with pytest.raises(ValueError, match="move='mala'"):
         ais(jr.key(0), MW5, n_chains=8, n_steps=2, move="hmc", preconditioner="local")
+    with pytest.raises(ValueError, match="schedule_shape"):
+        ais(jr.key(0), MW5, n_chains=8, n_steps=2, schedule_shape="sigmoid")
     with pytest.raises(ValueError, match="project_fn"):
         ais(jr.key(0), systems.get("dw4"), n_chains=8, n_steps=2, preconditioner="particles")

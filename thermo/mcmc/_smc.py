@@ -38,7 +38,24 @@ orthonormal coordinates of that subspace.
 MCMC step sizes are adapted between stages from the population's mean acceptance
 (Robbins–Monro on :math:`\log\epsilon` towards ``target_acceptance``), a standard
 adaptive-SMC device (Fearnhead & Taylor 2013); each stage's kernel still leaves its own
-:math:`\gamma_{\lambda_k}` invariant.
+:math:`\gamma_{\lambda_k}` invariant. Options for hard targets: a diagonal MALA/HMC
+preconditioner from the particle cloud or from the local curvature (``preconditioner``),
+random step sizes (``step_size_jitter``), stages dense near both ends
+(``ais(schedule_shape="two_sided")``) or a cap on the adaptive :math:`\lambda` steps
+(``max_lambda_step``).
+
+Error bars and their limits. Both standard errors are variance estimates: they cannot
+see probability mass that no particle reached, and then ``log_z`` is biased low by more
+than its error bar. :attr:`AnnealingResult.pareto_k` (the PSIS tail diagnostic,
+:func:`pareto_k`) flags heavy-tailed final weights (warning above 0.7), but it is not
+a certificate: a sampler can miss a region entirely with light-tailed weights. Measured
+on Neal's funnel (``experiments.mcmc_baselines --seeds 10 --systems funnel mw5``, about
+1e6 energy evaluations, d = 10, exact log Z = 0): the best settings found (random step
+sizes with a two-sided AIS schedule, or SMC with ``max_lambda_step=0.01``) give a mean
+error near -0.2 with z-scores of mean -3 to -4 (the missing mass is the funnel's neck,
+which opens only as :math:`\lambda \to 1`); particle-cloud preconditioning and the
+local metric did not do better at equal budget; on ``mw5`` the error bars are
+calibrated.
 """
 
 from __future__ import annotations
@@ -238,6 +255,7 @@ def anneal(
     base_dim: int | None = None,
     step_size_jitter: float = 0.0,
     preconditioner: str = "none",
+    max_lambda_step: float = 1.0,
 ) -> AnnealingResult:
     r"""Generic tempered AIS/SMC along the geometric path from :math:`\mathcal N(0, s^2 I)`.
 
@@ -292,6 +310,10 @@ def anneal(
             the funnel, whose neck and mouth need step sizes decades apart.
         preconditioner: ``"none"``, ``"particles"`` or ``"local"`` (see above; not with
             ``project_fn``).
+        max_lambda_step: adaptive tempering only: cap on :math:`\lambda_k -
+            \lambda_{k-1}`. The CESS only sees the mass the particles already cover; a
+            cap guarantees at least :math:`1/\text{cap}` stages of MCMC moves where the
+            target moves into regions no particle has reached yet.
 
     Returns:
         :class:`AnnealingResult`.
@@ -440,7 +462,9 @@ def anneal(
         delta_log = parts.target - b
         if adaptive:
             log_w_norm = _normalised_log(c.log_w)
-            delta = _bisect_delta(log_w_norm, delta_log, 1.0 - c.lam, target_ess)
+            delta = _bisect_delta(
+                log_w_norm, delta_log, jnp.minimum(1.0 - c.lam, max_lambda_step), target_ess
+            )
             lam_new = jnp.where(c.lam + delta >= 1.0 - 1e-12, 1.0, c.lam + delta)
         else:
             lam_new = schedule[c.k + 1]
@@ -611,12 +635,21 @@ def ais(
     adaptation_rate: float = 0.5,
     step_size_jitter: float = 0.0,
     preconditioner: str = "none",
+    schedule_shape: str = "power",
 ) -> AnnealingResult:
     r"""Annealed importance sampling (Neal 2001) from :math:`\mathcal N(0, s^2 I)` to ``system``.
 
-    Schedule :math:`\lambda_k = (k/K)^p` (``p = schedule_power``; the polynomial schedule
-    concentrates stages near :math:`\lambda = 0` where the path changes fastest,
-    a common choice, e.g. Grosse et al. 2013 use sigmoid/geometric ones).
+    Schedule, with :math:`t = k/K` and :math:`p` = ``schedule_power``:
+
+    * ``schedule_shape="power"``: :math:`\lambda_k = t^p`; concentrates stages near
+      :math:`\lambda = 0` where the path changes fastest, a common choice.
+    * ``"two_sided"``: :math:`\lambda_k = t^p / (t^p + (1-t)^p)`, dense near both ends,
+      like the sigmoid schedule of Grosse, Maddison & Salakhutdinov (2013). For targets
+      whose mass moves late on the path (the funnel's neck opens only as
+      :math:`\lambda \to 1`) it leaves the MCMC moves time to follow. Measured on
+      ``funnel`` (10 seeds, 1024 chains x 1000 MALA steps, ``step_size_jitter=2.3``):
+      mean log Z error -0.18 +- 0.08 (p = 2) against -0.32 +- 0.03 with ``"power"``.
+
     Log Z and its delta-method error come from
     :func:`thermo.estimators.estimate_log_z`.
 
@@ -630,6 +663,7 @@ def ais(
             adaptation_rate, step_size_jitter, preconditioner: see :func:`anneal`.
         base_scale: base standard deviation (default ``system.prior_scale``).
         schedule_power: :math:`p`.
+        schedule_shape: ``"power"`` or ``"two_sided"``.
 
     Returns:
         :class:`AnnealingResult` with ``.log_z``, ``.log_z_std``, ``.samples (n_chains, dim)``,
@@ -639,7 +673,13 @@ def ais(
     if int(n_steps) < 1:
         raise ValueError(f"n_steps must be >= 1, got {n_steps}")
     _, scale, _, _ = _system_setup(system, base_scale)
-    schedule = jnp.linspace(0.0, 1.0, int(n_steps) + 1) ** schedule_power
+    t = jnp.linspace(0.0, 1.0, int(n_steps) + 1)
+    if schedule_shape == "power":
+        schedule = t**schedule_power
+    elif schedule_shape == "two_sided":
+        schedule = t**schedule_power / (t**schedule_power + (1 - t) ** schedule_power)
+    else:
+        raise ValueError(f"schedule_shape must be 'power' or 'two_sided', got {schedule_shape!r}")
     options = dict(
         n_particles=int(n_chains),
         resample_threshold=0.0,
@@ -680,6 +720,7 @@ def smc(
     step_size_jitter: float = 0.0,
     n_batches: int = 1,
     preconditioner: str = "none",
+    max_lambda_step: float = 1.0,
 ) -> AnnealingResult:
     r"""Adaptive-tempering SMC sampler (Del Moral, Doucet & Jasra 2006; Jasra et al. 2011).
 
@@ -708,8 +749,8 @@ def smc(
         resample_threshold: ESS fraction that triggers resampling.
         max_steps: cap on stages (the result reports ``lambdas`` reached).
         move, n_mcmc_steps, n_integration_steps, base_scale, initial_step_size,
-            target_acceptance, adaptation_rate, step_size_jitter, preconditioner: see
-            :func:`anneal`.
+            target_acceptance, adaptation_rate, step_size_jitter, preconditioner,
+            max_lambda_step: see :func:`anneal`.
         n_batches: number of independent samplers :math:`B` (must divide ``n_particles``).
 
     Returns:
@@ -731,6 +772,7 @@ def smc(
         target_ess=target_ess,
         resample_threshold=resample_threshold,
         max_steps=max_steps,
+        max_lambda_step=float(max_lambda_step),
         move=move,
         n_mcmc_steps=n_mcmc_steps,
         n_integration_steps=n_integration_steps,
