@@ -101,9 +101,13 @@ class Config:
 
     @classmethod
     def quick(cls) -> Config:
-        """A seconds-long smoke setting (one system, CMCD and AIS, tiny budgets)."""
+        """A seconds-long smoke setting (one system, CMCD and AIS, tiny budgets).
+
+        The system is ``gmm40`` (exact log Z, exact samples drawn directly): ``mw5``'s
+        rejection sampler compiles one more program for its reference samples.
+        """
         return cls(
-            systems=("mw5",),
+            systems=("gmm40",),
             methods=("cmcd", "ais"),
             n_steps=8,
             n_iters=3,
