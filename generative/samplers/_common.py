@@ -370,6 +370,22 @@ def _init_state(target: Target, x: Array, log_weight: Array) -> SamplerState:
     )
 
 
+def _advance(
+    target: Target, state: SamplerState, x_next: Array, increment: Array
+) -> tuple[SamplerState, SamplerInfo]:
+    """The state after one step to ``x_next`` with log-weight ``increment`` (one energy call)."""
+    log_p, score_next = target.value_and_score(x_next)
+    new = SamplerState(
+        x_next,
+        state.step + 1,
+        log_p,
+        score_next,
+        state.log_weight + increment,
+        state.n_energy_evals + 1,
+    )
+    return new, SamplerInfo(increment)
+
+
 def simulate(
     key: PRNGKey, sampler: AbstractSampler, target: Target, n: int, *, detach: bool = False
 ) -> PathEnsemble:

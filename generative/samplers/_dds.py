@@ -43,9 +43,9 @@ from thermo.kernel import Kernel
 
 from ._common import (
     AbstractSampler,
-    SamplerInfo,
     SamplerState,
     Target,
+    _advance,
     _init_state,
     clip_displacement,
     gaussian_log_prob,
@@ -151,16 +151,7 @@ class DDS(AbstractSampler):
             inc = gaussian_log_prob(y_next, mean_ref, var, n_dim) - gaussian_log_prob(
                 y_next, mean, var, n_dim
             )
-            log_p, score_next = target.value_and_score(y_next)
-            new = SamplerState(
-                y_next,
-                state.step + 1,
-                log_p,
-                score_next,
-                state.log_weight + inc,
-                state.n_energy_evals + 1,
-            )
-            return new, SamplerInfo(inc)
+            return _advance(target, state, y_next, inc)
 
         return Kernel(init, step)
 

@@ -44,9 +44,9 @@ from thermo.sde import SDE
 
 from ._common import (
     AbstractSampler,
-    SamplerInfo,
     SamplerState,
     Target,
+    _advance,
     _init_state,
     clip_displacement,
     gaussian_log_prob,
@@ -144,16 +144,7 @@ class PIS(AbstractSampler):
             inc = euler_maruyama_log_prob(reference, t, dt, x, x_next) - euler_maruyama_log_prob(
                 controlled, t, dt, x, x_next
             )
-            log_p, score_next = target.value_and_score(x_next)
-            new = SamplerState(
-                x_next,
-                state.step + 1,
-                log_p,
-                score_next,
-                state.log_weight + inc,
-                state.n_energy_evals + 1,
-            )
-            return new, SamplerInfo(inc)
+            return _advance(target, state, x_next, inc)
 
         return Kernel(init, step)
 
