@@ -72,6 +72,8 @@ def test_smc_adaptive_tempering_mw5():
         float(res.log_z), np.logaddexp.reduce(batch) - np.log(2), rtol=0, atol=1e-10
     )
     assert abs(float(res.log_z) - MW5.log_z) < 4 * float(res.log_z_std)
+    # Pareto k over the resampling steps' weights: finite (>= 1 resampling), light tail.
+    assert -np.inf < float(res.pareto_k) < 0.5
 
 
 def test_systematic_resampling_counts():
