@@ -106,6 +106,10 @@ def _pt_sampler(key, system, budget, n_chains, n_keep_per_chain, n_replicas=8, b
     n_warm = n_steps // 5
     n_run = n_steps - n_warm
     thin = max(1, (n_run // 2) // n_keep_per_chain)
+    # Swaps alternate between even and odd pairs step by step, and the trace records only
+    # every thin-th step's info: an even thin would never see one of the two parities.
+    if thin > 1 and thin % 2 == 0:
+        thin -= 1
     n_run = 2 * thin * n_keep_per_chain
     k_init, k_warm, k_run = jr.split(key, 3)
 

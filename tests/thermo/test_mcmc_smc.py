@@ -171,7 +171,7 @@ def test_pareto_k_recovers_the_tail_index():
     # Weights w = U^{-k} are Pareto with tail index 1/k. The GPD MLE of k from the
     # M = 3 sqrt(n) largest weights has sd (1 + k)/sqrt(M); the prior adds a known shrink
     # of 10 (1/2 - k)/(M + 10) towards 1/2.
-    from thermo.mcmc._smc import pareto_k
+    from thermo.mcmc import pareto_k
 
     pareto_k = jax.jit(pareto_k)
     n = 20_000

@@ -22,9 +22,11 @@ from ._nuts import nuts as nuts
 from ._rwm import RWMInfo as RWMInfo
 from ._rwm import RWMState as RWMState
 from ._rwm import rwm as rwm
+from ._smc import PARETO_K_THRESHOLD as PARETO_K_THRESHOLD
 from ._smc import AnnealingResult as AnnealingResult
 from ._smc import ais as ais
 from ._smc import anneal as anneal
+from ._smc import pareto_k as pareto_k
 from ._smc import smc as smc
 from ._smc import systematic_resampling as systematic_resampling
 from ._tempering import ReplicaExchangeInfo as ReplicaExchangeInfo
