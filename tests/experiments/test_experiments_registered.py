@@ -5,9 +5,9 @@ directory's time budget goes (``tests/experiments`` must stay under 120 s alone)
 registered experiment runs here, none is left out: a quick setting is a small setting
 whose time is imports and compilation (about a CPU-second per compiled program), so an
 experiment whose quick run is slow gets a smaller quick setting (fewer compiled
-programs), not an exemption. Measured 2026-11-23 on the 2-core machine at load ~2: this
-file, 29 tests with ``-n 2``, 102 s wall (187 CPU-s); the slowest quick runs alone take
-about 20 s.
+programs), not an exemption. Measured 2026-11-23 on the 2-core machine: this file, 29
+tests with ``-n 2``, 102 s wall (187 CPU-s) at load ~2 and 173 s (211 CPU-s) with the
+load rising to ~4; the slowest quick runs alone take about 18-23 s.
 
 Re-measure an experiment's quick run with
 ``time .venv/bin/python -m experiments run NAME --quick --out /tmp/q``.
