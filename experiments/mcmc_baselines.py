@@ -34,7 +34,13 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 
-__all__ = ["Config", "log_z_calibration", "log_z_table", "main", "sampler_table"]
+__all__ = ["Config", "log_z_calibration", "log_z_table", "main", "run", "sampler_table"]
+
+
+def _call(name, fn):
+    """The stage protocol without a cache (a plain ``python -m`` run): ``fn()``."""
+    del name
+    return fn()
 
 
 def _initial(key, system, n):
@@ -106,10 +112,6 @@ def _pt_sampler(key, system, budget, n_chains, n_keep_per_chain, n_replicas=8, b
     n_warm = n_steps // 5
     n_run = n_steps - n_warm
     thin = max(1, (n_run // 2) // n_keep_per_chain)
-    # Swaps alternate between even and odd pairs step by step, and the trace records only
-    # every thin-th step's info: an even thin would never see one of the two parities.
-    if thin > 1 and thin % 2 == 0:
-        thin -= 1
     n_run = 2 * thin * n_keep_per_chain
     k_init, k_warm, k_run = jr.split(key, 3)
 
@@ -130,31 +132,49 @@ def _pt_sampler(key, system, budget, n_chains, n_keep_per_chain, n_replicas=8, b
             system.energy, betas, eps, n_integration_steps=L, project_fn=system.remove_com
         )
         step = jax.vmap(kernel.step)
-        _, (pos, info) = run(
+
+        # Swaps alternate between even and odd pairs from step to step and the trace keeps
+        # every thin-th step only, so the swap statistics are summed over every step here.
+        def counted_step(k, carry):
+            s, swap_sum, tried, acc_sum = carry
+            s, i = step(jr.split(k, n_chains), s)
+            tried_i = i.swap_attempted.astype(swap_sum.dtype)
+            return (
+                s,
+                swap_sum + i.swap_acceptance_rate * tried_i,
+                tried + tried_i,
+                acc_sum + i.acceptance_rate[:, 0],
+            ), i
+
+        zeros = jnp.zeros((n_chains, n_replicas - 1))
+        carry0 = (states, zeros, zeros, jnp.zeros(n_chains))
+        (_, swap_sum, tried, acc_sum), pos = run(
             k_run,
-            lambda k, s: step(jr.split(k, n_chains), s),
-            states,
+            counted_step,
+            carry0,
             n_run,
             thin=thin,
-            observable_fn=lambda s, i: (s.positions[:, 0], i),
+            observable_fn=lambda c, i: c[0].positions[:, 0],
         )
-        return pos[n_keep_per_chain:], info
+        swap = jnp.sum(swap_sum, 0) / jnp.maximum(jnp.sum(tried, 0), 1.0)
+        return pos[n_keep_per_chain:], jnp.mean(acc_sum) / n_run, swap
 
-    pos, info = go(k_init, k_warm, k_run)
-    from thermo.mcmc.diagnostics import swap_acceptance_rates
-
+    pos, acceptance, swap = go(k_init, k_warm, k_run)
     used = n_chains * n_replicas * L * (n_warm + n_run)
     return np.asarray(pos).reshape(-1, system.dim), {
-        "acceptance": float(jnp.mean(info.acceptance_rate[..., 0])),
-        "swap_acceptance": np.asarray(swap_acceptance_rates(info)).mean(0).round(3).tolist(),
+        "acceptance": float(acceptance),
+        "swap_acceptance": np.asarray(swap).round(3).tolist(),
         "energy_evals": int(used),
     }
 
 
-def sampler_table(quick: bool = False, seed: int = 0) -> list[dict]:
-    """HMC / MALA / PT on dw4 and lj13 at equal budgets; metrics against our references."""
+def sampler_table(quick: bool = False, seed: int = 0, stage=_call) -> list[dict]:
+    """HMC / MALA / PT on dw4 and lj13 at equal budgets; metrics against our references.
+
+    Each row is one ``stage(name, fn)`` call (``RunContext.stage`` under the runner: a
+    resumed run skips finished rows); its key depends only on the system and method.
+    """
     import thermo.systems as systems
-    from thermo import metrics
 
     n_chains = 8 if quick else 64
     budget = 500 if quick else 40_000  # energy-and-gradient evaluations per chain
@@ -166,33 +186,37 @@ def sampler_table(quick: bool = False, seed: int = 0) -> list[dict]:
         e_ref = np.asarray(jax.jit(jax.vmap(system.energy))(ref))
         for i_method, method in enumerate(("hmc",) if quick else ("hmc", "mala", "pt")):
             key = jr.fold_in(jr.fold_in(jr.key(seed), i_sys), i_method)
-            t0 = time.time()
-            if method == "pt":
-                x, info = _pt_sampler(key, system, budget, n_chains, max(1, n_keep // n_chains))
-            else:
-                x, info = _single_chain_sampler(
-                    key, system, method, budget, n_chains, max(1, n_keep // n_chains)
-                )
-            x = np.asarray(x, dtype=np.float64)
-            e = np.asarray(jax.jit(jax.vmap(system.energy))(x))
-            dist = metrics.distance_histogram_metrics(
-                x, ref, system.n_particles, system.spatial_dim
-            )
-            rows.append(
-                {
-                    "system": name,
-                    "sampler": method,
-                    "n_samples": len(x),
-                    "energy_w2": metrics.energy_w2(e, e_ref),
-                    "distance_tv": dist["tv"],
-                    "distance_w2": dist["w2"],
-                    "mmd": metrics.mmd(x[:1000], ref[:1000]) if not quick else None,
-                    "wall_s": time.time() - t0,
-                    **info,
-                }
-            )
+            args = (key, system, name, method, ref, e_ref, quick, budget, n_chains, n_keep)
+            rows.append(stage(f"samplers_{name}_{method}", lambda a=args: _sampler_row(*a)))
             print(json.dumps(rows[-1]), flush=True)
     return rows
+
+
+def _sampler_row(key, system, name, method, ref, e_ref, quick, budget, n_chains, n_keep):
+    """One row of :func:`sampler_table`: run ``method`` on ``system``, compare to ``ref``."""
+    from thermo import metrics
+
+    t0 = time.time()
+    if method == "pt":
+        x, info = _pt_sampler(key, system, budget, n_chains, max(1, n_keep // n_chains))
+    else:
+        x, info = _single_chain_sampler(
+            key, system, method, budget, n_chains, max(1, n_keep // n_chains)
+        )
+    x = np.asarray(x, dtype=np.float64)
+    e = np.asarray(jax.jit(jax.vmap(system.energy))(x))
+    dist = metrics.distance_histogram_metrics(x, ref, system.n_particles, system.spatial_dim)
+    return {
+        "system": name,
+        "sampler": method,
+        "n_samples": len(x),
+        "energy_w2": metrics.energy_w2(e, e_ref),
+        "distance_tv": dist["tv"],
+        "distance_w2": dist["w2"],
+        "mmd": metrics.mmd(x[:1000], ref[:1000]) if not quick else None,
+        "wall_s": time.time() - t0,
+        **info,
+    }
 
 
 #: Per-system AIS/SMC settings of the log Z table (full setting; others use the
@@ -240,9 +264,13 @@ def _log_z_run(name: str, method: str, quick: bool, key, options: dict | None = 
 
 
 def log_z_table(
-    quick: bool = False, seed: int = 0, names: tuple[str, ...] | None = None
+    quick: bool = False, seed: int = 0, names: tuple[str, ...] | None = None, stage=_call
 ) -> list[dict]:
-    """AIS and SMC log Z on mw5, gmm40, funnel, mw32: error, std err, energy evaluations."""
+    """AIS and SMC log Z on mw5, gmm40, funnel, mw32: error, std err, energy evaluations.
+
+    Each row is one ``stage(name, fn)`` call (see :func:`sampler_table`); every row uses
+    the key ``PRNGKey(seed)``, so it does not depend on which other rows ran.
+    """
     import thermo.systems as systems
 
     rows = []
@@ -251,26 +279,29 @@ def log_z_table(
     for name in names:
         exact = float(systems.get(name).log_z)
         for method in ("ais", "smc"):
-            t0 = time.time()
-            res = _log_z_run(name, method, quick, jr.key(seed))
-            rows.append(
-                {
-                    "system": name,
-                    "method": method,
-                    "log_z": float(res.log_z),
-                    "exact": exact,
-                    "error": float(res.log_z) - exact,
-                    "std_err": float(res.log_z_std),
-                    "error_over_std": (float(res.log_z) - exact)
-                    / max(float(res.log_z_std), 1e-300),
-                    "pareto_k": float(res.pareto_k),
-                    "n_energy_evals": int(res.n_energy_evals),
-                    "n_temperatures": int(res.n_temperatures),
-                    "wall_s": time.time() - t0,
-                }
-            )
+            args = (name, method, quick, seed, exact)
+            rows.append(stage(f"log_z_{name}_{method}", lambda a=args: _log_z_row(*a)))
             print(json.dumps(rows[-1]), flush=True)
     return rows
+
+
+def _log_z_row(name: str, method: str, quick: bool, seed: int, exact: float) -> dict:
+    """One row of :func:`log_z_table`."""
+    t0 = time.time()
+    res = _log_z_run(name, method, quick, jr.key(seed))
+    return {
+        "system": name,
+        "method": method,
+        "log_z": float(res.log_z),
+        "exact": exact,
+        "error": float(res.log_z) - exact,
+        "std_err": float(res.log_z_std),
+        "error_over_std": (float(res.log_z) - exact) / max(float(res.log_z_std), 1e-300),
+        "pareto_k": float(res.pareto_k),
+        "n_energy_evals": int(res.n_energy_evals),
+        "n_temperatures": int(res.n_temperatures),
+        "wall_s": time.time() - t0,
+    }
 
 
 def log_z_calibration(
@@ -364,8 +395,8 @@ def _figure(log_z_rows, sampler_rows, out_dir) -> None:
     labels = [f"{r['system']}\n{r['method']}" for r in log_z_rows]
     axes[0].errorbar(
         range(len(log_z_rows)),
-        [r["error"] for r in log_z_rows],
-        yerr=[r["std_err"] for r in log_z_rows],
+        np.array([r["error"] for r in log_z_rows], dtype=float),  # None (JSON NaN) -> nan
+        yerr=np.array([r["std_err"] for r in log_z_rows], dtype=float),
         fmt="o",
         capsize=3,
     )
@@ -373,7 +404,9 @@ def _figure(log_z_rows, sampler_rows, out_dir) -> None:
     axes[0].set_xticks(range(len(log_z_rows)), labels, fontsize=7)
     axes[0].set_ylabel("log Z error (+- 1 std err)")
     names = [f"{r['system']}/{r['sampler']}" for r in sampler_rows]
-    axes[1].bar(range(len(sampler_rows)), [r["energy_w2"] for r in sampler_rows])
+    axes[1].bar(
+        range(len(sampler_rows)), np.array([r["energy_w2"] for r in sampler_rows], dtype=float)
+    )
     axes[1].set_xticks(range(len(sampler_rows)), names, fontsize=7)
     axes[1].set_ylabel("energy W2 vs reference")
     fig.tight_layout()
@@ -381,11 +414,20 @@ def _figure(log_z_rows, sampler_rows, out_dir) -> None:
     plt.close(fig)
 
 
+def run(config: Config, ctx) -> dict:
+    """Runner entry point: every table row is a ``ctx.stage`` (a resumed run skips the
+    finished rows); the figure is drawn from the rows."""
+    return _tables(config, ctx.stage, ctx.run_dir)
+
+
 def main(config: Config | None = None, out_dir: str | Path | None = None) -> dict:
     """Both tables (and, with ``out_dir``, a figure of them); returns a JSON-able dict."""
-    config = Config() if config is None else config
-    log_z_rows = log_z_table(config.quick_setting, seed=config.seed)
-    sampler_rows = sampler_table(config.quick_setting, seed=config.seed)
+    return _tables(Config() if config is None else config, _call, out_dir)
+
+
+def _tables(config: Config, stage, out_dir) -> dict:
+    log_z_rows = log_z_table(config.quick_setting, seed=config.seed, stage=stage)
+    sampler_rows = sampler_table(config.quick_setting, seed=config.seed, stage=stage)
     if out_dir is not None:
         _figure(log_z_rows, sampler_rows, out_dir)
     return {"log_z": log_z_rows, "samplers": sampler_rows}
