@@ -170,15 +170,27 @@ def _check(value, err, ref, ref_err):
     return float(z), bool(abs(z) < 3.0)
 
 
-def main(config: Config | None = None) -> dict:
-    """Run every state point; print a table; return JSON-able metrics."""
+def _call(name, fn):
+    """The stage protocol without a cache (a plain ``main()``): ``fn()``."""
+    del name
+    return fn()
+
+
+def main(config: Config | None = None, stage=_call) -> dict:
+    """Run every state point; print a table; return JSON-able metrics.
+
+    Each state point is one ``stage(name, fn)`` call (``RunContext.stage`` under the
+    runner, so a resumed run skips the finished ones); its key is ``fold_in(key, i)``
+    with ``i`` its place in :attr:`Config.state_points`.
+    """
     config = config or Config()
     jax.config.update("jax_enable_x64", True)  # experiment entry point, not library code
     key = jr.key(config.seed)
     out = {}
     print(f"{'T*':>5} {'rho*':>6} {'U/N':>22} {'NIST':>9} {'z':>6} {'P*':>22} {'NIST':>9} {'z':>6}")
     for i, (t, rho) in enumerate(config.state_points):
-        res = simulate_state_point(jr.fold_in(key, i), config, t, rho)
+        args = (jr.fold_in(key, i), config, t, rho)
+        res = stage(f"T={t:g}_rho={rho:g}", lambda a=args: simulate_state_point(*a))
         u_ref, u_ref_err, p_ref, p_ref_err = NIST_REFERENCE[(t, rho)]
         u, p = res["energy_per_particle"], res["pressure"]
         zu, oku = _check(u["value"], u["std_err"], u_ref, u_ref_err)
@@ -203,9 +215,8 @@ def main(config: Config | None = None) -> dict:
 
 
 def run(config: Config, ctx=None) -> dict:
-    """Runner entry point."""
-    del ctx
-    return main(config)
+    """Runner entry point: each state point is a ``ctx.stage``."""
+    return main(config, _call if ctx is None else ctx.stage)
 
 
 if __name__ == "__main__":
