@@ -187,31 +187,40 @@ def node_key(config: Config, i: int, j: int):
     return jr.fold_in(jr.fold_in(jr.key(config.seed), i), j)
 
 
-def main(config: Config | None = None) -> dict:
-    """Run all state points; print a table; return JSON-able metrics."""
+def _call(name, fn):
+    """The stage protocol without a cache (a plain ``main()``): ``fn()``."""
+    del name
+    return fn()
+
+
+def main(config: Config | None = None, stage=_call) -> dict:
+    """Run all state points; print a table; return JSON-able metrics.
+
+    Every simulated density node is one ``stage(name, fn)`` call (``RunContext.stage``
+    under the runner, so a resumed run skips the finished nodes); its key
+    (:func:`node_key`) depends only on the state point and node index.
+    """
     config = config or Config()
     jax.config.update("jax_enable_x64", True)  # experiment entry point
     out = {}
     for i, (t, rho) in enumerate(config.state_points):
         nodes, _ = gauss_lobatto_densities(rho, config.n_nodes)
         t0 = time.perf_counter()
-        rows = [
-            {"density": float(nodes[j])}
-            if nodes[j] <= config.virial_density and j < len(nodes) - 1
-            else simulate_node(
-                node_key(config, i, j), config, t, rho, nodes[j], j == len(nodes) - 1
-            )
-            for j in range(1, len(nodes))
-        ]
+        rows = []
+        for j in range(1, len(nodes)):
+            if nodes[j] <= config.virial_density and j < len(nodes) - 1:
+                rows.append({"density": float(nodes[j])})
+                continue
+            args = (node_key(config, i, j), config, t, rho, nodes[j], j == len(nodes) - 1)
+            rows.append(stage(f"T={t:g}_rho={rho:g}_node{j}", lambda a=args: simulate_node(*a)))
         res = assemble(config, t, rho, rows)
         out[f"T={t:g},rho={rho:g}"] = res | {"wall_s": time.perf_counter() - t0}
     return out
 
 
 def run(config: Config, ctx=None) -> dict:
-    """Runner entry point."""
-    del ctx
-    return main(config)
+    """Runner entry point: each density node is a ``ctx.stage``."""
+    return main(config, _call if ctx is None else ctx.stage)
 
 
 if __name__ == "__main__":
