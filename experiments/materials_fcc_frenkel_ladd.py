@@ -186,14 +186,26 @@ def simulate_size(key, config: Config, n_cells: int) -> dict:
     }
 
 
-def main(config: Config | None = None) -> dict:
-    """Run every size, extrapolate, compare with van der Hoef; return JSON-able metrics."""
+def _call(name, fn):
+    """The stage protocol without a cache (a plain ``main()``): ``fn()``."""
+    del name
+    return fn()
+
+
+def main(config: Config | None = None, stage=_call) -> dict:
+    """Run every size, extrapolate, compare with van der Hoef; return JSON-able metrics.
+
+    Each system size is one ``stage(name, fn)`` call (``RunContext.stage`` under the
+    runner, so a resumed run skips the finished sizes); its key is
+    ``fold_in(key, n_cells)``.
+    """
     config = config or Config()
     jax.config.update("jax_enable_x64", True)  # experiment entry point
     key = jr.key(config.seed)
     rows = {}
     for n_cells in config.sizes:
-        res = simulate_size(jr.fold_in(key, n_cells), config, n_cells)
+        args = (jr.fold_in(key, n_cells), config, n_cells)
+        res = stage(f"n_cells={n_cells}", lambda a=args: simulate_size(*a))
         rows[f"N={res['n_particles']}"] = res
         v = res["beta_free_energy"]
         print(
@@ -226,9 +238,8 @@ def main(config: Config | None = None) -> dict:
 
 
 def run(config: Config, ctx=None) -> dict:
-    """Runner entry point."""
-    del ctx
-    return main(config)
+    """Runner entry point: each system size is a ``ctx.stage``."""
+    return main(config, _call if ctx is None else ctx.stage)
 
 
 if __name__ == "__main__":
