@@ -51,8 +51,17 @@ from bridges.benchmark import (
 from bridges.gaussian import plug_in_floor
 from bridges.sinkhorn import plan_cross_covariance
 from bridges.thermodynamics import girsanov_kl
+from experiments._report import to_jsonable
 
-__all__ = ["Config", "SOLVERS", "gaussian_solvers", "mixture_benchmark", "showcase", "main"]
+__all__ = [
+    "Config",
+    "SOLVERS",
+    "gaussian_solvers",
+    "main",
+    "mixture_benchmark",
+    "run",
+    "showcase",
+]
 
 #: The learned solvers of the Gaussian task: IPF/DSB (De Bortoli et al. 2021) and DSBM
 #: (Shi et al. 2023).
@@ -178,7 +187,13 @@ def _evaluate(k_sim, k_kl, sde, br, xe, n_steps):
     return ye, paired, girsanov_kl(k_kl, sde, xe[:2048], n_steps)
 
 
-def gaussian_solvers(config: Config) -> dict:
+def _call(name, fn):
+    """The stage protocol without a cache (a plain ``main()``): ``fn()``, JSON-able."""
+    del name
+    return json.loads(json.dumps(to_jsonable(fn()), allow_nan=False))
+
+
+def gaussian_solvers(config: Config, stage=_call) -> dict:
     r"""IPF/DSB, DSBM and Sinkhorn vs the closed-form Gaussian bridge, per dimension.
 
     For each solver: the *plain* relative errors of :math:`C` and :math:`\Sigma_1` (sample
@@ -188,6 +203,11 @@ def gaussian_solvers(config: Config) -> dict:
     random numbers, :func:`bridges._common.paired_coupling_errors`, which removes the
     evaluation noise; floor: the plug-in floor of ``n_train``). Ratios error/floor near 1
     mean the solver is as accurate as the closed form estimated from its own data.
+
+    Per dimension, the floors, each solver and Sinkhorn are one ``stage(name, fn)`` call
+    each (``RunContext.stage`` under the runner: a resumed run skips the finished ones).
+    The keys of dimension ``d`` come from the split chain over ``config.dims``, advanced
+    for every dimension whether it ran or not, so they do not depend on what ran before.
     """
     out = {}
     key = jr.key(config.seed)
@@ -195,10 +215,14 @@ def gaussian_solvers(config: Config) -> dict:
         key, k0, k1, k_ipf, k_dsbm, k_ev, k_sim, k_fl, k_sk, k_kl = jr.split(key, 10)
         mu = config.mean_shift * jnp.ones(d)
         br = gaussian_bridge(-mu, jnp.eye(d), mu, jnp.eye(d), config.sigma)
-        x0 = br.sample_marginal(k0, 0.0, config.n_train)
-        x1 = br.sample_marginal(k1, 1.0, config.n_train)
-        fl_train = plug_in_floor(k_fl, br, config.n_train, config.floor_repeats)
-        fl_eval = plug_in_floor(jr.fold_in(k_fl, 1), br, config.n_eval, config.floor_repeats)
+
+        def floors(k_fl=k_fl, br=br):
+            return (
+                plug_in_floor(k_fl, br, config.n_train, config.floor_repeats),
+                plug_in_floor(jr.fold_in(k_fl, 1), br, config.n_eval, config.floor_repeats),
+            )
+
+        fl_train, fl_eval = stage(f"gaussian_d={d}_floors", floors)
         floor_plain_c = float(np.hypot(fl_train["plug_in_cross_cov"], fl_eval["eval_cross_cov"]))
         floor_plain_s = float(np.hypot(fl_train["plug_in_cov1"], fl_eval["eval_cov1"]))
         row = {
@@ -215,13 +239,6 @@ def gaussian_solvers(config: Config) -> dict:
                 "plain_cov1": floor_plain_s,
             },
         }
-        common = dict(
-            n_iterations=config.n_iterations,
-            width=config.width,
-            depth=config.depth,
-            network=config.network,
-        )
-        xe = br.sample_marginal(k_ev, 0.0, config.n_eval)
         solvers = (
             (
                 "ipf_dsb",
@@ -236,109 +253,141 @@ def gaussian_solvers(config: Config) -> dict:
         for name, fn, k_fit, n_steps, n_adam, batch in solvers:
             if name not in config.solvers:
                 continue
-            res = fn(
-                k_fit,
-                x0,
-                x1,
-                config.sigma,
-                n_sim_steps=n_steps,
-                n_train_steps=n_adam,
-                batch_size=batch,
-                **common,
+            keys = (k0, k1, k_ev, k_fit, k_sim, k_kl)
+            floor = (fl_train, floor_plain_c, floor_plain_s)
+            solver = (name, fn, n_steps, n_adam, batch)
+            row[name] = stage(
+                f"gaussian_d={d}_{name}",
+                lambda a=(config, d, br, keys, solver, floor): _solver_row(*a),
             )
-            ye, (pc, ps), kl = _evaluate(k_sim, k_kl, res.forward_sde(), br, xe, n_steps)
-            c, s1 = coupling_stats(xe, ye)
-            err_c = float(relative_error(c, br.cross_cov))
-            err_s = float(relative_error(s1, br.cov1))
-            row[name] = {
-                "rel_err_cross_cov": err_c,
-                "rel_err_cov1": err_s,
-                "ratio_to_floor_cross_cov": err_c / floor_plain_c,
-                "ratio_to_floor_cov1": err_s / floor_plain_s,
-                "paired_rel_err_cross_cov": float(pc),
-                "paired_rel_err_cov1": float(ps),
-                "paired_ratio_to_plug_in_cross_cov": float(pc) / fl_train["plug_in_cross_cov"],
-                "paired_ratio_to_plug_in_cov1": float(ps) / fl_train["plug_in_cov1"],
-                "rel_err_mean1": float(
-                    jnp.linalg.norm(ye.mean(0) - br.mu1) / jnp.linalg.norm(br.mu1)
-                ),
-                "iterations": res.n_iterations,
-                "adam_steps_total": 2 * res.n_iterations * n_adam,
-                "batch_size": batch,
-                "wall_time_s": res.wall_time,
-                "girsanov_kl": float(kl.value),
-                "girsanov_kl_std_err": float(kl.std_err),
-            }
-            print(f"d={d} {name}: {row[name]}", flush=True)
-        t0 = time.perf_counter()
-        xs = br.sample_marginal(k_sk, 0.0, config.sinkhorn_n)
-        ys = br.sample_marginal(jr.fold_in(k_sk, 1), 1.0, config.sinkhorn_n)
-        # sigma as an array (traced, not a static Python float): the showcase's plan of
-        # the same shape then reuses this compiled solver
-        _, plan = sinkhorn_bridge(xs, ys, jnp.asarray(config.sigma))
-        c_sk = plan_cross_covariance(plan.matrix, xs, ys)
-        row["sinkhorn_static"] = {
-            "rel_err_cross_cov": float(relative_error(c_sk, br.cross_cov)),
-            "sinkhorn_iterations": int(plan.n_iterations),
-            "n_samples": config.sinkhorn_n,
-            "wall_time_s": time.perf_counter() - t0,
-        }
+        row["sinkhorn_static"] = stage(
+            f"gaussian_d={d}_sinkhorn", lambda k=k_sk, br=br: _sinkhorn_row(config, k, br)
+        )
         out[f"d={d}"] = row
     return out
 
 
-def mixture_benchmark(config: Config) -> dict:
+def _solver_row(config: Config, d: int, br, keys, solver, floor) -> dict:
+    """Fit one solver at dimension ``d`` and score it: a row of :func:`gaussian_solvers`."""
+    k0, k1, k_ev, k_fit, k_sim, k_kl = keys
+    name, fn, n_steps, n_adam, batch = solver
+    fl_train, floor_plain_c, floor_plain_s = floor
+    x0 = br.sample_marginal(k0, 0.0, config.n_train)
+    x1 = br.sample_marginal(k1, 1.0, config.n_train)
+    xe = br.sample_marginal(k_ev, 0.0, config.n_eval)
+    res = fn(
+        k_fit,
+        x0,
+        x1,
+        config.sigma,
+        n_sim_steps=n_steps,
+        n_train_steps=n_adam,
+        batch_size=batch,
+        n_iterations=config.n_iterations,
+        width=config.width,
+        depth=config.depth,
+        network=config.network,
+    )
+    ye, (pc, ps), kl = _evaluate(k_sim, k_kl, res.forward_sde(), br, xe, n_steps)
+    c, s1 = coupling_stats(xe, ye)
+    err_c = float(relative_error(c, br.cross_cov))
+    err_s = float(relative_error(s1, br.cov1))
+    out = {
+        "rel_err_cross_cov": err_c,
+        "rel_err_cov1": err_s,
+        "ratio_to_floor_cross_cov": err_c / floor_plain_c,
+        "ratio_to_floor_cov1": err_s / floor_plain_s,
+        "paired_rel_err_cross_cov": float(pc),
+        "paired_rel_err_cov1": float(ps),
+        "paired_ratio_to_plug_in_cross_cov": float(pc) / fl_train["plug_in_cross_cov"],
+        "paired_ratio_to_plug_in_cov1": float(ps) / fl_train["plug_in_cov1"],
+        "rel_err_mean1": float(jnp.linalg.norm(ye.mean(0) - br.mu1) / jnp.linalg.norm(br.mu1)),
+        "iterations": res.n_iterations,
+        "adam_steps_total": 2 * res.n_iterations * n_adam,
+        "batch_size": batch,
+        "wall_time_s": res.wall_time,
+        "girsanov_kl": float(kl.value),
+        "girsanov_kl_std_err": float(kl.std_err),
+    }
+    print(f"d={d} {name}: {out}", flush=True)
+    return out
+
+
+def _sinkhorn_row(config: Config, k_sk, br) -> dict:
+    """The static Sinkhorn plan's relative cross-covariance error at one dimension."""
+    t0 = time.perf_counter()
+    xs = br.sample_marginal(k_sk, 0.0, config.sinkhorn_n)
+    ys = br.sample_marginal(jr.fold_in(k_sk, 1), 1.0, config.sinkhorn_n)
+    # sigma as an array (traced, not a static Python float): the showcase's plan of
+    # the same shape then reuses this compiled solver
+    _, plan = sinkhorn_bridge(xs, ys, jnp.asarray(config.sigma))
+    c_sk = plan_cross_covariance(plan.matrix, xs, ys)
+    return {
+        "rel_err_cross_cov": float(relative_error(c_sk, br.cross_cov)),
+        "sinkhorn_iterations": int(plan.n_iterations),
+        "n_samples": config.sinkhorn_n,
+        "wall_time_s": time.perf_counter() - t0,
+    }
+
+
+def mixture_benchmark(config: Config, stage=_call) -> dict:
     r"""LightSB on regenerated Gushchin et al. (2023) mixture instances, scored by cBW2-UVP.
 
     Reports the score with its Monte Carlo standard error over the test inputs, and the
     estimator floors of the *true* plan: exactly 0 with exact conditional moments (what
     we use for LightSB, whose conditionals are Gaussian mixtures in closed form), and the
     positive bias when the moments come from ``floor_samples`` conditional draws (the
-    sample-based protocol).
+    sample-based protocol). Each dimension is one ``stage(name, fn)`` call with the key
+    ``fold_in(key, 1000 + d)``.
     """
     out = {}
     for d in config.mixture_dims:
-        key = jr.fold_in(jr.key(config.seed), 1000 + d)
-        k_b, k_init, k_fit, k_test = jr.split(key, 4)
-        bench = make_benchmark(k_b, d, config.mixture_eps)
-        init = bench.sample_p1(k_init, config.lightsb_components)
-        res = fit_lightsb(
-            k_fit,
-            bench.sample_p0,
-            bench.sample_p1,
-            d,
-            config.mixture_eps,
-            n_components=config.lightsb_components,
-            n_steps=config.lightsb_steps,
-            batch_size=config.lightsb_batch_size,
-            learning_rate=config.lightsb_lr,
-            final_lr_fraction=config.lightsb_final_lr_fraction,
-            init_points=init,
-        )
-        x = bench.sample_p0(k_test, config.n_test_inputs)
-        m, c = jax.vmap(res.model.conditional_moments)(x)
-        score, score_se = cbw2_uvp_estimate(bench, x, m, c)
-        tm, tc = jax.vmap(bench.conditional_moments)(x)
-        exact_floor, _ = cbw2_uvp_estimate(bench, x, tm, tc)
-        row = {
-            "cbw2_uvp_percent_lightsb_ours": float(score),
-            "cbw2_uvp_std_err": float(score_se),
-            "true_plan_exact_moments": float(exact_floor),
-            "published_best_of_gushchin2023": PUBLISHED_CBW2_UVP["best_of_gushchin2023"].get(d),
-            "published_lightsb_korotin2024": PUBLISHED_CBW2_UVP["lightsb_korotin2024"].get(d),
-            "adam_steps": res.n_iterations,
-            "n_components": config.lightsb_components,
-            "wall_time_s": res.wall_time,
-            "instance": "regenerated (same construction, our random parameters; see bridges.benchmark)",
-        }
-        if config.floor_samples > 0:
-            fv, fse = sample_moments_floor(jr.fold_in(k_test, 1), bench, x, config.floor_samples)
-            row["true_plan_sample_moments"] = float(fv)
-            row["true_plan_sample_moments_std_err"] = float(fse)
-            row["floor_samples"] = config.floor_samples
-        out[f"d={d}"] = row
-        print(f"mixture d={d}: {row}", flush=True)
+        out[f"d={d}"] = stage(f"mixture_d={d}", lambda d=d: _mixture_row(config, d))
     return out
+
+
+def _mixture_row(config: Config, d: int) -> dict:
+    """LightSB on the regenerated mixture instance of dimension ``d``, scored."""
+    key = jr.fold_in(jr.key(config.seed), 1000 + d)
+    k_b, k_init, k_fit, k_test = jr.split(key, 4)
+    bench = make_benchmark(k_b, d, config.mixture_eps)
+    init = bench.sample_p1(k_init, config.lightsb_components)
+    res = fit_lightsb(
+        k_fit,
+        bench.sample_p0,
+        bench.sample_p1,
+        d,
+        config.mixture_eps,
+        n_components=config.lightsb_components,
+        n_steps=config.lightsb_steps,
+        batch_size=config.lightsb_batch_size,
+        learning_rate=config.lightsb_lr,
+        final_lr_fraction=config.lightsb_final_lr_fraction,
+        init_points=init,
+    )
+    x = bench.sample_p0(k_test, config.n_test_inputs)
+    m, c = jax.vmap(res.model.conditional_moments)(x)
+    score, score_se = cbw2_uvp_estimate(bench, x, m, c)
+    tm, tc = jax.vmap(bench.conditional_moments)(x)
+    exact_floor, _ = cbw2_uvp_estimate(bench, x, tm, tc)
+    row = {
+        "cbw2_uvp_percent_lightsb_ours": float(score),
+        "cbw2_uvp_std_err": float(score_se),
+        "true_plan_exact_moments": float(exact_floor),
+        "published_best_of_gushchin2023": PUBLISHED_CBW2_UVP["best_of_gushchin2023"].get(d),
+        "published_lightsb_korotin2024": PUBLISHED_CBW2_UVP["lightsb_korotin2024"].get(d),
+        "adam_steps": res.n_iterations,
+        "n_components": config.lightsb_components,
+        "wall_time_s": res.wall_time,
+        "instance": "regenerated (same construction, our random parameters; see bridges.benchmark)",
+    }
+    if config.floor_samples > 0:
+        fv, fse = sample_moments_floor(jr.fold_in(k_test, 1), bench, x, config.floor_samples)
+        row["true_plan_sample_moments"] = float(fv)
+        row["true_plan_sample_moments_std_err"] = float(fse)
+        row["floor_samples"] = config.floor_samples
+    print(f"mixture d={d}: {row}", flush=True)
+    return row
 
 
 def moons(key, n: int):
@@ -352,13 +401,8 @@ def moons(key, n: int):
     return (pts - jnp.array([0.5, 0.25])) * 1.5
 
 
-def showcase(config: Config, out_dir: pathlib.Path | None = None) -> dict:
-    """Moons -> Gaussian bridge paths (Sinkhorn bridge, and DSBM unless ``showcase_train_steps`` is 0); saves ``bridges_moons.png``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def _showcase_paths(config: Config) -> dict:
+    """The showcase's simulated paths (what its figure draws) and the DSBM end moments."""
     key = jr.fold_in(jr.key(config.seed), 7)
     k_m, k_g, k_sk, k_d, k_sim1, k_sim2 = jr.split(key, 6)
     sigma = 0.5
@@ -391,36 +435,73 @@ def showcase(config: Config, out_dir: pathlib.Path | None = None) -> dict:
             "dsbm_final_cov": np.cov(final.T).tolist(),
             "dsbm_wall_time_s": res.wall_time,
         }
+    # the figure draws 120 whole paths and the end points of all n_show
+    shown = [
+        {
+            "title": title,
+            "paths": np.asarray(paths)[:120],
+            "start": np.asarray(paths)[:, 0],
+            "end": np.asarray(paths)[:, -1],
+        }
+        for paths, title in panels
+    ]
+    return {"sigma": sigma, "panels": shown, "metrics": out}
+
+
+def showcase(config: Config, out_dir: pathlib.Path | None = None, stage=_call) -> dict:
+    """Moons -> Gaussian bridge paths (Sinkhorn bridge, and DSBM unless ``showcase_train_steps`` is 0); saves ``bridges_moons.png``.
+
+    The simulation is one ``stage("showcase", fn)`` call whose result holds the arrays
+    the figure draws (a resumed run redraws the figure from it).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    data = stage("showcase", lambda: _showcase_paths(config))
+    panels = data["panels"]
     fig, axes = plt.subplots(
         1, len(panels), figsize=(5 * len(panels), 5), sharex=True, sharey=True, squeeze=False
     )
-    for ax, (paths, title) in zip(axes[0], panels, strict=True):
-        paths = np.asarray(paths)
-        for p in paths[:120]:
+    for ax, panel in zip(axes[0], panels, strict=True):
+        paths = np.asarray(panel["paths"], dtype=float)
+        start = np.asarray(panel["start"], dtype=float)
+        end = np.asarray(panel["end"], dtype=float)
+        for p in paths:
             ax.plot(p[:, 0], p[:, 1], color="0.6", lw=0.4, alpha=0.5)
-        ax.scatter(paths[:, 0, 0], paths[:, 0, 1], s=4, c="tab:blue", label="moons (t=0)")
-        ax.scatter(paths[:, -1, 0], paths[:, -1, 1], s=4, c="tab:red", label="t=1")
-        ax.set_title(title)
+        ax.scatter(start[:, 0], start[:, 1], s=4, c="tab:blue", label="moons (t=0)")
+        ax.scatter(end[:, 0], end[:, 1], s=4, c="tab:red", label="t=1")
+        ax.set_title(panel["title"])
         ax.set_aspect("equal")
     axes[0, 0].legend(loc="upper right")
-    fig.suptitle(f"Schrödinger bridge paths, moons -> N(0, I), sigma = {sigma}")
+    fig.suptitle(f"Schrödinger bridge paths, moons -> N(0, I), sigma = {data['sigma']}")
     out_dir = pathlib.Path(out_dir or "results/bridges")
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "bridges_moons.png"
     fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
-    return {"figure": str(path), **out}
+    return {"figure": str(path), **data["metrics"]}
 
 
-def main(config: Config | None = None, out_dir: str | pathlib.Path | None = None) -> dict:
+def run(config: Config, ctx) -> dict:
+    """Runner entry point: every dimension's floors, solvers and Sinkhorn plan, every
+    mixture dimension and the showcase are ``ctx.stage`` calls (a resumed run skips the
+    finished ones)."""
+    return main(config, ctx.run_dir, stage=ctx.stage)
+
+
+def main(
+    config: Config | None = None, out_dir: str | pathlib.Path | None = None, stage=_call
+) -> dict:
     """Run the three parts and return their metrics (also written to ``metrics.json``)."""
     config = config or Config()
     out_dir = pathlib.Path(out_dir or "results/bridges")
     metrics = {
         "config": dataclasses.asdict(config),
-        "gaussian": gaussian_solvers(config),
-        "mixture_benchmark": mixture_benchmark(config),
-        "showcase": showcase(config, out_dir),
+        "gaussian": gaussian_solvers(config, stage),
+        "mixture_benchmark": mixture_benchmark(config, stage),
+        "showcase": showcase(config, out_dir, stage),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
