@@ -42,7 +42,7 @@ from thermo.materials._screening import (
     spearman,
 )
 
-__all__ = ["Config", "main", "screen"]
+__all__ = ["Config", "main", "run", "screen"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,12 +122,28 @@ def _reference(key, config: Config, temperature: float) -> dict:
     }
 
 
-def screen(config: Config) -> dict:
-    """Evaluate every candidate on all tiers; return per-candidate rows and the summary."""
+def _call(name, fn):
+    """The stage protocol without a cache (a plain ``main()``): ``fn()``."""
+    del name
+    return fn()
+
+
+def _nan(row: dict) -> dict:
+    """Undo the JSON round trip of a stage for the float entries (``None`` -> NaN)."""
+    return {k: float("nan") if v is None else v for k, v in row.items()}
+
+
+def screen(config: Config, stage=_call) -> dict:
+    """Evaluate every candidate on all tiers; return per-candidate rows and the summary.
+
+    The FCC reference and every candidate are one ``stage(name, fn)`` call each
+    (``RunContext.stage`` under the runner, so a resumed run skips the finished ones);
+    a candidate's key is ``fold_in(key, i)`` with ``i`` its place among the candidates
+    the config admits, whatever ran before.
+    """
     key = jr.key(config.seed)
     t = config.temperature
-    ref = _reference(jr.fold_in(key, 10_000), config, t)
-    n_ref = ref["n_atoms"]
+    ref = _nan(stage("reference_fcc", lambda: _reference(jr.fold_in(key, 10_000), config, t)))
     rows, skipped = [], []
     i = 0
     for proto in config.prototypes:
@@ -138,34 +154,43 @@ def screen(config: Config) -> dict:
                     skipped.append(cand.name)
                     continue
                 i += 1
-                res = evaluate_candidate(
-                    jr.fold_in(key, i), cand, temperature=t, ti_settings=config.ti_settings()
+                args = (jr.fold_in(key, i), cand, proto, sb, eab, ref, config)
+                row = stage(
+                    "candidate_" + cand.name.replace("/", "_"), lambda a=args: _candidate_row(*a)
                 )
-                xb = cand.x_b
-                # pure-B references by exact scaling: u_B = u_A, f_B = f_A - T (3N-3)/N log sigma_B
-                shift_b = -t * (3 * n_ref - 3) / n_ref * np.log(sb)
-                row = {
-                    "name": cand.name,
-                    "prototype": proto,
-                    "sigma_b": sb,
-                    "epsilon_ab": eab,
-                    "x_b": xb,
-                    "n_atoms": res.n_atoms,
-                    "stable": res.stable,
-                    "cheap": res.energy - ref["energy"],
-                    "middle": res.harmonic - ref["harmonic"] - xb * shift_b,
-                    "expensive": res.full - ref["full"] - xb * shift_b,
-                    "expensive_std_err": float(np.hypot(res.full_std_err, ref["full_std_err"])),
-                    "cost": res.cost,
-                }
-                rows.append(row)
-                print(
-                    f"{cand.name:22s} N={res.n_atoms:3d} stable={res.stable!s:5s} "
-                    f"cheap={row['cheap']:+.4f} middle={row['middle']:+.4f} "
-                    f"expensive={row['expensive']:+.4f}±{row['expensive_std_err']:.4f}",
-                    flush=True,
-                )
+                rows.append(_nan(row))
     return {"reference_fcc": ref, "rows": rows, "skipped": skipped}
+
+
+def _candidate_row(key, cand, proto, sb, eab, ref, config: Config) -> dict:
+    """Evaluate one candidate on all tiers; energies relative to the FCC reference."""
+    t = config.temperature
+    n_ref = ref["n_atoms"]
+    res = evaluate_candidate(key, cand, temperature=t, ti_settings=config.ti_settings())
+    xb = cand.x_b
+    # pure-B references by exact scaling: u_B = u_A, f_B = f_A - T (3N-3)/N log sigma_B
+    shift_b = -t * (3 * n_ref - 3) / n_ref * np.log(sb)
+    row = {
+        "name": cand.name,
+        "prototype": proto,
+        "sigma_b": sb,
+        "epsilon_ab": eab,
+        "x_b": xb,
+        "n_atoms": res.n_atoms,
+        "stable": res.stable,
+        "cheap": res.energy - ref["energy"],
+        "middle": res.harmonic - ref["harmonic"] - xb * shift_b,
+        "expensive": res.full - ref["full"] - xb * shift_b,
+        "expensive_std_err": float(np.hypot(res.full_std_err, ref["full_std_err"])),
+        "cost": res.cost,
+    }
+    print(
+        f"{cand.name:22s} N={res.n_atoms:3d} stable={res.stable!s:5s} "
+        f"cheap={row['cheap']:+.4f} middle={row['middle']:+.4f} "
+        f"expensive={row['expensive']:+.4f}±{row['expensive_std_err']:.4f}",
+        flush=True,
+    )
+    return row
 
 
 def _summary(rows: list[dict], threshold: float) -> dict:
@@ -238,10 +263,11 @@ def _summary(rows: list[dict], threshold: float) -> dict:
     }
 
 
-def _low_temperature_check(config: Config) -> list[dict]:
+def _low_temperature_check(config: Config, stage=_call) -> list[dict]:
     out = []
     for j, t in enumerate(config.check_temperatures):
-        r = _reference(jr.fold_in(jr.key(config.seed), 20_000 + j), config, t)
+        key = jr.fold_in(jr.key(config.seed), 20_000 + j)
+        r = _nan(stage(f"fcc_T={t:g}", lambda k=key, t=t: _reference(k, config, t)))
         d = r["full"] - r["harmonic"]
         out.append(
             {
@@ -317,14 +343,22 @@ def _figure(result: dict, config: Config, path: pathlib.Path) -> None:
     plt.close(fig)
 
 
-def main(config: Config | None = None, out_dir: str | pathlib.Path | None = None) -> dict:
+def run(config: Config, ctx) -> dict:
+    """Runner entry point: the reference, every candidate and every low-T check point
+    are ``ctx.stage`` calls (a resumed run skips the finished ones)."""
+    return main(config, ctx.run_dir, stage=ctx.stage)
+
+
+def main(
+    config: Config | None = None, out_dir: str | pathlib.Path | None = None, stage=_call
+) -> dict:
     """Run the screen and the low-T check; print a table; save the figure and metrics."""
     config = config or Config()
     jax.config.update("jax_enable_x64", True)  # experiment entry point
     t0 = time.perf_counter()
-    result = screen(config)
+    result = screen(config, stage)
     result["summary"] = _summary(result["rows"], config.threshold)
-    result["low_temperature_check"] = _low_temperature_check(config)
+    result["low_temperature_check"] = _low_temperature_check(config, stage)
     result["wall_s"] = time.perf_counter() - t0
     s = result["summary"]
     print(f"\n{s['n_candidates']} candidates ({s['n_stable']} stable), T*={config.temperature}")
