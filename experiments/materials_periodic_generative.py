@@ -35,12 +35,13 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 
+from experiments._report import to_jsonable
 from generative.periodic import PeriodicScoreNet, WrappedVE, sample, train
 from thermo.kernel import run as run_kernel
 from thermo.materials import displacement_mc, fcc_lattice, lj_energy_fn, periodic_space, to_arrays
 from thermo.metrics import energy_w2
 
-__all__ = ["Config", "main", "radial_distribution"]
+__all__ = ["Config", "main", "radial_distribution", "run"]
 
 #: Sweeps per step-size adaptation round (4 rounds, discarded).
 _ADAPT_STEPS = 20
@@ -290,7 +291,8 @@ def _figure(rows: dict, path: pathlib.Path) -> None:
 
     fig, axes = plt.subplots(len(rows), 3, figsize=(14, 3.6 * len(rows)), squeeze=False)
     for ax_row, (label, row) in zip(axes, rows.items(), strict=True):
-        p = row["_plot"]
+        # the stage results are JSON: lists, with None where a value was not finite
+        p = {k: np.asarray(v, dtype=float) for k, v in row["_plot"].items()}
         lo, hi = np.quantile(p["e_a"], [0.001, 0.999])
         span = hi - lo
         bins = np.linspace(lo - 0.5 * span, hi + 0.5 * span, 50)
@@ -324,14 +326,33 @@ def _figure(rows: dict, path: pathlib.Path) -> None:
     plt.close(fig)
 
 
-def main(config: Config | None = None, out_dir: str | pathlib.Path | None = None) -> dict:
-    """Run every state point; print the table; save the figure and metrics."""
+def _call(name, fn):
+    """The stage protocol without a cache (a plain ``main()``): ``fn()``, JSON-able."""
+    del name
+    return json.loads(json.dumps(to_jsonable(fn()), allow_nan=False))
+
+
+def run(config: Config, ctx) -> dict:
+    """Runner entry point: every state point (MCMC, training, generation and the arrays
+    its figure row needs) is a ``ctx.stage``; a resumed run skips the finished ones."""
+    return main(config, ctx.run_dir, stage=ctx.stage)
+
+
+def main(
+    config: Config | None = None, out_dir: str | pathlib.Path | None = None, stage=_call
+) -> dict:
+    """Run every state point; print the table; save the figure and metrics.
+
+    Each state point is one ``stage(name, fn)`` call with the key ``fold_in(key, i)``,
+    ``i`` its place in :attr:`Config.state_points`.
+    """
     config = config or Config()
     jax.config.update("jax_enable_x64", True)  # experiment entry point (energies, W2)
     key = jr.key(config.seed)
     rows = {}
     for i, (t, rho, label) in enumerate(config.state_points):
-        rows[label] = _state_point(jr.fold_in(key, i), config, t, rho, label)
+        args = (jr.fold_in(key, i), config, t, rho, label)
+        rows[label] = stage(f"state_point_{label}", lambda a=args: _state_point(*a))
     out = pathlib.Path(out_dir or "results/materials_periodic_generative")
     out.mkdir(parents=True, exist_ok=True)
     _figure(rows, out / "periodic_generative.png")
