@@ -248,3 +248,61 @@ def test_list_shows_every_experiment_with_its_description(capsys):
         summary = by_name[name][0].strip() if by_name[name] else ""
         assert summary and "cannot import" not in summary, (name, summary)
         assert summary == registry.get(name).description.splitlines()[0].strip()
+
+
+# --- resume of a registered experiment ---------------------------------------------------
+
+
+def _without_wall_times(obj):
+    """The metrics less their wall times (measured, so never reproducible)."""
+    if isinstance(obj, dict):
+        return {k: _without_wall_times(v) for k, v in obj.items() if k != "wall_s"}
+    if isinstance(obj, list):
+        return [_without_wall_times(v) for v in obj]
+    return obj
+
+
+def test_registered_experiment_resumes_its_finished_stages(tmp_path, monkeypatch):
+    """``mcmc_baselines --quick`` killed in its third row (the two log Z rows done)
+    resumes without recomputing them and gives the metrics of an uninterrupted run."""
+    from experiments import mcmc_baselines as mb
+
+    calls = {"log_z": 0, "sampler": 0}
+    log_z_row, sampler_row = mb._log_z_row, mb._sampler_row
+
+    def counted_log_z(*args):
+        calls["log_z"] += 1
+        return log_z_row(*args)
+
+    def counted_sampler(*args):
+        calls["sampler"] += 1
+        return sampler_row(*args)
+
+    def killed(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(mb, "_log_z_row", counted_log_z)
+    monkeypatch.setattr(mb, "_sampler_row", killed)
+    name = "mcmc_baselines"
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(name, quick=True, seed=0, out=tmp_path, progress=False)
+    (killed_dir,) = (tmp_path / name).iterdir()
+    assert json.loads((killed_dir / "status.json").read_text())["state"] == "interrupted"
+    done = sorted(p.name for p in (killed_dir / "stages").iterdir())
+    assert done == ["log_z_mw5_ais.json", "log_z_mw5_smc.json"] and calls["log_z"] == 2
+
+    monkeypatch.setattr(mb, "_sampler_row", counted_sampler)
+    resumed = run_experiment(name, quick=True, seed=0, out=tmp_path, progress=False)
+    assert resumed.resumed and resumed.run_dir == killed_dir
+    assert calls == {"log_z": 2, "sampler": 1}  # only the unfinished row ran
+    assert (killed_dir / "mcmc_baselines.png").is_file()
+
+    fresh = run_experiment(
+        name, quick=True, seed=0, out=tmp_path, progress=False, auto_resume=False
+    )
+    assert not fresh.resumed and calls == {"log_z": 4, "sampler": 2}
+    assert _without_wall_times(resumed.metrics) == _without_wall_times(fresh.metrics)
+    # Not a comparison of empty tables: both rows of each kind carry their numbers.
+    assert [r["method"] for r in fresh.metrics["log_z"]] == ["ais", "smc"]
+    assert all(isinstance(r["log_z"], float) for r in fresh.metrics["log_z"])
+    assert isinstance(fresh.metrics["samplers"][0]["energy_w2"], float)
