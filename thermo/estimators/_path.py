@@ -19,12 +19,13 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import jax.random as jr
+import numpy as np
 from jax.scipy.special import logsumexp
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from ._checks import check_1d_finite
 
-__all__ = ["Estimate", "FreeEnergy", "estimate_log_z", "jarzynski"]
+__all__ = ["Estimate", "FreeEnergy", "estimate_log_z", "jarzynski", "pareto_k"]
 
 
 class Estimate(NamedTuple):
@@ -138,3 +139,48 @@ def jarzynski(w: Float[Array, " n"], *, statistical_inefficiency=None) -> FreeEn
     if statistical_inefficiency is not None:
         std_err = std_err * jnp.sqrt(jnp.asarray(statistical_inefficiency, std_err.dtype))
     return FreeEnergy(delta_f=-est.value, std_err=std_err)
+
+
+def pareto_k(log_weights: Float[Array, " n"]) -> Float[Array, ""]:
+    r"""Shape :math:`\hat k` of a generalised Pareto fit to the largest importance weights.
+
+    The PSIS diagnostic (Vehtari, Simpson, Gelman, Yao & Gabry 2024, "Pareto smoothed
+    importance sampling", JMLR 25(72)): the :math:`M = \lceil\min(N/5, 3\sqrt N)\rceil`
+    largest weights, minus the next one, are fitted by a generalised Pareto distribution
+    :math:`p(x) = \sigma^{-1}(1 + k x/\sigma)^{-1/k-1}` with the profile-likelihood
+    quadrature of Zhang & Stephens (2009): on the grid
+    :math:`\theta_j = -1/x_{(M)} - (1 - \sqrt{m/(j - 1/2)})/(3 x_{(\lfloor M/4 + 1/2
+    \rfloor)})`, :math:`j = 1..m`, :math:`m = 30 + \lfloor\sqrt M\rfloor`, with
+    :math:`k(\theta) = \overline{\log(1 + \theta x)}` and profile log-likelihood
+    :math:`M(\log(\theta/k) - k - 1)`, :math:`\hat\theta` is the likelihood-weighted
+    mean of the grid, :math:`\hat k = k(\hat\theta)`, shrunk towards 1/2 by the prior
+    weight of 10 observations. :math:`k < 1/2`: finite variance, the CLT error bar holds;
+    :math:`k > 1/2`: infinite variance, no CLT error bar; :math:`k > 0.7`: the estimate
+    itself is unreliable (the weights miss mass the sampler never reached).
+
+    Args:
+        log_weights: ``(n,)`` log importance weights, ``n >= 10``.
+
+    Returns:
+        scalar :math:`\hat k` (``-inf`` when the tail is flat: all top weights equal).
+    """
+    n = log_weights.shape[0]
+    if n < 10:
+        raise ValueError(f"pareto_k needs at least 10 weights, got {n}")
+    m_tail = int(np.ceil(min(0.2 * n, 3.0 * np.sqrt(n))))
+    lw = jnp.sort(jnp.where(jnp.isnan(log_weights), -jnp.inf, log_weights))
+    lw = lw - lw[-1]
+    x = jnp.exp(lw[-m_tail:]) - jnp.exp(lw[-m_tail - 1])  # ascending exceedances
+    x_max = x[-1]
+    x_q = x[int(m_tail / 4 + 0.5) - 1]
+    n_grid = 30 + int(np.sqrt(m_tail))
+    j = jnp.arange(1, n_grid + 1, dtype=x.dtype)
+    x_q = jnp.where(x_q > 0, x_q, x_max)
+    theta = -1.0 / x_max - (1 - jnp.sqrt(n_grid / (j - 0.5))) / (3 * x_q)
+    k_grid = jnp.mean(jnp.log1p(theta[:, None] * x[None, :]), axis=1)
+    log_lik = m_tail * (jnp.log(theta / k_grid) - k_grid - 1)
+    w = jnp.exp(log_lik - logsumexp(log_lik))
+    theta_hat = jnp.sum(w * theta)
+    k_hat = jnp.mean(jnp.log1p(theta_hat * x))
+    k_hat = (m_tail * k_hat + 10 * 0.5) / (m_tail + 10)
+    return jnp.where(x_max > 0, k_hat, -jnp.inf)
