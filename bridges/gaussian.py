@@ -299,28 +299,24 @@ def gaussian_bridge(
     return GaussianBridge(mu0=mu0, cov0=cov0, mu1=mu1, cov1=cov1, sigma=sigma, cross_cov=c)
 
 
-def _rel(a, b):
-    return jnp.linalg.norm(a - b) / jnp.linalg.norm(b)
-
-
 @eqx.filter_jit
 def _floor_draws(keys, br, n):
     """Relative errors (plug-in C, plug-in Σ1, eval C, eval Σ1) for each key; ``n`` static."""
+    from ._common import coupling_stats, relative_error
 
     def one(k):
         ka, kb, kc = jr.split(k, 3)
         a = br.sample_marginal(ka, 0.0, n)
         b = br.sample_marginal(kb, 1.0, n)
-        c_hat = entropic_cross_covariance(jnp.cov(a.T), jnp.cov(b.T), br.sigma)
-        x0, x1 = br.sample_plan(kc, n)
-        x0c, x1c = x0 - x0.mean(0), x1 - x1.mean(0)
-        c_ev, s_ev = x0c.T @ x1c / (n - 1), x1c.T @ x1c / (n - 1)
+        cov_b = jnp.cov(b.T)
+        c_hat = entropic_cross_covariance(jnp.cov(a.T), cov_b, br.sigma)
+        c_ev, s_ev = coupling_stats(*br.sample_plan(kc, n))
         return jnp.stack(
             [
-                _rel(c_hat, br.cross_cov),
-                _rel(jnp.cov(b.T), br.cov1),
-                _rel(c_ev, br.cross_cov),
-                _rel(s_ev, br.cov1),
+                relative_error(c_hat, br.cross_cov),
+                relative_error(cov_b, br.cov1),
+                relative_error(c_ev, br.cross_cov),
+                relative_error(s_ev, br.cov1),
             ]
         )
 

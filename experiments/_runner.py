@@ -157,6 +157,16 @@ def _is_typed_key(x: Any) -> bool:
     return dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
 
 
+def uncached_stage(name: str, fn: Callable[[], Any]) -> Any:
+    """The stage protocol of :meth:`RunContext.stage` without a cache, for a plain ``main()``.
+
+    Returns ``fn()`` after the same JSON round trip, so a module sees the same values
+    whether it runs under the runner or on its own.
+    """
+    del name
+    return json.loads(json.dumps(to_jsonable(fn()), allow_nan=False))
+
+
 @dataclasses.dataclass
 class RunContext:
     """What an experiment's ``run(config, ctx)`` gets besides its config.
@@ -221,7 +231,7 @@ class RunContext:
         path = self.run_dir / "stages" / f"{name}.json"
         if path.exists():
             return _read_json(path)
-        value = json.loads(json.dumps(to_jsonable(fn()), allow_nan=False))
+        value = uncached_stage(name, fn)
         path.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(path, value)
         return value

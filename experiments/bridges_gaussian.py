@@ -51,7 +51,7 @@ from bridges.benchmark import (
 from bridges.gaussian import plug_in_floor
 from bridges.sinkhorn import plan_cross_covariance
 from bridges.thermodynamics import girsanov_kl
-from experiments._report import to_jsonable
+from experiments._runner import uncached_stage
 
 __all__ = [
     "Config",
@@ -187,13 +187,7 @@ def _evaluate(k_sim, k_kl, sde, br, xe, n_steps):
     return ye, paired, girsanov_kl(k_kl, sde, xe[:2048], n_steps)
 
 
-def _call(name, fn):
-    """The stage protocol without a cache (a plain ``main()``): ``fn()``, JSON-able."""
-    del name
-    return json.loads(json.dumps(to_jsonable(fn()), allow_nan=False))
-
-
-def gaussian_solvers(config: Config, stage=_call) -> dict:
+def gaussian_solvers(config: Config, stage=uncached_stage) -> dict:
     r"""IPF/DSB, DSBM and Sinkhorn vs the closed-form Gaussian bridge, per dimension.
 
     For each solver: the *plain* relative errors of :math:`C` and :math:`\Sigma_1` (sample
@@ -330,7 +324,7 @@ def _sinkhorn_row(config: Config, k_sk, br) -> dict:
     }
 
 
-def mixture_benchmark(config: Config, stage=_call) -> dict:
+def mixture_benchmark(config: Config, stage=uncached_stage) -> dict:
     r"""LightSB on regenerated Gushchin et al. (2023) mixture instances, scored by cBW2-UVP.
 
     Reports the score with its Monte Carlo standard error over the test inputs, and the
@@ -448,7 +442,7 @@ def _showcase_paths(config: Config) -> dict:
     return {"sigma": sigma, "panels": shown, "metrics": out}
 
 
-def showcase(config: Config, out_dir: pathlib.Path | None = None, stage=_call) -> dict:
+def showcase(config: Config, out_dir: pathlib.Path | None = None, stage=uncached_stage) -> dict:
     """Moons -> Gaussian bridge paths (Sinkhorn bridge, and DSBM unless ``showcase_train_steps`` is 0); saves ``bridges_moons.png``.
 
     The simulation is one ``stage("showcase", fn)`` call whose result holds the arrays
@@ -492,7 +486,7 @@ def run(config: Config, ctx) -> dict:
 
 
 def main(
-    config: Config | None = None, out_dir: str | pathlib.Path | None = None, stage=_call
+    config: Config | None = None, out_dir: str | pathlib.Path | None = None, stage=uncached_stage
 ) -> dict:
     """Run the three parts and return their metrics (also written to ``metrics.json``)."""
     config = config or Config()

@@ -242,31 +242,21 @@ def generate(
     key_init, key_warm, key_burn, key_prod = jr.split(key, 4)
     t0 = time.time()
     x0 = _initial_positions(key_init, system, c["n_runs"], c["n_replicas"])
-    warm = jax.jit(
-        lambda k, x: adapt_replica_step_sizes(
-            k,
-            system.energy,
-            betas,
-            x,
-            c["n_warmup"],
-            initial_step_size=c["initial_step_size"],
-            n_integration_steps=c["n_integration_steps"],
-            project_fn=project_fn,
-        )
-    )
-    if "step_sizes" in c:
-        step_sizes = jnp.asarray(c["step_sizes"])
-        states = jax.vmap(
-            replica_exchange(
+    if "step_sizes" in c:  # fixed per-rung step sizes: no warm-up
+        step_sizes, states = jnp.asarray(c["step_sizes"]), None
+    else:
+        states, step_sizes = jax.jit(
+            lambda k, x: adapt_replica_step_sizes(
+                k,
                 system.energy,
                 betas,
-                step_sizes,
+                x,
+                c["n_warmup"],
+                initial_step_size=c["initial_step_size"],
                 n_integration_steps=c["n_integration_steps"],
                 project_fn=project_fn,
-            ).init
-        )(x0)
-    else:
-        states, step_sizes = warm(key_warm, x0)
+            )
+        )(key_warm, x0)
     kernel = replica_exchange(
         system.energy,
         betas,
@@ -274,6 +264,8 @@ def generate(
         n_integration_steps=c["n_integration_steps"],
         project_fn=project_fn,
     )
+    if states is None:
+        states = jax.vmap(kernel.init)(x0)
     n_runs = c["n_runs"]
 
     def vstep(key, states):

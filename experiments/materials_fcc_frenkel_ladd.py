@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 
+from experiments._runner import uncached_stage
 from thermo.kernel import run as run_kernel
 from thermo.materials import (
     correlated_mean,
@@ -186,13 +187,7 @@ def simulate_size(key, config: Config, n_cells: int) -> dict:
     }
 
 
-def _call(name, fn):
-    """The stage protocol without a cache (a plain ``main()``): ``fn()``."""
-    del name
-    return fn()
-
-
-def main(config: Config | None = None, stage=_call) -> dict:
+def main(config: Config | None = None, stage=uncached_stage) -> dict:
     """Run every size, extrapolate, compare with van der Hoef; return JSON-able metrics.
 
     Each system size is one ``stage(name, fn)`` call (``RunContext.stage`` under the
@@ -239,7 +234,7 @@ def main(config: Config | None = None, stage=_call) -> dict:
 
 def run(config: Config, ctx=None) -> dict:
     """Runner entry point: each system size is a ``ctx.stage``."""
-    return main(config, _call if ctx is None else ctx.stage)
+    return main(config, uncached_stage if ctx is None else ctx.stage)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ import jax
 import jax.random as jr
 import numpy as np
 
+from experiments._runner import uncached_stage
 from thermo.materials import (
     correlated_mean,
     density_integration,
@@ -187,13 +188,7 @@ def node_key(config: Config, i: int, j: int):
     return jr.fold_in(jr.fold_in(jr.key(config.seed), i), j)
 
 
-def _call(name, fn):
-    """The stage protocol without a cache (a plain ``main()``): ``fn()``."""
-    del name
-    return fn()
-
-
-def main(config: Config | None = None, stage=_call) -> dict:
+def main(config: Config | None = None, stage=uncached_stage) -> dict:
     """Run all state points; print a table; return JSON-able metrics.
 
     Every simulated density node is one ``stage(name, fn)`` call (``RunContext.stage``
@@ -220,7 +215,7 @@ def main(config: Config | None = None, stage=_call) -> dict:
 
 def run(config: Config, ctx=None) -> dict:
     """Runner entry point: each density node is a ``ctx.stage``."""
-    return main(config, _call if ctx is None else ctx.stage)
+    return main(config, uncached_stage if ctx is None else ctx.stage)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import jax
 import jax.random as jr
 import numpy as np
 
+from experiments._runner import uncached_stage
 from thermo.materials import widom
 
 __all__ = ["Config", "RASPA3_WEIGHT", "RASPA3_WEIGHT_ERR", "main", "run"]
@@ -54,13 +55,7 @@ class Config:
         return cls(n_insertions=20_480, n_blocks=10, chunk_size=512)
 
 
-def _call(name, fn):
-    """The stage protocol without a cache (a plain ``main()``): ``fn()``."""
-    del name
-    return fn()
-
-
-def main(config: Config | None = None, stage=_call) -> dict:
+def main(config: Config | None = None, stage=uncached_stage) -> dict:
     """Run the Widom insertions and compare with RASPA3; returns JSON-able metrics.
 
     The insertions are one call of :func:`thermo.materials.widom` (its block averages
@@ -111,7 +106,7 @@ def _widom(config: Config) -> dict:
 
 def run(config: Config, ctx=None) -> dict:
     """Runner entry point (``experiments`` runner signature); the estimate is a ``ctx.stage``."""
-    return main(config, _call if ctx is None else ctx.stage)
+    return main(config, uncached_stage if ctx is None else ctx.stage)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 
+from experiments._runner import uncached_stage
 from thermo.kernel import run as run_kernel
 from thermo.materials import (
     correlated_mean,
@@ -170,13 +171,7 @@ def _check(value, err, ref, ref_err):
     return float(z), bool(abs(z) < 3.0)
 
 
-def _call(name, fn):
-    """The stage protocol without a cache (a plain ``main()``): ``fn()``."""
-    del name
-    return fn()
-
-
-def main(config: Config | None = None, stage=_call) -> dict:
+def main(config: Config | None = None, stage=uncached_stage) -> dict:
     """Run every state point; print a table; return JSON-able metrics.
 
     Each state point is one ``stage(name, fn)`` call (``RunContext.stage`` under the
@@ -216,7 +211,7 @@ def main(config: Config | None = None, stage=_call) -> dict:
 
 def run(config: Config, ctx=None) -> dict:
     """Runner entry point: each state point is a ``ctx.stage``."""
-    return main(config, _call if ctx is None else ctx.stage)
+    return main(config, uncached_stage if ctx is None else ctx.stage)
 
 
 if __name__ == "__main__":

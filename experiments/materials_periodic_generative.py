@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 
-from experiments._report import to_jsonable
+from experiments._runner import uncached_stage
 from generative.periodic import PeriodicScoreNet, WrappedVE, sample, train
 from thermo.kernel import run as run_kernel
 from thermo.materials import displacement_mc, fcc_lattice, lj_energy_fn, periodic_space, to_arrays
@@ -217,9 +217,7 @@ def _state_point(key, config: Config, temperature: float, density: float, label:
     t_train = time.perf_counter() - t1
     print(f"{label}: trained in {t_train:.1f} s, final loss {res.losses[-1]:.4f}", flush=True)
     t2 = time.perf_counter()
-    # jitted whole (the library compiles only the reverse-SDE scan; the final denoising
-    # step would otherwise run as dozens of eager ops, each compiled on first use)
-    gen = eqx.filter_jit(sample)(
+    gen = sample(
         k_gen,
         res.net,
         proc,
@@ -326,12 +324,6 @@ def _figure(rows: dict, path: pathlib.Path) -> None:
     plt.close(fig)
 
 
-def _call(name, fn):
-    """The stage protocol without a cache (a plain ``main()``): ``fn()``, JSON-able."""
-    del name
-    return json.loads(json.dumps(to_jsonable(fn()), allow_nan=False))
-
-
 def run(config: Config, ctx) -> dict:
     """Runner entry point: every state point (MCMC, training, generation and the arrays
     its figure row needs) is a ``ctx.stage``; a resumed run skips the finished ones."""
@@ -339,7 +331,7 @@ def run(config: Config, ctx) -> dict:
 
 
 def main(
-    config: Config | None = None, out_dir: str | pathlib.Path | None = None, stage=_call
+    config: Config | None = None, out_dir: str | pathlib.Path | None = None, stage=uncached_stage
 ) -> dict:
     """Run every state point; print the table; save the figure and metrics.
 

@@ -35,6 +35,7 @@ import jax
 import jax.random as jr
 import numpy as np
 
+from experiments._runner import uncached_stage
 from thermo.materials._screening import (
     PROTOTYPES,
     evaluate_candidate,
@@ -122,18 +123,12 @@ def _reference(key, config: Config, temperature: float) -> dict:
     }
 
 
-def _call(name, fn):
-    """The stage protocol without a cache (a plain ``main()``): ``fn()``."""
-    del name
-    return fn()
-
-
 def _nan(row: dict) -> dict:
     """Undo the JSON round trip of a stage for the float entries (``None`` -> NaN)."""
     return {k: float("nan") if v is None else v for k, v in row.items()}
 
 
-def screen(config: Config, stage=_call) -> dict:
+def screen(config: Config, stage=uncached_stage) -> dict:
     """Evaluate every candidate on all tiers; return per-candidate rows and the summary.
 
     The FCC reference and every candidate are one ``stage(name, fn)`` call each
@@ -263,7 +258,7 @@ def _summary(rows: list[dict], threshold: float) -> dict:
     }
 
 
-def _low_temperature_check(config: Config, stage=_call) -> list[dict]:
+def _low_temperature_check(config: Config, stage=uncached_stage) -> list[dict]:
     out = []
     for j, t in enumerate(config.check_temperatures):
         key = jr.fold_in(jr.key(config.seed), 20_000 + j)
@@ -350,7 +345,7 @@ def run(config: Config, ctx) -> dict:
 
 
 def main(
-    config: Config | None = None, out_dir: str | pathlib.Path | None = None, stage=_call
+    config: Config | None = None, out_dir: str | pathlib.Path | None = None, stage=uncached_stage
 ) -> dict:
     """Run the screen and the low-T check; print a table; save the figure and metrics."""
     config = config or Config()

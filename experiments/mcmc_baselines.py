@@ -34,13 +34,9 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 
+from experiments._runner import uncached_stage
+
 __all__ = ["Config", "log_z_calibration", "log_z_table", "main", "run", "sampler_table"]
-
-
-def _call(name, fn):
-    """The stage protocol without a cache (a plain ``python -m`` run): ``fn()``."""
-    del name
-    return fn()
 
 
 def _initial(key, system, n):
@@ -168,7 +164,7 @@ def _pt_sampler(key, system, budget, n_chains, n_keep_per_chain, n_replicas=8, b
     }
 
 
-def sampler_table(quick: bool = False, seed: int = 0, stage=_call) -> list[dict]:
+def sampler_table(quick: bool = False, seed: int = 0, stage=uncached_stage) -> list[dict]:
     """HMC / MALA / PT on dw4 and lj13 at equal budgets; metrics against our references.
 
     Each row is one ``stage(name, fn)`` call (``RunContext.stage`` under the runner: a
@@ -264,7 +260,7 @@ def _log_z_run(name: str, method: str, quick: bool, key, options: dict | None = 
 
 
 def log_z_table(
-    quick: bool = False, seed: int = 0, names: tuple[str, ...] | None = None, stage=_call
+    quick: bool = False, seed: int = 0, names: tuple[str, ...] | None = None, stage=uncached_stage
 ) -> list[dict]:
     """AIS and SMC log Z on mw5, gmm40, funnel, mw32: error, std err, energy evaluations.
 
@@ -422,7 +418,7 @@ def run(config: Config, ctx) -> dict:
 
 def main(config: Config | None = None, out_dir: str | Path | None = None) -> dict:
     """Both tables (and, with ``out_dir``, a figure of them); returns a JSON-able dict."""
-    return _tables(Config() if config is None else config, _call, out_dir)
+    return _tables(Config() if config is None else config, uncached_stage, out_dir)
 
 
 def _tables(config: Config, stage, out_dir) -> dict:

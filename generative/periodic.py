@@ -359,6 +359,22 @@ def sample(
     """
     if n_samples < 1 or n_particles < 1 or n_steps < 1:
         raise ValueError("n_samples, n_particles and n_steps must be positive")
+    return _sample(
+        key,
+        score_fn,
+        process,
+        int(n_samples),
+        int(n_particles),
+        int(n_steps),
+        int(n_corrector),
+        float(snr),
+        bool(denoise),
+    )
+
+
+@eqx.filter_jit
+def _sample(key, score_fn, process, n_samples, n_particles, n_steps, n_corrector, snr, denoise):
+    """The compiled body of :func:`sample` (Python numbers are static: one compile per shape)."""
     dtype = jnp.result_type(float)
     sigmas = process.sigma(jnp.linspace(1.0, 0.0, n_steps + 1, dtype=dtype))
     k0, k_run = jr.split(key)

@@ -15,8 +15,6 @@ Radon–Nikodym weights; it returns a :class:`thermo.paths.PathEnsemble` and its
   :func:`simulate`, :class:`Control` (score-informed MLP), :func:`as_target`.
 """
 
-# The EGNN particle sampler (iDEM).
-from . import _particle as particle  # noqa: F401  (re-exported module)
 from ._cmcd import CMCD as CMCD
 from ._common import AbstractSampler as AbstractSampler
 from ._common import Control as Control
@@ -36,7 +34,6 @@ from ._crooks import SwitchingWorks as SwitchingWorks
 from ._crooks import crooks_crossing as crooks_crossing
 from ._crooks import trap_switching_works as trap_switching_works
 from ._dds import DDS as DDS
-from ._particle import PRESETS as IDEM_PRESETS  # noqa: F401
 from ._particle import IDEMResult as IDEMResult
 from ._particle import IDEMSettings as IDEMSettings
 from ._particle import IDEMState as IDEMState

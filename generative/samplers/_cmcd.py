@@ -51,9 +51,9 @@ from thermo.kernel import Kernel
 
 from ._common import (
     AbstractSampler,
-    SamplerInfo,
     SamplerState,
     Target,
+    _advance,
     _init_state,
     clip_displacement,
 )
@@ -171,10 +171,7 @@ class CMCD(AbstractSampler):
             mean_b = x_next + dt * clip_displacement(drift_b, dt, cap)
             # log B - log F; both have variance 2 dt, so the normalisers cancel.
             inc = -(jnp.sum((x - mean_b) ** 2) - jnp.sum((x_next - mean_f) ** 2)) / (4.0 * dt)
-            new = SamplerState(
-                x_next, k_next, log_p, score_next, state.log_weight + inc, state.n_energy_evals + 1
-            )
-            return new, SamplerInfo(inc)
+            return _advance(state, x_next, log_p, score_next, inc)
 
         return Kernel(init, step)
 

@@ -183,9 +183,11 @@ def as_target(
     return target
 
 
-def _check_dim(target: Target, dim: int, who: str) -> None:
-    if dim != target.dim:
-        raise ValueError(f"{who}: control has dim {dim} but the target has dim {target.dim}")
+def _check_dim(target: Any, dim: int | None, who: str) -> None:
+    """Refuse a control whose dimension differs from the target's (when both are known)."""
+    target_dim = getattr(target, "dim", None)
+    if dim is not None and target_dim is not None and dim != int(target_dim):
+        raise ValueError(f"{who}: control has dim {dim} but the target has dim {target_dim}")
 
 
 def clip_displacement(drift: Float[Array, " dim"], step: ScalarLike, max_displacement):
@@ -223,7 +225,8 @@ def gaussian_log_prob(
 class Control(eqx.Module):
     r"""A score-informed control :math:`u_\theta(t, x) = \mathrm{NN}_1(t, x) +
     \mathrm{NN}_2(t)\,\nabla\log\tilde\pi(x)` (the "PIS-Grad" parameterisation, Zhang &
-    Chen 2022, Sec. 3.3; DDS and CMCD use the same form).
+    Chen 2022, Sec. 3.3; DDS uses the same form; the CMCD preset drops the score term,
+    ``use_score=False``, since its drift already carries the annealed score).
 
     ``NN_1`` is :class:`generative.networks.MLP` (sinusoidal time embedding); ``NN_2`` a
     small MLP of the time embedding with a scalar output. Both output layers start at
@@ -286,10 +289,10 @@ class Control(eqx.Module):
     ) -> Float[Array, " dim"]:
         """:math:`u_\\theta(t, x)` given :math:`\\nabla\\log\\tilde\\pi(x)` (``score``)."""
         tau = jnp.asarray(t, x.dtype) / self.time_scale
-        emb = sinusoidal_embedding(tau, self.embed_dim).astype(x.dtype)
         out = self.net(tau, x)
         if self.gain is None:
             return out
+        emb = sinusoidal_embedding(tau, self.embed_dim).astype(x.dtype)
         return out + self.gain(emb)[0] * score
 
 
@@ -371,10 +374,10 @@ def _init_state(target: Target, x: Array, log_weight: Array) -> SamplerState:
 
 
 def _advance(
-    target: Target, state: SamplerState, x_next: Array, increment: Array
+    state: SamplerState, x_next: Array, log_p: Array, score_next: Array, increment: Array
 ) -> tuple[SamplerState, SamplerInfo]:
-    """The state after one step to ``x_next`` with log-weight ``increment`` (one energy call)."""
-    log_p, score_next = target.value_and_score(x_next)
+    """The state after one step to ``x_next`` (one energy call: ``log_p``, ``score_next``)
+    whose log-weight increment is ``increment``."""
     new = SamplerState(
         x_next,
         state.step + 1,
@@ -401,9 +404,7 @@ def simulate(
         ``PathEnsemble(samples (n, dim), log_weights (n,), n_energy_evals)`` where
         ``logmeanexp(log_weights)`` estimates :math:`\log Z` of the target.
     """
-    dim = _control_dim(sampler.control)
-    if dim is not None:
-        _check_dim(target, dim, type(sampler).__name__)
+    _check_dim(target, _control_dim(sampler.control), type(sampler).__name__)
     key_init, key_run = jr.split(key)
     x0 = sampler.initial_positions(key_init, target, n)
     kernel = sampler.kernel(target, detach=detach)
@@ -531,17 +532,11 @@ def train(
         raise ValueError(f"loss must be one of {sorted(_LOSSES)}, got {loss!r}")
     if int(n_iters) < 1 or int(batch_size) < 2:
         raise ValueError(f"need n_iters >= 1 and batch_size >= 2, got {n_iters}, {batch_size}")
-    dim, target_dim = _control_dim(sampler.control), getattr(target, "dim", None)
-    if dim is not None and target_dim is not None and int(target_dim) != dim:
-        raise ValueError(
-            f"{type(sampler).__name__}: control has dim {dim} but the target has dim {target_dim}"
-        )
+    _check_dim(target, _control_dim(sampler.control), type(sampler).__name__)
     params, static = eqx.partition(sampler, eqx.is_inexact_array)
     if not jax.tree_util.tree_leaves(params):
         raise ValueError("the sampler has no trainable arrays (control is None or a function)")
     target = as_target(target)
-    if dim is not None:
-        _check_dim(target, dim, type(sampler).__name__)
     if optimizer is None:
         optimizer = _optimizer(float(learning_rate), float(clip_norm))
     opt_state = optimizer.init(params)

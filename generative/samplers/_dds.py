@@ -151,7 +151,7 @@ class DDS(AbstractSampler):
             inc = gaussian_log_prob(y_next, mean_ref, var, n_dim) - gaussian_log_prob(
                 y_next, mean, var, n_dim
             )
-            return _advance(target, state, y_next, inc)
+            return _advance(state, y_next, *target.value_and_score(y_next), inc)
 
         return Kernel(init, step)
 

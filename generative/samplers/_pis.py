@@ -144,7 +144,7 @@ class PIS(AbstractSampler):
             inc = euler_maruyama_log_prob(reference, t, dt, x, x_next) - euler_maruyama_log_prob(
                 controlled, t, dt, x, x_next
             )
-            return _advance(target, state, x_next, inc)
+            return _advance(state, x_next, *target.value_and_score(x_next), inc)
 
         return Kernel(init, step)
 
