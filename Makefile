@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_WORKERS ?= 2
 
-.PHONY: all venv run test book bench lint format clean
+.PHONY: all venv run test book chromium bench lint format clean
 
 all: test
 
@@ -25,9 +25,16 @@ run: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -n $(PYTEST_WORKERS) -m "not slow" tests
 
-## Build the book; every chapter is executed, warnings are errors.
-book: $(STAMP)
+## Build the book; every chapter is executed, warnings are errors; then every page is
+## rendered offline in headless Chromium (math typeset, images, no traceback, screenshots).
+book: $(STAMP) chromium
 	$(PY) -m experiments.book_build
+
+## Debian's chromium, for the book's browser check (installed only when missing).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+chromium:
+	@command -v chromium >/dev/null || { $(SUDO) apt-get update && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
 
 ## Timed comparisons against peers (pymbar, blackjax, jax-md), measured in the same run.
 bench: $(STAMP)

@@ -8,18 +8,25 @@
    chapter shows at least one PNG figure (``<img>`` tags whose PNG file exists in the
    build or whose source is inline ``data:image/png``), no referenced PNG is missing,
    and no cell output shows a traceback.
-3. The execution time of each chapter (from the build log) is printed and stored in
+3. Every page is rendered in headless Chromium with the network off
+   (:mod:`experiments.book_browser`): raw TeX left by MathJax, a MathJax error, an image
+   that does not load, a Python traceback or any ``http(s)`` request fails the check, and
+   a full-page screenshot of each page goes to ``book/_build/screenshots/``. Without
+   Chromium the check fails (``--no-browser`` skips it explicitly).
+4. The execution time of each chapter (from the build log) is printed and stored in
    ``book/_build/exec_times.json``; chapters over the two-minute budget are flagged.
-4. Bibliography: Sphinx reads only ``book/references.bib``; each chapter author adds
+5. Bibliography: Sphinx reads only ``book/references.bib``; each chapter author adds
    entries to ``book/bib/<name>.bib`` and the editor merges them, deduplicated by key,
    with ``--merge-bib`` (the build lists entries not merged yet; a citation of a missing
    key fails the build as an unresolved reference).
 
 Other modes: ``--execute book/chapters/NN_name.md`` runs one chapter from scratch and
-prints its time (no build); ``--check-only`` checks an existing build.
+prints its time (no build); ``--check-only`` checks an existing build (HTML and browser).
 
-The build needs no network: no intersphinx inventories and no remote assets are
-fetched (the HTML loads MathJax from its CDN only when viewed in a browser).
+The build needs no network and neither does the book: no intersphinx inventories and
+no remote assets are fetched, and MathJax 3 is bundled from a dependency
+(``sphinx-mathjax-offline`` copies it to ``_build/html/_static/mathjax``); the static
+check fails on any page that loads a script or stylesheet from ``http(s)://``.
 """
 
 from __future__ import annotations
@@ -48,6 +55,14 @@ BOOK = REPO_ROOT / "book"
 CHAPTER_BUDGET_S = 120.0
 
 _IMG = re.compile(r"<img\b[^>]*?\bsrc=\"([^\"]+)\"", re.IGNORECASE)
+# <script> and <link> tags; a remote URL is http(s) or scheme-relative (//host/...).
+_TAG = re.compile(r"<(script|link)\b[^>]*>", re.IGNORECASE)
+_ATTR = re.compile(r"\b(src|href|rel)=\"([^\"]*)\"", re.IGNORECASE)
+_FETCHED_LINKS = {"stylesheet", "preload", "modulepreload", "icon", "manifest"}
+# A local script: no scheme (http:, data:, ...) and not scheme-relative; the query is cut.
+_LOCAL_SCRIPT = re.compile(
+    r"<script\b[^>]*?\bsrc=\"(?![A-Za-z][A-Za-z0-9+.-]*:|//)([^\"?#]+)", re.IGNORECASE
+)
 _EXEC = re.compile(r"(\S+\.(?:md|ipynb)): Executed notebook in ([0-9.]+) seconds")
 
 
@@ -83,6 +98,22 @@ def notebook_chapters(book: Path = BOOK) -> list[str]:
     return found
 
 
+def _remote_loads(text: str) -> list[str]:
+    """The remote URLs a page fetches as it loads: ``<script src>`` and fetched ``<link>``."""
+    urls = []
+    for match in _TAG.finditer(text):
+        attrs = {k.lower(): v for k, v in _ATTR.findall(match.group(0))}
+        url = attrs.get("src") or attrs.get("href") or ""
+        if not re.match(r"(?:https?:)?//", url, re.IGNORECASE):
+            continue
+        if match.group(1).lower() == "link" and not _FETCHED_LINKS & set(
+            attrs.get("rel", "").lower().split()
+        ):
+            continue
+        urls.append(url)
+    return urls
+
+
 def check_html(book: Path = BOOK) -> list[str]:
     """Problems with the built HTML (empty when every page and figure is there)."""
     html = book / "_build" / "html"
@@ -94,6 +125,11 @@ def check_html(book: Path = BOOK) -> list[str]:
             problems.append(f"{doc}: page not rendered ({page} missing)")
             continue
         text = page.read_text(errors="replace")
+        for url in _remote_loads(text):
+            problems.append(f"{doc}: loads {url} from the network (the book must read offline)")
+        for src in _LOCAL_SCRIPT.findall(text):
+            if not (page.parent / src).resolve().exists():
+                problems.append(f"{doc}: script {src} is referenced but missing")
         if doc not in notebooks:
             continue
         n_png = 0
@@ -228,6 +264,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", help="with --execute of one chapter: write the executed .ipynb")
     parser.add_argument(
+        "--no-browser",
+        action="store_true",
+        help="skip the headless-Chromium rendering check (it fails when chromium is missing)",
+    )
+    parser.add_argument(
         "--merge-bib",
         action="store_true",
         help="merge book/bib/*.bib into book/references.bib (deduplicated by key) and exit",
@@ -289,7 +330,45 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"HTML check passed: {len(toc_files(book))} pages, {n} executed chapters with figures"
         )
+    if args.no_browser:
+        print("note: --no-browser: the pages were not rendered in Chromium (no math check)")
+    else:
+        status = max(status, _browser_check(book))
     return status
+
+
+def _browser_check(book: Path) -> int:
+    """Render every built page in headless Chromium (offline); 0 when all read well."""
+    from experiments.book_browser import find_chromium, render_and_check
+
+    if find_chromium() is None:
+        print(
+            "browser check: chromium not found (Debian: apt-get install -y chromium; "
+            "--no-browser skips the check)",
+            file=sys.stderr,
+        )
+        return 1
+    html = book / "_build" / "html"
+    pages = {doc: html / f"{doc}.html" for doc in toc_files(book)}
+    pages = {doc: path for doc, path in pages.items() if path.exists()}
+    shots = book / "_build" / "screenshots"
+    t0 = time.perf_counter()
+    problems = render_and_check(pages, shots)
+    secs = time.perf_counter() - t0
+    times_path = book / "_build" / "exec_times.json"
+    if times_path.exists():
+        times = json.loads(times_path.read_text())
+        times["browser_check_s"] = secs
+        times_path.write_text(json.dumps(times, indent=2) + "\n")
+    for p in problems:
+        print(f"browser check: {p}", file=sys.stderr)
+    if problems:
+        return 1
+    print(
+        f"browser check passed in {secs:.0f} s: {len(pages)} pages rendered offline in "
+        f"Chromium, math typeset, images loaded; screenshots in {shots}"
+    )
+    return 0
 
 
 if __name__ == "__main__":
