@@ -73,6 +73,7 @@ import optax
 from jaxtyping import Array, Float
 
 from thermo._typing import PRNGKey, ScalarLike
+from thermo.fit import fit_steps
 from thermo.paths import PathEnsemble
 
 from ..likelihood import log_likelihood
@@ -517,7 +518,8 @@ def idem_outer_step(
 
     Draws ``settings.n_new`` samples of the current model by the ancestral reverse chain,
     pushes the finite ones into the FIFO buffer, then takes ``settings.n_inner`` Adam
-    steps on :func:`idem_loss` over buffer points drawn uniformly (one ``lax.scan``).
+    steps on :func:`idem_loss` over buffer points drawn uniformly (the shared
+    :func:`thermo.fit.fit_steps`, one ``lax.scan``).
     Jit-compatible; :func:`train_idem` jits it once.
 
     Returns:
@@ -539,13 +541,15 @@ def idem_outer_step(
     state = _push(state, jax.lax.stop_gradient(new))
     state = eqx.error_if(state, state.n_filled == 0, "iDEM: the model produced no finite samples")
     optimizer = _optimizer(settings)
-    params, static = eqx.partition(state.model, eqx.is_inexact_array)
 
-    def loss_fn(p, k, x0):
+    def loss_fn(model, k, args):
+        buffer, n_filled = args
+        k_idx, k_loss = jr.split(k)
+        idx = jr.randint(k_idx, (settings.batch_size,), 0, n_filled)
         return idem_loss(
-            eqx.combine(p, static),
-            k,
-            x0,
+            model,
+            k_loss,
+            buffer[idx],
             energy_fn,
             beta=beta,
             n_mc=settings.n_mc,
@@ -553,18 +557,15 @@ def idem_outer_step(
             max_target_norm=settings.max_target_norm,
         )
 
-    def one_step(carry, k):
-        p, o = carry
-        k_idx, k_loss = jr.split(k)
-        idx = jr.randint(k_idx, (settings.batch_size,), 0, state.n_filled)
-        loss, grads = jax.value_and_grad(loss_fn)(p, k_loss, state.buffer[idx])
-        updates, o = optimizer.update(grads, o, p)
-        return (optax.apply_updates(p, updates), o), loss
-
-    (params, opt_state), losses = jax.lax.scan(
-        one_step, (params, state.opt_state), jr.split(k_inner, settings.n_inner)
+    model, opt_state, losses, _ = fit_steps(
+        state.model,
+        state.opt_state,
+        jr.split(k_inner, settings.n_inner),
+        loss_fn,
+        optimizer,
+        (state.buffer, state.n_filled),
     )
-    return state._replace(model=eqx.combine(params, static), opt_state=opt_state), losses
+    return state._replace(model=model, opt_state=opt_state), losses
 
 
 @eqx.filter_jit
