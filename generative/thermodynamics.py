@@ -41,11 +41,10 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
-import numpy as np
 from jaxtyping import Array, Float
 
 from thermo._typing import Args, PRNGKey, ScalarLike
-from thermo.estimators import Estimate, estimate_log_z
+from thermo.estimators import Estimate, estimate_log_z, gauss_legendre
 from thermo.paths import PathEnsemble
 
 from .processes import VP, AbstractDiffusionProcess, gaussian_log_prob
@@ -114,16 +113,15 @@ def entropy_production(
     """
     _require_vp(process)
     t1 = process.t1 if t1 is None else t1
-    nodes, weights = np.polynomial.legendre.leggauss(int(n_time))
-    half = 0.5 * (t1 - t0)
-    ts = jnp.asarray(t0 + half * (nodes + 1.0))
+    ts, weights = gauss_legendre(t0, t1, n_time)
+    ts = jnp.asarray(ts)
 
     def rate(t):
         x, w = marginal_nodes_fn(t)
         return entropy_production_rate(process, score_fn, t, x, w, args)
 
     rates = jax.lax.map(rate, ts)
-    return half * jnp.sum(jnp.asarray(weights) * rates)
+    return jnp.sum(jnp.asarray(weights) * rates)
 
 
 def monte_carlo_marginal(

@@ -54,6 +54,7 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, Float
 
+from ..estimators._ti import gauss_legendre
 from ..kernel import run as run_kernel
 from ..mcmc import hmc
 
@@ -154,10 +155,7 @@ def remove_com(v: Float[Array, " d"]) -> Float[Array, " d"]:
 
 def gauss_legendre_unit(n: int) -> tuple[np.ndarray, np.ndarray]:
     r"""Gauss–Legendre nodes and weights mapped to :math:`[0, 1]` (A&S 25.4.29): exact to degree :math:`2n-1`."""
-    if n < 1:
-        raise ValueError(f"need at least one node, got {n}")
-    x, w = np.polynomial.legendre.leggauss(n)
-    return 0.5 * (x + 1.0), 0.5 * w
+    return gauss_legendre(0.0, 1.0, n)
 
 
 class AnharmonicResult(NamedTuple):
