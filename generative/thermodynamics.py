@@ -237,10 +237,10 @@ def _simulate_paths(key, process, score_fn, x, n_paths, n_steps, t0, t1, args):
             mean_f, std_f = process.transition(s, t, x_k)
             noise = process.noise(jr.fold_in(key, k), (d,)).astype(x.dtype)
             x_next = mean_f + std_f * noise
-            log_f = gaussian_log_prob(x_next, mean_f, std_f, free)
+            log_f = gaussian_log_prob(x_next, mean_f, std=std_f, n_dims=free)
             mean_b, std_b = ancestral_reverse_kernel(process, score_fn, s, t, x_next, args)
             # project the residual: the pseudo-inverse density on the subspace
-            log_b = gaussian_log_prob(process.project(x_k - mean_b), 0.0, std_b, free)
+            log_b = gaussian_log_prob(process.project(x_k - mean_b), 0.0, std=std_b, n_dims=free)
             return (x_next, log_w + log_b - log_f), None
 
         ks = jnp.arange(n_steps)

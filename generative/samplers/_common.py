@@ -51,11 +51,13 @@ import optax
 from jaxtyping import Array, Float, Int
 
 from generative.networks import MLP, sinusoidal_embedding
+from generative.processes import gaussian_log_prob as gaussian_log_prob
 from thermo._typing import PRNGKey, ScalarLike
 from thermo.fit import fit
 from thermo.integrate import run_population
 from thermo.kernel import Kernel
 from thermo.paths import PathEnsemble
+from thermo.systems import remove_com
 
 __all__ = [
     "Target",
@@ -108,8 +110,7 @@ class Target(eqx.Module):
         r"""Orthogonal projector onto the COM-free subspace (identity for toy systems)."""
         if self.n_particles is None:
             return v
-        pos = jnp.reshape(v, (self.n_particles, self.spatial_dim))
-        return jnp.reshape(pos - jnp.mean(pos, axis=0, keepdims=True), v.shape)
+        return remove_com(v, self.n_particles, self.spatial_dim)
 
     def value_and_score(self, x: Float[Array, " dim"]) -> tuple[Array, Array]:
         r""":math:`(\log\tilde\pi(x), P\nabla\log\tilde\pi(x))` — one energy-and-gradient
@@ -207,15 +208,6 @@ def clip_displacement(drift: Float[Array, " dim"], step: ScalarLike, max_displac
     big = sq > max_displacement**2
     safe_sq = jnp.where(big, sq, 1.0)
     return drift * jnp.where(big, max_displacement / jnp.sqrt(safe_sq), 1.0)
-
-
-def gaussian_log_prob(
-    x: Float[Array, " dim"], mean: Float[Array, " dim"] | ScalarLike, var: ScalarLike, n_dim: int
-) -> Float[Array, ""]:
-    r""":math:`\log\mathcal N(x; m, vI)` on an ``n_dim``-dimensional (sub)space:
-    :math:`-|x-m|^2/(2v) - \tfrac{n}{2}\log(2\pi v)` (``x - m`` must lie in that space)."""
-    r = x - mean
-    return -0.5 * jnp.sum(r * r) / var - 0.5 * n_dim * jnp.log(2.0 * jnp.pi * var)
 
 
 # --------------------------------------------------------------------------------------

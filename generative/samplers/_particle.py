@@ -78,7 +78,7 @@ from thermo.paths import PathEnsemble
 
 from ..likelihood import log_likelihood
 from ..networks import EGNN
-from ..processes import VE, AbstractDiffusionProcess, gaussian_log_prob
+from ..processes import VE, AbstractDiffusionProcess, gaussian_log_prob, remove_center_of_mass
 from ..sampling import sample_probability_flow
 from ..score import ScoreModel
 from ..thermodynamics import ancestral_reverse_kernel
@@ -122,14 +122,6 @@ class MCScore(NamedTuple):
     ess: Float[Array, ""]
 
 
-def _project(x: Array, particles: tuple[int, int] | None) -> Array:
-    if particles is None:
-        return x
-    n, dim = particles
-    xp = x.reshape(*x.shape[:-1], n, dim)
-    return (xp - jnp.mean(xp, axis=-2, keepdims=True)).reshape(x.shape)
-
-
 def mc_score(
     energy_fn: EnergyFn,
     x: Float[Array, " d"],
@@ -165,7 +157,7 @@ def mc_score(
     log_w = -beta * energies
     log_w = jnp.where(jnp.isfinite(log_w), log_w, -jnp.inf)
     w = jax.nn.softmax(log_w)
-    g = _project(-beta * jnp.where(jnp.isfinite(grads), grads, 0.0), particles)
+    g = remove_center_of_mass(-beta * jnp.where(jnp.isfinite(grads), grads, 0.0), particles)
     score = w @ g
     std_err = jnp.sqrt(jnp.sum(w[:, None] ** 2 * (g - score) ** 2, axis=0))
     return MCScore(score, std_err, 1.0 / jnp.sum(w**2))
@@ -185,7 +177,7 @@ def mc_score_estimate(
 
     ``n_samples`` is :math:`K`; the call costs :math:`K` energy-and-gradient evaluations.
     """
-    eps = _project(jr.normal(key, (int(n_samples), x.shape[-1]), x.dtype), particles)
+    eps = remove_center_of_mass(jr.normal(key, (int(n_samples), x.shape[-1]), x.dtype), particles)
     return mc_score(energy_fn, x, sigma, eps, beta=beta, particles=particles)
 
 
@@ -293,8 +285,8 @@ def reverse_path_log_weights(
             mean_b, std_b = ancestral_reverse_kernel(process, score_fn, s, t, x_next)
             x_k = mean_b + std_b * process.noise(jr.fold_in(key, k), x_next.shape)
             mean_f, std_f = process.transition(s, t, x_k)
-            log_f = gaussian_log_prob(x_next, mean_f, std_f, free)
-            log_b = gaussian_log_prob(x_k, mean_b, std_b, free)
+            log_f = gaussian_log_prob(x_next, mean_f, std=std_f, n_dims=free)
+            log_b = gaussian_log_prob(x_k, mean_b, std=std_b, n_dims=free)
             return (x_k, log_w + log_f - log_b), None
 
         ks = jnp.arange(int(n_steps))[::-1]

@@ -57,6 +57,7 @@ from jaxtyping import Array, Float
 from ..estimators._ti import gauss_legendre
 from ..kernel import run as run_kernel
 from ..mcmc import hmc
+from ..systems._base import remove_com as _remove_com
 
 __all__ = [
     "AnharmonicResult",
@@ -148,9 +149,9 @@ def harmonic_free_energy(
 
 
 def remove_com(v: Float[Array, " d"]) -> Float[Array, " d"]:
-    r"""Project a flattened ``(n, 3)`` vector orthogonally to rigid translations: :math:`v_i - \bar v`."""
-    r = v.reshape(-1, 3)
-    return (r - jnp.mean(r, axis=0)).reshape(-1)
+    r"""Project a flattened ``(n, 3)`` vector orthogonally to rigid translations: :math:`v_i - \bar v`
+    (:func:`thermo.systems.remove_com` with three spatial dimensions)."""
+    return _remove_com(v, v.shape[-1] // 3, 3)
 
 
 def gauss_legendre_unit(n: int) -> tuple[np.ndarray, np.ndarray]:
