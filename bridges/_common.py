@@ -1,13 +1,14 @@
 r"""Shared pieces of the learned bridge solvers: drift networks as SDEs, path simulation
 through :mod:`thermo.integrate`, a regression fitting loop, and coupling statistics.
 
-The fitting loop is a plain optax/Adam regression :math:`\min_\theta \mathbb E\,|v_\theta(t,x)
-- \text{target}|^2` run by ``lax.scan``; it is kept here because
-:func:`generative.training.train` is specialised to denoising score matching.
+The fitting loop is an optax/Adam regression :math:`\min_\theta \mathbb E\,|v_\theta(t,x)
+- \text{target}|^2` run by the shared training loop :func:`thermo.fit.fit_steps` (one
+``lax.scan``) with the shared EMA :func:`thermo.fit.with_ema`.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -20,6 +21,7 @@ from jaxtyping import Array, Float
 
 from generative.networks.mlp import MLP
 from thermo._typing import Args, PRNGKey, ScalarLike
+from thermo.fit import ema_params, fit_steps, with_ema
 from thermo.integrate import euler_maruyama, run_population
 from thermo.sde import AbstractSDE
 
@@ -217,34 +219,80 @@ def fit_regression(
     network and the per-step losses.
     """
     settings = TrainSettings() if settings is None else settings
-    schedule = optax.cosine_decay_schedule(
-        settings.learning_rate, max(int(n_steps), 1), alpha=settings.final_lr_fraction
+    optimiser = _regression_optimizer(
+        settings.learning_rate, max(int(n_steps), 1), settings.final_lr_fraction, settings.ema_decay
     )
-    optimiser = optax.adam(schedule)
-    params, static = eqx.partition(network, eqx.is_inexact_array)
-    opt_state = optimiser.init(params)
-    rho = settings.ema_decay
-
-    def loss_fn(p, t, x, y, w):
-        net = eqx.combine(p, static)
-        pred = jax.vmap(net)(t, x)
-        return jnp.mean(w * jnp.sum((pred - y) ** 2, axis=-1))
-
-    def step(carry, k):
-        p, s, ema = carry
-        batch = batch_fn(k)
-        t, x, y = batch[:3]
-        w = batch[3] if len(batch) > 3 else jnp.ones_like(t)
-        loss, grads = jax.value_and_grad(loss_fn)(p, t, x, y, w)
-        updates, s = optimiser.update(grads, s, p)
-        p = optax.apply_updates(p, updates)
-        ema = jax.tree_util.tree_map(lambda e, q: rho * e + (1.0 - rho) * q, ema, p)
-        return (p, s, ema), loss
-
-    (params, _, ema), losses = jax.lax.scan(
-        step, (params, opt_state, params), jr.split(key, n_steps)
+    opt_state = optimiser.init(eqx.filter(network, eqx.is_inexact_array))
+    network, opt_state, losses, _ = fit_steps(
+        network, opt_state, jr.split(key, n_steps), _regression_loss, optimiser, batch_fn
     )
-    return eqx.combine(ema if rho > 0 else params, static), losses
+    return ema_params(network, opt_state), losses
+
+
+@functools.lru_cache(maxsize=32)
+def _regression_optimizer(learning_rate, n_steps, final_lr_fraction, ema_decay):
+    """Adam on a cosine-decayed step size, with a plain (no warm-up) EMA of the weights."""
+    schedule = optax.cosine_decay_schedule(learning_rate, n_steps, alpha=final_lr_fraction)
+    return with_ema(optax.adam(schedule), ema_decay, warmup=False)
+
+
+def _regression_loss(network, key, batch_fn):
+    r"""One minibatch's :math:`\mathrm{mean}_b\, w_b\,|v(t_b, x_b) - y_b|^2`."""
+    batch = batch_fn(key)
+    t, x, y = batch[:3]
+    w = batch[3] if len(batch) > 3 else jnp.ones_like(t)
+    pred = jax.vmap(network)(t, x)
+    return jnp.mean(w * jnp.sum((pred - y) ** 2, axis=-1))
+
+
+def check_marginal_samples(x0, x1, n_iterations) -> tuple[Array, Array]:
+    """Validate the two marginals' samples ``(n, d)``, ``(m, d)`` and the iteration count."""
+    x0 = jnp.asarray(x0)
+    x1 = jnp.asarray(x1)
+    if x0.ndim != 2 or x1.ndim != 2 or x0.shape[1] != x1.shape[1]:
+        raise ValueError(f"x0, x1 must be (n, d) with equal d, got {x0.shape}, {x1.shape}")
+    if isinstance(n_iterations, bool) or not float(n_iterations).is_integer() or n_iterations < 1:
+        raise ValueError(f"n_iterations must be an integer >= 1, got {n_iterations!r}")
+    return x0, x1
+
+
+def alternating_fit(
+    key: PRNGKey,
+    state: Any,
+    iteration_fn: Callable,
+    n_iterations: int,
+    *,
+    desc: str,
+    labels: tuple[str, str],
+    progress: bool = False,
+) -> tuple[Any, Float[Array, "n_iterations 2 n_train_steps"]]:
+    r"""The outer loop of IPF and DSBM: ``n_iterations`` alternating pairs of half-fits.
+
+    Iteration :math:`i` splits the running key into five (the carried key and four for
+    the iteration) and calls ``iteration_fn(keys, state) -> (state, (losses_a, losses_b))``,
+    where the two loss curves are those of its two half-fits (named ``labels`` on the
+    progress bar, which shows the mean of each half-fit's last 100 losses).
+
+    Returns:
+        The final state and the ``(n_iterations, 2, n_train_steps)`` losses.
+    """
+    from tqdm.auto import tqdm
+
+    all_losses = []
+    with tqdm(total=int(n_iterations), desc=desc, unit="iteration", disable=not progress) as bar:
+        for _ in range(int(n_iterations)):
+            key, *keys = jr.split(key, 5)
+            state, (loss_a, loss_b) = iteration_fn(keys, state)
+            all_losses.append(jnp.stack([loss_a, loss_b]))
+            bar.update(1)
+            if progress:
+                bar.set_postfix(
+                    {
+                        labels[0]: f"{float(loss_a[-100:].mean()):.4g}",
+                        labels[1]: f"{float(loss_b[-100:].mean()):.4g}",
+                    }
+                )
+    return state, jnp.stack(all_losses)
 
 
 def coupling_stats(

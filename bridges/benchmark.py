@@ -48,6 +48,7 @@ and :math:`\theta` minimises the KL-upper-bound loss
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import NamedTuple
 
@@ -60,6 +61,7 @@ from jax.scipy.special import logsumexp
 from jaxtyping import Array, Float
 
 from thermo._typing import PRNGKey
+from thermo.fit import fit
 
 from .gaussian import sqrtm_psd
 
@@ -343,6 +345,22 @@ class LightSBResult(NamedTuple):
     wall_time: float
 
 
+@functools.lru_cache(maxsize=32)
+def _lightsb_optimizer(learning_rate, n_steps, final_lr_fraction):
+    """Adam on a cosine-decayed step size (cached: one object, so one compilation)."""
+    schedule = optax.cosine_decay_schedule(learning_rate, n_steps, alpha=final_lr_fraction)
+    return optax.adam(schedule)
+
+
+def _lightsb_loss(model, key, args):
+    r"""LightSB's minibatch loss :math:`\mathrm{mean}\log c_\theta(x) - \mathrm{mean}\log v_\theta(y)`."""
+    sample_p0, sample_p1, batch_size = args
+    k0, k1 = jr.split(key)
+    x = sample_p0(k0, batch_size)
+    y = sample_p1(k1, batch_size)
+    return jnp.mean(jax.vmap(model.log_normaliser)(x)) - jnp.mean(model.log_potential(y))
+
+
 def fit_lightsb(
     key: PRNGKey,
     sample_p0,
@@ -365,7 +383,8 @@ def fit_lightsb(
     noise; ``S_k = init_scale * I``; ``alpha_k`` uniform. The step size follows a cosine
     decay from ``learning_rate`` to ``final_lr_fraction * learning_rate`` (``1.0``: constant,
     as in the paper's code); the late small steps remove the minibatch jitter of the
-    parameters. The whole loop is one jitted ``lax.scan``.
+    parameters. The loop is the shared :func:`thermo.fit.fit` (one compiled ``lax.scan``;
+    a repeated call with the same samplers and settings reuses the compilation).
     """
     start = time.perf_counter()
     k_init, k_train = jr.split(key)
@@ -382,28 +401,16 @@ def fit_lightsb(
         + 0.5 * jnp.log(init_scale) * jnp.eye(dim, dtype=init_points.dtype),
         eps=float(eps),
     )
-    schedule = optax.cosine_decay_schedule(learning_rate, n_steps, alpha=final_lr_fraction)
-    optimiser = optax.adam(schedule)
-
-    def loss_fn(mdl, x, y):
-        return jnp.mean(jax.vmap(mdl.log_normaliser)(x)) - jnp.mean(mdl.log_potential(y))
-
-    @jax.jit
-    def train(model, key):
-        opt_state = optimiser.init(model)
-
-        def step(carry, k):
-            mdl, st = carry
-            k0, k1 = jr.split(k)
-            x = sample_p0(k0, batch_size)
-            y = sample_p1(k1, batch_size)
-            loss, grads = jax.value_and_grad(loss_fn)(mdl, x, y)
-            updates, st = optimiser.update(grads, st, mdl)
-            return (optax.apply_updates(mdl, updates), st), loss
-
-        (model, _), losses = jax.lax.scan(step, (model, opt_state), jr.split(key, n_steps))
-        return model, losses
-
-    model, losses = train(model, k_train)
+    result = fit(
+        k_train,
+        model,
+        _lightsb_loss,
+        _lightsb_optimizer(float(learning_rate), int(n_steps), float(final_lr_fraction)),
+        int(n_steps),
+        args=(sample_p0, sample_p1, int(batch_size)),
+        step_keys_scheme="split",
+        steps_per_call=int(n_steps),
+    )
+    model, losses = result.model, result.losses
     losses.block_until_ready()
     return LightSBResult(model, losses, n_steps, time.perf_counter() - start)

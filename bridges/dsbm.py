@@ -34,7 +34,15 @@ from jaxtyping import Array, Float
 
 from thermo._typing import PRNGKey, ScalarLike
 
-from ._common import NetworkSDE, TrainSettings, fit_regression, make_drift_network, simulate
+from ._common import (
+    NetworkSDE,
+    TrainSettings,
+    alternating_fit,
+    check_marginal_samples,
+    fit_regression,
+    make_drift_network,
+    simulate,
+)
 
 __all__ = ["DSBMResult", "dsbm", "bridge_matching_batch"]
 
@@ -162,17 +170,12 @@ def dsbm(
             (:func:`bridges._common.make_drift_network`).
         ema_decay: decay of the parameter EMA returned by each fit (0: last iterate).
         final_lr_fraction: end of the cosine step-size schedule, relative.
-        progress: print one line per iteration.
+        progress: a tqdm bar over iterations with the two fits' recent losses.
 
     Returns:
         :class:`DSBMResult`.
     """
-    x0 = jnp.asarray(x0)
-    x1 = jnp.asarray(x1)
-    if x0.ndim != 2 or x1.ndim != 2 or x0.shape[1] != x1.shape[1]:
-        raise ValueError(f"x0, x1 must be (n, d) with equal d, got {x0.shape}, {x1.shape}")
-    if n_iterations < 1:
-        raise ValueError(f"n_iterations must be >= 1, got {n_iterations}")
+    x0, x1 = check_marginal_samples(x0, x1, n_iterations)
     start = time.perf_counter()
     d = x0.shape[1]
     n = min(x0.shape[0], x1.shape[0])
@@ -183,10 +186,10 @@ def dsbm(
     settings = TrainSettings(learning_rate, final_lr_fraction, ema_decay)
     margin = 1.0 / n_sim_steps
     # the independent coupling p0 x p1 (samples are drawn independently)
-    c0, c1 = x0[:n], x1[:n]
-    all_losses = []
-    for it in range(n_iterations):
-        key, k1, k2, k3, k4 = jr.split(key, 5)
+
+    def iteration(keys, state):
+        fwd, bwd, c0, c1 = state
+        k1, k2, k3, k4 = keys
         fwd, loss_f = _fit(
             k1, fwd, c0, c1, sigma, batch_size, "forward", margin, n_train_steps, settings
         )
@@ -206,17 +209,23 @@ def dsbm(
         )
         # backward coupling (x0_hat, x1): x1 exact
         x0_hat = _simulate(k4, NetworkSDE(bwd, sigma, reverse_time=True), x1[:n], n_sim_steps)
-        c0, c1 = x0_hat, x1[:n]
-        all_losses.append(jnp.stack([loss_f, loss_b]))
-        if progress:
-            print(
-                f"DSBM iteration {it + 1}/{n_iterations}: loss fwd {float(loss_f[-100:].mean()):.4g} bwd {float(loss_b[-100:].mean()):.4g}"
-            )
+        return (fwd, bwd, x0_hat, x1[:n]), (loss_f, loss_b)
+
+    # the first coupling is the independent one, p0 x p1 (samples are drawn independently)
+    (fwd, bwd, _, _), losses = alternating_fit(
+        key,
+        (fwd, bwd, x0[:n], x1[:n]),
+        iteration,
+        n_iterations,
+        desc="DSBM",
+        labels=("fwd", "bwd"),
+        progress=progress,
+    )
     return DSBMResult(
         forward=fwd,
         backward=bwd,
         sigma=sigma,
-        losses=jnp.stack(all_losses),
+        losses=losses,
         n_iterations=n_iterations,
         wall_time=time.perf_counter() - start,
     )

@@ -42,6 +42,7 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from thermo._typing import Args, PRNGKey, ScalarLike
+from thermo.estimators import gauss_legendre
 from thermo.sde import AbstractSDE
 
 __all__ = [
@@ -212,9 +213,9 @@ class GaussianBridge(eqx.Module):
         The expected squared drift under :math:`\mathcal N(\mu_t,\Sigma_t)`, integrated by
         ``n_nodes``-point Gauss–Legendre quadrature (the integrand is smooth on [0, 1]).
         """
-        nodes, weights = np.polynomial.legendre.leggauss(int(n_nodes))
-        ts = jnp.asarray(0.5 * (nodes + 1.0), dtype=self.cov0.dtype)
-        ws = jnp.asarray(0.5 * weights, dtype=self.cov0.dtype)
+        nodes, weights = gauss_legendre(0.0, 1.0, n_nodes)
+        ts = jnp.asarray(nodes, dtype=self.cov0.dtype)
+        ws = jnp.asarray(weights, dtype=self.cov0.dtype)
         dmu = self.mu1 - self.mu0
 
         def integrand(t):

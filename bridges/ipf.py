@@ -37,7 +37,15 @@ from jaxtyping import Array, Float
 
 from thermo._typing import PRNGKey, ScalarLike
 
-from ._common import NetworkSDE, TrainSettings, fit_regression, make_drift_network, simulate
+from ._common import (
+    NetworkSDE,
+    TrainSettings,
+    alternating_fit,
+    check_marginal_samples,
+    fit_regression,
+    make_drift_network,
+    simulate,
+)
 
 __all__ = ["IPFResult", "ipf"]
 
@@ -141,12 +149,7 @@ def ipf(
     Returns:
         :class:`IPFResult`.
     """
-    x0 = jnp.asarray(x0)
-    x1 = jnp.asarray(x1)
-    if x0.ndim != 2 or x1.ndim != 2 or x0.shape[1] != x1.shape[1]:
-        raise ValueError(f"x0, x1 must be (n, d) with equal d, got {x0.shape}, {x1.shape}")
-    if n_iterations < 1:
-        raise ValueError(f"n_iterations must be >= 1, got {n_iterations}")
+    x0, x1 = check_marginal_samples(x0, x1, n_iterations)
     start = time.perf_counter()
     d = x0.shape[1]
     sigma = jnp.asarray(sigma, dtype=x0.dtype)
@@ -154,10 +157,10 @@ def ipf(
     fwd = make_drift_network(network, d, k_f, width=width, depth=depth)
     bwd = make_drift_network(network, d, k_b, width=width, depth=depth)
     settings = TrainSettings(learning_rate, final_lr_fraction, ema_decay)
-    current_fwd: eqx.Module = _Zero()  # iteration 0 runs the reference
-    all_losses = []
-    for it in range(n_iterations):
-        key, k1, k2, k3, k4 = jr.split(key, 5)
+
+    def iteration(keys, state):
+        current_fwd, fwd, bwd = state
+        k1, k2, k3, k4 = keys
         fpaths = _paths(k1, NetworkSDE(current_fwd, sigma), x0, n_sim_steps, False)
         bwd, loss_b = _fit(
             k2,
@@ -174,18 +177,24 @@ def ipf(
         fwd, loss_f = _fit(
             k4, fwd, bpaths, bwd, batch_size, n_sim_steps, "forward", n_train_steps, settings
         )
-        current_fwd = fwd
-        all_losses.append(jnp.stack([loss_b, loss_f]))
-        if progress:
-            print(
-                f"IPF iteration {it + 1}/{n_iterations}: loss bwd {float(loss_b[-100:].mean()):.4g} fwd {float(loss_f[-100:].mean()):.4g}"
-            )
+        return (fwd, fwd, bwd), (loss_b, loss_f)
+
+    # iteration 0 runs the reference (zero drift)
+    (_, fwd, bwd), losses = alternating_fit(
+        key,
+        (_Zero(), fwd, bwd),
+        iteration,
+        n_iterations,
+        desc="IPF",
+        labels=("bwd", "fwd"),
+        progress=progress,
+    )
     return IPFResult(
         forward=fwd,
         backward=bwd,
         sigma=sigma,
         n_sim_steps=n_sim_steps,
-        losses=jnp.stack(all_losses),
+        losses=losses,
         n_iterations=n_iterations,
         wall_time=time.perf_counter() - start,
     )

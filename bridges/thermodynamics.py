@@ -33,10 +33,10 @@ from typing import NamedTuple
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jaxtyping import Array, Float
 
 from thermo._typing import PRNGKey
+from thermo.estimators import gauss_legendre
 from thermo.sde import AbstractSDE
 
 from ._common import simulate
@@ -109,8 +109,8 @@ def bridge_work(
 
 def gaussian_mean_work(bridge: GaussianBridge, n_nodes: int = 64) -> Float[Array, ""]:
     r"""Closed-form :math:`\mathbb E[\beta W] = 2\,\mathrm{KL}(P\|R) + \int_0^1\operatorname{tr}A_t\,dt` (Gauss–Legendre)."""
-    nodes, weights = np.polynomial.legendre.leggauss(int(n_nodes))
-    ts = jnp.asarray(0.5 * (nodes + 1.0), dtype=bridge.cov0.dtype)
-    ws = jnp.asarray(0.5 * weights, dtype=bridge.cov0.dtype)
+    nodes, weights = gauss_legendre(0.0, 1.0, n_nodes)
+    ts = jnp.asarray(nodes, dtype=bridge.cov0.dtype)
+    ws = jnp.asarray(weights, dtype=bridge.cov0.dtype)
     tr = jax.vmap(lambda t: jnp.trace(bridge.drift_matrix(t)))(ts)
     return 2.0 * bridge.kl_to_reference() + jnp.sum(ws * tr)

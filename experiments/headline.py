@@ -329,7 +329,7 @@ def _diffusion_batch(ctx, system, config: Config, batch: int, train_data):
             k, s, t = inputs
             mean_b, std_b = ancestral_reverse_kernel(process, score, s, t, x_t)
             x_s = mean_b + std_b * process.noise(jr.fold_in(key, k), (d,))
-            log_b = gaussian_log_prob(x_s, mean_b, std_b, n_free)
+            log_b = gaussian_log_prob(x_s, mean_b, std=std_b, n_dims=n_free)
             log_f = process.transition_log_prob(s, t, x_s, x_t)
             return (x_s, log_w + log_f - log_b), None
 

@@ -35,6 +35,7 @@ import jax.random as jr
 import numpy as np
 
 from experiments._runner import uncached_stage
+from thermo.estimators import gauss_legendre
 from thermo.kernel import run as run_kernel
 from thermo.materials import (
     correlated_mean,
@@ -116,8 +117,7 @@ def simulate_size(key, config: Config, n_cells: int) -> dict:
     disp, _ = periodic_space(box)
     sites = jnp.asarray(pos)
     u_lat_cut = float(lj_energy_fn(disp, r_cut=config.r_cut)(sites))
-    x, w = np.polynomial.legendre.leggauss(config.n_lambda)
-    lams, weights = 0.5 * (x + 1.0), 0.5 * w
+    lams, weights = gauss_legendre(0.0, 1.0, config.n_lambda)
 
     def kernel(lam, h):
         return frenkel_ladd_mc(

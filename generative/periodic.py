@@ -50,6 +50,7 @@ density must.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import NamedTuple
@@ -61,6 +62,8 @@ import jax.random as jr
 import numpy as np
 import optax
 from jaxtyping import Array, Float
+
+from thermo.fit import fit
 
 from .networks.mlp import sinusoidal_embedding
 
@@ -287,40 +290,39 @@ def train(
         raise ValueError("data contains NaN or inf")
     if n_steps % n_chunks:
         raise ValueError(f"n_steps={n_steps} must be a multiple of n_chunks={n_chunks}")
-    sched = optax.cosine_decay_schedule(learning_rate, n_steps, alpha=0.05)
-    opt = optax.adam(sched)
-    params, static = eqx.partition(net, eqx.is_inexact_array)
-    opt_state = opt.init(params)
-    m = data.shape[0]
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    per_chunk = n_steps // n_chunks
+    # chunk c's steps take split(split(key, n_chunks)[c], per_chunk): the stream of the
+    # chunked loop this driver replaced, so seeded results are unchanged
+    keys = jax.vmap(lambda k: jr.split(k, per_chunk))(jr.split(key, n_chunks))
+    result = fit(
+        key,
+        net,
+        _torus_step_loss,
+        _torus_optimizer(float(learning_rate), int(n_steps)),
+        int(n_steps),
+        args=(jnp.asarray(data), process, int(batch_size)),
+        step_keys_scheme=keys.reshape(n_steps, *keys.shape[2:]),
+        steps_per_call=per_chunk,
+        progress=progress,
+        desc="train torus score",
+    )
+    return TorusTrainResult(result.model, np.asarray(result.losses))
 
-    @jax.jit
-    def chunk(params, opt_state, key):
-        def step(carry, k):
-            params, opt_state = carry
-            k_idx, k_loss = jr.split(k)
-            batch = data[jr.randint(k_idx, (batch_size,), 0, m)]
 
-            def loss_fn(p):
-                return dsm_loss(eqx.combine(p, static), k_loss, batch, process)
+@functools.lru_cache(maxsize=32)
+def _torus_optimizer(learning_rate: float, n_steps: int) -> optax.GradientTransformation:
+    """Adam on a cosine-decayed rate (to 5 % of ``learning_rate``); cached, so one compile."""
+    return optax.adam(optax.cosine_decay_schedule(learning_rate, n_steps, alpha=0.05))
 
-            loss, grads = jax.value_and_grad(loss_fn)(params)
-            updates, opt_state = opt.update(grads, opt_state, params)
-            return (optax.apply_updates(params, updates), opt_state), loss
 
-        (params, opt_state), losses = jax.lax.scan(
-            step, (params, opt_state), jr.split(key, n_steps // n_chunks)
-        )
-        return params, opt_state, losses
-
-    from tqdm.auto import tqdm
-
-    losses = []
-    bar = tqdm(jr.split(key, n_chunks), desc="train torus score", disable=not progress)
-    for k in bar:
-        params, opt_state, loss = chunk(params, opt_state, k)
-        losses.append(np.asarray(loss))
-        bar.set_postfix(loss=float(loss[-1]))
-    return TorusTrainResult(eqx.combine(params, static), np.concatenate(losses))
+def _torus_step_loss(net, key, args):
+    """One step's :func:`dsm_loss` on a batch drawn with replacement."""
+    data, process, batch_size = args
+    k_idx, k_loss = jr.split(key)
+    batch = data[jr.randint(k_idx, (batch_size,), 0, data.shape[0])]
+    return dsm_loss(net, k_loss, batch, process)
 
 
 def sample(

@@ -41,6 +41,7 @@ from jaxtyping import Array, Float
 
 from thermo._typing import PRNGKey, ScalarLike
 from thermo.sde import AbstractSDE
+from thermo.systems import remove_com
 
 from .schedules import AbstractSchedule, LinearSchedule
 
@@ -65,12 +66,7 @@ def remove_center_of_mass(
     """
     if particles is None:
         return x
-    n, dim = particles
-    if x.shape[-1] != n * dim:
-        raise ValueError(f"expected trailing size {n}*{dim}={n * dim}, got shape {x.shape}")
-    xp = x.reshape(*x.shape[:-1], n, dim)
-    xp = xp - jnp.mean(xp, axis=-2, keepdims=True)
-    return xp.reshape(x.shape)
+    return remove_com(x, *particles)
 
 
 class AbstractDiffusionProcess(AbstractSDE):
@@ -168,7 +164,7 @@ class AbstractDiffusionProcess(AbstractSDE):
     ) -> Float[Array, ""]:
         r""":math:`\log p_{st}(x_t\mid x_s)` (on the CoM-free subspace for particles)."""
         mean, std = self.transition(s, t, xs)
-        return gaussian_log_prob(xt, mean, std, self.n_free_dims(xt.shape[-1]))
+        return gaussian_log_prob(xt, mean, std=std, n_dims=self.n_free_dims(xt.shape[-1]))
 
     # -- prior -----------------------------------------------------------------
     def sample_prior(self, key: PRNGKey, shape: tuple[int, ...]) -> Array:
@@ -178,17 +174,38 @@ class AbstractDiffusionProcess(AbstractSDE):
     def prior_log_prob(self, x: Float[Array, " d"]) -> Float[Array, ""]:
         r""":math:`\log \mathcal N(x; 0, \sigma_T^2 I)` (on the CoM-free subspace for particles)."""
         return gaussian_log_prob(
-            x, jnp.zeros_like(x), self.prior_std, self.n_free_dims(x.shape[-1])
+            x, jnp.zeros_like(x), std=self.prior_std, n_dims=self.n_free_dims(x.shape[-1])
         )
 
 
-def gaussian_log_prob(x: Array, mean: Array, std: Array, n_dims: int) -> Array:
-    r""":math:`\log\mathcal N(x;\mu,\sigma^2 I_k) = -\tfrac{|x-\mu|^2}{2\sigma^2} - k\log\sigma - \tfrac k2\log 2\pi`.
+def gaussian_log_prob(
+    x: Array,
+    mean: Array | ScalarLike,
+    *,
+    n_dims: int,
+    std: Array | None = None,
+    var: Array | None = None,
+) -> Array:
+    r"""Log-density of an isotropic Gaussian on an ``n_dims``-dimensional (sub)space.
 
-    ``n_dims = k`` is the dimension of the (sub)space the residual lives in.
+    .. math:: \log\mathcal N(x;\mu,\sigma^2 I_k) = -\frac{|x-\mu|^2}{2\sigma^2} - k\log\sigma
+              - \frac k2\log 2\pi = -\frac{|x-\mu|^2}{2v} - \frac k2 \log(2\pi v),
+              \qquad v = \sigma^2,
+
+    summed over the last axis (``x - mean`` must lie in that subspace; ``n_dims = k`` is its
+    dimension, e.g. :math:`(n-1)d` for CoM-free particles). Give exactly one of ``std``
+    (:math:`\sigma`) or ``var`` (:math:`v`); each is evaluated in its own form above, so
+    neither pays a square root. The project's one Gaussian log-density (diffusion
+    kernels, reverse chains, the learned samplers' reference processes).
     """
+    if (std is None) == (var is None):
+        raise ValueError("give exactly one of std= or var=")
     r = x - mean
-    return -0.5 * jnp.sum(r**2, axis=-1) / std**2 - n_dims * jnp.log(std) - 0.5 * n_dims * _LOG_2PI
+    if std is not None:
+        return (
+            -0.5 * jnp.sum(r**2, axis=-1) / std**2 - n_dims * jnp.log(std) - 0.5 * n_dims * _LOG_2PI
+        )
+    return -0.5 * jnp.sum(r * r, axis=-1) / var - 0.5 * n_dims * jnp.log(2.0 * jnp.pi * var)
 
 
 class VP(AbstractDiffusionProcess):

@@ -41,11 +41,10 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
-import numpy as np
 from jaxtyping import Array, Float
 
 from thermo._typing import Args, PRNGKey, ScalarLike
-from thermo.estimators import Estimate, estimate_log_z
+from thermo.estimators import Estimate, estimate_log_z, gauss_legendre
 from thermo.paths import PathEnsemble
 
 from .processes import VP, AbstractDiffusionProcess, gaussian_log_prob
@@ -114,16 +113,15 @@ def entropy_production(
     """
     _require_vp(process)
     t1 = process.t1 if t1 is None else t1
-    nodes, weights = np.polynomial.legendre.leggauss(int(n_time))
-    half = 0.5 * (t1 - t0)
-    ts = jnp.asarray(t0 + half * (nodes + 1.0))
+    ts, weights = gauss_legendre(t0, t1, n_time)
+    ts = jnp.asarray(ts)
 
     def rate(t):
         x, w = marginal_nodes_fn(t)
         return entropy_production_rate(process, score_fn, t, x, w, args)
 
     rates = jax.lax.map(rate, ts)
-    return half * jnp.sum(jnp.asarray(weights) * rates)
+    return jnp.sum(jnp.asarray(weights) * rates)
 
 
 def monte_carlo_marginal(
@@ -239,10 +237,10 @@ def _simulate_paths(key, process, score_fn, x, n_paths, n_steps, t0, t1, args):
             mean_f, std_f = process.transition(s, t, x_k)
             noise = process.noise(jr.fold_in(key, k), (d,)).astype(x.dtype)
             x_next = mean_f + std_f * noise
-            log_f = gaussian_log_prob(x_next, mean_f, std_f, free)
+            log_f = gaussian_log_prob(x_next, mean_f, std=std_f, n_dims=free)
             mean_b, std_b = ancestral_reverse_kernel(process, score_fn, s, t, x_next, args)
             # project the residual: the pseudo-inverse density on the subspace
-            log_b = gaussian_log_prob(process.project(x_k - mean_b), 0.0, std_b, free)
+            log_b = gaussian_log_prob(process.project(x_k - mean_b), 0.0, std=std_b, n_dims=free)
             return (x_next, log_w + log_b - log_f), None
 
         ks = jnp.arange(n_steps)

@@ -18,18 +18,19 @@ since :math:`\|s_\theta - \nabla\log p_{0t}\|^2 = \|\varepsilon_\theta - \vareps
   Sec. 4.1 variance reduction; VP/sub-VP/VE are all supported by inverting the CDF on a
   grid), and the loss is reweighted by :math:`1/q(t)`.
 
-:func:`train` runs optax steps in chunks of one compiled ``lax.scan``. Step ``k`` draws
-its batch and noise from ``jr.fold_in(key, k)``, so the result does not depend on how the
-run is chunked, and a run resumed from a checkpoint (``eqx.tree_serialise_leaves`` of
-``(model, opt_state, step)``) reproduces an uninterrupted one.
+:func:`train` runs on the shared training driver :func:`thermo.fit.fit`: optax steps in
+chunks of one compiled ``lax.scan``. Step ``k`` draws its batch and noise from
+``jr.fold_in(key, k)``, so the result does not depend on how the run is chunked, and a run
+resumed from a checkpoint (``eqx.tree_serialise_leaves`` of ``(model, opt_state, step)``)
+reproduces an uninterrupted one. :func:`with_ema` (re-exported from :mod:`thermo.fit`)
+keeps an EMA of the weights in the optimiser state.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any, Literal, NamedTuple
+from typing import Literal, NamedTuple
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
@@ -37,6 +38,7 @@ import optax
 from jaxtyping import Array, Float
 
 from thermo._typing import PRNGKey
+from thermo.fit import EMAState, ema_params, fit, with_ema
 
 from .score import ScoreModel
 
@@ -152,7 +154,8 @@ def train(
 
     Each step draws a batch (with replacement) from ``data`` and one :math:`(t,\varepsilon)`
     per example, all from ``jr.fold_in(key, step)``, and applies one optimiser update to the
-    inexact-array leaves of ``model.network``.
+    inexact-array leaves of ``model.network``. The loop is the shared driver
+    :func:`thermo.fit.fit` (chunks, checkpoint/resume, progress bar).
 
     Args:
         key: PRNG key of the whole run (the same key must be passed to resume).
@@ -177,154 +180,38 @@ def train(
         raise ValueError(f"data must be a non-empty (n, d) array, got shape {data.shape}")
     if not bool(jnp.all(jnp.isfinite(data))):
         raise ValueError("data contains NaN or inf")
-    if n_steps <= 0 or batch_size <= 0 or steps_per_call <= 0:
-        raise ValueError("n_steps, batch_size and steps_per_call must be positive")
+    for name, value in (("batch_size", batch_size),):
+        if isinstance(value, bool) or not float(value).is_integer() or int(value) <= 0:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if weighting not in ("noise", "likelihood"):
+        raise ValueError(f"weighting must be 'noise' or 'likelihood', got {weighting!r}")
     data = model.process.project(data)
     optimizer = _DEFAULT_OPTIMIZER if optimizer is None else optimizer
-    importance = importance_sampling and weighting == "likelihood"
-
-    params, static = eqx.partition(model, eqx.is_inexact_array)
-    opt_state = optimizer.init(params)
-    step0 = 0
-    if checkpoint_path is not None and os.path.exists(checkpoint_path):
-        params, opt_state, step_arr = eqx.tree_deserialise_leaves(
-            checkpoint_path, (params, opt_state, jnp.asarray(0, dtype=jnp.int32))
-        )
-        step0 = int(step_arr)
-        if step0 > n_steps:
-            raise ValueError(f"checkpoint is at step {step0}, beyond n_steps={n_steps}")
-
-    every = checkpoint_every if checkpoint_every is not None else steps_per_call
-    losses = []
-    last_saved = step0
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=n_steps, initial=step0, desc="dsm", unit="step")
-    step = step0
-    while step < n_steps:
-        hi = min(step + steps_per_call, n_steps)
-        (params, opt_state), chunk_losses = _train_chunk(
-            params,
-            opt_state,
-            jnp.arange(step, hi),
-            key,
-            data,
-            static,
-            optimizer,
-            batch_size,
-            float(t_min),
-            importance,
-            weighting,
-        )
-        losses.append(chunk_losses)
-        step = hi
-        if bar is not None:
-            bar.update(len(chunk_losses))
-            bar.set_postfix(loss=float(chunk_losses[-1]))
-        if checkpoint_path is not None and (step - last_saved >= every or step == n_steps):
-            _save(checkpoint_path, (params, opt_state, jnp.asarray(step, dtype=jnp.int32)))
-            last_saved = step
-    if bar is not None:
-        bar.close()
-    all_losses = jnp.concatenate(losses) if losses else jnp.zeros((0,))
-    if not bool(jnp.all(jnp.isfinite(all_losses))):
-        raise FloatingPointError("DSM loss became non-finite during training")
-    return TrainResult(eqx.combine(params, static), opt_state, all_losses, step0)
+    importance = bool(importance_sampling) and weighting == "likelihood"
+    result = fit(
+        key,
+        model,
+        _dsm_step_loss,
+        optimizer,
+        n_steps,
+        args=(data, int(batch_size), float(t_min), importance, weighting),
+        steps_per_call=steps_per_call,
+        checkpoint_path=checkpoint_path,
+        checkpoint_every=checkpoint_every,
+        progress=progress,
+        desc="dsm",
+    )
+    return TrainResult(result.model, result.opt_state, result.losses, result.start_step)
 
 
-@eqx.filter_jit
-def _train_chunk(
-    params, opt_state, steps, key, data, static, optimizer, batch_size, t_min, importance, weighting
-):
-    """``len(steps)`` optimiser steps in one ``lax.scan``; step ``k`` uses ``fold_in(key, k)``.
-
-    Module-level so that repeated runs with the same optimiser object and model structure
-    reuse one compilation.
-    """
-
-    def loss_fn(p, k):
-        k_idx, k_loss = jr.split(k)
-        idx = jr.randint(k_idx, (batch_size,), 0, data.shape[0])
-        model = eqx.combine(p, static)
-        return _dsm_loss(model, k_loss, data[idx], t_min, importance, weighting)
-
-    def one_step(carry, step):
-        p, s = carry
-        loss, grads = jax.value_and_grad(loss_fn)(p, jr.fold_in(key, step))
-        updates, s = optimizer.update(grads, s, p)
-        p = optax.apply_updates(p, updates)
-        return (p, s), loss
-
-    return jax.lax.scan(one_step, (params, opt_state), steps)
-
-
-class EMAState(NamedTuple):
-    """State of :func:`with_ema`.
-
-    Attributes:
-        inner: the wrapped optimiser's state.
-        ema: the exponential moving average of the parameters (same pytree as them).
-        count: ``()`` int32, number of updates so far.
-    """
-
-    inner: optax.OptState
-    ema: Any
-    count: Array
-
-
-def with_ema(optimizer: optax.GradientTransformation, decay: float) -> optax.GradientTransformation:
-    r"""Wrap an optax optimiser so that its state also tracks an EMA of the parameters.
-
-    After each update :math:`\theta_{k+1} = \theta_k + u_k` the state holds
-    :math:`\bar\theta_{k+1} = d_k\bar\theta_k + (1 - d_k)\theta_{k+1}` with
-    :math:`d_k = \min(d, (1 + k)/(10 + k))`, the warm-started decay of TensorFlow's
-    ``ExponentialMovingAverage`` (``num_updates``), so early averages are not dominated by
-    the initial weights. Diffusion models are sampled with the averaged weights (Song &
-    Ermon 2020, "Improved techniques", Technique 5; Ho et al. 2020 use :math:`d = 0.9999`).
-    The updates themselves are those of ``optimizer``. Because the average lives in the
-    optimiser state, :func:`train` checkpoints and resumes it with everything else; read
-    it with :func:`ema_model`.
-
-    Args:
-        optimizer: the optax transformation to wrap.
-        decay: :math:`d\in[0, 1)`.
-    """
-    if not 0.0 <= float(decay) < 1.0:
-        raise ValueError(f"EMA decay must be in [0, 1), got {decay}")
-
-    def init(params):
-        return EMAState(
-            optimizer.init(params),
-            jax.tree_util.tree_map(jnp.asarray, params),
-            jnp.zeros((), jnp.int32),
-        )
-
-    def update(updates, state, params=None):
-        if params is None:
-            raise ValueError("with_ema needs the parameters in update(updates, state, params)")
-        updates, inner = optimizer.update(updates, state.inner, params)
-        new_params = optax.apply_updates(params, updates)
-        k = state.count.astype(jnp.float32)
-        d = jnp.minimum(decay, (1.0 + k) / (10.0 + k))
-        ema = jax.tree_util.tree_map(
-            lambda e, p: (d * e + (1.0 - d) * p).astype(e.dtype), state.ema, new_params
-        )
-        return updates, EMAState(inner, ema, state.count + 1)
-
-    return optax.GradientTransformation(init, update)
+def _dsm_step_loss(model, key, args):
+    """One step's DSM loss: a batch drawn with replacement, then :func:`dsm_loss`'s estimate."""
+    data, batch_size, t_min, importance, weighting = args
+    k_idx, k_loss = jr.split(key)
+    idx = jr.randint(k_idx, (batch_size,), 0, data.shape[0])
+    return _dsm_loss(model, k_loss, data[idx], t_min, importance, weighting)
 
 
 def ema_model(result: TrainResult) -> ScoreModel:
     """The model with the averaged parameters of a run trained with :func:`with_ema`."""
-    if not isinstance(result.opt_state, EMAState):
-        raise ValueError("the run was not trained with a with_ema(...) optimiser")
-    _, static = eqx.partition(result.model, eqx.is_inexact_array)
-    return eqx.combine(result.opt_state.ema, static)
-
-
-def _save(path, tree):
-    tmp = f"{path}.tmp"
-    eqx.tree_serialise_leaves(tmp, tree)
-    os.replace(tmp, path)
+    return ema_params(result.model, result.opt_state)

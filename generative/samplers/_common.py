@@ -51,10 +51,13 @@ import optax
 from jaxtyping import Array, Float, Int
 
 from generative.networks import MLP, sinusoidal_embedding
+from generative.processes import gaussian_log_prob as gaussian_log_prob
 from thermo._typing import PRNGKey, ScalarLike
+from thermo.fit import fit
 from thermo.integrate import run_population
 from thermo.kernel import Kernel
 from thermo.paths import PathEnsemble
+from thermo.systems import remove_com
 
 __all__ = [
     "Target",
@@ -107,8 +110,7 @@ class Target(eqx.Module):
         r"""Orthogonal projector onto the COM-free subspace (identity for toy systems)."""
         if self.n_particles is None:
             return v
-        pos = jnp.reshape(v, (self.n_particles, self.spatial_dim))
-        return jnp.reshape(pos - jnp.mean(pos, axis=0, keepdims=True), v.shape)
+        return remove_com(v, self.n_particles, self.spatial_dim)
 
     def value_and_score(self, x: Float[Array, " dim"]) -> tuple[Array, Array]:
         r""":math:`(\log\tilde\pi(x), P\nabla\log\tilde\pi(x))` — one energy-and-gradient
@@ -206,15 +208,6 @@ def clip_displacement(drift: Float[Array, " dim"], step: ScalarLike, max_displac
     big = sq > max_displacement**2
     safe_sq = jnp.where(big, sq, 1.0)
     return drift * jnp.where(big, max_displacement / jnp.sqrt(safe_sq), 1.0)
-
-
-def gaussian_log_prob(
-    x: Float[Array, " dim"], mean: Float[Array, " dim"] | ScalarLike, var: ScalarLike, n_dim: int
-) -> Float[Array, ""]:
-    r""":math:`\log\mathcal N(x; m, vI)` on an ``n_dim``-dimensional (sub)space:
-    :math:`-|x-m|^2/(2v) - \tfrac{n}{2}\log(2\pi v)` (``x - m`` must lie in that space)."""
-    r = x - mean
-    return -0.5 * jnp.sum(r * r) / var - 0.5 * n_dim * jnp.log(2.0 * jnp.pi * var)
 
 
 # --------------------------------------------------------------------------------------
@@ -466,26 +459,23 @@ class TrainResult(NamedTuple):
     n_energy_evals: int
 
 
+#: Most optimiser steps per compiled chunk of :func:`train` (progress-bar granularity);
+#: the chunk is the largest divisor of ``n_iters`` not above it, so one shape compiles.
+_TRAIN_CHUNK = 25
+
+
 @functools.lru_cache(maxsize=32)
 def _optimizer(learning_rate: float, clip_norm: float) -> optax.GradientTransformation:
     # Cached so that the jitted train step (where the optimizer is static) compiles once.
     return optax.chain(optax.clip_by_global_norm(clip_norm), optax.adam(learning_rate))
 
 
-@eqx.filter_jit
-def _train_step(params, static, opt_state, key, target, batch_size, loss, optimizer):
+def _train_loss(sampler, key, args):
+    """One iteration's loss on ``batch_size`` fresh paths, and their energy evaluations."""
+    target, batch_size, loss = args
     loss_fn, detach = _LOSSES[loss]
-
-    def objective(p):
-        sampler = eqx.combine(p, static)
-        ens = simulate(key, sampler, target, batch_size, detach=detach)
-        return loss_fn(ens.log_weights), ens.n_energy_evals
-
-    (value, evals), grads = eqx.filter_value_and_grad(objective, has_aux=True)(params)
-    value = eqx.error_if(value, ~jnp.isfinite(value), "training loss is not finite")
-    updates, opt_state = optimizer.update(grads, opt_state, params)
-    params = eqx.apply_updates(params, updates)
-    return params, opt_state, value, evals
+    ens = simulate(key, sampler, target, batch_size, detach=detach)
+    return loss_fn(ens.log_weights), ens.n_energy_evals
 
 
 def train(
@@ -525,39 +515,34 @@ def train(
         :class:`TrainResult` ``(sampler, losses, n_energy_evals)``.
 
     Raises:
-        ValueError: unknown loss, bad sizes, a control whose dim differs from the target;
-            at run time (``eqx.error_if``) a non-finite loss.
+        ValueError: unknown loss, bad sizes, a control whose dim differs from the target.
+        FloatingPointError: a non-finite loss.
     """
     if loss not in _LOSSES:
         raise ValueError(f"loss must be one of {sorted(_LOSSES)}, got {loss!r}")
     if int(n_iters) < 1 or int(batch_size) < 2:
         raise ValueError(f"need n_iters >= 1 and batch_size >= 2, got {n_iters}, {batch_size}")
     _check_dim(target, _control_dim(sampler.control), type(sampler).__name__)
-    params, static = eqx.partition(sampler, eqx.is_inexact_array)
-    if not jax.tree_util.tree_leaves(params):
+    if not jax.tree_util.tree_leaves(eqx.filter(sampler, eqx.is_inexact_array)):
         raise ValueError("the sampler has no trainable arrays (control is None or a function)")
     target = as_target(target)
     if optimizer is None:
         optimizer = _optimizer(float(learning_rate), float(clip_norm))
-    opt_state = optimizer.init(params)
     if progress is None:
         progress = int(n_iters) >= 200
-    from tqdm.auto import tqdm
-
-    keys = jr.split(key, int(n_iters))
-    losses = []
-    evals = 0
-    with tqdm(
-        total=int(n_iters), desc=f"train {type(sampler).__name__}", disable=not progress
-    ) as bar:
-        for i in range(int(n_iters)):
-            params, opt_state, value, n_ev = _train_step(
-                params, static, opt_state, keys[i], target, int(batch_size), loss, optimizer
-            )
-            losses.append(value)
-            evals += int(n_ev) if i == 0 else 0
-            if progress and (i % 25 == 0 or i == int(n_iters) - 1):
-                bar.set_postfix(loss=float(value))
-            bar.update(1)
-    evals *= int(n_iters)  # every iteration costs the same
-    return TrainResult(eqx.combine(params, static), jnp.stack(losses), evals)
+    result = fit(
+        key,
+        sampler,
+        _train_loss,
+        optimizer,
+        int(n_iters),
+        args=(target, int(batch_size), loss),
+        has_aux=True,
+        step_keys_scheme="split",
+        steps_per_call=max(c for c in range(1, _TRAIN_CHUNK + 1) if int(n_iters) % c == 0),
+        progress=progress,
+        desc=f"train {type(sampler).__name__}",
+    )
+    # every iteration simulates the same number of paths, so costs the same
+    evals = int(result.aux[0]) * int(n_iters)
+    return TrainResult(result.model, result.losses, evals)

@@ -148,8 +148,8 @@ class DDS(AbstractSampler):
             y_next = mean + sigma * math.sqrt(alpha) * noise
             if detach:
                 y_next = jax.lax.stop_gradient(y_next)
-            inc = gaussian_log_prob(y_next, mean_ref, var, n_dim) - gaussian_log_prob(
-                y_next, mean, var, n_dim
+            inc = gaussian_log_prob(y_next, mean_ref, var=var, n_dims=n_dim) - gaussian_log_prob(
+                y_next, mean, var=var, n_dims=n_dim
             )
             return _advance(state, y_next, *target.value_and_score(y_next), inc)
 
@@ -158,5 +158,5 @@ class DDS(AbstractSampler):
     def terminal_log_weight(self, target: Target, state: SamplerState) -> Float[Array, ""]:
         r""":math:`\log\tilde\pi(y_K) - \log\mathcal N(y_K; 0, \sigma^2)`."""
         return state.log_prob - gaussian_log_prob(
-            state.position, 0.0, self.sigma**2, target.sub_dim
+            state.position, 0.0, var=self.sigma**2, n_dims=target.sub_dim
         )

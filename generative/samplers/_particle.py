@@ -73,11 +73,12 @@ import optax
 from jaxtyping import Array, Float
 
 from thermo._typing import PRNGKey, ScalarLike
+from thermo.fit import fit_steps
 from thermo.paths import PathEnsemble
 
 from ..likelihood import log_likelihood
 from ..networks import EGNN
-from ..processes import VE, AbstractDiffusionProcess, gaussian_log_prob
+from ..processes import VE, AbstractDiffusionProcess, gaussian_log_prob, remove_center_of_mass
 from ..sampling import sample_probability_flow
 from ..score import ScoreModel
 from ..thermodynamics import ancestral_reverse_kernel
@@ -121,14 +122,6 @@ class MCScore(NamedTuple):
     ess: Float[Array, ""]
 
 
-def _project(x: Array, particles: tuple[int, int] | None) -> Array:
-    if particles is None:
-        return x
-    n, dim = particles
-    xp = x.reshape(*x.shape[:-1], n, dim)
-    return (xp - jnp.mean(xp, axis=-2, keepdims=True)).reshape(x.shape)
-
-
 def mc_score(
     energy_fn: EnergyFn,
     x: Float[Array, " d"],
@@ -164,7 +157,7 @@ def mc_score(
     log_w = -beta * energies
     log_w = jnp.where(jnp.isfinite(log_w), log_w, -jnp.inf)
     w = jax.nn.softmax(log_w)
-    g = _project(-beta * jnp.where(jnp.isfinite(grads), grads, 0.0), particles)
+    g = remove_center_of_mass(-beta * jnp.where(jnp.isfinite(grads), grads, 0.0), particles)
     score = w @ g
     std_err = jnp.sqrt(jnp.sum(w[:, None] ** 2 * (g - score) ** 2, axis=0))
     return MCScore(score, std_err, 1.0 / jnp.sum(w**2))
@@ -184,7 +177,7 @@ def mc_score_estimate(
 
     ``n_samples`` is :math:`K`; the call costs :math:`K` energy-and-gradient evaluations.
     """
-    eps = _project(jr.normal(key, (int(n_samples), x.shape[-1]), x.dtype), particles)
+    eps = remove_center_of_mass(jr.normal(key, (int(n_samples), x.shape[-1]), x.dtype), particles)
     return mc_score(energy_fn, x, sigma, eps, beta=beta, particles=particles)
 
 
@@ -292,8 +285,8 @@ def reverse_path_log_weights(
             mean_b, std_b = ancestral_reverse_kernel(process, score_fn, s, t, x_next)
             x_k = mean_b + std_b * process.noise(jr.fold_in(key, k), x_next.shape)
             mean_f, std_f = process.transition(s, t, x_k)
-            log_f = gaussian_log_prob(x_next, mean_f, std_f, free)
-            log_b = gaussian_log_prob(x_k, mean_b, std_b, free)
+            log_f = gaussian_log_prob(x_next, mean_f, std=std_f, n_dims=free)
+            log_b = gaussian_log_prob(x_k, mean_b, std=std_b, n_dims=free)
             return (x_k, log_w + log_f - log_b), None
 
         ks = jnp.arange(int(n_steps))[::-1]
@@ -517,7 +510,8 @@ def idem_outer_step(
 
     Draws ``settings.n_new`` samples of the current model by the ancestral reverse chain,
     pushes the finite ones into the FIFO buffer, then takes ``settings.n_inner`` Adam
-    steps on :func:`idem_loss` over buffer points drawn uniformly (one ``lax.scan``).
+    steps on :func:`idem_loss` over buffer points drawn uniformly (the shared
+    :func:`thermo.fit.fit_steps`, one ``lax.scan``).
     Jit-compatible; :func:`train_idem` jits it once.
 
     Returns:
@@ -539,13 +533,15 @@ def idem_outer_step(
     state = _push(state, jax.lax.stop_gradient(new))
     state = eqx.error_if(state, state.n_filled == 0, "iDEM: the model produced no finite samples")
     optimizer = _optimizer(settings)
-    params, static = eqx.partition(state.model, eqx.is_inexact_array)
 
-    def loss_fn(p, k, x0):
+    def loss_fn(model, k, args):
+        buffer, n_filled = args
+        k_idx, k_loss = jr.split(k)
+        idx = jr.randint(k_idx, (settings.batch_size,), 0, n_filled)
         return idem_loss(
-            eqx.combine(p, static),
-            k,
-            x0,
+            model,
+            k_loss,
+            buffer[idx],
             energy_fn,
             beta=beta,
             n_mc=settings.n_mc,
@@ -553,18 +549,15 @@ def idem_outer_step(
             max_target_norm=settings.max_target_norm,
         )
 
-    def one_step(carry, k):
-        p, o = carry
-        k_idx, k_loss = jr.split(k)
-        idx = jr.randint(k_idx, (settings.batch_size,), 0, state.n_filled)
-        loss, grads = jax.value_and_grad(loss_fn)(p, k_loss, state.buffer[idx])
-        updates, o = optimizer.update(grads, o, p)
-        return (optax.apply_updates(p, updates), o), loss
-
-    (params, opt_state), losses = jax.lax.scan(
-        one_step, (params, state.opt_state), jr.split(k_inner, settings.n_inner)
+    model, opt_state, losses, _ = fit_steps(
+        state.model,
+        state.opt_state,
+        jr.split(k_inner, settings.n_inner),
+        loss_fn,
+        optimizer,
+        (state.buffer, state.n_filled),
     )
-    return state._replace(model=eqx.combine(params, static), opt_state=opt_state), losses
+    return state._replace(model=model, opt_state=opt_state), losses
 
 
 @eqx.filter_jit

@@ -152,4 +152,6 @@ class PIS(AbstractSampler):
         r""":math:`\log\tilde\pi(x_K) - \log\mathcal N(x_K; 0, \sigma^2 T)` (on the COM-free
         subspace for particles)."""
         var = self.sigma**2 * self.duration
-        return state.log_prob - gaussian_log_prob(state.position, 0.0, var, target.sub_dim)
+        return state.log_prob - gaussian_log_prob(
+            state.position, 0.0, var=var, n_dims=target.sub_dim
+        )

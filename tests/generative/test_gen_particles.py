@@ -47,7 +47,7 @@ def test_euler_maruyama_log_prob_rank_deficient_matches_subspace_density():
         got = euler_maruyama_log_prob(PROCESS, t, dt, x, x_next)
         # the same density in orthonormal subspace coordinates z = Q^T r, N(0, g^2 dt I_k)
         z = q.T @ (x_next - x - PROCESS.drift(t, x) * dt)
-        expected = gaussian_log_prob(z, 0.0, g * jnp.sqrt(dt), K)
+        expected = gaussian_log_prob(z, 0.0, std=g * jnp.sqrt(dt), n_dims=K)
         return got, expected
 
     got, expected = jax.jit(jax.vmap(one))(keys)
@@ -101,7 +101,7 @@ def _reverse_chain_log_prob(mean, var, x, n_steps):
         big_a = (1.0 - sd**2 * prec) / a
         m = big_a * m + sd**2 * prec * a_t * mean / a
         c = big_a**2 * c + sd**2
-    return gaussian_log_prob(x, m, jnp.sqrt(c), K)
+    return gaussian_log_prob(x, m, std=jnp.sqrt(c), n_dims=K)
 
 
 @pytest.mark.parametrize(

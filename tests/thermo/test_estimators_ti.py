@@ -66,3 +66,31 @@ def test_stiffened_trap_within_four_sigma(method):
 def test_bad_input_is_refused(args, kwargs, match):
     with pytest.raises(ValueError, match=match):
         ti(*args, **kwargs)
+
+
+def test_gauss_legendre_is_exact_to_degree_2n_minus_1_on_any_interval():
+    from thermo.estimators import gauss_legendre
+
+    a, b, n = -0.3, 2.2, 4
+    x, w = gauss_legendre(a, b, n)
+    for k in range(2 * n):  # integral of x^k on [a, b]
+        exact = (b ** (k + 1) - a ** (k + 1)) / (k + 1)
+        assert abs(float(ti(x, x**k, weights=w).delta_f) - exact) < 1e-12 * max(1.0, abs(exact))
+    # one degree more is not integrated exactly (the rule is not a lucky constant)
+    k = 2 * n
+    assert abs(float(ti(x, x**k, weights=w).delta_f) - (b ** (k + 1) - a ** (k + 1)) / (k + 1)) > 1e-6
+
+
+def test_ti_with_explicit_weights_propagates_the_error():
+    from thermo.estimators import gauss_legendre
+
+    x, w = gauss_legendre(0.0, 1.0, 5)
+    sem = np.full(5, 0.1)
+    res = ti(x, np.ones(5), sem, weights=w)
+    np.testing.assert_allclose(float(res.std_err), 0.1 * np.sqrt(np.sum(w**2)), rtol=1e-12)
+    with pytest.raises(ValueError, match="weights"):
+        ti(x, np.ones(5), weights=w[:3])
+    with pytest.raises(ValueError, match="a < b"):
+        gauss_legendre(1.0, 1.0, 3)
+    with pytest.raises(ValueError, match="integer"):
+        gauss_legendre(0.0, 1.0, 2.5)

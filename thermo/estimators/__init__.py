@@ -16,6 +16,7 @@ from ._path import FreeEnergy as FreeEnergy
 from ._path import estimate_log_z as estimate_log_z
 from ._path import jarzynski as jarzynski
 from ._path import pareto_k as pareto_k
+from ._ti import gauss_legendre as gauss_legendre
 from ._ti import ti as ti
 from ._ti import ti_weights as ti_weights
 from ._two_state import CrooksResult as CrooksResult

@@ -22,9 +22,35 @@ from jaxtyping import Array, Float
 from ._checks import check_1d_finite, is_traced
 from ._path import FreeEnergy
 
-__all__ = ["ti", "ti_weights"]
+__all__ = ["ti", "ti_weights", "gauss_legendre"]
 
 _METHODS = ("trapezoid", "simpson", "cubic_spline")
+
+
+def gauss_legendre(a: float, b: float, n: int) -> tuple[np.ndarray, np.ndarray]:
+    r"""``n``-point Gauss–Legendre nodes and weights on :math:`[a, b]` (A&S 25.4.29).
+
+    .. math:: \int_a^b y(x)\,dx \approx \sum_i w_i\, y(x_i),\qquad
+              x_i = \tfrac{b-a}{2}(\xi_i + 1) + a,\quad w_i = \tfrac{b-a}{2}\,\omega_i,
+
+    with :math:`(\xi_i, \omega_i)` the nodes and weights on :math:`[-1, 1]`
+    (``numpy.polynomial.legendre.leggauss``); exact for polynomials of degree
+    :math:`2n - 1`. Pass the weights to :func:`ti` (``weights=``) to integrate data taken
+    at the nodes.
+
+    Returns:
+        NumPy float64 ``(n,)`` nodes and ``(n,)`` weights.
+    """
+    if isinstance(n, bool) or not float(n).is_integer() or int(n) < 1:
+        raise ValueError(f"n must be an integer >= 1, got {n!r}")
+    a, b = float(a), float(b)
+    if not (np.isfinite(a) and np.isfinite(b)) or not b > a:
+        raise ValueError(f"need finite a < b, got a={a}, b={b}")
+    x, w = np.polynomial.legendre.leggauss(int(n))
+    if a == -1.0 and b == 1.0:  # the reference interval itself: no round-off from mapping
+        return x, w
+    half = 0.5 * (b - a)
+    return half * (x + 1.0) + a, half * w
 
 
 def ti_weights(lambdas, method: str = "trapezoid") -> np.ndarray:
@@ -73,6 +99,7 @@ def ti(
     sem_dudl: Float[Array, " m"] | None = None,
     *,
     method: str = "trapezoid",
+    weights: Float[Array, " m"] | None = None,
 ) -> FreeEnergy:
     r"""Thermodynamic integration over :math:`\lambda` (Kirkwood 1935) with exact error
     propagation through the (linear) quadrature.
@@ -86,12 +113,23 @@ def ti(
         sem_dudl: ``(m,)`` their standard errors (e.g. ``std / sqrt(n / g)``); ``None``
             gives a zero error (quadrature only).
         method: ``"trapezoid"``, ``"simpson"`` or ``"cubic_spline"`` (:func:`ti_weights`).
+        weights: explicit quadrature weights :math:`c` for data at any nodes (e.g.
+            :func:`gauss_legendre`, whose nodes need not include the end points); replaces
+            ``method``.
 
     Returns:
         :class:`FreeEnergy` ``(delta_f = f(lambda_last) - f(lambda_first), std_err)``; the
         standard error excludes the quadrature (discretisation) error.
     """
-    c = ti_weights(lambdas, method)
+    if weights is None:
+        c = ti_weights(lambdas, method)
+    else:
+        c = np.asarray(weights, dtype=np.float64)
+        lam = np.asarray(lambdas, dtype=np.float64)
+        if c.ndim != 1 or c.shape != lam.shape or not np.all(np.isfinite(c)):
+            raise ValueError(
+                f"weights must be finite and shaped like lambdas {lam.shape}, got {c.shape}"
+            )
     mean = check_1d_finite(mean_dudl, "mean_dudl")
     if mean.shape != c.shape:
         raise ValueError(f"mean_dudl must have shape {c.shape} like lambdas, got {mean.shape}")

@@ -54,8 +54,10 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, Float
 
+from ..estimators._ti import gauss_legendre
 from ..kernel import run as run_kernel
 from ..mcmc import hmc
+from ..systems._base import remove_com as _remove_com
 
 __all__ = [
     "AnharmonicResult",
@@ -147,17 +149,14 @@ def harmonic_free_energy(
 
 
 def remove_com(v: Float[Array, " d"]) -> Float[Array, " d"]:
-    r"""Project a flattened ``(n, 3)`` vector orthogonally to rigid translations: :math:`v_i - \bar v`."""
-    r = v.reshape(-1, 3)
-    return (r - jnp.mean(r, axis=0)).reshape(-1)
+    r"""Project a flattened ``(n, 3)`` vector orthogonally to rigid translations: :math:`v_i - \bar v`
+    (:func:`thermo.systems.remove_com` with three spatial dimensions)."""
+    return _remove_com(v, v.shape[-1] // 3, 3)
 
 
 def gauss_legendre_unit(n: int) -> tuple[np.ndarray, np.ndarray]:
     r"""Gauss–Legendre nodes and weights mapped to :math:`[0, 1]` (A&S 25.4.29): exact to degree :math:`2n-1`."""
-    if n < 1:
-        raise ValueError(f"need at least one node, got {n}")
-    x, w = np.polynomial.legendre.leggauss(n)
-    return 0.5 * (x + 1.0), 0.5 * w
+    return gauss_legendre(0.0, 1.0, n)
 
 
 class AnharmonicResult(NamedTuple):

@@ -63,6 +63,7 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from ..estimators import estimate_log_z
+from ..estimators._ti import gauss_legendre
 from .cells import box_matrix, periodic_space
 from .lj import lj_pair, tail_energy_per_particle
 
@@ -114,11 +115,6 @@ def _mayer_lj(r, temperature, sigma, epsilon):
     return np.expm1(-4.0 * epsilon * (s6 * s6 - s6) / temperature)
 
 
-def _gl(a, b, n):
-    x, w = np.polynomial.legendre.leggauss(n)
-    return 0.5 * (b - a) * (x + 1.0) + a, 0.5 * (b - a) * w
-
-
 def third_virial_coefficient(
     temperature: float,
     sigma: float = 1.0,
@@ -148,11 +144,12 @@ def third_virial_coefficient(
 
     edges = np.unique(np.minimum(np.array([0.0, 0.6, 1.0, 1.5, 3.0, r_max]) * sigma, r_max))
     parts = [
-        _gl(a, b, 40 if a < 3.0 * sigma else 60) for a, b in zip(edges[:-1], edges[1:], strict=True)
+        gauss_legendre(a, b, 40 if a < 3.0 * sigma else 60)
+        for a, b in zip(edges[:-1], edges[1:], strict=True)
     ]
     r = np.concatenate([p[0] for p in parts])
     wr = np.concatenate([p[1] for p in parts])
-    mu, wm = _gl(-1.0, 1.0, 200)
+    mu, wm = gauss_legendre(-1.0, 1.0, 200)
     fr = mayer_fn(r)
     outer = wr * r * r * fr
     total = 0.0
@@ -225,8 +222,7 @@ def gauss_legendre_densities(density: float, n_nodes: int) -> tuple[np.ndarray, 
     r"""Gauss–Legendre nodes and weights on :math:`[0, \rho]`, shapes ``(n_nodes,)``."""
     if density <= 0 or n_nodes < 1:
         raise ValueError(f"need density > 0 and n_nodes >= 1, got {density}, {n_nodes}")
-    x, w = np.polynomial.legendre.leggauss(n_nodes)
-    return 0.5 * density * (x + 1.0), 0.5 * density * w
+    return gauss_legendre(0.0, density, n_nodes)
 
 
 class DensityIntegration(NamedTuple):

@@ -117,10 +117,22 @@ class System(eqx.Module):
         return x
 
 
-def remove_com(x: Float[Array, " dim"], n_particles: int, spatial_dim: int) -> Float[Array, " dim"]:
-    r"""Subtract the centre of mass: :math:`x_i \leftarrow x_i - \frac1n \sum_j x_j` (flat in, flat out)."""
-    pos = jnp.reshape(x, (n_particles, spatial_dim))
-    return jnp.reshape(pos - jnp.mean(pos, axis=0, keepdims=True), x.shape)
+def remove_com(
+    x: Float[Array, "*batch dim"], n_particles: int, spatial_dim: int
+) -> Float[Array, "*batch dim"]:
+    r"""Subtract the centre of mass: :math:`x_i \leftarrow x_i - \frac1n \sum_j x_j`.
+
+    The orthogonal projector onto the CoM-free subspace, the one every sampler, network
+    and metric of the project uses. ``x`` is flat particle-major coordinates with trailing
+    size ``n_particles * spatial_dim`` and any leading batch shape (flat in, flat out).
+    """
+    if x.shape[-1] != n_particles * spatial_dim:
+        raise ValueError(
+            f"expected trailing size {n_particles}*{spatial_dim}={n_particles * spatial_dim}, "
+            f"got shape {x.shape}"
+        )
+    pos = jnp.reshape(x, (*x.shape[:-1], n_particles, spatial_dim))
+    return jnp.reshape(pos - jnp.mean(pos, axis=-2, keepdims=True), x.shape)
 
 
 def _pair_indices(n_particles: int):
