@@ -427,21 +427,17 @@ class MBAR(_Estimator):
     def _bootstrap(self, u, n_k, f, entropy):
         """Bootstrap errors: each state's block resampled with replacement, MBAR re-solved
         from ``f`` (pymbar ``MBAR(n_bootstraps=...)``); std over resamples, ``ddof=0``."""
-        starts = np.concatenate([[0], np.cumsum(n_k)[:-1]])
+        own = np.repeat(np.arange(len(n_k)), n_k)
+        starts = np.concatenate([[0], np.cumsum(n_k)[:-1]])[own]
+        counts = n_k[own]
         key = _resolve_key(self.random_state)
         k = len(n_k)
         if entropy:
             u_aug, n_aug, shift = self._augmented(u, n_k)
         fs, us = [], []
         for b_key in jr.split(key, self.n_bootstraps):
-            keys = jr.split(b_key, k)
-            idx = np.concatenate(
-                [
-                    start + np.asarray(jr.randint(kk, (int(n),), 0, int(n)))
-                    for kk, start, n in zip(keys, starts, n_k, strict=True)
-                    if n > 0
-                ]
-            )
+            # sample n of state k -> a uniform draw among state k's N_k samples
+            idx = starts + np.asarray(jr.randint(b_key, (own.shape[0],), 0, counts))
             if entropy:
                 res = self._solve(u_aug[:, idx], n_aug, np.concatenate([f, f, np.zeros(k)]))
                 f_b, _, u_b = self._decompose(res, k, shift)
