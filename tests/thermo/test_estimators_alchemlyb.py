@@ -49,10 +49,16 @@ def _concat(parts, key):
 
 
 @functools.cache
-def _gmx_benzene(leg):
+def _gmx_benzene_parts(leg):
+    """One frame pair per window file, as a user's script parses them."""
     from alchemtest.gmx import load_benzene
 
-    parts = [gmx.extract(f, T=300) for f in load_benzene()["data"][leg]]
+    return tuple(gmx.extract(f, T=300) for f in load_benzene()["data"][leg])
+
+
+@functools.cache
+def _gmx_benzene(leg):
+    parts = _gmx_benzene_parts(leg)
     return {"u_nk": _concat(parts, "u_nk"), "dHdl": _concat(parts, "dHdl")}
 
 
@@ -174,6 +180,11 @@ def _fitted_mbar(name):
     return MBAR().fit(DATA[name]()["u_nk"])
 
 
+@functools.cache
+def _fitted_mbar_entropy():
+    return MBAR().fit(_gmx_benzene("Coulomb")["u_nk"], compute_entropy_enthalpy=True)
+
+
 # ----------------------------------------------------------------------------------
 # Against alchemlyb's asserted values
 # ----------------------------------------------------------------------------------
@@ -205,7 +216,7 @@ def test_ti_reproduces_alchemlyb_asserted_values(name, value, error):
 
 def test_mbar_enthalpy_entropy_reproduces_alchemlyb_asserted_values():
     """alchemlyb 2.5.0 ``test_enthalpy_entropy_mbar`` (GROMACS benzene Coulomb, abs 1e-6)."""
-    est = MBAR().fit(_gmx_benzene("Coulomb")["u_nk"], compute_entropy_enthalpy=True)
+    est = _fitted_mbar_entropy()
     expected = {
         "delta_f_": [0.0, 1.619069, 2.557990, 2.986302, 3.041156],
         "delta_h_": [0.0, 1.241970, 1.695000, 1.706555, 1.388906],
@@ -236,7 +247,7 @@ def _assert_frames_close(ours, theirs, what, rtol=1e-6, atol=1e-10, attrs=True):
 
 def test_mbar_every_output_matches_alchemlyb():
     u_nk = _gmx_benzene("Coulomb")["u_nk"]
-    ours = MBAR().fit(u_nk, compute_entropy_enthalpy=True)
+    ours = _fitted_mbar_entropy()
     ref = AlchemlybMBAR().fit(u_nk, compute_entropy_enthalpy=True)
     assert ours.states_ == ref.states_
     for attr in ("delta_f_", "d_delta_f_", "delta_h_", "d_delta_h_", "delta_sT_", "d_delta_sT_"):
@@ -304,19 +315,18 @@ def test_ti_non_monotone_path_matches_alchemlyb():
 
 
 def _pipeline(mbar_cls, ti_cls):
-    """An alchemlyb user's script: decorrelate each window, concat, estimate, kcal/mol."""
+    """An alchemlyb user's script: decorrelate each window, concat, estimate, kcal/mol
+    (the per-window frames are parsed once for both runs)."""
     from alchemlyb.postprocessors.units import to_kcalmol
     from alchemlyb.preprocessing.subsampling import decorrelate_dhdl, decorrelate_u_nk
-    from alchemtest.gmx import load_benzene
 
-    files = load_benzene()["data"]["Coulomb"]
-    u_nk = alchemlyb.concat(
-        [decorrelate_u_nk(gmx.extract_u_nk(f, T=300), method="dE") for f in files]
-    )
-    dhdl = alchemlyb.concat([decorrelate_dhdl(gmx.extract_dHdl(f, T=300)) for f in files])
+    windows = _gmx_benzene_parts("Coulomb")
+    u_nk = alchemlyb.concat([decorrelate_u_nk(w["u_nk"].copy(), method="dE") for w in windows])
+    dhdl = alchemlyb.concat([decorrelate_dhdl(w["dHdl"].copy()) for w in windows])
     mbar = mbar_cls().fit(u_nk)
     ti = ti_cls().fit(dhdl)
     return {
+        "n_samples": len(u_nk),
         "mbar": to_kcalmol(mbar.delta_f_),
         "d_mbar": to_kcalmol(mbar.d_delta_f_),
         "overlap": mbar.overlap_matrix,
@@ -328,6 +338,7 @@ def _pipeline(mbar_cls, ti_cls):
 def test_alchemlyb_pipeline_with_one_changed_import():
     theirs = _pipeline(AlchemlybMBAR, AlchemlybTI)
     ours = _pipeline(MBAR, TI)
+    assert ours["n_samples"] == theirs["n_samples"] < len(_gmx_benzene("Coulomb")["u_nk"])
     for key in ("mbar", "d_mbar", "ti", "d_ti"):
         assert ours[key].attrs["energy_unit"] == "kcal/mol"
         _assert_frames_close(ours[key], theirs[key], key)
@@ -444,3 +455,33 @@ def test_import_thermo_estimators_does_not_import_pandas():
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+_X64_SCRIPT = """
+import jax, numpy as np, pandas as pd
+assert not jax.config.jax_enable_x64
+from thermo.estimators.alchemlyb import MBAR
+# harmonic states u_k = k x^2 / 2: f_k - f_0 = log(k / k_0) / 2 exactly
+springs = np.array([1.0, 2.0, 4.0])
+rng = np.random.default_rng(7)
+x = np.concatenate([rng.normal(scale=k**-0.5, size=400) for k in springs])
+lam = np.repeat([0.0, 0.5, 1.0], 400)
+idx = pd.MultiIndex.from_arrays([np.tile(np.arange(400.0), 3), lam], names=["time", "lambda"])
+u_nk = pd.DataFrame(0.5 * springs[None, :] * x[:, None] ** 2, index=idx, columns=[0.0, 0.5, 1.0])
+est = MBAR().fit(u_nk)
+assert not jax.config.jax_enable_x64, "the global flag must be restored"
+f, df = est.delta_f_.iloc[0, -1], est.d_delta_f_.iloc[0, -1]
+assert est.delta_f_.to_numpy().dtype == np.float64
+print(f, df, abs(f - 0.5 * np.log(4.0)) / df)
+"""
+
+
+def test_float64_inside_fit_without_flipping_the_global_flag():
+    """Run where JAX is in its default 32-bit mode (a fresh process that imports neither
+    alchemlyb nor pymbar, which switch x64 on): the fit still runs in float64, leaves the
+    flag off, and recovers the exact harmonic free energy within 4 of its standard errors."""
+    out = subprocess.run(
+        [sys.executable, "-c", _X64_SCRIPT], check=True, capture_output=True, text=True
+    )
+    f, df, z = (float(v) for v in out.stdout.split())
+    assert z < 4.0, (f, df)
