@@ -233,9 +233,8 @@ class MBAR(_Estimator):
 
     Args:
         maximum_iterations: Newton iterations per solver phase (``max_iterations``).
-        relative_tolerance: convergence tolerance, passed as ``tol`` (the Newton solver
-            converges quadratically; the result does not depend on it beyond round-off
-            once it is below ~1e-6).
+        relative_tolerance: convergence tolerance, passed to :func:`~thermo.estimators.mbar`
+            as ``tol``.
         initial_f_k: ``"BAR"`` (default, as alchemlyb: the cumulative BAR estimates of
             adjacent states from :func:`thermo.estimators.bar`), ``None`` (zeros) or a
             ``(K,)`` array of reduced free energies.
