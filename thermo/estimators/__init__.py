@@ -3,7 +3,9 @@
 Two-state: :func:`exp`, :func:`exp_reverse`, :func:`exp_gauss`, :func:`bar`,
 :func:`crooks`; paths: :func:`jarzynski`, :func:`jarzynski_cumulant`,
 :func:`estimate_log_z`; multistate: :func:`mbar`; :func:`ti`; :func:`bootstrap`;
-correlated data: :mod:`thermo.estimators.timeseries`.
+correlated data: :mod:`thermo.estimators.timeseries`; alchemlyb's ``MBAR``/``BAR``/``TI``
+interface on its DataFrames: :mod:`thermo.estimators.alchemlyb` (needs pandas; not
+imported here).
 """
 
 from . import timeseries as timeseries
