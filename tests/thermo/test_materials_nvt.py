@@ -106,3 +106,23 @@ def test_langevin_adapter_samples_harmonic_configurations_exactly():
     chain_means = np.asarray(u)[:, burn:].mean(axis=1)
     se = chain_means.std(ddof=1) / np.sqrt(n_chains)
     assert abs(chain_means.mean() - 3 * t) < 4 * se
+
+
+def test_sample_lj_fluid_compiles_once_for_every_state_point():
+    from tests._compile_count import count_compiles
+    from thermo.materials import sample_lj_fluid
+
+    kw = dict(n_cells=2, n_chains=2, n_adapt=2, adapt_sweeps=3, n_equilibrate=4, n_production=6)
+    first = sample_lj_fluid(jr.key(0), temperature=2.0, density=0.8, **kw)
+    with count_compiles() as c:
+        again = sample_lj_fluid(jr.key(0), temperature=2.0, density=0.8, **kw)
+        sample_lj_fluid(jr.key(1), temperature=1.2, density=0.9, **kw)  # a new state point
+    assert c.n == 0
+    np.testing.assert_array_equal(first.energy_per_particle, again.energy_per_particle)
+    # the recorded energy is the running energy of the chain: recompute it at the end
+    u_end = jax.vmap(lj_energy_fn(periodic_space(first.box)[0], r_cut=3.0))(
+        jnp.asarray(first.positions)
+    ) / first.positions.shape[1]
+    assert first.energy_per_particle.shape == (6, 2)  # (records, chains)
+    assert np.all(np.isfinite(first.pressure))
+    assert np.all(np.asarray(u_end) < 0)

@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
@@ -104,7 +105,7 @@ def displacement_mc(
     Returns:
         ``Kernel(init, step)``; ``init(positions) -> MCState``.
     """
-    if temperature <= 0:
+    if not isinstance(temperature, jax.core.Tracer) and not float(temperature) > 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
     if not isinstance(step_size, jax.core.Tracer) and not float(step_size) > 0:
         raise ValueError(f"step_size must be positive, got {step_size}")
@@ -250,6 +251,52 @@ class LJFluidRun(NamedTuple):
     configurations: np.ndarray | None = None
 
 
+@eqx.filter_jit
+def _lj_fluid_chains(
+    key,
+    states,
+    step_size,
+    sides,
+    volume,
+    temperature,
+    *,
+    r_cut,
+    n_steps,
+    thin,
+    mode,
+    record_configurations,
+):
+    """One stage (``mode``: adapt, equilibrate or production) of :func:`sample_lj_fluid`'s
+    vmapped chains; module-level and with a traced cell and temperature, so repeated calls
+    and new state points of the same size reuse its compilation."""
+    from jax_md import space
+
+    from ..kernel import run as run_kernel
+
+    disp, shift = space.periodic(sides)
+    kernel = displacement_mc(disp, shift, temperature=temperature, step_size=step_size, r_cut=r_cut)
+    n_chains, n = states.positions.shape[:2]
+    if mode == "adapt":
+
+        def observable_fn(s, i):
+            return i.acceptance_rate
+    elif mode == "equilibrate":
+        observable_fn = None
+    else:
+        obs = lj_observables(
+            disp, n_particles=n, volume=volume, temperature=temperature, r_cut=r_cut
+        )
+
+        def observable_fn(s, i):
+            out = obs(s.positions) | {"acceptance_rate": i.acceptance_rate}
+            return out | {"positions": s.positions} if record_configurations else out
+
+    final, trace = jax.vmap(
+        lambda kk, s: run_kernel(kk, kernel, s, n_steps, thin=thin, observable_fn=observable_fn)
+    )(jr.split(key, n_chains), states)
+    return final if mode == "equilibrate" else (final, trace)
+
+
 def sample_lj_fluid(
     key,
     *,
@@ -274,43 +321,49 @@ def sample_lj_fluid(
     is discarded); then ``n_equilibrate`` sweeps; then ``n_production`` sweeps
     recording :math:`U/N` and :math:`P` (and, with ``record_configurations``, the
     positions) every ``thin`` sweeps. Chains are vmapped.
-    Host entry point (jits internally; the step size is traced, so adaptation
-    compiles once).
+    Host entry point: the three stages run through one module-level compiled function whose
+    step size, cell and temperature are traced, so adaptation compiles once and a repeated
+    call (or another state point with the same ``N``) compiles nothing.
 
     Returns:
         :class:`LJFluidRun`.
     """
-    from ..kernel import run as run_kernel
     from .cells import periodic_space
     from .structures import fcc_lattice, to_arrays
 
     pos, box, _ = to_arrays(fcc_lattice(n_cells, density))
     n = pos.shape[0]
-    volume = float(np.linalg.det(box))
+    if not np.allclose(box, np.diag(np.diag(box))):
+        raise ValueError("sample_lj_fluid expects the cubic cell of fcc_lattice")
+    # traced cell and state point: one compilation serves every density and temperature
+    cell = (
+        jnp.asarray(np.diag(box)),
+        jnp.asarray(float(np.linalg.det(box))),
+        jnp.asarray(float(temperature)),
+    )
+    settings = {"r_cut": float(r_cut), "record_configurations": bool(record_configurations)}
+
+    def adapt(key, s, h):
+        return _lj_fluid_chains(
+            key, s, h, *cell, n_steps=adapt_sweeps, thin=1, mode="adapt", **settings
+        )
+
+    def equilibrate(key, s, h):
+        return _lj_fluid_chains(
+            key, s, h, *cell, n_steps=n_equilibrate, thin=1, mode="equilibrate", **settings
+        )
+
+    def production(key, s, h):
+        return _lj_fluid_chains(
+            key, s, h, *cell, n_steps=n_production, thin=thin, mode="production", **settings
+        )
+
     disp, shift = periodic_space(box)
-    obs = lj_observables(disp, n_particles=n, volume=volume, temperature=temperature, r_cut=r_cut)
 
     def kernel(step_size):
         return displacement_mc(
             disp, shift, temperature=temperature, step_size=step_size, r_cut=r_cut
         )
-
-    def run_chains(key, states, step_size, n_steps, observable_fn, thin_):
-        k = kernel(step_size)
-        return jax.vmap(
-            lambda kk, s: run_kernel(kk, k, s, n_steps, thin=thin_, observable_fn=observable_fn)
-        )(jr.split(key, n_chains), states)
-
-    adapt = jax.jit(
-        lambda key, s, h: run_chains(key, s, h, adapt_sweeps, lambda s, i: i.acceptance_rate, 1)
-    )
-    equilibrate = jax.jit(lambda key, s, h: run_chains(key, s, h, n_equilibrate, None, 1)[0])
-
-    def record(s, i):
-        out = obs(s.positions) | {"acceptance_rate": i.acceptance_rate}
-        return out | {"positions": s.positions} if record_configurations else out
-
-    production = jax.jit(lambda key, s, h: run_chains(key, s, h, n_production, record, thin))
 
     k0 = kernel(0.1)
     states = jax.vmap(k0.init)(jnp.broadcast_to(jnp.asarray(pos), (n_chains, n, 3)))
