@@ -11,6 +11,8 @@ for a memory-mapped input) in a fresh subprocess, and reports:
 * ``peak_rss_gb``: the solving process's peak resident memory, ``ru_maxrss`` and
   ``VmHWM`` of ``/proc/self/status`` (file pages are read with ``pread``, so the page
   cache does not count: this is the solver's own memory), against ``data_gb``;
+* ``blas_threads`` (default 1: on this machine, shared by several jobs, busy-waiting
+  BLAS threads slow the Gram matrix down several-fold) and the load average;
 * ``max_abs_z``: ``max_k |f_k - f_k^exact| / df_k`` (the exact answer, in units of MBAR's
   own standard error; ``within_4_sigma`` says whether it is below 4) and ``mean_z2``.
 
@@ -134,7 +136,13 @@ def solve(path: str, n_k, *, in_memory: bool = False) -> dict:
 
 
 def run(
-    n_states: int, n_samples: int, workdir: Path, *, keep: bool = False, in_memory: bool = False
+    n_states: int,
+    n_samples: int,
+    workdir: Path,
+    *,
+    keep: bool = False,
+    in_memory: bool = False,
+    blas_threads: int = 1,
 ) -> dict:
     """Generate, solve in a subprocess, check against the exact answer, clean up."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -142,8 +150,11 @@ def run(
     gen = generate(path, n_states, n_samples)
     cmd = [sys.executable, "-m", "experiments.benchmarks.bench_mbar_out_of_core", "--worker"]
     cmd += [str(path), str(n_states), str(n_samples)] + (["--in-memory"] if in_memory else [])
+    env = dict(os.environ)
+    if blas_threads:  # busy-waiting BLAS threads on an oversubscribed machine cost more
+        env["OPENBLAS_NUM_THREADS"] = env["OMP_NUM_THREADS"] = str(blas_threads)
     try:
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=False)
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=False, env=env)
         if proc.returncode != 0:
             raise RuntimeError(f"solver subprocess failed (exit {proc.returncode})")
         out = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -166,6 +177,8 @@ def run(
         "within_4_sigma": bool(np.max(np.abs(z)) < 4.0),
         "max_abs_error": float(np.max(np.abs(f_k - gen["f_exact"]))),
         "kept_file": str(path) if keep else None,
+        "blas_threads": blas_threads or "default",
+        "load_average": os.getloadavg(),
     }
     print(
         f"K = {n_states} x N = {n_samples:.3g} ({result['data_gb']:.1f} GB): solve "
@@ -186,12 +199,13 @@ def main(
     n_samples: int | None = None,
     workdir: str | Path | None = None,
     keep: bool = False,
+    blas_threads: int = 1,
 ) -> dict:
     """The benchmark: K = 300 x N = 1e7 (``quick``: 20 x 2e4, with the in-memory peer)."""
     k = n_states or (20 if quick else 300)
     n = n_samples or (20_000 if quick else 10_000_000)
     wd = Path(workdir) if workdir else Path("results") / "mbar_out_of_core"
-    return run(k, n, wd, keep=keep, in_memory=quick)
+    return run(k, n, wd, keep=keep, in_memory=quick, blas_threads=blas_threads)
 
 
 def _cli(argv=None) -> int:
@@ -202,6 +216,9 @@ def _cli(argv=None) -> int:
     parser.add_argument("--workdir", default=None, help="where u_kn is written")
     parser.add_argument("--keep", action="store_true", help="keep (and reuse) the data file")
     parser.add_argument("--json", default=None, help="write the result here")
+    parser.add_argument(
+        "--blas-threads", type=int, default=1, help="BLAS threads of the solver (0: default)"
+    )
     parser.add_argument("--worker", nargs=3, metavar=("PATH", "K", "N"), help=argparse.SUPPRESS)
     parser.add_argument("--in-memory", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -219,6 +236,7 @@ def _cli(argv=None) -> int:
         n_samples=args.n_samples,
         workdir=args.workdir,
         keep=args.keep,
+        blas_threads=args.blas_threads,
     )
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

@@ -534,7 +534,8 @@ def mbar(
             array is copied to the device once and that copy is overwritten in place by the
             weight matrix (peak memory: the input plus one ``(K, N)`` array).
             An ``np.memmap``, a ``.npy`` path or a callable yielding ``(K, B)`` column
-            blocks is solved out of core by :func:`mbar_out_of_core` instead.
+            blocks is solved out of core by :func:`mbar_out_of_core` instead (only
+            ``f_k_init`` is passed on; call it directly for its options).
         N_k: ``(K,)`` samples drawn from each state (non-negative, summing to N).
         f_k_init: optional initial guess ``(K,)``.
         tol: convergence tolerance on the largest Newton step (kT, relative to ``max|f|``

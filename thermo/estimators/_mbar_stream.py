@@ -285,7 +285,9 @@ def _make_source(u_kn, n_states_hint=None) -> _Source:
         return _NpyFile.from_path(u_kn)
     if isinstance(u_kn, np.memmap):
         base = u_kn.base
-        whole = isinstance(base, mmap.mmap) and u_kn.filename is not None
+        # The whole mapping of a file whose bytes are what the array shows (not a view,
+        # not copy-on-write): read the file itself.
+        whole = isinstance(base, mmap.mmap) and u_kn.filename is not None and u_kn.mode != "c"
         if whole and (u_kn.flags.c_contiguous or u_kn.flags.f_contiguous) and u_kn.ndim == 2:
             _check_shape_dtype(u_kn.shape, u_kn.dtype, "u_kn")
             fortran = u_kn.flags.f_contiguous and not u_kn.flags.c_contiguous
@@ -332,12 +334,12 @@ def _block_stats(u, weight, own, f, c, unsampled, gram):
         e -= m[None, :]
         with np.errstate(over="ignore"):
             np.exp(e, out=e)
-        s = np.ones(u.shape[0]) @ e
+        s = np.add.reduce(e, axis=0)  # row adds: no BLAS call (threads) for a reduction
         if np.all(np.isfinite(s)):
             break
     log_d = m + np.log(s)
-    e /= s[None, :]  # N_k W_nk, in [0, 1]
-    out = {"obj": float(weight @ log_d), "colsum": e @ weight, "log_d": log_d}
+    colsum = e @ (weight / s)  # sum_n w_n N_k W_nk (N_k W_nk = e_kn / s_n): one gemv
+    out = {"obj": float(weight @ log_d), "colsum": colsum, "log_d": log_d}
     if unsampled:
         t = np.log(weight)[None, :] - u[list(unsampled)] - log_d[None, :]
         mx = np.max(t, axis=1)
@@ -346,13 +348,13 @@ def _block_stats(u, weight, own, f, c, unsampled, gram):
     if gram:
         n_k = np.exp(c - f)
         scale = np.where(n_k > 0, 1.0 / np.where(n_k > 0, n_k, 1.0), 0.0)
-        e *= scale[:, None]  # W_nk (unsampled rows: 0)
+        e *= (np.sqrt(weight) / s)[None, :]
+        e *= scale[:, None]  # sqrt(w_n) W_nk (unsampled rows: 0)
         if unsampled:
             # Unsampled rows with the caller's f (self-consistent from the previous pass,
             # so that each W_nk <= e^{|change|}); rescaled exactly afterwards.
             idx = list(unsampled)
-            e[idx] = np.exp(f[idx][:, None] - u[idx] - log_d[None, :])
-        e *= np.sqrt(weight)[None, :]
+            e[idx] = np.exp(f[idx][:, None] - u[idx] - log_d[None, :]) * np.sqrt(weight)
         out["gram"] = _syrk(e)
     return out
 
