@@ -21,8 +21,10 @@ Data (seed 0): ``u_k(x) = k_k (x - o_k)^2 / 2`` with centres ``o_k = 0.25 k`` an
 possible), so that ``f_k - f_0 = \log(k_k / k_0) / 2`` exactly. The file goes to
 ``--workdir`` (default ``results/mbar_out_of_core/``) and is deleted at the end unless
 ``--keep``; a kept file with matching parameters is reused by the next run (the
-generation is then skipped). ``--quick``: K = 20 x N = 20,000, with the in-memory
-:func:`~thermo.estimators.mbar` on the same file as the peer (``max_abs_diff_in_memory``).
+generation is then skipped). ``--in-memory`` (default with ``--quick``, K = 20 x N =
+20,000) adds the peer: the in-memory :func:`~thermo.estimators.mbar` on the same data, in
+the same process after the streamed solve (``in_memory_s``, ``max_abs_diff_in_memory``;
+the peak RSS above is read before it runs).
 """
 
 from __future__ import annotations
@@ -132,6 +134,7 @@ def solve(path: str, n_k, *, in_memory: bool = False) -> dict:
         ref = mbar(np.load(path), n_k)
         out["in_memory_s"] = time.perf_counter() - t0
         out["max_abs_diff_in_memory"] = float(np.max(np.abs(np.asarray(ref.f_k) - f_k)))
+        out["peak_rss_with_in_memory"] = _peak_rss_gb()
     return out
 
 
@@ -200,12 +203,14 @@ def main(
     workdir: str | Path | None = None,
     keep: bool = False,
     blas_threads: int = 1,
+    peer: bool | None = None,
 ) -> dict:
     """The benchmark: K = 300 x N = 1e7 (``quick``: 20 x 2e4, with the in-memory peer)."""
     k = n_states or (20 if quick else 300)
     n = n_samples or (20_000 if quick else 10_000_000)
     wd = Path(workdir) if workdir else Path("results") / "mbar_out_of_core"
-    return run(k, n, wd, keep=keep, in_memory=quick, blas_threads=blas_threads)
+    in_memory = quick if peer is None else peer
+    return run(k, n, wd, keep=keep, in_memory=in_memory, blas_threads=blas_threads)
 
 
 def _cli(argv=None) -> int:
@@ -220,7 +225,9 @@ def _cli(argv=None) -> int:
         "--blas-threads", type=int, default=1, help="BLAS threads of the solver (0: default)"
     )
     parser.add_argument("--worker", nargs=3, metavar=("PATH", "K", "N"), help=argparse.SUPPRESS)
-    parser.add_argument("--in-memory", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--in-memory", action="store_true", help="also solve in memory (the peer; needs RAM)"
+    )
     args = parser.parse_args(argv)
     if args.worker:
         import logging
@@ -237,6 +244,7 @@ def _cli(argv=None) -> int:
         workdir=args.workdir,
         keep=args.keep,
         blas_threads=args.blas_threads,
+        peer=args.in_memory or None,
     )
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

@@ -609,7 +609,8 @@ def mbar_out_of_core(
         u_kn: ``(K, N)`` reduced potentials, samples ordered by state, as one of: a path
             to a ``.npy`` file; an ``np.memmap`` (``np.load(path, mmap_mode="r")``); a
             callable ``u_kn_fn()`` returning an iterable of ``(K, B_i)`` column blocks in
-            order (called once per pass, so it must restart each time).
+            order (called once per pass, and once more to read K from its first block,
+            so it must restart each time).
         N_k: ``(K,)`` samples drawn from each state (non-negative, summing to N).
         f_k_init: optional initial guess ``(K,)``.
         tol: the preconditioned passes stop when the predicted Newton step is below
