@@ -104,6 +104,16 @@ def test_fortran_order_slice_and_small_blocks(tmp_path):
     assert np.all(np.abs(np.asarray(part.f_k)[1:] - f_exact[1:10]) < 4 * np.asarray(part.df_k)[1:])
 
 
+def test_float32_file(tmp_path):
+    # u_kn up to ~40 kT stored in float32 (relative rounding 6e-8): each u_kn moves by at
+    # most ~3e-6 kT, and so can the f_k; the streamed sums are float64.
+    u_kn, n_k, _, _ = _data()
+    path = tmp_path / "u32.npy"
+    np.save(path, u_kn.astype(np.float32))
+    res = mbar_out_of_core(str(path), n_k, progress=True)
+    np.testing.assert_allclose(np.asarray(res.f_k), np.asarray(_in_memory().f_k), atol=1e-5)
+
+
 def test_unsampled_state_and_expectations(npy_path):
     u_kn, n_k, _, x = _data()
     # State 3 unsampled: its samples are counted as state 4's (the same (K, N) shape as

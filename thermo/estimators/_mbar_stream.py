@@ -354,7 +354,8 @@ def _block_stats(u, weight, own, f, c, unsampled, gram):
             # Unsampled rows with the caller's f (self-consistent from the previous pass,
             # so that each W_nk <= e^{|change|}); rescaled exactly afterwards.
             idx = list(unsampled)
-            e[idx] = np.exp(f[idx][:, None] - u[idx] - log_d[None, :]) * np.sqrt(weight)
+            with np.errstate(over="ignore"):  # inf only while f is far off (masked then)
+                e[idx] = np.exp(f[idx][:, None] - u[idx] - log_d[None, :]) * np.sqrt(weight)
         out["gram"] = _syrk(e)
     return out
 
