@@ -45,7 +45,8 @@ mmap_mode="r")`` (C or Fortran order) is read with ``pread`` into fresh buffers,
 through the mapping, so file pages never count towards the process's resident memory;
 any other ``np.memmap`` (a slice of one) is read by slicing. A callable ``u_kn_fn()``
 must return an iterable of ``(K, B_i)`` blocks covering the N columns in order (the
-widths may differ); it is called once per pass.
+widths may differ); it is called once per pass, plus once to read K and once to gather
+the subsample (a file is read at the subsample's columns only).
 """
 
 from __future__ import annotations
