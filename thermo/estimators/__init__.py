@@ -2,7 +2,7 @@
 
 Two-state: :func:`exp`, :func:`exp_reverse`, :func:`exp_gauss`, :func:`bar`,
 :func:`crooks`; paths: :func:`jarzynski`, :func:`jarzynski_cumulant`,
-:func:`estimate_log_z`; multistate: :func:`mbar`; :func:`ti`; :func:`bootstrap`;
+:func:`estimate_log_z`; multistate: :func:`mbar` (out of core: :func:`mbar_out_of_core`); :func:`ti`; :func:`bootstrap`;
 correlated data: :mod:`thermo.estimators.timeseries`; alchemlyb's ``MBAR``/``BAR``/``TI``
 interface on its DataFrames: :mod:`thermo.estimators.alchemlyb` (needs pandas; not
 imported here).
@@ -13,6 +13,7 @@ from ._bootstrap import BootstrapResult as BootstrapResult
 from ._bootstrap import bootstrap as bootstrap
 from ._mbar import MBAR as MBAR
 from ._mbar import mbar as mbar
+from ._mbar_stream import mbar_out_of_core as mbar_out_of_core
 from ._path import Estimate as Estimate
 from ._path import FreeEnergy as FreeEnergy
 from ._path import estimate_log_z as estimate_log_z

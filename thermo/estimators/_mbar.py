@@ -533,6 +533,9 @@ def mbar(
             samples ordered by the state they were drawn from (as in pymbar). A NumPy
             array is copied to the device once and that copy is overwritten in place by the
             weight matrix (peak memory: the input plus one ``(K, N)`` array).
+            An ``np.memmap``, a ``.npy`` path or a callable yielding ``(K, B)`` column
+            blocks is solved out of core by :func:`mbar_out_of_core` instead (only
+            ``f_k_init`` is passed on; call it directly for its options).
         N_k: ``(K,)`` samples drawn from each state (non-negative, summing to N).
         f_k_init: optional initial guess ``(K,)``.
         tol: convergence tolerance on the largest Newton step (kT, relative to ``max|f|``
@@ -552,6 +555,10 @@ def mbar(
             N; states that do not overlap (the overlap matrix has a second eigenvalue 1).
         RuntimeError: when the solver does not converge.
     """
+    from ._mbar_stream import is_out_of_core_input, mbar_out_of_core
+
+    if is_out_of_core_input(u_kn):  # memmap, .npy path or block callable: streamed
+        return mbar_out_of_core(u_kn, N_k, f_k_init=f_k_init)
     u_kn = check_u_kn(u_kn)
     n_states, n_samples = u_kn.shape
     n_k_np = check_n_k(N_k, n_states, n_samples)
