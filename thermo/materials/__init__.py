@@ -50,6 +50,11 @@ from .lj import lj_virial_fn as lj_virial_fn
 from .lj import tail_energy_per_particle as tail_energy_per_particle
 from .lj import tail_pressure as tail_pressure
 from .lj import virial_pressure as virial_pressure
+from .molecules import Molecule as Molecule
+from .molecules import adsorption_force_field as adsorption_force_field
+from .molecules import core_mof_framework as core_mof_framework
+from .molecules import load_molecule as load_molecule
+from .molecules import uff_parameters as uff_parameters
 from .nvt import LJFluidRun as LJFluidRun
 from .nvt import MCInfo as MCInfo
 from .nvt import MCState as MCState

@@ -59,7 +59,7 @@ def shared_materials_path(name: str, *, required: bool = True) -> str | None:
 def read_structure(path: str | os.PathLike, **kwargs) -> ase.Atoms:
     """Read a CIF, XYZ or any ASE-readable file with ``ase.io.read`` (symmetry expanded).
 
-    Bare names of files shipped in ``thermo/materials/data`` (e.g. ``"MFI_SI.cif"``)
+    Bare names of files shipped in ``thermo/materials/data``
     are resolved there.
     """
     p = os.fspath(path)
