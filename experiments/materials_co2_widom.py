@@ -88,7 +88,7 @@ mc = r.MonteCarlo(number_of_cycles=cycles, number_of_initialization_cycles=0,
 t0 = time.perf_counter(); mc.run(); wall = time.perf_counter() - t0
 mu, err = mc.systems[0].components[0].average_rosenbluth_weights.chemical_potential_result(T)
 stats = str(mc.systems[0].components[0].mc_moves_statistics)
-n = [int(l.split()[-1]) for l in stats.splitlines() if "Widom" in l and "total:" in l][0]
+n = [int(float(l.split()[-1])) for l in stats.splitlines() if "Widom" in l and "total:" in l][0]
 w = math.exp(-mu.excess / T)
 print(json.dumps({"wall_s": wall, "n_insertions": n, "weight": w,
                   "weight_std_err": w * err.excess / T}))

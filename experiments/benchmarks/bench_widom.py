@@ -68,7 +68,7 @@ t0 = time.perf_counter(); mc.run(); wall = time.perf_counter() - t0
 mu, mu_err = mc.systems[0].components[0].average_rosenbluth_weights.chemical_potential_result(
     d["temperature"])
 stats = str(mc.systems[0].components[0].mc_moves_statistics)
-n = [int(l.split()[-1]) for l in stats.splitlines() if "Widom" in l and "total:" in l][0]
+n = [int(float(l.split()[-1])) for l in stats.splitlines() if "Widom" in l and "total:" in l][0]
 w = math.exp(-mu.excess / d["temperature"])
 print(json.dumps({"wall_s": wall, "n_insertions": n, "weight": w,
                   "weight_std_err": w * mu_err.excess / d["temperature"]}))
