@@ -36,6 +36,7 @@ _MODULES: dict[str, str] = {
     "materials_fcc_frenkel_ladd": "experiments.materials_fcc_frenkel_ladd",
     "materials_lj_free_energy": "experiments.materials_lj_free_energy",
     "materials_mfi_widom": "experiments.materials_mfi_widom",
+    "materials_co2_widom": "experiments.materials_co2_widom",
     "materials_nist_lj": "experiments.materials_nist_lj",
     "materials_screening": "experiments.materials_screening",
     "materials_periodic_generative": "experiments.materials_periodic_generative",

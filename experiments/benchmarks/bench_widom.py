@@ -36,7 +36,7 @@ import jax.random as jr
 import numpy as np
 
 from thermo.materials import framework_energy_fn, load_force_field, widom
-from thermo.materials.structures import read_structure
+from thermo.materials.structures import read_structure, shared_materials_path
 
 __all__ = ["RASPA_SCRIPT", "main", "numpy_widom_energies", "raspa_widom"]
 
@@ -68,7 +68,7 @@ t0 = time.perf_counter(); mc.run(); wall = time.perf_counter() - t0
 mu, mu_err = mc.systems[0].components[0].average_rosenbluth_weights.chemical_potential_result(
     d["temperature"])
 stats = str(mc.systems[0].components[0].mc_moves_statistics)
-n = [int(l.split()[-1]) for l in stats.splitlines() if "Widom" in l and "total:" in l][0]
+n = [int(float(l.split()[-1])) for l in stats.splitlines() if "Widom" in l and "total:" in l][0]
 w = math.exp(-mu.excess / d["temperature"])
 print(json.dumps({"wall_s": wall, "n_insertions": n, "weight": w,
                   "weight_std_err": w * mu_err.excess / d["temperature"]}))
@@ -143,7 +143,8 @@ def main(
     ``n_ours`` (insertions per timed call), ``raspa_cycles`` (20 insertions each) and
     ``n_repeats`` override the defaults.
     """
-    atoms = read_structure("MFI_SI.cif")
+    # the reference input ../shared/data/materials/MFI_SI.cif (not shipped; raises if absent)
+    atoms = read_structure(shared_materials_path("MFI_SI.cif"))
     n_numpy = 200 if quick else 2000
     n_ours = n_ours or (20_480 if quick else 409_600)
     n_repeats = n_repeats or (2 if quick else 3)

@@ -29,6 +29,7 @@ _NO_FIGURES: dict[str, str] = {
     "materials_fcc_frenkel_ladd": "metrics only (Frenkel-Ladd free-energy table)",
     "materials_lj_free_energy": "metrics only (A_ex/N table against JZG)",
     "materials_mfi_widom": "metrics only (Henry coefficient, heat of adsorption)",
+    "materials_co2_widom": "metrics only (CO2 Widom weight, Henry coefficient)",
     "materials_nist_lj": "metrics only (U/N, P* table against NIST)",
 }
 

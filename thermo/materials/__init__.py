@@ -26,6 +26,14 @@ from .cells import replicas_for_cutoff as replicas_for_cutoff
 from .eos import jzg_excess_energy as jzg_excess_energy
 from .eos import jzg_excess_free_energy as jzg_excess_free_energy
 from .eos import jzg_pressure as jzg_pressure
+from .ewald import COULOMB_CONSTANT_CODATA as COULOMB_CONSTANT_CODATA
+from .ewald import COULOMB_CONSTANT_RASPA as COULOMB_CONSTANT_RASPA
+from .ewald import EwaldKVectors as EwaldKVectors
+from .ewald import ewald_energy as ewald_energy
+from .ewald import ewald_fourier_energy as ewald_fourier_energy
+from .ewald import ewald_kvectors as ewald_kvectors
+from .ewald import ewald_parameters as ewald_parameters
+from .ewald import structure_factor as structure_factor
 from .free_energy import density_integration as density_integration
 from .free_energy import gauss_legendre_densities as gauss_legendre_densities
 from .free_energy import gauss_lobatto_densities as gauss_lobatto_densities
@@ -42,6 +50,11 @@ from .lj import lj_virial_fn as lj_virial_fn
 from .lj import tail_energy_per_particle as tail_energy_per_particle
 from .lj import tail_pressure as tail_pressure
 from .lj import virial_pressure as virial_pressure
+from .molecules import Molecule as Molecule
+from .molecules import adsorption_force_field as adsorption_force_field
+from .molecules import core_mof_framework as core_mof_framework
+from .molecules import load_molecule as load_molecule
+from .molecules import uff_parameters as uff_parameters
 from .nvt import LJFluidRun as LJFluidRun
 from .nvt import MCInfo as MCInfo
 from .nvt import MCState as MCState
@@ -62,4 +75,5 @@ from .solid import harmonic_finite_size_correction as harmonic_finite_size_corre
 from .structures import fcc_lattice as fcc_lattice
 from .structures import from_arrays as from_arrays
 from .structures import read_structure as read_structure
+from .structures import shared_materials_path as shared_materials_path
 from .structures import to_arrays as to_arrays

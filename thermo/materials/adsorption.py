@@ -25,10 +25,22 @@ volume. The enthalpy of adsorption at infinite dilution (Vlugt et al. 2008,
    \qquad q_{\rm st} = -\Delta H.
 
 The pair potential is Lennard-Jones with Lorentz–Berthelot mixing, truncated and
-shifted at :math:`r_c = 12` Å, no tail correction (the shipped TraPPE-zeo/TraPPE
-parameters in ``data/trappe_zeo_methane.json``, as in RASPA3's example). The
-supercell is the smallest replication with every perpendicular width at least
-:math:`2 r_c` (2×2×2 for MFI, as RASPA3 uses), so the minimum image is exact.
+shifted at :math:`r_c = 12` Å, no tail correction (the shipped TraPPE-zeo/CH₄
+parameters in ``data/trappe_zeo_methane.json``, as in RASPA3's example 7, or any
+force field from :func:`thermo.materials.adsorption_force_field`). The supercell is the
+smallest replication with every perpendicular width at least :math:`2 r_c` (2×2×2 for
+MFI, as RASPA3 uses), so the minimum image is exact.
+
+Charged adsorbates in a charged framework (``framework_charges``) add the Ewald
+energy of the insertion (:mod:`thermo.materials.ewald`): the real-space
+:math:`C\sum q_s q_f \operatorname{erfc}(\alpha r)/r` over framework atoms within
+:math:`r_c`, and the Fourier part
+:math:`C\sum_k w_k\,(2\,\mathrm{Re}[S_f(k)^* S_m(k)] + |S_m(k)|^2)` plus the
+molecule's self and exclusion constants (RASPA3's ``ewaldFourier`` difference). The
+framework's structure factor :math:`S_f(k)` is computed once, so an insertion costs
+O(k-vectors × sites) for the Fourier part. :math:`(\alpha, k_{\max})` follow from a
+relative precision (default :math:`10^{-6}`, RASPA's) by
+:func:`thermo.materials.ewald_parameters`.
 
 Insertions are split into independent blocks; the blocks are sharded across all
 available devices with ``jax.shard_map`` and the standard error is that of the
@@ -51,6 +63,12 @@ from jax.sharding import Mesh, PartitionSpec
 from jax_md import space
 
 from .cells import box_matrix, check_cutoff, replicas_for_cutoff
+from .ewald import (
+    COULOMB_CONSTANT_RASPA,
+    EwaldKVectors,
+    _self_exclusion,
+    ewald_parameters,
+)
 from .lj import lj_pair
 from .structures import DATA_DIR, load_framework
 
@@ -123,6 +141,11 @@ def framework_energy_fn(
     unit_cells: tuple[int, int, int] | None = None,
     r_cut: float | None = None,
     bin_width: float | None = 2.0,
+    framework_charges: dict | np.ndarray | None = None,
+    ewald_precision: float = 1e-6,
+    ewald_alpha: float | None = None,
+    ewald_kmax: tuple[int, int, int] | None = None,
+    coulomb_constant: float = COULOMB_CONSTANT_RASPA,
 ):
     r"""Adsorbate–framework energy :math:`\Delta U(u, R)` (K) for a rigid adsorbate.
 
@@ -139,6 +162,14 @@ def framework_energy_fn(
             insertion then only visits its bin's list (single-site adsorbates;
             exact, since the list is a superset of the atoms within :math:`r_c`).
             ``None`` sums over all framework atoms.
+        framework_charges: ``{element: charge}`` or a ``(n_atoms,)`` array for the
+            unit cell (e); with charged adsorbate sites (third entry of a site,
+            e.g. from :func:`thermo.materials.adsorption_force_field`) this adds the
+            Ewald energy (module docstring). ``None``: LJ only.
+        ewald_precision: relative accuracy that sets :math:`(\alpha, k_{\max})`
+            (:func:`thermo.materials.ewald_parameters`) unless both are given.
+        ewald_alpha, ewald_kmax: explicit Ewald parameters (Å⁻¹, three integers).
+        coulomb_constant: K·Å (default RASPA3's 167101.0800).
 
     Returns:
         ``(energy_fn, info)``: ``energy_fn(frac, rotation)`` maps fractional
@@ -179,21 +210,69 @@ def framework_energy_fn(
         u = jnp.sum(lj_pair(r, sig, eps, r_cut, shift))
         return jnp.minimum(u, _ENERGY_CLAMP)
 
-    if bin_width is not None and len(site_names) == 1:
-        energy_fn = _binned_energy_fn(
+    site_charges = np.array([float(s[2]) if len(s) > 2 else 0.0 for s in sites])
+    coulomb = framework_charges is not None and bool(np.any(site_charges != 0))
+    info_ewald = None
+    if coulomb:
+        if abs(site_charges.sum()) > 1e-10:
+            raise ValueError(f"adsorbate {adsorbate!r} is charged ({site_charges.sum()} e)")
+        q_uc = _framework_charge_array(atoms, framework_charges)
+        q_big = np.tile(q_uc, int(np.prod(reps)))  # ase's repeat tiles whole unit cells
+        cell_rows = supercell.T
+        alpha, kmax = ewald_alpha, ewald_kmax
+        if alpha is None or kmax is None:
+            auto_alpha, auto_kmax = ewald_parameters(cell_rows, r_cut, ewald_precision)
+            alpha = auto_alpha if alpha is None else alpha
+            kmax = auto_kmax if kmax is None else kmax
+        kv = EwaldKVectors(cell_rows, alpha=float(alpha), kmax=kmax)
+        cj = jnp.asarray(cell_rows)
+        const = coulomb_constant * float(
+            _self_exclusion(
+                jnp.asarray(offsets),
+                jnp.asarray(site_charges),
+                jnp.asarray(~np.eye(len(sites), dtype=bool)),
+                cj,
+                jnp.linalg.inv(cj),
+                kv.alpha,
+            )
+        )
+        qq = site_charges[:, None] * q_big[None, :]
+        ewald = (kv, q_big, const, coulomb_constant, qq, site_charges)
+        info_ewald = {"alpha": kv.alpha, "kmax": kv.kmax, "n_kvectors": int(kv.kvectors.shape[0])}
+    else:
+        ewald = None
+
+    if len(site_names) == 1 and not coulomb:
+        if bin_width is not None:
+            energy_fn = _binned_energy_fn(
+                np.asarray(frame_frac),
+                np.asarray(eps[0]),
+                np.asarray(sig[0]),
+                supercell,
+                reps,
+                r_cut,
+                shift,
+                float(bin_width),
+                disp_fn,
+            )
+    else:
+        energy_fn = _molecule_energy_fn(
             np.asarray(frame_frac),
-            np.asarray(eps[0]),
-            np.asarray(sig[0]),
+            np.asarray(eps),
+            np.asarray(sig),
+            offsets,
             supercell,
             reps,
             r_cut,
             shift,
-            float(bin_width),
+            bin_width,
             disp_fn,
+            ewald,
         )
 
     mass = float(np.sum(atoms.get_masses()))
     info = {
+        "ewald": info_ewald,
         "supercell": supercell,
         "unit_cells": reps,
         "volume_unit_cell": float(atoms.cell.volume),
@@ -201,6 +280,131 @@ def framework_energy_fn(
         "n_sites": len(site_names),
     }
     return energy_fn, info
+
+
+def _framework_charge_array(atoms, framework_charges) -> np.ndarray:
+    symbols = atoms.get_chemical_symbols()
+    if isinstance(framework_charges, dict):
+        missing = sorted(set(symbols) - set(framework_charges))
+        if missing:
+            raise ValueError(f"no framework charge for elements {missing}")
+        return np.array([float(framework_charges[s]) for s in symbols])
+    q = np.asarray(framework_charges, dtype=np.float64).reshape(-1)
+    if q.shape != (len(symbols),):
+        raise ValueError(f"framework_charges must have {len(symbols)} entries, got {q.shape}")
+    return q
+
+
+def _bin_lists(frame_frac, supercell, reps, radius_extra, r_cut, bin_width):
+    """Per-bin lists (padded with index M) of framework atoms within r_c + h + extra."""
+    reps_a = np.asarray(reps, dtype=np.float64)
+    cell_uc = supercell / reps_a[None, :]
+    lengths = np.linalg.norm(cell_uc, axis=0)
+    n_bins = np.maximum(1, np.ceil(lengths / bin_width).astype(int))
+    corners = np.array(np.meshgrid([-0.5, 0.5], [-0.5, 0.5], [-0.5, 0.5], indexing="ij"))
+    corners = corners.reshape(3, -1).T / n_bins
+    half_diag = np.max(np.linalg.norm(corners @ cell_uc.T, axis=1))
+    radius = r_cut + half_diag + radius_extra
+    idx = np.stack(np.meshgrid(*[np.arange(n) for n in n_bins], indexing="ij"), -1).reshape(-1, 3)
+    centres = (idx + 0.5) / n_bins / reps_a
+    d = centres[:, None, :] - frame_frac[None, :, :]
+    d -= np.round(d)
+    inside = np.linalg.norm(d @ supercell.T, axis=-1) < radius
+    width = int(inside.sum(axis=1).max())
+    order = np.argsort(~inside, axis=1, kind="stable")[:, :width]
+    valid = np.take_along_axis(inside, order, axis=1)
+    return np.where(valid, order, frame_frac.shape[0]), n_bins
+
+
+def _fourier_grid(kv, frame_frac, frame_q, supercell):
+    r"""Half k-space on a grid :math:`n_1 \ge 0`: ranges, weights (0 off the half), :math:`S_f`.
+
+    With :math:`f` fractional coordinates, :math:`k\cdot r = 2\pi\, n\cdot f`, so the
+    framework's structure factor is tabulated once on the grid.
+    """
+    k1, k2, k3 = kv.kmax
+    ranges = [np.arange(0, k1 + 1), np.arange(-k2, k2 + 1), np.arange(-k3, k3 + 1)]
+    n = np.stack(np.meshgrid(*ranges, indexing="ij"), -1)  # (k1+1, 2k2+1, 2k3+1, 3)
+    first = np.where(n[..., 0] != 0, n[..., 0], np.where(n[..., 1] != 0, n[..., 1], n[..., 2]))
+    recip = 2.0 * np.pi * np.linalg.inv(supercell)  # rows b_a, k = n @ recip
+    k = n @ recip
+    k2sum = np.sum(k * k, axis=-1)
+    volume = float(np.linalg.det(supercell))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        w = 2.0 * (2.0 * np.pi / volume) * np.exp(-k2sum / (4.0 * kv.alpha**2)) / k2sum
+    w = np.where(first > 0, w, 0.0)
+    flat = n.reshape(-1, 3)
+    s_f = np.zeros(flat.shape[0], dtype=np.complex128)
+    for i in range(0, frame_frac.shape[0], 256):
+        s_f += np.exp(2j * np.pi * flat @ frame_frac[i : i + 256].T) @ frame_q[i : i + 256]
+    return (
+        [jnp.asarray(r, dtype=jnp.float64) for r in ranges],
+        jnp.asarray(w),
+        jnp.asarray(s_f.reshape(n.shape[:-1])),
+    )
+
+
+def _molecule_energy_fn(
+    frame_frac, eps, sig, offsets, supercell, reps, r_cut, shift, bin_width, disp_fn, ewald
+):
+    r"""Rigid multi-site adsorbate: LJ (+ Ewald real space and Fourier part) in one pass.
+
+    With ``bin_width`` the molecule's centre is moved into the first unit cell (the
+    framework, and so the energy, is periodic in the unit cell) and only the framework
+    atoms listed for its bin are visited: those within :math:`r_c + h + d_{\max}` of
+    the bin centre, :math:`h` the bin's half-diagonal and :math:`d_{\max}` the largest
+    site distance from the centre, a superset of every site's :math:`r_c` sphere.
+    """
+    m = frame_frac.shape[0]
+    reps_a = np.asarray(reps, dtype=np.float64)
+    if bin_width is not None:
+        d_max = float(np.max(np.linalg.norm(offsets, axis=1)))
+        lists, n_bins = _bin_lists(frame_frac, supercell, reps, d_max, r_cut, float(bin_width))
+    else:
+        lists, n_bins = np.arange(m)[None, :], np.ones(3, dtype=int)
+    lists = jnp.asarray(lists)
+    n_bins_j = jnp.asarray(n_bins)
+    strides = jnp.asarray([n_bins[1] * n_bins[2], n_bins[2], 1])
+    reps_j = jnp.asarray(reps_a)
+    pad = lambda a, v: jnp.asarray(np.concatenate([a, np.full(a.shape[:-1] + (1,), v)], -1))  # noqa: E731
+    pad_frac = jnp.asarray(np.concatenate([frame_frac, np.zeros((1, 3))]))
+    pad_eps, pad_sig = pad(eps, 0.0), pad(sig, 1.0)
+    pad_far = jnp.asarray(np.concatenate([np.zeros(m), [np.inf]]))
+    inv_super = jnp.asarray(np.linalg.inv(supercell))
+    offsets_j = jnp.asarray(offsets)
+    if ewald is not None:
+        kv, frame_q, const, coulomb_constant, qq, site_q = ewald
+        pad_qq = pad(qq * coulomb_constant, 0.0)
+        site_q = jnp.asarray(site_q)
+        k_range, weights, s_f = _fourier_grid(kv, frame_frac, frame_q, supercell)
+
+    def energy_fn(frac, rotation):
+        if bin_width is not None:
+            u_uc = jnp.mod(frac * reps_j, 1.0)
+            b = jnp.minimum((u_uc * n_bins_j).astype(jnp.int32), n_bins_j - 1)
+            nbrs = lists[jnp.sum(b * strides)]
+            centre = u_uc / reps_j
+        else:
+            nbrs = lists[0]
+            centre = frac
+        site_frac = centre[None, :] + (rotation @ offsets_j.T).T @ inv_super.T
+        dr = jax.vmap(lambda s: jax.vmap(lambda f: disp_fn(s, f))(pad_frac[nbrs]))(site_frac)
+        r = space.distance(dr) + pad_far[nbrs][None, :]  # (n_sites, width)
+        u = jnp.sum(lj_pair(r, pad_sig[:, nbrs], pad_eps[:, nbrs], r_cut, shift))
+        if ewald is not None:
+            r_safe = jnp.where(jnp.isfinite(r) & (r > 0), r, 1.0)
+            real = pad_qq[:, nbrs] * jax.scipy.special.erfc(kv.alpha * r_safe) / r_safe
+            u = u + jnp.sum(jnp.where(r < r_cut, real, 0.0))
+            # e^{i k.r} = prod_a e^{2 pi i n_a f_a}: three short exponentials per site.
+            e = [
+                jnp.exp(2j * jnp.pi * site_frac[:, a, None] * k_range[a][None, :]) for a in range(3)
+            ]
+            s_m = jnp.einsum("s,si,sj,sk->ijk", site_q.astype(e[0].dtype), e[0], e[1], e[2])
+            cross = 2.0 * jnp.real(jnp.conj(s_f) * s_m) + jnp.abs(s_m) ** 2
+            u = u + const + coulomb_constant * jnp.sum(weights * cross)
+        return jnp.minimum(u, _ENERGY_CLAMP)
+
+    return energy_fn
 
 
 def _binned_energy_fn(frame_frac, eps, sig, supercell, reps, r_cut, shift, bin_width, disp_fn):
@@ -308,6 +512,8 @@ def widom(
     force_field: dict | None = None,
     energy_grid: tuple[int, int, int] | None = None,
     bin_width: float | None = 2.0,
+    framework_charges: dict | np.ndarray | None = None,
+    ewald_precision: float = 1e-6,
 ) -> WidomResult:
     r"""Widom insertion of a rigid adsorbate into a rigid framework; see module docstring.
 
@@ -317,8 +523,9 @@ def widom(
 
     Args:
         key: PRNG key.
-        framework: ``ase.Atoms`` or a CIF path (bare shipped names such as
-            ``"MFI_SI.cif"`` resolve to ``thermo/materials/data``).
+        framework: ``ase.Atoms`` or a CIF path (e.g.
+            :func:`thermo.materials.shared_materials_path` ``("MFI_SI.cif")``, or
+            :func:`thermo.materials.core_mof_framework`).
         adsorbate: adsorbate name in the force field (``"CH4"``).
         temperature: K.
         n_insertions: total insertions; rounded down to a multiple of
@@ -334,6 +541,9 @@ def widom(
             (single-site adsorbates only; approximate).
         bin_width: per-bin framework lists (exact speed-up); see
             :func:`framework_energy_fn`. ``None`` visits every framework atom.
+        framework_charges: ``{element: charge}`` or per-atom array (e): adds the
+            Ewald energy for charged adsorbates (see :func:`framework_energy_fn`).
+        ewald_precision: relative accuracy of the Ewald sum (RASPA's default 1e-6).
 
     Returns:
         :class:`WidomResult`.
@@ -346,6 +556,8 @@ def widom(
         force_field=force_field,
         unit_cells=unit_cells,
         bin_width=bin_width,
+        framework_charges=framework_charges,
+        ewald_precision=ewald_precision,
     )
     n_sites = info["n_sites"]
     devices = jax.devices()

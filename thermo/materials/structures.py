@@ -20,16 +20,46 @@ __all__ = [
     "from_arrays",
     "load_framework",
     "read_structure",
+    "shared_materials_path",
     "to_arrays",
 ]
 
 DATA_DIR = os.path.join(os.path.dirname(__file__), "data")
 
 
+def shared_materials_path(name: str, *, required: bool = True) -> str | None:
+    """Path of a reference input in the shared data folder (never shipped with the project).
+
+    Looks in ``$STOCHTHERMO_SHARED_DATA/materials/`` when that variable is set, else in
+    ``<repository>/../shared/data/materials/`` (e.g. ``MFI_SI.cif``, from RASPA3). These
+    files serve cross-checks and tests only.
+
+    Args:
+        name: file name.
+        required: raise ``FileNotFoundError`` (naming where it looked) when absent;
+            with ``False`` return ``None`` instead.
+    """
+    env = os.environ.get("STOCHTHERMO_SHARED_DATA")
+    if env:
+        folder = os.path.join(env, "materials")
+    else:
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        folder = os.path.join(root, "..", "shared", "data", "materials")
+    path = os.path.normpath(os.path.join(folder, name))
+    if os.path.exists(path):
+        return path
+    if required:
+        raise FileNotFoundError(
+            f"shared reference input {name!r} not found at {path}; it is not shipped with the "
+            "project (set STOCHTHERMO_SHARED_DATA to the shared data folder)"
+        )
+    return None
+
+
 def read_structure(path: str | os.PathLike, **kwargs) -> ase.Atoms:
     """Read a CIF, XYZ or any ASE-readable file with ``ase.io.read`` (symmetry expanded).
 
-    Bare names of files shipped in ``thermo/materials/data`` (e.g. ``"MFI_SI.cif"``)
+    Bare names of files shipped in ``thermo/materials/data``
     are resolved there.
     """
     p = os.fspath(path)
