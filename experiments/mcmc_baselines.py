@@ -226,7 +226,7 @@ _LOG_Z_SETTINGS = {
     "funnel": {
         "ais": dict(n_chains=1024, n_steps=1000, schedule_power=2.0, step_size_jitter=2.3),
         "smc": dict(
-            n_particles=1024,
+            n_chains=1024,
             target_ess=0.8,
             n_mcmc_steps=10,
             step_size_jitter=2.3,
@@ -255,8 +255,8 @@ def _log_z_run(name: str, method: str, quick: bool, key, options: dict | None = 
         if method == "ais":
             return ais(key, system, n_chains=n, n_steps=20 if quick else 1000)
         if quick:
-            return smc(key, system, n_particles=n, n_mcmc_steps=2)
-        return smc(key, system, n_particles=n, target_ess=0.8, n_mcmc_steps=20)
+            return smc(key, system, n_chains=n, n_mcmc_steps=2)
+        return smc(key, system, n_chains=n, target_ess=0.8, n_mcmc_steps=20)
 
 
 def log_z_table(
