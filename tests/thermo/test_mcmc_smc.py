@@ -1,4 +1,5 @@
-"""AIS and SMC log Z against exact values (gaussian, mw5), and systematic resampling."""
+"""AIS and SMC log Z against exact values (gaussian, mw5, funnel), systematic resampling, the
+SMC driver with a user transport and weights, boundary validation, and no recompilation."""
 
 import jax
 import jax.numpy as jnp
