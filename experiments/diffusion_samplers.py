@@ -193,10 +193,10 @@ def _annealing(method: str, system, config: Config, key, budget: int) -> dict[st
         note = f"{per_chain - 1} MALA stages"
     else:
         key_pilot, key_run = jr.split(key)
-        pilot = smc(key_pilot, system, n_particles=n, n_mcmc_steps=1)
+        pilot = smc(key_pilot, system, n_chains=n, n_mcmc_steps=1)
         stages = max(1, int(pilot.n_temperatures))
         moves = max(1, (per_chain - 1) // stages)
-        res = smc(key_run, system, n_particles=n, n_mcmc_steps=moves)
+        res = smc(key_run, system, n_chains=n, n_mcmc_steps=moves)
         note = f"{int(res.n_temperatures)} stages x {moves} MALA moves"
     jax.block_until_ready(res.log_weights)
     wall = time.perf_counter() - t0

@@ -12,6 +12,7 @@ from . import estimators as estimators
 from . import integrate as integrate
 from . import protocols as protocols
 from . import sde as sde
+from . import smc as smc
 from . import systems as systems
 from .kernel import Kernel as Kernel
 from .kernel import run as run

@@ -58,10 +58,23 @@ def _sample_all(key):
         "rwm": (lambda e: rwm(logdensity, e), 1.0, 0.3),
         "mala": (lambda e: mala(logdensity, e), 0.5, 0.57),
         "hmc": (lambda e: hmc(logdensity, e, 5), 0.3, 0.8),
+        # Preconditioned MALA: a constant diagonal inverse mass, and a position-dependent
+        # one (the MH ratio must carry its log-determinants), with the log density's aux
+        # (here sum(x)) cached in the state.
+        "mala_mass": (lambda e: mala(logdensity, e, inverse_mass_matrix=SCALES**2), 0.5, 0.57),
+        "mala_metric": (
+            lambda e: mala(
+                lambda x: (logdensity(x), jnp.sum(x)),
+                e,
+                inverse_mass_fn=lambda x, aux: SCALES**2 * jnp.exp(0.5 * jnp.tanh(x)),
+                has_aux=True,
+            ),
+            0.5,
+            0.57,
+        ),
     }
-    for (name, (factory, eps0, target)), k in zip(
-        factories.items(), (k_rwm, k_mala, k_hmc), strict=True
-    ):
+    keys = (k_rwm, k_mala, k_hmc, *jr.split(k_mala, 2))
+    for (name, (factory, eps0, target)), k in zip(factories.items(), keys, strict=True):
         k_warm, k_run = jr.split(k)
         states = jax.vmap(factory(eps0).init)(x0)
         states, eps = adapt_step_size(
@@ -69,7 +82,7 @@ def _sample_all(key):
         )
         kernel = factory(eps)
         step = jax.vmap(kernel.step)
-        _, (pos, acc) = run(
+        final, (pos, acc) = run(
             k_run,
             lambda k, s, step=step: step(jr.split(k, N_CHAINS), s),
             states,
@@ -77,6 +90,8 @@ def _sample_all(key):
             observable_fn=lambda s, i: (s.position, i.acceptance_rate),
         )
         out[name] = (jnp.swapaxes(pos, 0, 1), acc.mean(), eps)
+        if name == "mala_metric":  # the cached aux follows the accepted position
+            out["aux_error"] = jnp.max(jnp.abs(final.aux - jnp.sum(final.position, axis=1)))
     return out
 
 
@@ -85,12 +100,14 @@ def kernel_samples():
     return _sample_all(jr.key(20261123))
 
 
-@pytest.mark.parametrize("name", ["rwm", "mala", "hmc"])
+@pytest.mark.parametrize("name", ["rwm", "mala", "hmc", "mala_mass", "mala_metric"])
 def test_kernels_sample_gaussian(kernel_samples, name):
     samples, acc, eps = kernel_samples[name]
     assert samples.shape == (N_CHAINS, N_STEPS, 2)
     assert 0.0 < float(acc) < 1.0 and float(eps) > 0
     _check_moments(samples)
+    if name == "mala_metric":
+        assert float(kernel_samples["aux_error"]) < 1e-12
 
 
 def test_dual_averaging_converges_to_deterministic_root():

@@ -23,23 +23,28 @@ import numpy as np
 from jax.scipy.special import logsumexp
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from ..paths import PathEnsemble
 from ._checks import check_1d_finite
 
 __all__ = ["Estimate", "FreeEnergy", "estimate_log_z", "jarzynski", "pareto_k"]
 
 
 class Estimate(NamedTuple):
-    """A log-normaliser estimate.
+    r"""A log-normaliser estimate.
 
     Attributes:
         value: the estimate of ``log Z`` (reduced units).
         std_err: its asymptotic standard error.
         ess: Kish effective sample size of the weights.
+        pareto_k: Pareto :math:`\hat k` of the weights' upper tail (:func:`pareto_k`;
+            above 0.5 ``std_err`` does not exist as a CLT error bar); NaN with fewer
+            than 10 weights or where no estimator computed it.
     """
 
     value: Float[Array, ""]
     std_err: Float[Array, ""]
     ess: Float[Array, ""]
+    pareto_k: Float[Array, ""] | float = float("nan")
 
 
 class FreeEnergy(NamedTuple):
@@ -79,7 +84,7 @@ def _bootstrap_log_mean_exp_std(key, log_w, n_bootstrap_template):
 
 
 def estimate_log_z(
-    log_weights: Float[Array, " n"],
+    log_weights: Float[Array, " n"] | PathEnsemble,
     *,
     key: PRNGKeyArray | None = None,
     n_bootstrap: int = 0,
@@ -93,29 +98,61 @@ def estimate_log_z(
     method on the mean weight, :math:`\sigma^2 = \operatorname{Var}(w)/(n\,\bar w^2)`,
     or, with ``n_bootstrap > 0``, the bootstrap standard deviation of
     :math:`\widehat{\log Z}` over resampled paths (Efron 1979), which is more honest
-    when a few weights dominate. ``ess`` is Kish's effective sample size (Kish 1965).
+    when a few weights dominate. ``ess`` is Kish's effective sample size (Kish 1965),
+    ``pareto_k`` the PSIS tail index of the weights (:func:`pareto_k`, Vehtari et al.
+    2024).
+
+    Resampled populations (sequential Monte Carlo). Pass the
+    :class:`thermo.paths.PathEnsemble` itself: when it carries a
+    :class:`thermo.paths.Resampling`, its ``log_weights`` already include the
+    accumulated log-normaliser :math:`\sum_r\log\frac1n\sum_i e^{\ell^{(r)}_i}` of the
+    resampling events, so the value above is the SMC estimate :math:`\log\hat Z =
+    \sum_k \log\sum_i W^i_{k-1} w^i_k` (Del Moral 2004). The paths are then dependent,
+    and the standard error is the genealogy ("Eve") estimator of Lee & Whiteley (2018),
+    :math:`\widehat{\mathrm{Var}}/\hat Z^2 = 1 - (\tfrac{n}{n-1})^{m+1}(1 - \sum_e
+    (\sum_{i:E_i = e} W_i)^2)` with :math:`m` resampling events and :math:`W` the
+    normalised final weights; ``pareto_k`` is the largest of the final weights' and of
+    those met at each resampling (``Resampling.max_pareto_k``).
 
     Args:
-        log_weights: ``(n,)`` finite log-weights.
+        log_weights: ``(n,)`` log-weights (finite, or ``-inf`` under a transformation),
+            or a :class:`thermo.paths.PathEnsemble`.
         key: PRNG key, required when ``n_bootstrap > 0``.
-        n_bootstrap: number of bootstrap resamples (0: delta method).
+        n_bootstrap: number of bootstrap resamples (0: delta method; not with a
+            resampled ensemble, whose paths are dependent).
 
     Returns:
-        :class:`Estimate` ``(value, std_err, ess)``.
+        :class:`Estimate` ``(value, std_err, ess, pareto_k)``.
 
     Raises:
         ValueError: on empty, non-1-D or non-finite input, or a bootstrap request
-            without a key.
+            without a key or on a resampled ensemble.
     """
+    resampling = None
+    if isinstance(log_weights, PathEnsemble):
+        resampling = log_weights.resampling
+        log_weights = log_weights.log_weights
     log_w = _check_1d_finite(log_weights, "log_weights")
     est = _log_mean_exp_with_error(log_w)
+    k = _pareto_k_jit(log_w) if log_w.shape[0] >= 10 else jnp.full((), jnp.nan, log_w.dtype)
+    est = est._replace(pareto_k=k)
+    if resampling is not None:
+        if n_bootstrap:
+            raise ValueError("estimate_log_z: no bootstrap over the dependent paths of SMC")
+        n = log_w.shape[0]
+        w_norm = jnp.exp(log_w - logsumexp(log_w))
+        eve_mass = jax.ops.segment_sum(w_norm, resampling.eve_indices, num_segments=n)
+        factor = (n / (n - 1.0)) ** (resampling.n_resampling + 1.0)
+        rel_var = jnp.maximum(1.0 - factor * (1.0 - jnp.sum(eve_mass**2)), 0.0)
+        k = jnp.maximum(k, resampling.max_pareto_k) if n >= 10 else k
+        est = est._replace(std_err=jnp.sqrt(rel_var), pareto_k=k)
     if n_bootstrap:
         if key is None:
             raise ValueError("estimate_log_z: n_bootstrap > 0 needs a PRNG key")
         if n_bootstrap < 2:
             raise ValueError(f"n_bootstrap must be >= 2, got {n_bootstrap}")
         std = _bootstrap_log_mean_exp_std(key, log_w, jnp.zeros(n_bootstrap))
-        est = Estimate(value=est.value, std_err=std, ess=est.ess)
+        est = est._replace(std_err=std)
     return est
 
 
@@ -184,3 +221,7 @@ def pareto_k(log_weights: Float[Array, " n"]) -> Float[Array, ""]:
     k_hat = jnp.mean(jnp.log1p(theta_hat * x))
     k_hat = (m_tail * k_hat + 10 * 0.5) / (m_tail + 10)
     return jnp.where(x_max > 0, k_hat, -jnp.inf)
+
+
+# Eager calls of estimate_log_z run the fit as one compiled function (inlined when traced).
+_pareto_k_jit = jax.jit(pareto_k)

@@ -23,7 +23,7 @@ from ._rwm import RWMInfo as RWMInfo
 from ._rwm import RWMState as RWMState
 from ._rwm import rwm as rwm
 from ._smc import PARETO_K_THRESHOLD as PARETO_K_THRESHOLD
-from ._smc import AnnealingResult as AnnealingResult
+from ._smc import SMCResult as SMCResult
 from ._smc import ais as ais
 from ._smc import anneal as anneal
 from ._smc import pareto_k as pareto_k

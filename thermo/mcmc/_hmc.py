@@ -16,7 +16,7 @@ and accepts with probability :math:`\min(1, e^{-\Delta H})`. Each step costs
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -40,11 +40,14 @@ class HMCState(NamedTuple):
         position: ``(dim,)``.
         logdensity: ``()``.
         logdensity_grad: ``(dim,)``.
+        aux: what ``logdensity_fn`` returns beside the value with ``has_aux=True``,
+            else ``None``.
     """
 
     position: Float[Array, " dim"]
     logdensity: Float[Array, ""]
     logdensity_grad: Float[Array, " dim"]
+    aux: Any = None
 
 
 class HMCInfo(NamedTuple):
@@ -84,7 +87,8 @@ def leapfrog(
     r"""``n_steps`` leapfrog (velocity Verlet) steps for :math:`H = -\log\pi + \tfrac12 p^\top M^{-1}p`.
 
     Args:
-        value_and_grad_fn: ``x -> (log pi(x), grad log pi(x))``.
+        value_and_grad_fn: ``x -> (log pi(x), grad log pi(x))``; the value may be any
+            pytree (e.g. ``(log pi(x), aux)``), returned as it is at the end point.
         position, momentum, logdensity_grad: ``(dim,)`` each; the gradient at ``position``.
         step_size: :math:`\epsilon`.
         n_steps: number of leapfrog steps (static).
@@ -102,7 +106,9 @@ def leapfrog(
         p = p + 0.5 * step_size * g
         return (x, p, logdensity, g), None
 
-    init = (position, momentum, jnp.zeros((), position.dtype), logdensity_grad)
+    value_shape = jax.eval_shape(value_and_grad_fn, position)[0]
+    value0 = jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), value_shape)
+    init = (position, momentum, value0, logdensity_grad)
     (x, p, logdensity, g), _ = jax.lax.scan(body, init, None, length=n_steps)
     return x, p, logdensity, g
 
@@ -114,6 +120,7 @@ def hmc(
     *,
     inverse_mass_matrix: float | Array = 1.0,
     project_fn: Callable[[Array], Array] | None = None,
+    has_aux: bool = False,
 ) -> Kernel:
     r"""HMC kernel with a fixed number of leapfrog steps.
 
@@ -125,6 +132,8 @@ def hmc(
         inverse_mass_matrix: scalar or ``(dim,)`` diagonal.
         project_fn: optional orthogonal projector applied to momenta and gradients
             (centre-of-mass removal for translation-invariant particle systems).
+        has_aux: ``logdensity_fn`` returns ``(value, aux)``; ``aux`` (any pytree) is
+            cached in :attr:`HMCState.aux` and follows the accepted position.
 
     Returns:
         :class:`thermo.kernel.Kernel`: ``init(position) -> HMCState``,
@@ -134,16 +143,18 @@ def hmc(
     if n_integration_steps < 1:
         raise ValueError(f"n_integration_steps must be >= 1, got {n_integration_steps}")
     proj = (lambda v: v) if project_fn is None else project_fn
-    raw_value_and_grad = jax.value_and_grad(logdensity_fn)
+    raw_value_and_grad = jax.value_and_grad(logdensity_fn, has_aux=has_aux)
 
     def value_and_grad(x):
+        # The value slot holds (log pi, aux) with has_aux: leapfrog carries it through.
         value, grad = raw_value_and_grad(x)
         return value, proj(grad)
 
     def init(position: Float[Array, " dim"]) -> HMCState:
         position = jnp.asarray(position)
-        logdensity, grad = value_and_grad(position)
-        return HMCState(position, logdensity, grad)
+        value, grad = value_and_grad(position)
+        logdensity, aux = value if has_aux else (value, None)
+        return HMCState(position, logdensity, grad, aux)
 
     def kinetic(p):
         return 0.5 * jnp.sum(inverse_mass_matrix * p**2)
@@ -156,7 +167,7 @@ def hmc(
         # leapfrog loop, costing about 2x on LJ-55 (experiments/benchmarks/bench_hmc_throughput).
         inverse_mass = _as_dense(inverse_mass_matrix, x)
         momentum = proj(jr.normal(key_mom, x.shape, x.dtype) / jnp.sqrt(inverse_mass))
-        x_new, p_new, logdensity_new, grad_new = leapfrog(
+        x_new, p_new, value_new, grad_new = leapfrog(
             value_and_grad,
             x,
             momentum,
@@ -165,13 +176,14 @@ def hmc(
             n_integration_steps,
             inverse_mass,
         )
+        logdensity_new, aux_new = value_new if has_aux else (value_new, None)
         energy_error = (kinetic(p_new) - logdensity_new) - (kinetic(momentum) - state.logdensity)
         energy_error = jnp.where(jnp.isnan(energy_error), jnp.inf, energy_error)
         acceptance = jnp.minimum(1.0, jnp.exp(-energy_error))
         accept = jnp.log(jr.uniform(key_acc, dtype=x.dtype)) < -energy_error
         new_state = jax.tree_util.tree_map(
             lambda a, b: jnp.where(accept, a, b),
-            HMCState(x_new, logdensity_new, grad_new),
+            HMCState(x_new, logdensity_new, grad_new, aux_new),
             state,
         )
         info = HMCInfo(
