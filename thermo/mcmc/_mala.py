@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Bool, Float
 
+from .._checks import check_positive
 from .._typing import PRNGKey
 from ..kernel import Kernel
 
@@ -71,7 +72,12 @@ def mala(
     Returns:
         :class:`thermo.kernel.Kernel`: ``init(position) -> MALAState``,
         ``step(key, state) -> (MALAState, MALAInfo)``.
+
+    Raises:
+        ValueError: for a step size that is not positive and finite (checked when
+            concrete; a traced one, e.g. under adaptation, is not).
     """
+    check_positive(step_size, "step_size")
     value_and_grad = jax.value_and_grad(logdensity_fn)
     proj = (lambda v: v) if project_fn is None else project_fn
 

@@ -16,6 +16,7 @@ import numpy as np
 from jax.scipy.special import logsumexp
 from jaxtyping import Array, Float
 
+from .._checks import check_count
 from .._typing import PRNGKey
 from ._base import System
 
@@ -74,6 +75,7 @@ class Gaussian(System):
 
     def sample(self, key: PRNGKey, n: int) -> Float[Array, "n dim"]:
         """Exact samples :math:`x = s\\,\\xi`, :math:`\\xi \\sim \\mathcal N(0, I)`."""
+        n = check_count(n, "n", minimum=0)
         return self.scale * jr.normal(key, (n, self.dim))
 
 
@@ -133,6 +135,7 @@ class GaussianMixture(System):
 
     def sample(self, key: PRNGKey, n: int) -> Float[Array, "n dim"]:
         """Exact samples: :math:`k \\sim \\mathrm{Uniform}\\{1..K\\}`, :math:`x = \\mu_k + s\\xi`."""
+        n = check_count(n, "n", minimum=0)
         key_k, key_x = jr.split(key)
         k = jr.randint(key_k, (n,), 0, self.n_components)
         means = jnp.asarray(self.means)
@@ -307,6 +310,7 @@ class ManyWell(System):
         fixed shapes), so the samples are i.i.d. from :math:`f`. The expected number
         of rounds grows like :math:`\log(n\,d)`.
         """
+        n = check_count(n, "n", minimum=0)
         dtype = jnp.result_type(float)
         mu, sigma, log_w, log_m = (jnp.asarray(a, dtype=dtype) for a in self.envelope)
         coefficients = jnp.asarray(self.coefficients, dtype=dtype)
@@ -414,6 +418,7 @@ class Funnel(System):
 
     def sample(self, key: PRNGKey, n: int) -> Float[Array, "n dim"]:
         """Exact ancestral samples: :math:`x_0 = \\sigma\\xi_0`, :math:`x_i = e^{x_0/2}\\xi_i`."""
+        n = check_count(n, "n", minimum=0)
         xi = jr.normal(key, (n, self.dim))
         x0 = self.sigma * xi[:, :1]
         return jnp.concatenate([x0, jnp.exp(0.5 * x0) * xi[:, 1:]], axis=1)
