@@ -214,6 +214,8 @@ def check_psd(matrix: Any, name: str, *, strict: bool = True, rtol: float = 1e-6
 
 
 def _positions(state: Any):
+    if hasattr(state, "dtype") and hasattr(state, "shape"):  # the positions themselves
+        return state
     for field in ("position", "positions"):
         pos = getattr(state, field, None)
         if pos is not None and hasattr(pos, "dtype"):
@@ -225,8 +227,8 @@ def warn_if_diverged(initial_state: Any, final_state: Any, who: str) -> None:
     """Warn (:class:`DivergenceWarning`) when a run's final positions are non-finite or
     exploded (:data:`EXPLOSION_FACTOR` times the initial scale).
 
-    Host-side, once, after the run; states without a ``position`` (or ``positions``)
-    field and traced states are not looked at.
+    Host-side, once, after the run. A state is an array of positions or has a
+    ``position`` (or ``positions``) field; other states and traced ones are not looked at.
     """
     final = _positions(final_state)
     if final is None or is_traced(final) or is_traced(initial_state):

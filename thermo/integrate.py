@@ -37,7 +37,13 @@ import jax.random as jr
 import lineax as lx
 from jaxtyping import Array, Float, Int
 
-from ._checks import DivergenceWarning, check_positive, warn_if_diverged
+from ._checks import (
+    DivergenceWarning,
+    check_count,
+    check_finite,
+    check_positive,
+    warn_if_diverged,
+)
 from ._typing import Args, PRNGKey, ScalarLike
 from .kernel import Kernel, run
 from .protocols import Protocol, as_protocol
@@ -193,6 +199,15 @@ def solve(
     """
     x0 = _check_position(x0)
     d = x0.shape[0]
+    _positive(dt0, "dt0")
+    _positive(rtol, "rtol")
+    _positive(atol, "atol")
+    if dtmin is not None:
+        _positive(dtmin, "dtmin")
+    if brownian_tol is not None:
+        _positive(brownian_tol, "brownian_tol")
+    if max_steps is not None:
+        max_steps = check_count(max_steps, "max_steps")
     if solver is None:
         solver = dfx.Euler()
     if saveat is None:
@@ -276,6 +291,11 @@ def solve_ode(
         The diffrax ``Solution``; ``sol.ys`` has shape ``(n_saved, d)``.
     """
     x0 = _check_position(x0)
+    _positive(rtol, "rtol")
+    _positive(atol, "atol")
+    max_steps = check_count(max_steps, "max_steps")
+    if dt0 is not None:
+        check_finite(dt0, "dt0")  # negative when integrating backwards
     if solver is None:
         solver = dfx.Tsit5()
     if saveat is None:
