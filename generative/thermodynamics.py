@@ -44,6 +44,7 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, Float
 
+from thermo._checks import check_count
 from thermo._typing import Args, PRNGKey, ScalarLike
 from thermo.estimators import Estimate, estimate_log_z
 from thermo.paths import PathEnsemble
@@ -114,7 +115,7 @@ def entropy_production(
     """
     _require_vp(process)
     t1 = process.t1 if t1 is None else t1
-    nodes, weights = np.polynomial.legendre.leggauss(int(n_time))
+    nodes, weights = np.polynomial.legendre.leggauss(check_count(n_time, "n_time"))
     half = 0.5 * (t1 - t0)
     ts = jnp.asarray(t0 + half * (nodes + 1.0))
 
@@ -215,8 +216,8 @@ def path_log_weights(
     if not bool(jnp.all(jnp.isfinite(x))):
         raise ValueError("x contains NaN or inf")
     x = process.project(x)
-    if int(n_paths) <= 0 or int(n_steps) <= 0:
-        raise ValueError("n_paths and n_steps must be positive")
+    n_paths = check_count(n_paths, "n_paths")
+    n_steps = check_count(n_steps, "n_steps")
     t0, t1 = float(t_min), float(process.t1)
     if not 0.0 <= t0 < t1:
         raise ValueError(f"need 0 <= t_min < T = {t1}, got {t_min}")

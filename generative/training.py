@@ -36,6 +36,7 @@ import jax.random as jr
 import optax
 from jaxtyping import Array, Float
 
+from thermo._checks import check_count, check_real
 from thermo._typing import PRNGKey
 
 from .score import ScoreModel
@@ -177,8 +178,10 @@ def train(
         raise ValueError(f"data must be a non-empty (n, d) array, got shape {data.shape}")
     if not bool(jnp.all(jnp.isfinite(data))):
         raise ValueError("data contains NaN or inf")
-    if n_steps <= 0 or batch_size <= 0 or steps_per_call <= 0:
-        raise ValueError("n_steps, batch_size and steps_per_call must be positive")
+    n_steps = check_count(n_steps, "n_steps")
+    batch_size = check_count(batch_size, "batch_size")
+    steps_per_call = check_count(steps_per_call, "steps_per_call")
+    check_real(t_min, "t_min", low=0.0)
     data = model.process.project(data)
     optimizer = _DEFAULT_OPTIMIZER if optimizer is None else optimizer
     importance = importance_sampling and weighting == "likelihood"
@@ -291,8 +294,7 @@ def with_ema(optimizer: optax.GradientTransformation, decay: float) -> optax.Gra
         optimizer: the optax transformation to wrap.
         decay: :math:`d\in[0, 1)`.
     """
-    if not 0.0 <= float(decay) < 1.0:
-        raise ValueError(f"EMA decay must be in [0, 1), got {decay}")
+    check_real(decay, "EMA decay", low=0.0, high=1.0, high_open=True)
 
     def init(params):
         return EMAState(
