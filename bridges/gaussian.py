@@ -41,7 +41,7 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, Float
 
-from thermo._checks import check_positive
+from thermo._checks import check_count, check_positive
 from thermo._typing import Args, PRNGKey, ScalarLike
 from thermo.sde import AbstractSDE
 
@@ -223,7 +223,7 @@ class GaussianBridge(eqx.Module):
         The expected squared drift under :math:`\mathcal N(\mu_t,\Sigma_t)`, integrated by
         ``n_nodes``-point Gauss–Legendre quadrature (the integrand is smooth on [0, 1]).
         """
-        nodes, weights = np.polynomial.legendre.leggauss(int(n_nodes))
+        nodes, weights = np.polynomial.legendre.leggauss(check_count(n_nodes, "n_nodes"))
         ts = jnp.asarray(0.5 * (nodes + 1.0), dtype=self.cov0.dtype)
         ws = jnp.asarray(0.5 * weights, dtype=self.cov0.dtype)
         dmu = self.mu1 - self.mu0
@@ -346,8 +346,8 @@ def plug_in_floor(key: PRNGKey, br: GaussianBridge, n: int, repeats: int) -> dic
     with. Also returned: the *evaluation* floor, the errors of the sample moments of
     ``n`` exact plan pairs.
     """
-    if n < 2 or repeats < 1:
-        raise ValueError(f"need n >= 2 and repeats >= 1, got {n}, {repeats}")
+    n = check_count(n, "n", minimum=2)
+    repeats = check_count(repeats, "repeats")
     keys = jr.split(key, repeats)
     vals = np.asarray(_floor_draws(keys, br, n))
     names = ["plug_in_cross_cov", "plug_in_cov1", "eval_cross_cov", "eval_cov1"]

@@ -37,7 +37,14 @@ from jaxtyping import Array, Float
 
 from thermo._typing import PRNGKey, ScalarLike
 
-from ._common import NetworkSDE, TrainSettings, fit_regression, make_drift_network, simulate
+from ._common import (
+    NetworkSDE,
+    TrainSettings,
+    check_fit_settings,
+    fit_regression,
+    make_drift_network,
+    simulate,
+)
 
 __all__ = ["IPFResult", "ipf"]
 
@@ -145,8 +152,21 @@ def ipf(
     x1 = jnp.asarray(x1)
     if x0.ndim != 2 or x1.ndim != 2 or x0.shape[1] != x1.shape[1]:
         raise ValueError(f"x0, x1 must be (n, d) with equal d, got {x0.shape}, {x1.shape}")
-    if n_iterations < 1:
-        raise ValueError(f"n_iterations must be >= 1, got {n_iterations}")
+    counts = check_fit_settings(
+        sigma=sigma,
+        n_iterations=n_iterations,
+        n_train_steps=n_train_steps,
+        batch_size=batch_size,
+        n_sim_steps=n_sim_steps,
+        width=width,
+        depth=depth,
+        learning_rate=learning_rate,
+        ema_decay=ema_decay,
+        final_lr_fraction=final_lr_fraction,
+    )
+    n_iterations, n_train_steps = counts["n_iterations"], counts["n_train_steps"]
+    batch_size, n_sim_steps = counts["batch_size"], counts["n_sim_steps"]
+    width, depth = counts["width"], counts["depth"]
     start = time.perf_counter()
     d = x0.shape[1]
     sigma = jnp.asarray(sigma, dtype=x0.dtype)

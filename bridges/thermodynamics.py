@@ -36,6 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
+from thermo._checks import check_count
 from thermo._typing import PRNGKey
 from thermo.sde import AbstractSDE
 
@@ -109,7 +110,7 @@ def bridge_work(
 
 def gaussian_mean_work(bridge: GaussianBridge, n_nodes: int = 64) -> Float[Array, ""]:
     r"""Closed-form :math:`\mathbb E[\beta W] = 2\,\mathrm{KL}(P\|R) + \int_0^1\operatorname{tr}A_t\,dt` (Gauss–Legendre)."""
-    nodes, weights = np.polynomial.legendre.leggauss(int(n_nodes))
+    nodes, weights = np.polynomial.legendre.leggauss(check_count(n_nodes, "n_nodes"))
     ts = jnp.asarray(0.5 * (nodes + 1.0), dtype=bridge.cov0.dtype)
     ws = jnp.asarray(0.5 * weights, dtype=bridge.cov0.dtype)
     tr = jax.vmap(lambda t: jnp.trace(bridge.drift_matrix(t)))(ts)
