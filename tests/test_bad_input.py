@@ -17,14 +17,18 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
+import optax
 import pytest
 
 import bridges
 import generative
+import generative.periodic as gperiodic
+import generative.samplers as gsamplers
 import thermo
 import thermo.integrate as integrate
 import thermo.materials as materials
 import thermo.mcmc as mcmc
+import thermo.metrics as metrics
 import thermo.systems as systems
 from thermo.estimators import jarzynski
 from thermo.kernel import DivergenceWarning
@@ -54,6 +58,14 @@ def _eye(d=2):
     return jnp.eye(d)
 
 
+def _disp(a, b):
+    return a - b
+
+
+def _shift(a, b):
+    return a + b
+
+
 # (id, thunk, exception type, substring the message must contain)
 CASES = [
     # thermo.mcmc: step sizes and counts
@@ -62,7 +74,12 @@ CASES = [
     ("mala step nan", lambda: mcmc.mala(_logdensity, NAN), ValueError, "step_size must"),
     ("hmc step nan", lambda: mcmc.hmc(_logdensity, NAN, 5), ValueError, "step_size must"),
     ("hmc step 0", lambda: mcmc.hmc(_logdensity, 0.0, 5), ValueError, "step_size must"),
-    ("hmc steps 2.7", lambda: mcmc.hmc(_logdensity, 0.1, 2.7), ValueError, "n_integration_steps must"),
+    (
+        "hmc steps 2.7",
+        lambda: mcmc.hmc(_logdensity, 0.1, 2.7),
+        ValueError,
+        "n_integration_steps must",
+    ),
     ("hmc steps 0", lambda: mcmc.hmc(_logdensity, 0.1, 0), ValueError, "n_integration_steps must"),
     (
         "hmc mass <0",
@@ -198,7 +215,12 @@ CASES = [
     ),
     # thermo.systems
     ("gaussian sample -1", lambda: systems.get("gaussian-2").sample(KEY, -1), ValueError, "n must"),
-    ("gaussian sample 2.7", lambda: systems.get("gaussian-2").sample(KEY, 2.7), ValueError, "n must"),
+    (
+        "gaussian sample 2.7",
+        lambda: systems.get("gaussian-2").sample(KEY, 2.7),
+        ValueError,
+        "n must",
+    ),
     ("funnel sample -1", lambda: systems.get("funnel").sample(KEY, -1), ValueError, "n must"),
     ("gmm40 sample str", lambda: systems.get("gmm40").sample(KEY, "3"), TypeError, "n must"),
     (
@@ -210,10 +232,25 @@ CASES = [
     ("unknown system", lambda: systems.get("nope"), KeyError, "unknown system"),
     # thermo.materials
     ("jzg T 0", lambda: materials.jzg_excess_free_energy(0.0, 0.5), ValueError, "temperature must"),
-    ("jzg T <0", lambda: materials.jzg_excess_free_energy(-1.0, 0.5), ValueError, "temperature must"),
+    (
+        "jzg T <0",
+        lambda: materials.jzg_excess_free_energy(-1.0, 0.5),
+        ValueError,
+        "temperature must",
+    ),
     ("jzg rho <0", lambda: materials.jzg_excess_free_energy(2.0, -0.1), ValueError, "density must"),
-    ("jzg pressure T nan", lambda: materials.jzg_pressure(NAN, 0.5), ValueError, "temperature must"),
-    ("jzg energy rho <0", lambda: materials.jzg_excess_energy(2.0, -0.1), ValueError, "density must"),
+    (
+        "jzg pressure T nan",
+        lambda: materials.jzg_pressure(NAN, 0.5),
+        ValueError,
+        "temperature must",
+    ),
+    (
+        "jzg energy rho <0",
+        lambda: materials.jzg_excess_energy(2.0, -0.1),
+        ValueError,
+        "density must",
+    ),
     (
         "widom T nan",
         lambda: materials.widom(KEY, "MFI_SI.cif", temperature=NAN),
@@ -337,6 +374,166 @@ CASES = [
         lambda: bridges.gaussian_bridge(jnp.zeros(2), _eye(), jnp.zeros(2), _eye(), 0.0),
         ValueError,
         "sigma must",
+    ),
+    # wider: materials
+    (
+        "displacement MC step nan",
+        lambda: materials.displacement_mc(_disp, _shift, temperature=1.0, step_size=NAN),
+        ValueError,
+        "step_size must",
+    ),
+    (
+        "displacement MC T 0",
+        lambda: materials.displacement_mc(_disp, _shift, temperature=0.0, step_size=0.1),
+        ValueError,
+        "temperature must",
+    ),
+    (
+        "frenkel-ladd lam 1.5",
+        lambda: materials.frenkel_ladd_mc(
+            _disp, jnp.zeros((4, 3)), temperature=1.0, spring=10.0, lam=1.5, step_size=0.1
+        ),
+        ValueError,
+        "lam must",
+    ),
+    (
+        "einstein n 2.7",
+        lambda: materials.einstein_log_partition_com(2.7, 1.0, 10.0),
+        ValueError,
+        "n_particles must",
+    ),
+    (
+        "fcc harmonic density <0",
+        lambda: materials.fcc_harmonic_free_energy(-1.0, 1.0),
+        ValueError,
+        "density must",
+    ),
+    (
+        "legendre nodes 2.7",
+        lambda: materials.gauss_legendre_densities(0.5, 2.7),
+        ValueError,
+        "n_nodes must",
+    ),
+    (
+        "widom mu T 0",
+        lambda: materials.widom_chemical_potential(
+            KEY, jnp.zeros((2, 4, 3)), 5.0 * jnp.eye(3), temperature=0.0
+        ),
+        ValueError,
+        "temperature must",
+    ),
+    (
+        "harmonic T <0",
+        lambda: materials.harmonic_free_energy(_energy, jnp.zeros((4, 3)), temperature=-1.0),
+        ValueError,
+        "temperature must",
+    ),
+    (
+        "lj fluid T 0",
+        lambda: materials.sample_lj_fluid(KEY, temperature=0.0, density=0.5),
+        ValueError,
+        "temperature must",
+    ),
+    (
+        "lj fluid thin 2.7",
+        lambda: materials.sample_lj_fluid(KEY, temperature=1.0, density=0.5, thin=2.7),
+        ValueError,
+        "thin must",
+    ),
+    # wider: generative samplers, training, torus diffusion
+    ("PIS n_steps 2.7", lambda: gsamplers.PIS(None, n_steps=2.7), ValueError, "n_steps must"),
+    (
+        "CMCD power <0",
+        lambda: gsamplers.CMCD(schedule_power=-1.0),
+        ValueError,
+        "schedule_power must",
+    ),
+    (
+        "sampler sample n 0",
+        lambda: gsamplers.sample(KEY, gsamplers.CMCD(), systems.get("gaussian-2"), 0),
+        ValueError,
+        "n must",
+    ),
+    (
+        "sampler train n_iters 2.7",
+        lambda: gsamplers.train(
+            KEY, gsamplers.CMCD(), systems.get("gaussian-2"), n_iters=2.7, batch_size=8
+        ),
+        ValueError,
+        "n_iters must",
+    ),
+    (
+        "path weights n_paths 2.7",
+        lambda: generative.path_log_weights(
+            KEY, generative.VP(), lambda t, x, a: -x, jnp.zeros(2), 2.7
+        ),
+        ValueError,
+        "n_paths must",
+    ),
+    (
+        "EMA decay 1",
+        lambda: generative.with_ema(optax.adam(1e-3), 1.0),
+        ValueError,
+        "EMA decay must",
+    ),
+    (
+        "torus sample n 0",
+        lambda: gperiodic.sample(KEY, None, None, n_samples=0, n_particles=4),
+        ValueError,
+        "n_samples must",
+    ),
+    # wider: bridges
+    (
+        "sinkhorn sigma 0",
+        lambda: bridges.entropic_plan(jnp.zeros((3, 2)), jnp.ones((3, 2)), 0.0),
+        ValueError,
+        "sigma must",
+    ),
+    (
+        "dsbm iterations 2.7",
+        lambda: bridges.dsbm(KEY, jnp.zeros((8, 2)), jnp.ones((8, 2)), 1.0, n_iterations=2.7),
+        ValueError,
+        "n_iterations must",
+    ),
+    (
+        "dsbm ema 1",
+        lambda: bridges.dsbm(KEY, jnp.zeros((8, 2)), jnp.ones((8, 2)), 1.0, ema_decay=1.0),
+        ValueError,
+        "ema_decay must",
+    ),
+    ("benchmark dim 2.7", lambda: bridges.make_benchmark(KEY, 2.7), ValueError, "dim must"),
+    # wider: metrics and time series
+    (
+        "align iterations 0",
+        lambda: metrics.align(np.zeros(8), np.ones(8), 4, 2, n_iterations=0),
+        ValueError,
+        "n_iterations must",
+    ),
+    (
+        "mmd bandwidth 0",
+        lambda: metrics.mmd(np.zeros((3, 2)), np.ones((3, 2)), bandwidth=0.0),
+        ValueError,
+        "bandwidth must",
+    ),
+    (
+        "histogram bins 2.7",
+        lambda: metrics.distance_histogram_metrics(
+            np.zeros((3, 8)), np.ones((3, 8)), 4, 2, bins=2.7
+        ),
+        ValueError,
+        "bins must",
+    ),
+    (
+        "equilibration nskip 0",
+        lambda: thermo.estimators.detect_equilibration(np.arange(20.0) % 3, nskip=0),
+        ValueError,
+        "nskip must",
+    ),
+    (
+        "bootstrap 2.7",
+        lambda: thermo.estimators.bootstrap(KEY, jnp.mean, jnp.ones(5), n_bootstrap=2.7),
+        ValueError,
+        "n_bootstrap must",
     ),
 ]
 
