@@ -16,7 +16,7 @@ import numpy as np
 from jax.scipy.special import logsumexp
 from jaxtyping import Array, Float
 
-from .._checks import check_count
+from .._checks import check_count, check_positive
 from .._typing import PRNGKey
 from ._base import System
 
@@ -57,10 +57,8 @@ class Gaussian(System):
     prior_scale: float = eqx.field(static=True)
 
     def __init__(self, dim: int, scale: float = 1.0, name: str | None = None):
-        if dim < 1:
-            raise ValueError(f"Gaussian: dim must be >= 1, got {dim}")
-        if not scale > 0:
-            raise ValueError(f"Gaussian: scale must be positive, got {scale}")
+        dim = check_count(dim, "Gaussian: dim")
+        check_positive(scale, "Gaussian: scale")
         self.name = name or f"gaussian-{dim}"
         self.dim = int(dim)
         self.scale = float(scale)
@@ -109,8 +107,7 @@ class GaussianMixture(System):
             raise ValueError(f"GaussianMixture: means must be (K, dim), got {means.shape}")
         if not np.all(np.isfinite(means)):
             raise ValueError("GaussianMixture: means contain NaN or inf")
-        if not scale > 0:
-            raise ValueError(f"GaussianMixture: scale must be positive, got {scale}")
+        check_positive(scale, "GaussianMixture: scale")
         self.name = name
         self.dim = int(means.shape[1])
         self.means = _frozen(means)
@@ -398,8 +395,8 @@ class Funnel(System):
     prior_scale: float = eqx.field(static=True)
 
     def __init__(self, dim: int = 10, sigma: float = 3.0, name: str = "funnel"):
-        if dim < 2:
-            raise ValueError(f"Funnel: dim must be >= 2, got {dim}")
+        dim = check_count(dim, "Funnel: dim", minimum=2)
+        check_positive(sigma, "Funnel: sigma")
         self.name = name
         self.dim = int(dim)
         self.sigma = float(sigma)
