@@ -132,6 +132,12 @@ CASES = [
         ValueError,
         "initial_step_size must",
     ),
+    (
+        "nuts n_samples 2.7",
+        lambda: mcmc.nuts(KEY, _energy, jnp.zeros((2, 2)), n_warmup=10, n_samples=2.7),
+        ValueError,
+        "n_samples must",
+    ),
     # thermo.kernel.run and the integrators
     (
         "run n_steps 2.7",
