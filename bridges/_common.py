@@ -20,6 +20,7 @@ import optax
 from jaxtyping import Array, Float
 
 from generative.networks.mlp import MLP
+from thermo._checks import check_count, check_positive, check_real
 from thermo._typing import Args, PRNGKey, ScalarLike
 from thermo.fit import ema_params, fit_steps, with_ema
 from thermo.integrate import euler_maruyama, run_population
@@ -181,6 +182,35 @@ def make_drift_network(
     if kind == "mlp":
         return MLP(dim, key, width=width, depth=depth)
     raise ValueError(f"unknown drift network {kind!r}; use 'affine_mlp', 'affine' or 'mlp'")
+
+
+def check_fit_settings(
+    *,
+    sigma: Any,
+    n_iterations: int,
+    n_train_steps: int,
+    batch_size: int,
+    n_sim_steps: int,
+    width: int,
+    depth: int,
+    learning_rate: float,
+    ema_decay: float,
+    final_lr_fraction: float,
+) -> dict[str, int]:
+    """The numeric settings shared by :func:`bridges.ipf` and :func:`bridges.dsbm`, checked
+    at the boundary (host-side); returns the counts as Python ints."""
+    check_positive(sigma, "sigma")
+    check_positive(learning_rate, "learning_rate")
+    check_real(ema_decay, "ema_decay", low=0.0, high=1.0, high_open=True)
+    check_real(final_lr_fraction, "final_lr_fraction", low=0.0, high=1.0)
+    return {
+        "n_iterations": check_count(n_iterations, "n_iterations"),
+        "n_train_steps": check_count(n_train_steps, "n_train_steps"),
+        "batch_size": check_count(batch_size, "batch_size"),
+        "n_sim_steps": check_count(n_sim_steps, "n_sim_steps"),
+        "width": check_count(width, "width"),
+        "depth": check_count(depth, "depth", minimum=0),
+    }
 
 
 class TrainSettings(NamedTuple):

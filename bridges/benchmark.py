@@ -60,6 +60,7 @@ import optax
 from jax.scipy.special import logsumexp
 from jaxtyping import Array, Float
 
+from thermo._checks import check_count, check_positive, check_real
 from thermo._typing import PRNGKey
 from thermo.fit import fit
 
@@ -183,10 +184,9 @@ def make_benchmark(
     Constants: means uniform on ``[-2, 2]^d``, covariance eigenvalues uniform on
     ``[0.1, 0.5]``, equal weights: our choices (the published values are data files).
     """
-    if dim < 1 or n_components < 1 or not eps > 0:
-        raise ValueError(
-            f"need dim >= 1, n_components >= 1, eps > 0; got {dim}, {n_components}, {eps}"
-        )
+    dim = check_count(dim, "dim")
+    n_components = check_count(n_components, "n_components")
+    check_positive(eps, "eps")
     dtype = jnp.zeros(()).dtype if dtype is None else dtype  # float64 under x64, else float32
     k_m, k_q, k_l, k_v = jr.split(key, 4)
     m = jr.uniform(k_m, (n_components, dim), dtype=dtype, minval=-2.0, maxval=2.0)
@@ -386,6 +386,14 @@ def fit_lightsb(
     parameters. The loop is the shared :func:`thermo.fit.fit` (one compiled ``lax.scan``;
     a repeated call with the same samplers and settings reuses the compilation).
     """
+    dim = check_count(dim, "dim")
+    check_positive(eps, "eps")
+    n_components = check_count(n_components, "n_components")
+    n_steps = check_count(n_steps, "n_steps")
+    batch_size = check_count(batch_size, "batch_size")
+    check_positive(learning_rate, "learning_rate")
+    check_real(final_lr_fraction, "final_lr_fraction", low=0.0, high=1.0)
+    check_positive(init_scale, "init_scale")
     start = time.perf_counter()
     k_init, k_train = jr.split(key)
     if init_points is None:

@@ -38,6 +38,7 @@ from ._common import (
     NetworkSDE,
     TrainSettings,
     alternating_fit,
+    check_fit_settings,
     check_marginal_samples,
     fit_regression,
     make_drift_network,
@@ -176,6 +177,21 @@ def dsbm(
         :class:`DSBMResult`.
     """
     x0, x1 = check_marginal_samples(x0, x1, n_iterations)
+    counts = check_fit_settings(
+        sigma=sigma,
+        n_iterations=n_iterations,
+        n_train_steps=n_train_steps,
+        batch_size=batch_size,
+        n_sim_steps=n_sim_steps,
+        width=width,
+        depth=depth,
+        learning_rate=learning_rate,
+        ema_decay=ema_decay,
+        final_lr_fraction=final_lr_fraction,
+    )
+    n_iterations, n_train_steps = counts["n_iterations"], counts["n_train_steps"]
+    batch_size, n_sim_steps = counts["batch_size"], counts["n_sim_steps"]
+    width, depth = counts["width"], counts["depth"]
     start = time.perf_counter()
     d = x0.shape[1]
     n = min(x0.shape[0], x1.shape[0])

@@ -41,6 +41,7 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, Float
 
+from thermo._checks import check_count, check_positive
 from thermo._typing import Args, PRNGKey, ScalarLike
 from thermo.estimators import gauss_legendre
 from thermo.sde import AbstractSDE
@@ -73,14 +74,24 @@ def entropic_cross_covariance(
     (Bunne et al. 2023, Thm. 3; Janati et al. 2020), for the reference transition
     :math:`\mathcal N(y; x, \sigma^2 I)`, i.e. cost :math:`\|x-y\|^2` with
     :math:`\varepsilon = 2\sigma^2`. ``sigma -> 0`` gives the Monge map's cross-covariance.
+
+    Evaluated without cancellation: as :math:`\Sigma_0^{1/2}\,\sigma^2 I\,\Sigma_0^{-1/2} =
+    \sigma^2 I`, :math:`C = \tfrac12\Sigma_0^{1/2}(D_\sigma - \sigma^2 I)\Sigma_0^{-1/2}`, and with
+    :math:`M = 4\Sigma_0^{1/2}\Sigma_1\Sigma_0^{1/2} = U\Lambda U^\top`,
+    :math:`D_\sigma - \sigma^2 I = U\,\mathrm{diag}\big(\lambda/(\sqrt{\lambda + \sigma^4} +
+    \sigma^2)\big)U^\top`, which keeps full relative precision at large :math:`\sigma`
+    (where :math:`C \approx \Sigma_0^{1/2} M \Sigma_0^{-1/2}/(4\sigma^2)` is tiny) instead of
+    subtracting two numbers near :math:`\sigma^2`.
     """
-    d = cov0.shape[0]
-    s = jnp.asarray(sigma) ** 2
+    s = jnp.asarray(sigma, dtype=cov0.dtype) ** 2
     w, v = jnp.linalg.eigh(0.5 * (cov0 + cov0.T))
     r0 = (v * jnp.sqrt(w)) @ v.T
     r0_inv = (v / jnp.sqrt(w)) @ v.T
-    d_sigma = sqrtm_psd(4.0 * r0 @ cov1 @ r0 + s**2 * jnp.eye(d, dtype=cov0.dtype))
-    return 0.5 * (r0 @ d_sigma @ r0_inv - s * jnp.eye(d, dtype=cov0.dtype))
+    m = 4.0 * r0 @ cov1 @ r0
+    lam, u = jnp.linalg.eigh(0.5 * (m + m.T))
+    lam = jnp.clip(lam, 0.0)
+    d_minus_s = (u * (lam / (jnp.sqrt(lam + s**2) + s))) @ u.T
+    return 0.5 * (r0 @ d_minus_s @ r0_inv)
 
 
 def gaussian_kl(
@@ -213,7 +224,7 @@ class GaussianBridge(eqx.Module):
         The expected squared drift under :math:`\mathcal N(\mu_t,\Sigma_t)`, integrated by
         ``n_nodes``-point Gauss–Legendre quadrature (the integrand is smooth on [0, 1]).
         """
-        nodes, weights = gauss_legendre(0.0, 1.0, n_nodes)
+        nodes, weights = gauss_legendre(0.0, 1.0, check_count(n_nodes, "n_nodes"))
         ts = jnp.asarray(nodes, dtype=self.cov0.dtype)
         ws = jnp.asarray(weights, dtype=self.cov0.dtype)
         dmu = self.mu1 - self.mu0
@@ -268,7 +279,7 @@ def gaussian_bridge(
     Args:
         mu0, mu1: ``(d,)`` means.
         cov0, cov1: ``(d, d)`` symmetric positive-definite covariances.
-        sigma: positive reference diffusion coefficient.
+        sigma: positive, finite reference diffusion coefficient.
 
     Returns:
         A :class:`GaussianBridge` with ``cross_cov``, ``mean(t)``, ``cov(t)``, ``drift(t, x)``,
@@ -294,8 +305,9 @@ def gaussian_bridge(
     _check_cov("cov0", cov0, d)
     _check_cov("cov1", cov1, d)
     sigma = jnp.asarray(sigma, dtype=mu0.dtype)
-    if sigma.shape != () or not float(sigma) > 0.0:
-        raise ValueError(f"sigma must be a positive scalar, got {sigma}")
+    if sigma.shape != ():
+        raise ValueError(f"sigma must be a scalar, got shape {sigma.shape}")
+    check_positive(sigma, "sigma")
     c = entropic_cross_covariance(cov0, cov1, sigma)
     return GaussianBridge(mu0=mu0, cov0=cov0, mu1=mu1, cov1=cov1, sigma=sigma, cross_cov=c)
 
@@ -335,8 +347,8 @@ def plug_in_floor(key: PRNGKey, br: GaussianBridge, n: int, repeats: int) -> dic
     with. Also returned: the *evaluation* floor, the errors of the sample moments of
     ``n`` exact plan pairs.
     """
-    if n < 2 or repeats < 1:
-        raise ValueError(f"need n >= 2 and repeats >= 1, got {n}, {repeats}")
+    n = check_count(n, "n", minimum=2)
+    repeats = check_count(repeats, "repeats")
     keys = jr.split(key, repeats)
     vals = np.asarray(_floor_draws(keys, br, n))
     names = ["plug_in_cross_cov", "plug_in_cov1", "eval_cross_cov", "eval_cov1"]

@@ -31,6 +31,7 @@ from ott.geometry import costs, pointcloud
 from ott.problems.linear import linear_problem
 from ott.solvers.linear import sinkhorn as ott_sinkhorn
 
+from thermo._checks import check_count, check_positive
 from thermo._typing import Args, ScalarLike
 from thermo.sde import AbstractSDE
 
@@ -91,6 +92,9 @@ def entropic_plan(
     """
     _check_points("x", x)
     _check_points("y", y)
+    check_positive(sigma, "sigma")
+    check_positive(threshold, "threshold")
+    max_iterations = check_count(max_iterations, "max_iterations")
     if x.shape[1] != y.shape[1]:
         raise ValueError(f"x and y dimensions differ: {x.shape[1]} vs {y.shape[1]}")
     return _entropic_plan(x, y, sigma, threshold, max_iterations)

@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
+from thermo._checks import check_count
 from thermo._typing import PRNGKey
 from thermo.estimators import gauss_legendre
 from thermo.sde import AbstractSDE
@@ -109,7 +110,7 @@ def bridge_work(
 
 def gaussian_mean_work(bridge: GaussianBridge, n_nodes: int = 64) -> Float[Array, ""]:
     r"""Closed-form :math:`\mathbb E[\beta W] = 2\,\mathrm{KL}(P\|R) + \int_0^1\operatorname{tr}A_t\,dt` (Gauss–Legendre)."""
-    nodes, weights = gauss_legendre(0.0, 1.0, n_nodes)
+    nodes, weights = gauss_legendre(0.0, 1.0, check_count(n_nodes, "n_nodes"))
     ts = jnp.asarray(nodes, dtype=bridge.cov0.dtype)
     ws = jnp.asarray(weights, dtype=bridge.cov0.dtype)
     tr = jax.vmap(lambda t: jnp.trace(bridge.drift_matrix(t)))(ts)

@@ -32,6 +32,7 @@ import json
 import pathlib
 import sys
 import time
+from typing import Annotated
 
 import equinox as eqx
 import jax
@@ -51,6 +52,7 @@ from bridges.benchmark import (
 from bridges.gaussian import plug_in_floor
 from bridges.sinkhorn import plan_cross_covariance
 from bridges.thermodynamics import girsanov_kl
+from experiments._config import Choices, Count, Fraction, NonNegativeInt, Positive, Real, Seed
 from experiments._runner import uncached_stage
 
 __all__ = [
@@ -104,36 +106,36 @@ class Config:
         showcase_train_steps, showcase_n: DSBM budget and sample size of the 2-D figure.
     """
 
-    seed: int = 0
-    dims: tuple[int, ...] = (5, 20, 50)
-    sigma: float = 1.0
-    mean_shift: float = 0.1
-    n_train: int = 4096
-    n_eval: int = 10000
-    floor_repeats: int = 16
-    solvers: tuple[str, ...] = SOLVERS
-    n_iterations: int = 4
-    n_train_steps: int = 1000
-    ipf_train_steps: int = 1000
-    ipf_batch_size: int = 512
-    batch_size: int = 256
-    width: int = 128
-    depth: int = 2
-    network: str = "affine_mlp"
-    ipf_steps: int = 20
-    dsbm_steps: int = 50
-    sinkhorn_n: int = 2000
-    mixture_dims: tuple[int, ...] = (2, 16)
-    mixture_eps: float = 0.1
-    lightsb_steps: int = 3000
-    lightsb_components: int = 50
-    lightsb_lr: float = 1e-2
-    lightsb_final_lr_fraction: float = 0.01
-    lightsb_batch_size: int = 256
-    n_test_inputs: int = 1000
-    floor_samples: int = 1000
-    showcase_train_steps: int = 600
-    showcase_n: int = 1000
+    seed: Seed = 0
+    dims: tuple[Count, ...] = (5, 20, 50)
+    sigma: Positive = 1.0
+    mean_shift: Real = 0.1
+    n_train: Count = 4096
+    n_eval: Count = 10000
+    floor_repeats: Count = 16
+    solvers: tuple[Annotated[str, Choices(SOLVERS)], ...] = SOLVERS
+    n_iterations: Count = 4
+    n_train_steps: Count = 1000
+    ipf_train_steps: Count = 1000
+    ipf_batch_size: Count = 512
+    batch_size: Count = 256
+    width: Count = 128
+    depth: Count = 2
+    network: Annotated[str, Choices(("affine_mlp", "affine", "mlp"))] = "affine_mlp"
+    ipf_steps: Count = 20
+    dsbm_steps: Count = 50
+    sinkhorn_n: Count = 2000
+    mixture_dims: tuple[Count, ...] = (2, 16)
+    mixture_eps: Positive = 0.1
+    lightsb_steps: Count = 3000
+    lightsb_components: Count = 50
+    lightsb_lr: Positive = 1e-2
+    lightsb_final_lr_fraction: Fraction = 0.01
+    lightsb_batch_size: Count = 256
+    n_test_inputs: Count = 1000
+    floor_samples: NonNegativeInt = 1000
+    showcase_train_steps: NonNegativeInt = 600
+    showcase_n: Count = 1000
 
     def __post_init__(self):
         unknown = set(self.solvers) - set(SOLVERS)

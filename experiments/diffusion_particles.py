@@ -38,6 +38,7 @@ import dataclasses
 import math
 import time
 from pathlib import Path
+from typing import Annotated
 
 import equinox as eqx
 import jax
@@ -47,6 +48,7 @@ import numpy as np
 import optax
 
 import thermo.systems as systems
+from experiments._config import Choices, Count, NonNegativeInt, Positive, Range, Seed
 from generative.likelihood import log_likelihood
 from generative.networks import EGNN
 from generative.processes import VP, remove_center_of_mass
@@ -95,29 +97,29 @@ class Config:
             ``"project"`` or ``"published"``.
     """
 
-    system: str = "lj13"
-    n_held_out: int = 2000
-    hidden: int = 64
-    n_layers: int = 4
-    n_rbf: int = 16
-    rbf_max: float = 5.0
-    n_steps: int = 2500
-    batch_size: int = 64
-    learning_rate: float = 1e-3
-    warmup_steps: int = 200
-    grad_clip: float = 1.0
-    ema_decay: float = 0.999
-    t_min: float = 1e-3
-    n_samples: int = 500
-    sampler: str = "em"
-    n_sample_steps: int = 200
-    pf_tol: float = 1e-4
-    denoise: int = 1
-    n_nll: int = 50
-    nll_tol: float = 1e-4
-    float32: int = 1
-    seed: int = 0
-    source: str = "auto"
+    system: Annotated[str, Choices(tuple(_PUBLISHED))] = "lj13"
+    n_held_out: Count = 2000
+    hidden: Count = 64
+    n_layers: Count = 4
+    n_rbf: Count = 16
+    rbf_max: Positive = 5.0
+    n_steps: Count = 2500
+    batch_size: Count = 64
+    learning_rate: Positive = 1e-3
+    warmup_steps: NonNegativeInt = 200
+    grad_clip: Positive = 1.0
+    ema_decay: Annotated[float, Range(0.0, 1.0, high_open=True)] = 0.999
+    t_min: Annotated[float, Range(0.0, 1.0, high_open=True)] = 1e-3
+    n_samples: Count = 500
+    sampler: Annotated[str, Choices(("em", "pf"))] = "em"
+    n_sample_steps: Count = 200
+    pf_tol: Positive = 1e-4
+    denoise: Annotated[int, Choices((0, 1))] = 1
+    n_nll: NonNegativeInt = 50
+    nll_tol: Positive = 1e-4
+    float32: Annotated[int, Choices((0, 1))] = 1
+    seed: Seed = 0
+    source: Annotated[str, Choices(("auto", "project", "published"))] = "auto"
 
     def __post_init__(self):
         if self.sampler not in ("em", "pf"):
@@ -363,8 +365,7 @@ if __name__ == "__main__":
     import sys
 
     jax.config.update("jax_enable_x64", True)  # as the runner does; training runs in float32
-    overrides = dict(arg.split("=", 1) for arg in sys.argv[1:])
-    types = {f.name: f.type for f in dataclasses.fields(Config)}
-    cast = {"int": int, "float": float, "str": str}
-    cfg = Config(**{k: cast[str(types[k])](v) for k, v in overrides.items()})
+    from experiments._config import apply_overrides
+
+    cfg = apply_overrides(Config(), sys.argv[1:])  # key=value, parsed and range-checked
     print(json.dumps(main(cfg), indent=2))

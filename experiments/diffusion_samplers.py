@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any
+from typing import Annotated, Any
 
 import jax
 import jax.numpy as jnp
@@ -43,6 +43,7 @@ import jax.random as jr
 import numpy as np
 
 from experiments import measurement
+from experiments._config import Choices, Count, Positive
 
 __all__ = ["Config", "run", "CMCD_DT"]
 
@@ -74,20 +75,20 @@ class Config:
         n_reference: reference samples for the energy :math:`W_2`.
     """
 
-    systems: tuple[str, ...] = ("mw5", "gmm40", "funnel", "dw4")
-    methods: tuple[str, ...] = METHODS
-    n_steps: int = 64
-    n_iters: int = 400
-    batch_size: int = 64
-    learning_rate: float = 3e-3
-    width: int = 64
-    depth: int = 2
-    n_samples: int = 2000
-    dds_duration: float = 4.0
-    cmcd_dt_scale: float = 1.0
-    cmcd_schedule_power: float = 2.0
-    max_displacement: float = 1.0
-    n_reference: int = 2000
+    systems: tuple[Annotated[str, Choices(tuple(CMCD_DT))], ...] = ("mw5", "gmm40", "funnel", "dw4")
+    methods: tuple[Annotated[str, Choices(METHODS)], ...] = METHODS
+    n_steps: Count = 64
+    n_iters: Count = 400
+    batch_size: Count = 64
+    learning_rate: Positive = 3e-3
+    width: Count = 64
+    depth: Count = 2
+    n_samples: Count = 2000
+    dds_duration: Positive = 4.0
+    cmcd_dt_scale: Positive = 1.0
+    cmcd_schedule_power: Positive = 2.0
+    max_displacement: Positive = 1.0
+    n_reference: Count = 2000
 
     def __post_init__(self):
         unknown = set(self.methods) - set(METHODS)

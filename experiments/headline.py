@@ -51,7 +51,7 @@ import dataclasses
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Annotated, Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -59,6 +59,7 @@ import jax.random as jr
 import numpy as np
 
 from experiments import measurement
+from experiments._config import Choices, Count, Positive, Range, SystemName
 from thermo.estimators import estimate_log_z
 from thermo.integrate import baoab, maxwell_boltzmann, overdamped_langevin, run_population
 from thermo.protocols import Protocol
@@ -103,36 +104,43 @@ class Config:
             published ones, else none), ``"shared"`` or ``"none"``.
     """
 
-    system: str = "dw4"
-    methods: tuple[str, ...] = ("ais", "langevin", "baoab", "diffusion", "cmcd", "pis")
-    n_batches: int = 4
-    ais_chains: int = 4000
-    ais_steps: int = 1000
-    langevin_chains: int = 2000
-    langevin_steps: int = 1000
-    langevin_dt: float = 5e-3
-    baoab_chains: int = 2000
-    baoab_steps: int = 1000
-    baoab_dt: float = 1e-2
-    baoab_friction: float = 1.0
-    schedule_power: float = 2.0
-    diffusion_chains: int = 2000
-    diffusion_steps: int = 200
-    diffusion_t_min: float = 1e-3
-    diffusion_train_steps: int = 2000
-    diffusion_batch_size: int = 256
-    diffusion_hidden: int = 32
-    diffusion_layers: int = 3
-    sampler_chains: int = 2000
-    sampler_steps: int = 64
-    sampler_train_iters: int = 400
-    sampler_batch_size: int = 64
-    sampler_learning_rate: float = 3e-3
-    sampler_width: int = 64
-    sampler_depth: int = 2
-    cmcd_dt: float = 0.01
-    n_metric_samples: int = 1000
-    reference: str = "auto"
+    system: SystemName = "dw4"
+    methods: tuple[Annotated[str, Choices(tuple(METHODS))], ...] = (
+        "ais",
+        "langevin",
+        "baoab",
+        "diffusion",
+        "cmcd",
+        "pis",
+    )
+    n_batches: Count = 4
+    ais_chains: Count = 4000
+    ais_steps: Count = 1000
+    langevin_chains: Count = 2000
+    langevin_steps: Count = 1000
+    langevin_dt: Positive = 5e-3
+    baoab_chains: Count = 2000
+    baoab_steps: Count = 1000
+    baoab_dt: Positive = 1e-2
+    baoab_friction: Positive = 1.0
+    schedule_power: Positive = 2.0
+    diffusion_chains: Count = 2000
+    diffusion_steps: Count = 200
+    diffusion_t_min: Annotated[float, Range(0.0, 1.0, high_open=True)] = 1e-3
+    diffusion_train_steps: Count = 2000
+    diffusion_batch_size: Count = 256
+    diffusion_hidden: Count = 32
+    diffusion_layers: Count = 3
+    sampler_chains: Count = 2000
+    sampler_steps: Count = 64
+    sampler_train_iters: Count = 400
+    sampler_batch_size: Count = 64
+    sampler_learning_rate: Positive = 3e-3
+    sampler_width: Count = 64
+    sampler_depth: Count = 2
+    cmcd_dt: Positive = 0.01
+    n_metric_samples: Count = 1000
+    reference: Annotated[str, Choices(("auto", "shared", "none"))] = "auto"
 
     def __post_init__(self):
         unknown = [m for m in self.methods if m not in METHODS]

@@ -25,6 +25,7 @@ import jax.random as jr
 import numpy as np
 
 from experiments import measurement
+from experiments._config import Count, NonNegative, Positive
 from thermo.estimators import estimate_log_z, jarzynski
 from thermo.integrate import overdamped_langevin, run_population
 from thermo.protocols import Protocol, linear_schedule
@@ -48,13 +49,13 @@ class Config:
         n_batches: the paths run in this many checkpointed batches.
     """
 
-    beta: float = 1.0
-    k0: float = 4.0
-    barrier: float = 2.0
-    durations: tuple[float, ...] = (0.1, 0.5, 2.0)
-    dt: float = 1e-3
-    n_paths: int = 10_000
-    n_batches: int = 10
+    beta: Positive = 1.0
+    k0: Positive = 4.0
+    barrier: NonNegative = 2.0
+    durations: tuple[Positive, ...] = (0.1, 0.5, 2.0)
+    dt: Positive = 1e-3
+    n_paths: Count = 10_000
+    n_batches: Count = 10
 
     def __post_init__(self):
         if self.n_paths % self.n_batches != 0:

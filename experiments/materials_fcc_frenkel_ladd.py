@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 
+from experiments._config import Count, NonNegativeInt, Positive, Real, Seed
 from experiments._runner import uncached_stage
 from thermo.estimators import gauss_legendre
 from thermo.kernel import run as run_kernel
@@ -80,20 +81,20 @@ class Config:
         tolerance: |extrapolated - van der Hoef| target.
     """
 
-    seed: int = 1984
-    temperature: float = 2.0
-    density: float = 1.28
-    sizes: tuple[int, ...] = (3, 4)
-    r_cut: float = 2.1
-    spring: float = 400.0
-    n_lambda: int = 8
-    n_adapt: int = 3
-    adapt_sweeps: int = 20
-    n_equilibrate: int = 60
-    n_production: int = 400
-    thin: int = 2
-    log_coefficient: float | None = None
-    tolerance: float = 0.02
+    seed: Seed = 1984
+    temperature: Positive = 2.0
+    density: Positive = 1.28
+    sizes: tuple[Count, ...] = (3, 4)
+    r_cut: Positive = 2.1
+    spring: Positive = 400.0
+    n_lambda: Count = 8
+    n_adapt: NonNegativeInt = 3
+    adapt_sweeps: Count = 20
+    n_equilibrate: NonNegativeInt = 60
+    n_production: Count = 400
+    thin: Count = 2
+    log_coefficient: Real | None = None
+    tolerance: Positive = 0.02
 
     @classmethod
     def quick(cls) -> Config:

@@ -34,6 +34,7 @@ import jax
 import jax.random as jr
 import numpy as np
 
+from experiments._config import Count, NonNegative, NonNegativeInt, Positive, Seed
 from experiments._runner import uncached_stage
 from thermo.materials import (
     correlated_mean,
@@ -70,17 +71,17 @@ class Config:
         tolerance: target |A_ex/N - JZG| in epsilon (the spread of published LJ EOS).
     """
 
-    seed: int = 1993
-    state_points: tuple[tuple[float, float], ...] = ((2.0, 0.5), (1.5, 0.8))
-    n_nodes: int = 6
-    n_cells: int = 5
-    r_cut: float = 3.0
-    n_equilibrate: int = 500
-    n_production: int = 2500
-    thin: int = 5
-    widom_insertions: int = 500
-    virial_density: float = 0.07
-    tolerance: float = 0.02
+    seed: Seed = 1993
+    state_points: tuple[tuple[Positive, Positive], ...] = ((2.0, 0.5), (1.5, 0.8))
+    n_nodes: Count = 6
+    n_cells: Count = 5
+    r_cut: Positive = 3.0
+    n_equilibrate: NonNegativeInt = 500
+    n_production: Count = 2500
+    thin: Count = 5
+    widom_insertions: Count = 500
+    virial_density: NonNegative = 0.07
+    tolerance: Positive = 0.02
 
     @classmethod
     def quick(cls) -> Config:

@@ -25,6 +25,7 @@ import jax
 import jax.random as jr
 import numpy as np
 
+from experiments._config import Count, Positive, Seed
 from experiments._runner import uncached_stage
 from thermo.materials import (
     adsorption_force_field,
@@ -55,12 +56,12 @@ class Config:
         energy_grid: optional fractional grid of the supercell (approximate).
     """
 
-    seed: int = 20261123
-    n_insertions: int = 1_024_000
-    n_blocks: int = 20
-    chunk_size: int = 2048
-    temperature: float = 300.0
-    energy_grid: tuple[int, int, int] | None = None
+    seed: Seed = 20261123
+    n_insertions: Count = 1_024_000
+    n_blocks: Count = 20
+    chunk_size: Count = 2048
+    temperature: Positive = 300.0
+    energy_grid: tuple[Count, Count, Count] | None = None
 
     @classmethod
     def quick(cls) -> Config:

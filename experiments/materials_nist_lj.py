@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 
+from experiments._config import Count, NonNegativeInt, Positive, Seed
 from experiments._runner import uncached_stage
 from thermo.kernel import run as run_kernel
 from thermo.materials import (
@@ -63,15 +64,15 @@ class Config:
         state_points: which (T*, rho*) of :data:`NIST_REFERENCE`.
     """
 
-    seed: int = 1953
-    n_cells: int = 5
-    r_cut: float = 3.0
-    n_chains: int = 1
-    n_adapt: int = 5
-    adapt_sweeps: int = 40
-    n_equilibrate: int = 1000
-    n_production: int = 5000
-    state_points: tuple[tuple[float, float], ...] = tuple(NIST_REFERENCE)
+    seed: Seed = 1953
+    n_cells: Count = 5
+    r_cut: Positive = 3.0
+    n_chains: Count = 1
+    n_adapt: NonNegativeInt = 5
+    adapt_sweeps: Count = 40
+    n_equilibrate: NonNegativeInt = 1000
+    n_production: Count = 5000
+    state_points: tuple[tuple[Positive, Positive], ...] = tuple(NIST_REFERENCE)
 
     @classmethod
     def quick(cls) -> Config:

@@ -35,6 +35,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 
+from experiments._config import Count, NonNegativeInt, Positive, Seed
 from experiments._runner import uncached_stage
 from generative.periodic import PeriodicScoreNet, WrappedVE, sample, train
 from thermo.kernel import run as run_kernel
@@ -65,30 +66,30 @@ class Config:
         n_bins: RDF bins.
     """
 
-    seed: int = 32
-    state_points: tuple[tuple[float, float, str], ...] = (
+    seed: Seed = 32
+    state_points: tuple[tuple[Positive, Positive, str], ...] = (
         (0.75, 1.1, "solid"),
         (2.0, 0.8, "liquid"),
     )
-    n_cells: int = 2
-    r_cut: float = 1.5
-    n_chains: int = 8
-    n_heldout: int = 4
-    n_equilibrate: int = 300
-    n_production: int = 1000
-    thin: int = 10
-    width: int = 32
-    n_rbf: int = 12
-    n_train_steps: int = 500
-    batch_size: int = 16
-    learning_rate: float = 2e-3
-    sigma_min: float = 2e-3
-    sigma_max: float = 0.6
-    n_generate: int = 150
-    n_sample_steps: int = 150
-    n_corrector: int = 0
-    snr: float = 0.15
-    n_bins: int = 40
+    n_cells: Count = 2
+    r_cut: Positive = 1.5
+    n_chains: Count = 8
+    n_heldout: Count = 4
+    n_equilibrate: NonNegativeInt = 300
+    n_production: Count = 1000
+    thin: Count = 10
+    width: Count = 32
+    n_rbf: Count = 12
+    n_train_steps: Count = 500
+    batch_size: Count = 16
+    learning_rate: Positive = 2e-3
+    sigma_min: Positive = 2e-3
+    sigma_max: Positive = 0.6
+    n_generate: Count = 150
+    n_sample_steps: Count = 150
+    n_corrector: NonNegativeInt = 0
+    snr: Positive = 0.15
+    n_bins: Count = 40
 
     def __post_init__(self):
         if self.n_heldout < 2 or self.n_heldout % 2 or self.n_heldout >= self.n_chains:

@@ -30,11 +30,13 @@ import dataclasses
 import json
 import pathlib
 import time
+from typing import Annotated
 
 import jax
 import jax.random as jr
 import numpy as np
 
+from experiments._config import Choices, Count, NonNegativeInt, Positive, Real, Seed
 from experiments._runner import uncached_stage
 from thermo.materials._screening import (
     PROTOTYPES,
@@ -64,20 +66,25 @@ class Config:
         check_temperatures: temperatures of the FCC low-T check.
     """
 
-    seed: int = 9
-    temperature: float = 0.3
-    prototypes: tuple[str, ...] = ("rocksalt", "cscl", "l1_0", "l1_2")
-    sigma_b: tuple[float, ...] = (0.85, 1.15)
-    epsilon_ab: tuple[float, ...] = (0.9, 1.25)
-    r_cut_factor: float = 1.5
-    max_atoms: int = 64
-    threshold: float = 0.0
-    n_nodes: int = 3
-    n_chains: int = 4
-    n_burn: int = 10
-    n_steps: int = 40
-    n_leapfrog: int = 6
-    check_temperatures: tuple[float, ...] = (0.1, 0.2)
+    seed: Seed = 9
+    temperature: Positive = 0.3
+    prototypes: tuple[Annotated[str, Choices(tuple(PROTOTYPES))], ...] = (
+        "rocksalt",
+        "cscl",
+        "l1_0",
+        "l1_2",
+    )
+    sigma_b: tuple[Positive, ...] = (0.85, 1.15)
+    epsilon_ab: tuple[Positive, ...] = (0.9, 1.25)
+    r_cut_factor: Positive = 1.5
+    max_atoms: Count = 64
+    threshold: Real = 0.0
+    n_nodes: Count = 3
+    n_chains: Count = 4
+    n_burn: NonNegativeInt = 10
+    n_steps: Count = 40
+    n_leapfrog: Count = 6
+    check_temperatures: tuple[Positive, ...] = (0.1, 0.2)
 
     def __post_init__(self):
         bad = set(self.prototypes) - set(PROTOTYPES)

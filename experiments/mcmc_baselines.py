@@ -57,6 +57,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 
+from experiments._config import Seed
 from experiments._runner import uncached_stage
 
 __all__ = ["Config", "log_z_calibration", "log_z_table", "main", "run", "sampler_table"]
@@ -396,7 +397,7 @@ class Config:
     """
 
     quick_setting: bool = False
-    seed: int = 0
+    seed: Seed = 0
 
     @classmethod
     def quick(cls) -> Config:

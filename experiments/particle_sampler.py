@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from typing import Annotated
 
 import equinox as eqx
 import jax
@@ -42,6 +43,7 @@ import numpy as np
 
 import thermo.systems as systems
 from experiments import measurement
+from experiments._config import Choices, Count, NonNegativeInt, Positive
 from generative.samplers._particle import (
     PRESETS,
     IDEMSettings,
@@ -85,23 +87,23 @@ class Config:
         n_metric: samples used by the coordinate W2 / MMD (exact OT is cubic).
     """
 
-    system: str = "dw4"
-    sigma_min: float = 0.01
-    sigma_max: float | None = None
-    hidden: int = 32
-    n_layers: int = 3
-    n_outer: int | None = None
-    n_inner: int = 100
-    batch_size: int | None = None
-    n_mc: int | None = None
-    buffer_size: int = 4096
-    n_new: int = 512
-    n_sample_steps: int = 100
-    learning_rate: float = 1e-3
-    max_target_norm: float | None = None
-    n_samples: int = 2000
-    ode_samples: int | None = None
-    n_metric: int = 1000
+    system: Annotated[str, Choices(tuple(PRESETS))] = "dw4"
+    sigma_min: Positive = 0.01
+    sigma_max: Positive | None = None
+    hidden: Count = 32
+    n_layers: Count = 3
+    n_outer: Count | None = None
+    n_inner: Count = 100
+    batch_size: Count | None = None
+    n_mc: Count | None = None
+    buffer_size: Count = 4096
+    n_new: Count = 512
+    n_sample_steps: Count = 100
+    learning_rate: Positive = 1e-3
+    max_target_norm: Positive | None = None
+    n_samples: Count = 2000
+    ode_samples: NonNegativeInt | None = None
+    n_metric: Count = 1000
 
     @classmethod
     def quick(cls) -> Config:

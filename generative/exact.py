@@ -22,6 +22,7 @@ import jax.random as jr
 from jax.scipy.special import logsumexp
 from jaxtyping import Array, Float
 
+from thermo._checks import check_count, check_finite, check_positive, check_psd, is_traced
 from thermo._typing import Args, PRNGKey, ScalarLike
 
 from .processes import AbstractDiffusionProcess
@@ -36,6 +37,11 @@ class GaussianMixture(eqx.Module):
         weights: ``(K,)`` non-negative, summing to one.
         means: ``(K, d)``.
         covs: ``(K, d, d)`` symmetric positive definite.
+
+    Raises:
+        ValueError: on inconsistent shapes, negative or non-normalised weights,
+            non-finite means, or a covariance that is not symmetric positive definite
+            (value checks run on concrete arrays only).
     """
 
     weights: Float[Array, " K"]
@@ -49,6 +55,14 @@ class GaussianMixture(eqx.Module):
                 f"inconsistent shapes: weights {self.weights.shape}, means {self.means.shape}, "
                 f"covs {self.covs.shape}"
             )
+        if is_traced((self.weights, self.means, self.covs)):
+            return
+        check_positive(self.weights, "weights", allow_zero=True)
+        total = float(jnp.sum(self.weights))
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"weights must sum to one, got {total}")
+        check_finite(self.means, "means")
+        check_psd(self.covs, "covs")
 
     @property
     def dim(self) -> int:
@@ -79,6 +93,7 @@ class GaussianMixture(eqx.Module):
 
     def sample(self, key: PRNGKey, n: int) -> Float[Array, "n d"]:
         """Draw ``n`` samples: a component by its weight, then a Gaussian draw."""
+        n = check_count(n, "n", minimum=0)
         key_c, key_z = jr.split(key)
         comp = jr.choice(key_c, self.weights.shape[0], (n,), p=self.weights)
         chol = jnp.linalg.cholesky(self.covs)[comp]  # (n, d, d)

@@ -23,12 +23,14 @@ from collections.abc import Callable
 from typing import Literal, NamedTuple
 
 import diffrax as dfx
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float
 
 from thermo import integrate
+from thermo._checks import check_count, check_positive, is_traced
 from thermo._typing import Args, PRNGKey, ScalarLike
 
 from .processes import AbstractDiffusionProcess
@@ -95,18 +97,34 @@ def log_likelihood(
     Returns:
         :class:`LogLikelihood`; divide ``log_prob`` by ``process.n_free_dims(d)`` for nats
         per dimension.
+
+    Raises:
+        ValueError: on an empty batch, non-finite ``x`` (under ``jit``: an
+            ``eqx.error_if`` runtime error), ``t_min`` outside ``[0, T)``, non-positive
+            tolerances or counts. Works under ``jax.jit`` with ``x`` traced; ``t_min``
+            and the settings must be concrete.
     """
     x = jnp.asarray(x)
     if x.ndim not in (1, 2) or x.shape[-1] == 0:
         raise ValueError(f"x must have shape (d,) or (n, d), got {x.shape}")
     batched = x.ndim == 2
     xs = x if batched else x[None]
-    if not bool(jnp.all(jnp.isfinite(xs))):
-        raise ValueError("x contains NaN or inf")
     n, d = xs.shape
+    if n == 0:
+        raise ValueError(f"x is an empty batch, shape {x.shape}; pass at least one point")
+    if is_traced(xs):  # under jit/vmap: a runtime check (one reduction before the solves)
+        xs = eqx.error_if(xs, ~jnp.all(jnp.isfinite(xs)), "x contains NaN or inf")
+    elif not bool(jnp.all(jnp.isfinite(xs))):
+        raise ValueError("x contains NaN or inf")
+    if is_traced((t_min, process.t1)):
+        raise TypeError("t_min and process.t1 must be concrete numbers (not traced)")
     t0, t1 = float(t_min), float(process.t1)
     if not 0.0 <= t0 < t1:
         raise ValueError(f"need 0 <= t_min < T = {t1}, got {t_min}")
+    check_positive(rtol, "rtol")
+    check_positive(atol, "atol")
+    max_steps = check_count(max_steps, "max_steps")
+    exact_trace_max_dim = check_count(exact_trace_max_dim, "exact_trace_max_dim", minimum=0)
     free = process.n_free_dims(d)
     if trace == "auto":
         trace = "exact" if free <= exact_trace_max_dim else "hutchinson"
@@ -114,8 +132,8 @@ def log_likelihood(
         raise ValueError(f"trace must be 'auto', 'exact' or 'hutchinson', got {trace!r}")
     if trace == "hutchinson" and key is None:
         raise ValueError("Hutchinson's estimator needs a PRNG key")
-    if trace == "hutchinson" and int(n_probes) <= 0:
-        raise ValueError(f"n_probes must be positive, got {n_probes}")
+    if trace == "hutchinson":
+        n_probes = check_count(n_probes, "n_probes")
     prior_fn = process.prior_log_prob if prior_log_prob_fn is None else prior_log_prob_fn
     field = process.probability_flow(score_fn).vector_field
     proj = process.projection_matrix() if process.particles is not None else None

@@ -63,6 +63,7 @@ import numpy as np
 import optax
 from jaxtyping import Array, Float
 
+from thermo._checks import check_count, check_positive
 from thermo.fit import fit
 
 from .networks.mlp import sinusoidal_embedding
@@ -288,6 +289,10 @@ def train(
         raise ValueError(f"data must have shape (m, n, 3) with m >= 1, got {data.shape}")
     if not bool(jnp.all(jnp.isfinite(data))):
         raise ValueError("data contains NaN or inf")
+    n_steps = check_count(n_steps, "n_steps")
+    n_chunks = check_count(n_chunks, "n_chunks")
+    batch_size = check_count(batch_size, "batch_size")
+    check_positive(learning_rate, "learning_rate")
     if n_steps % n_chunks:
         raise ValueError(f"n_steps={n_steps} must be a multiple of n_chunks={n_chunks}")
     if batch_size < 1:
@@ -359,8 +364,10 @@ def sample(
     Returns:
         ``(n_samples, n_particles, 3)`` fractional coordinates in ``[0, 1)``.
     """
-    if n_samples < 1 or n_particles < 1 or n_steps < 1:
-        raise ValueError("n_samples, n_particles and n_steps must be positive")
+    n_samples = check_count(n_samples, "n_samples")
+    n_particles = check_count(n_particles, "n_particles")
+    n_steps = check_count(n_steps, "n_steps")
+    n_corrector = check_count(n_corrector, "n_corrector", minimum=0)
     return _sample(
         key,
         score_fn,

@@ -39,6 +39,7 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float
 
+from thermo._checks import check_count, check_positive
 from thermo._typing import PRNGKey, ScalarLike
 from thermo.sde import AbstractSDE
 from thermo.systems import remove_com
@@ -79,6 +80,16 @@ class AbstractDiffusionProcess(AbstractSDE):
 
     # Concrete subclasses declare the fields ``t1: float`` (the horizon T) and
     # ``particles: tuple[int, int] | None`` (static).
+
+    def __check_init__(self):
+        check_positive(self.t1, "t1")
+        if self.particles is not None:
+            if len(self.particles) != 2:
+                raise ValueError(
+                    f"particles must be (n_particles, spatial_dim), got {self.particles!r}"
+                )
+            check_count(self.particles[0], "particles[0] (n_particles)")
+            check_count(self.particles[1], "particles[1] (spatial_dim)")
 
     # -- the SDE ---------------------------------------------------------------
     @abc.abstractmethod
@@ -278,6 +289,8 @@ class VE(AbstractDiffusionProcess):
     particles: tuple[int, int] | None = eqx.field(static=True, default=None)
 
     def __check_init__(self):
+        check_positive(self.sigma_min, "sigma_min")
+        check_positive(self.sigma_max, "sigma_max")
         if not 0.0 < self.sigma_min < self.sigma_max:
             raise ValueError(
                 f"need 0 < sigma_min < sigma_max, got {self.sigma_min}, {self.sigma_max}"

@@ -31,6 +31,7 @@ import jax.random as jr
 from jaxtyping import Array, Float, Int
 
 from thermo import integrate
+from thermo._checks import check_count, check_positive, warn_if_diverged
 from thermo._typing import Args, PRNGKey, ScalarLike
 from thermo.kernel import Kernel, run
 
@@ -50,10 +51,10 @@ ScoreFn = Callable[[ScalarLike, Float[Array, " d"], Args], Float[Array, " d"]]
 
 
 def _check_sampling_args(n_samples: int, dim: int, n_steps: int | None = None) -> None:
-    if int(n_samples) <= 0 or int(dim) <= 0:
-        raise ValueError(f"n_samples and dim must be positive, got {n_samples}, {dim}")
-    if n_steps is not None and int(n_steps) <= 0:
-        raise ValueError(f"n_steps must be positive, got {n_steps}")
+    check_count(n_samples, "n_samples")
+    check_count(dim, "dim")
+    if n_steps is not None:
+        check_count(n_steps, "n_steps")
 
 
 def _time_range(process: AbstractDiffusionProcess, t_min: float) -> tuple[float, float]:
@@ -113,6 +114,7 @@ def sample_reverse_euler_maruyama(
     x_t = process.sample_prior(key_prior, (int(n_samples), int(dim))).astype(_dtype())
     states = jax.vmap(kernel.init)(x_t)
     final, _ = _run_population(key_run, kernel, states, int(n_steps))
+    warn_if_diverged(states, final, "sample_reverse_euler_maruyama")
     if not denoise:
         return final.position
     return _denoise(process, score_fn, final.position, t0, args)
@@ -164,7 +166,9 @@ def sample_reverse_sde(
         sol = integrate.solve(k, reverse, x, t0, t1, dt0=dt, solver=solver, args=args)
         return sol.ys[-1]
 
-    return jax.vmap(one)(keys, x_t)
+    samples = jax.vmap(one)(keys, x_t)
+    warn_if_diverged(x_t, samples, "sample_reverse_sde")
+    return samples
 
 
 def sample_probability_flow(
@@ -256,8 +260,9 @@ def predictor_corrector(
     Returns:
         ``Kernel(init(positions) -> PredictorCorrectorState, step(key, state))``.
     """
-    if int(n_steps) <= 0 or int(n_corrector) < 0:
-        raise ValueError("n_steps must be positive and n_corrector non-negative")
+    n_steps = check_count(n_steps, "n_steps")
+    n_corrector = check_count(n_corrector, "n_corrector", minimum=0)
+    check_positive(snr, "snr")
     t0, t1 = _time_range(process, t_min)
     h = (t1 - t0) / int(n_steps)
     reverse = process.reverse(score_fn, t0, t1)

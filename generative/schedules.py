@@ -16,6 +16,7 @@ import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
+from thermo._checks import check_positive
 from thermo._typing import ScalarLike
 
 __all__ = ["AbstractSchedule", "LinearSchedule", "CosineSchedule"]
@@ -50,6 +51,8 @@ class LinearSchedule(AbstractSchedule):
     beta_max: float = 20.0
 
     def __check_init__(self):
+        check_positive(self.beta_min, "beta_min", allow_zero=True)
+        check_positive(self.beta_max, "beta_max")
         if not (0.0 <= self.beta_min <= self.beta_max) or self.beta_max <= 0.0:
             raise ValueError(
                 f"need 0 <= beta_min <= beta_max, beta_max > 0; got {self.beta_min}, {self.beta_max}"
@@ -77,6 +80,12 @@ class CosineSchedule(AbstractSchedule):
 
     offset: float = 0.008
     max_beta: float = 1000.0
+
+    def __check_init__(self):
+        # s >= 0 keeps beta(t) = pi/(1+s) tan(angle(t)) positive on [0, 1]: a negative s
+        # makes angle(0) negative (beta < 0 near t = 0) and s = -1 divides by zero.
+        check_positive(self.offset, "offset", allow_zero=True)
+        check_positive(self.max_beta, "max_beta")
 
     def _angle(self, t):
         return (t + self.offset) / (1.0 + self.offset) * (math.pi / 2)

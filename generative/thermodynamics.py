@@ -43,6 +43,7 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float
 
+from thermo._checks import check_count
 from thermo._typing import Args, PRNGKey, ScalarLike
 from thermo.estimators import Estimate, estimate_log_z, gauss_legendre
 from thermo.paths import PathEnsemble
@@ -113,7 +114,7 @@ def entropy_production(
     """
     _require_vp(process)
     t1 = process.t1 if t1 is None else t1
-    ts, weights = gauss_legendre(t0, t1, n_time)
+    ts, weights = gauss_legendre(t0, t1, check_count(n_time, "n_time"))
     ts = jnp.asarray(ts)
 
     def rate(t):
@@ -213,8 +214,8 @@ def path_log_weights(
     if not bool(jnp.all(jnp.isfinite(x))):
         raise ValueError("x contains NaN or inf")
     x = process.project(x)
-    if int(n_paths) <= 0 or int(n_steps) <= 0:
-        raise ValueError("n_paths and n_steps must be positive")
+    n_paths = check_count(n_paths, "n_paths")
+    n_steps = check_count(n_steps, "n_steps")
     t0, t1 = float(t_min), float(process.t1)
     if not 0.0 <= t0 < t1:
         raise ValueError(f"need 0 <= t_min < T = {t1}, got {t_min}")

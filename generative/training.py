@@ -37,6 +37,7 @@ import jax.random as jr
 import optax
 from jaxtyping import Array, Float
 
+from thermo._checks import check_count, check_real
 from thermo._typing import PRNGKey
 from thermo.fit import EMAState, ema_params, fit, with_ema
 
@@ -180,9 +181,10 @@ def train(
         raise ValueError(f"data must be a non-empty (n, d) array, got shape {data.shape}")
     if not bool(jnp.all(jnp.isfinite(data))):
         raise ValueError("data contains NaN or inf")
-    for name, value in (("batch_size", batch_size),):
-        if isinstance(value, bool) or not float(value).is_integer() or int(value) <= 0:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    n_steps = check_count(n_steps, "n_steps")
+    batch_size = check_count(batch_size, "batch_size")
+    steps_per_call = check_count(steps_per_call, "steps_per_call")
+    check_real(t_min, "t_min", low=0.0)
     if weighting not in ("noise", "likelihood"):
         raise ValueError(f"weighting must be 'noise' or 'likelihood', got {weighting!r}")
     data = model.process.project(data)

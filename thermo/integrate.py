@@ -25,6 +25,7 @@ States are flat vectors ``x`` of shape ``(d,)``; populations are ``jax.vmap`` -e
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -36,6 +37,13 @@ import jax.random as jr
 import lineax as lx
 from jaxtyping import Array, Float, Int
 
+from ._checks import (
+    DivergenceWarning,
+    check_count,
+    check_finite,
+    check_positive,
+    warn_if_diverged,
+)
 from ._typing import Args, PRNGKey, ScalarLike
 from .kernel import Kernel, run
 from .protocols import Protocol, as_protocol
@@ -93,12 +101,7 @@ def _check_diffusion_shape(g_shape: tuple[int, ...], d: int) -> None:
 
 
 def _positive(value: Any, name: str) -> None:
-    try:
-        v = float(value)
-    except (TypeError, jax.errors.ConcretizationTypeError):
-        return  # traced: cannot check here
-    if not (v > 0 and math.isfinite(v)):
-        raise ValueError(f"{name} must be positive and finite, got {value}")
+    check_positive(value, name)  # skips a traced value
 
 
 # --------------------------------------------------------------------------------------
@@ -196,6 +199,15 @@ def solve(
     """
     x0 = _check_position(x0)
     d = x0.shape[0]
+    _positive(dt0, "dt0")
+    _positive(rtol, "rtol")
+    _positive(atol, "atol")
+    if dtmin is not None:
+        _positive(dtmin, "dtmin")
+    if brownian_tol is not None:
+        _positive(brownian_tol, "brownian_tol")
+    if max_steps is not None:
+        max_steps = check_count(max_steps, "max_steps")
     if solver is None:
         solver = dfx.Euler()
     if saveat is None:
@@ -279,6 +291,11 @@ def solve_ode(
         The diffrax ``Solution``; ``sol.ys`` has shape ``(n_saved, d)``.
     """
     x0 = _check_position(x0)
+    _positive(rtol, "rtol")
+    _positive(atol, "atol")
+    max_steps = check_count(max_steps, "max_steps")
+    if dt0 is not None:
+        check_finite(dt0, "dt0")  # negative when integrating backwards
     if solver is None:
         solver = dfx.Tsit5()
     if saveat is None:
@@ -662,6 +679,8 @@ def maxwell_boltzmann(
 
     i.e. :math:`p \sim \mathcal N(0, M/\beta)` for a scalar or diagonal mass ``M``.
     """
+    _positive(beta, "beta")
+    _positive(mass, "mass")
     dtype = jnp.result_type(float) if dtype is None else dtype
     return jnp.sqrt(jnp.asarray(mass, dtype) / beta) * jr.normal(key, shape, dtype)
 
@@ -718,6 +737,7 @@ def baoab(
     _positive(beta, "beta")
     _positive(dt, "dt")
     _positive(friction, "friction")
+    _positive(mass, "mass")
     static = protocol.static
     c1 = jnp.exp(-friction * dt)
     c2 = jnp.sqrt(-jnp.expm1(-2.0 * friction * dt))  # sqrt(1 - c1^2), stable for small dt
@@ -830,9 +850,12 @@ def run_population(
             return jax.vmap(step_fn)(jr.split(k, n), s)
 
         obs = None if observable_fn is None else jax.vmap(observable_fn)
-        final, trace = run(
-            key, batched_step, states, n_steps, thin=thin, observable_fn=obs, progress=True
-        )
+        with warnings.catch_warnings():  # warned once below, for the population
+            warnings.simplefilter("ignore", DivergenceWarning)
+            final, trace = run(
+                key, batched_step, states, n_steps, thin=thin, observable_fn=obs, progress=True
+            )
+        warn_if_diverged(states, final, "run_population")
         if trace is not None:
             trace = jax.tree_util.tree_map(lambda a: jnp.moveaxis(a, 0, 1), trace)
         return final, trace
@@ -842,4 +865,6 @@ def run_population(
     def one(k, s):
         return run(k, kernel, s, n_steps, thin=thin, observable_fn=observable_fn)
 
-    return jax.vmap(one)(keys, states)
+    final, trace = jax.vmap(one)(keys, states)
+    warn_if_diverged(states, final, "run_population")
+    return final, trace

@@ -24,9 +24,10 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 
+from ._checks import DivergenceWarning, check_count, warn_if_diverged
 from ._typing import PRNGKey
 
-__all__ = ["Kernel", "run"]
+__all__ = ["DivergenceWarning", "Kernel", "run"]
 
 
 class Kernel(NamedTuple):
@@ -77,13 +78,20 @@ def run(
 
     Returns:
         ``(final_state, trace)``.
+
+    Raises:
+        ValueError: when ``n_steps`` or ``thin`` is not a whole number >= 1, or
+            ``n_steps`` is not a multiple of ``thin``.
+
+    Warns:
+        DivergenceWarning: called outside ``jit``/``vmap``, when the final state's
+            ``position`` is NaN/inf or has grown more than ``1e6`` times its initial scale
+            (an unstable step size); checked once on the host after the run.
     """
     step_fn = kernel.step if isinstance(kernel, Kernel) else kernel
-    n_steps = int(n_steps)
-    thin = int(thin)
-    if n_steps <= 0:
-        raise ValueError(f"n_steps must be positive, got {n_steps}")
-    if thin <= 0 or n_steps % thin != 0:
+    n_steps = check_count(n_steps, "n_steps")
+    thin = check_count(thin, "thin")
+    if n_steps % thin != 0:
         raise ValueError(f"n_steps={n_steps} must be a positive multiple of thin={thin}")
     n_records = n_steps // thin
 
@@ -107,7 +115,10 @@ def run(
 
     keys = jr.split(key, n_records)
     if not progress:
-        return jax.lax.scan(inner, state, keys)
+        final, trace = jax.lax.scan(inner, state, keys)
+        warn_if_diverged(state, final, "run")
+        return final, trace
+    initial = state
 
     from tqdm.auto import tqdm
 
@@ -122,6 +133,7 @@ def run(
             state, tr = chunk_fn(state, keys[lo:hi])
             traces.append(tr)
             bar.update((hi - lo) * thin)
+    warn_if_diverged(initial, state, "run")
     if observable_fn is None:
         return state, None
     trace = jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs, axis=0), *traces)

@@ -38,6 +38,8 @@ import numpy as np
 from jaxtyping import Array, Float
 from scipy.optimize import linear_sum_assignment
 
+from ._checks import check_count, check_positive
+
 __all__ = [
     "align",
     "coordinate_w2",
@@ -151,6 +153,7 @@ def align(
         ``(aligned_x, squared_distance)``: the aligned flat configuration (centred on
         ``ref``'s centre of mass at 0) and :math:`\sum_i |R x_{P(i)} - r_i|^2`.
     """
+    n_iterations = check_count(n_iterations, "n_iterations")
     px = np.asarray(x, dtype=np.float64).reshape(n_particles, spatial_dim)
     pr = np.asarray(ref, dtype=np.float64).reshape(n_particles, spatial_dim)
     px = px - px.mean(axis=0)
@@ -258,6 +261,7 @@ def distance_histogram_metrics(
     dy = interatomic_distances(y, n_particles, spatial_dim)
     if range_ is None:
         range_ = (min(dx.min(), dy.min()), max(dx.max(), dy.max()))
+    bins = check_count(bins, "bins")
     hx, _ = np.histogram(dx, bins=bins, range=range_)
     hy, _ = np.histogram(dy, bins=bins, range=range_)
     tv = 0.5 * np.abs(hx / hx.sum() - hy / hy.sum()).sum()
@@ -286,6 +290,8 @@ def mmd(
         return np.maximum(np.sum(a * a, 1)[:, None] + np.sum(b * b, 1)[None, :] - 2 * a @ b.T, 0.0)
 
     dxx, dyy, dxy = sq(x, x), sq(y, y), sq(x, y)
+    if bandwidth is not None:
+        check_positive(bandwidth, "bandwidth")
     if bandwidth is None:
         pooled = np.concatenate([dxx[np.triu_indices_from(dxx, 1)], dxy.ravel()])
         bandwidth = float(np.sqrt(np.median(pooled)))

@@ -46,6 +46,7 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float
 
+from thermo._checks import check_count, check_positive
 from thermo._typing import PRNGKey, ScalarLike
 from thermo.kernel import Kernel
 
@@ -97,12 +98,14 @@ class CMCD(AbstractSampler):
         base_scale: float | None = None,
         max_displacement: float | None = None,
     ):
-        if int(n_steps) < 1:
-            raise ValueError(f"CMCD: n_steps must be >= 1, got {n_steps}")
+        n_steps = check_count(n_steps, "CMCD: n_steps")
+        if max_displacement is not None:
+            check_positive(max_displacement, "CMCD: max_displacement")
         if not (float(dt) > 0 and math.isfinite(float(dt))):
             raise ValueError(f"CMCD: dt must be positive and finite, got {dt}")
-        if base_scale is not None and not float(base_scale) > 0:
-            raise ValueError(f"CMCD: base_scale must be positive, got {base_scale}")
+        if base_scale is not None:
+            check_positive(base_scale, "CMCD: base_scale")
+        check_positive(schedule_power, "CMCD: schedule_power")
         self.control = control
         self.n_steps = int(n_steps)
         self.dt = float(dt)

@@ -52,6 +52,7 @@ from jaxtyping import Array, Float, Int
 
 from generative.networks import MLP, sinusoidal_embedding
 from generative.processes import gaussian_log_prob as gaussian_log_prob
+from thermo._checks import check_count, check_positive
 from thermo._typing import PRNGKey, ScalarLike
 from thermo.fit import fit
 from thermo.integrate import run_population
@@ -418,9 +419,8 @@ def sample(key: PRNGKey, sampler: AbstractSampler, target: Any, n: int) -> PathE
     ``target`` may be a system; it is wrapped by :func:`as_target`. The log Z estimate
     is ``thermo.estimators.estimate_log_z(result.log_weights)``.
     """
-    if int(n) < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
-    return _sample_jit(key, sampler, as_target(target), int(n))
+    n = check_count(n, "n")
+    return _sample_jit(key, sampler, as_target(target), n)
 
 
 # --------------------------------------------------------------------------------------
@@ -520,8 +520,9 @@ def train(
     """
     if loss not in _LOSSES:
         raise ValueError(f"loss must be one of {sorted(_LOSSES)}, got {loss!r}")
-    if int(n_iters) < 1 or int(batch_size) < 2:
-        raise ValueError(f"need n_iters >= 1 and batch_size >= 2, got {n_iters}, {batch_size}")
+    n_iters = check_count(n_iters, "n_iters")
+    batch_size = check_count(batch_size, "batch_size", minimum=2)
+    check_positive(learning_rate, "learning_rate")
     _check_dim(target, _control_dim(sampler.control), type(sampler).__name__)
     if not jax.tree_util.tree_leaves(eqx.filter(sampler, eqx.is_inexact_array)):
         raise ValueError("the sampler has no trainable arrays (control is None or a function)")

@@ -38,6 +38,7 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float
 
+from thermo._checks import check_count, check_positive
 from thermo._typing import PRNGKey
 from thermo.kernel import Kernel
 
@@ -94,8 +95,9 @@ class DDS(AbstractSampler):
         max_displacement: float | None = None,
         output_scale: float = 1.0,
     ):
-        if int(n_steps) < 1:
-            raise ValueError(f"DDS: n_steps must be >= 1, got {n_steps}")
+        n_steps = check_count(n_steps, "DDS: n_steps")
+        if max_displacement is not None:
+            check_positive(max_displacement, "DDS: max_displacement")
         for name, v in (("sigma", sigma), ("duration", duration), ("rate", rate)):
             if not (float(v) > 0 and math.isfinite(float(v))):
                 raise ValueError(f"DDS: {name} must be positive and finite, got {v}")

@@ -37,6 +37,7 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float
 
+from thermo._checks import check_count, check_positive
 from thermo._typing import PRNGKey
 from thermo.integrate import euler_maruyama_log_prob
 from thermo.kernel import Kernel
@@ -97,8 +98,9 @@ class PIS(AbstractSampler):
         duration: float = 1.0,
         max_displacement: float | None = None,
     ):
-        if int(n_steps) < 1:
-            raise ValueError(f"PIS: n_steps must be >= 1, got {n_steps}")
+        n_steps = check_count(n_steps, "PIS: n_steps")
+        if max_displacement is not None:
+            check_positive(max_displacement, "PIS: max_displacement")
         for name, v in (("sigma", sigma), ("duration", duration)):
             if not (float(v) > 0 and math.isfinite(float(v))):
                 raise ValueError(f"PIS: {name} must be positive and finite, got {v}")

@@ -131,3 +131,45 @@ def test_euler_maruyama_recovers_plan(bridge):
     assert float(jnp.max(jnp.abs(c_hat - c) / se_c)) < 4.5
     assert float(jnp.max(jnp.abs(s1_hat - s1) / se_s)) < 4.5
     assert float(jnp.max(jnp.abs(x1.mean(0) - bridge.mu1) / se_m)) < 4.5
+
+
+@pytest.mark.parametrize(
+    ("dtype", "sigma", "rtol"),
+    [(jnp.float32, 100.0, 1e-5), (jnp.float64, 1e4, 1e-12), (jnp.float64, 1.0, 1e-14)],
+)
+def test_cross_covariance_has_no_cancellation_at_large_sigma(dtype, sigma, rtol):
+    # Unit covariances: C = (sqrt(4 + sigma^4) - sigma^2)/2 I, evaluated to 50 digits.
+    # The textbook form subtracts two numbers near sigma^2 (issue 19: float32, sigma = 100
+    # gave 0; float64, sigma = 1e4 was 12 % off).
+    from decimal import Decimal, localcontext
+
+    with localcontext() as ctx:
+        ctx.prec = 50
+        s2 = Decimal(sigma) ** 2
+        exact = float(((Decimal(4) + s2 * s2).sqrt() - s2) / 2)
+    eye = jnp.eye(2, dtype=dtype)
+    c = entropic_cross_covariance(eye, eye, jnp.asarray(sigma, dtype))
+    assert c.dtype == dtype
+    np.testing.assert_allclose(np.diag(np.asarray(c, np.float64)), exact, rtol=rtol)
+    assert np.max(np.abs(np.asarray(c, np.float64) - np.diag(np.diag(c)))) <= rtol * exact
+
+
+@pytest.mark.parametrize("sigma", [0.3, 30.0, 3000.0])
+def test_cross_covariance_matches_high_precision_general_case(sigma):
+    # Non-commuting covariances, against the closed form in 60-digit arithmetic (mpmath).
+    mpmath = pytest.importorskip("mpmath")
+    br = _task()
+    cov0, cov1 = np.asarray(br.cov0, np.float64), np.asarray(br.cov1, np.float64)
+    with mpmath.workdps(60):
+        m0, m1 = mpmath.matrix(cov0.tolist()), mpmath.matrix(cov1.tolist())
+        r0 = mpmath.sqrtm(m0)
+        s = mpmath.mpf(sigma) ** 2
+        eye = mpmath.eye(cov0.shape[0])
+        d_sigma = mpmath.sqrtm(4 * r0 * m1 * r0 + s**2 * eye)
+        exact = (r0 * d_sigma * mpmath.inverse(r0) - s * eye) / 2
+        # sqrtm may return mpc entries with imaginary parts at the 1e-60 level
+        exact = np.array([[complex(v) for v in row] for row in exact.tolist()])
+    assert np.max(np.abs(exact.imag)) <= 1e-30 * np.max(np.abs(exact.real))
+    exact = exact.real
+    c = np.asarray(entropic_cross_covariance(br.cov0, br.cov1, sigma))
+    assert np.linalg.norm(c - exact) <= 1e-12 * np.linalg.norm(exact)

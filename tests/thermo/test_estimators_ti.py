@@ -78,7 +78,9 @@ def test_gauss_legendre_is_exact_to_degree_2n_minus_1_on_any_interval():
         assert abs(float(ti(x, x**k, weights=w).delta_f) - exact) < 1e-12 * max(1.0, abs(exact))
     # one degree more is not integrated exactly (the rule is not a lucky constant)
     k = 2 * n
-    assert abs(float(ti(x, x**k, weights=w).delta_f) - (b ** (k + 1) - a ** (k + 1)) / (k + 1)) > 1e-6
+    assert (
+        abs(float(ti(x, x**k, weights=w).delta_f) - (b ** (k + 1) - a ** (k + 1)) / (k + 1)) > 1e-6
+    )
 
 
 def test_ti_with_explicit_weights_propagates_the_error():

@@ -120,9 +120,12 @@ def test_sample_lj_fluid_compiles_once_for_every_state_point():
     assert c.n == 0
     np.testing.assert_array_equal(first.energy_per_particle, again.energy_per_particle)
     # the recorded energy is the running energy of the chain: recompute it at the end
-    u_end = jax.vmap(lj_energy_fn(periodic_space(first.box)[0], r_cut=3.0))(
-        jnp.asarray(first.positions)
-    ) / first.positions.shape[1]
+    u_end = (
+        jax.vmap(lj_energy_fn(periodic_space(first.box)[0], r_cut=3.0))(
+            jnp.asarray(first.positions)
+        )
+        / first.positions.shape[1]
+    )
     assert first.energy_per_particle.shape == (6, 2)  # (records, chains)
     assert np.all(np.isfinite(first.pressure))
     assert np.all(np.asarray(u_end) < 0)

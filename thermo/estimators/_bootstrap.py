@@ -19,6 +19,8 @@ import jax.random as jr
 import jax.tree_util as jtu
 from jaxtyping import PRNGKeyArray
 
+from .._checks import check_count
+
 __all__ = ["BootstrapResult", "bootstrap"]
 
 
@@ -61,8 +63,7 @@ def bootstrap(
     Returns:
         :class:`BootstrapResult` ``(estimate, std_err, samples)``.
     """
-    if n_bootstrap < 2:
-        raise ValueError(f"n_bootstrap must be >= 2, got {n_bootstrap}")
+    n_bootstrap = check_count(n_bootstrap, "n_bootstrap", minimum=2)
     if not data:
         raise ValueError("bootstrap needs at least one data array")
     arrays = [jnp.asarray(d) for d in data]

@@ -23,6 +23,7 @@ import numpy as np
 from jax.scipy.special import logsumexp
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from .._checks import check_real
 from ..paths import PathEnsemble
 from ._checks import check_1d_finite
 
@@ -164,7 +165,7 @@ def jarzynski(w: Float[Array, " n"], *, statistical_inefficiency=None) -> FreeEn
     Args:
         w: ``(n,)`` reduced works of forward non-equilibrium paths.
         statistical_inefficiency: optional ``g >= 1`` of correlated works; the error
-            uses ``n / g`` effective samples.
+            uses ``n / g`` effective samples (``g < 1`` or NaN raises ``ValueError``).
 
     Returns:
         :class:`FreeEnergy` with the delta-method standard error
@@ -174,6 +175,7 @@ def jarzynski(w: Float[Array, " n"], *, statistical_inefficiency=None) -> FreeEn
     est = _log_mean_exp_with_error(-w)
     std_err = est.std_err
     if statistical_inefficiency is not None:
+        check_real(statistical_inefficiency, "statistical_inefficiency", low=1.0)
         std_err = std_err * jnp.sqrt(jnp.asarray(statistical_inefficiency, std_err.dtype))
     return FreeEnergy(delta_f=-est.value, std_err=std_err)
 

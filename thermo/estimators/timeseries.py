@@ -28,6 +28,7 @@ import numpy as np
 from jax import lax
 from jaxtyping import Array, Float
 
+from .._checks import check_count
 from ._checks import as_float_array, is_traced
 
 __all__ = [
@@ -111,6 +112,7 @@ def statistical_inefficiency(
     b = a if B_n is None else _check_series(B_n, "B_n")
     if a.shape != b.shape:
         raise ValueError(f"A_n and B_n must have the same shape, got {a.shape} and {b.shape}")
+    mintime = check_count(mintime, "mintime", minimum=0)
     g, sigma2 = _statistical_inefficiency(a, b.astype(a.dtype), mintime, fast)
     if not is_traced(sigma2) and float(sigma2) == 0.0:
         raise ValueError(
@@ -225,8 +227,7 @@ def detect_equilibration(A_t, *, fast: bool = True, nskip: int = 1) -> Equilibra
     n = a.shape[0]
     if float(jnp.std(a)) == 0.0:
         return Equilibration(0, 1.0, 1.0)
-    if nskip < 1:
-        raise ValueError(f"nskip must be >= 1, got {nskip}")
+    nskip = check_count(nskip, "nskip")
     starts = jnp.arange(0, n - 1, nskip)
     g = np.asarray(_g_of_suffixes(a, starts, fast, 64))
     # pymbar stores g and N_eff in float32 arrays; mirror that so argmax ties agree.

@@ -54,6 +54,7 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, Float
 
+from .._checks import check_count, check_positive
 from ..estimators._ti import gauss_legendre
 from ..kernel import run as run_kernel
 from ..mcmc import hmc
@@ -135,6 +136,9 @@ def harmonic_free_energy(
     Returns:
         :class:`HarmonicResult`.
     """
+    check_positive(temperature, "temperature")  # skipped when traced
+    n_zero_modes = check_count(n_zero_modes, "n_zero_modes", minimum=0)
+    check_positive(tol, "tol", allow_zero=True)
     x0 = jnp.asarray(positions)
     h = hessian(energy_fn, x0)
     lam = jnp.linalg.eigvalsh(h)
@@ -284,8 +288,15 @@ def anharmonic_free_energy(
         :class:`AnharmonicResult`; ``ValueError`` if the structure is unstable or the
         samples are not finite.
     """
-    if temperature <= 0:
-        raise ValueError(f"temperature must be positive, got {temperature}")
+    check_positive(temperature, "temperature")
+    n_nodes = check_count(n_nodes, "n_nodes")
+    n_chains = check_count(n_chains, "n_chains")
+    n_burn = check_count(n_burn, "n_burn", minimum=0)
+    n_steps = check_count(n_steps, "n_steps")
+    check_positive(step_fraction, "step_fraction")
+    if n_leapfrog is not None:
+        n_leapfrog = check_count(n_leapfrog, "n_leapfrog")
+    max_leapfrog = check_count(max_leapfrog, "max_leapfrog")
     if n_zero_modes not in (0, 3):
         raise ValueError(f"n_zero_modes must be 0 or 3, got {n_zero_modes}")
     x0 = jnp.asarray(positions)

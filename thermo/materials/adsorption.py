@@ -62,6 +62,7 @@ import numpy as np
 from jax.sharding import Mesh, PartitionSpec
 from jax_md import space
 
+from .._checks import check_count, check_positive
 from .cells import box_matrix, check_cutoff, replicas_for_cutoff
 from .ewald import (
     COULOMB_CONSTANT_RASPA,
@@ -133,6 +134,13 @@ def _mixed_parameters(ff: dict, symbols: list[str], site: str):
     return eps, sig
 
 
+def _check_triple(values, name: str, minimum: int = 1) -> tuple[int, int, int]:
+    """Three whole numbers ``>= minimum`` (a replication or a grid), or a ``ValueError``."""
+    if isinstance(values, str) or len(values) != 3:
+        raise ValueError(f"{name} must be three integers (a, b, c), got {values!r}")
+    return tuple(check_count(n, f"{name} entry", minimum=minimum) for n in values)
+
+
 def framework_energy_fn(
     framework,
     *,
@@ -177,6 +185,12 @@ def framework_energy_fn(
         rotation matrix to :math:`\Delta U` in K; ``info`` holds the supercell
         matrix, replication, unit-cell volume (Å^3) and mass (g/mol).
     """
+    if unit_cells is not None:
+        unit_cells = _check_triple(unit_cells, "unit_cells")
+    if bin_width is not None:
+        check_positive(bin_width, "bin_width")
+    if r_cut is not None:
+        check_positive(r_cut, "r_cut")
     ff = force_field or load_force_field()
     r_cut = float(r_cut or ff["r_cut"])
     shift = ff.get("truncation", "shifted") == "shifted"
@@ -548,8 +562,12 @@ def widom(
     Returns:
         :class:`WidomResult`.
     """
-    if temperature <= 0:
-        raise ValueError(f"temperature must be positive, got {temperature}")
+    check_positive(temperature, "temperature")
+    n_insertions = check_count(n_insertions, "n_insertions")
+    n_blocks = check_count(n_blocks, "n_blocks")
+    chunk_size = check_count(chunk_size, "chunk_size")
+    if energy_grid is not None:
+        energy_grid = _check_triple(energy_grid, "energy_grid", minimum=2)
     energy_fn, info = framework_energy_fn(
         framework,
         adsorbate=adsorbate,

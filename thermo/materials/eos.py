@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
+from .._checks import check_positive
+
 __all__ = ["JZG_GAMMA", "JZG_X", "jzg_excess_free_energy", "jzg_pressure", "jzg_excess_energy"]
 
 JZG_GAMMA = 3.0
@@ -65,6 +67,14 @@ JZG_X = (
 )
 
 
+def _check_state(temperature, density) -> None:
+    """The JZG fit covers :math:`0.7 \\le T^* \\le 6`, :math:`0 \\le \\rho^* \\le 1.25`; outside
+    it the polynomial is an extrapolation, but a non-positive temperature or a negative
+    density has no meaning at all and is refused."""
+    check_positive(temperature, "temperature")
+    check_positive(density, "density", allow_zero=True)
+
+
 def _ab(t):
     x = (None, *JZG_X)  # 1-based like the paper
     a = [
@@ -98,7 +108,12 @@ def jzg_excess_free_energy(temperature, density):
     Returns:
         :math:`A_{\rm ex}/(N\varepsilon)`; divide by :math:`T^*` for
         :math:`\beta A_{\rm ex}/N`. Example: ``-0.686026`` at ``(2.0, 0.5)``.
+
+    Raises:
+        ValueError: for a temperature that is not positive and finite or a negative (or
+            non-finite) density (checked when concrete).
     """
+    _check_state(temperature, density)
     t = jnp.asarray(temperature)
     rho = jnp.asarray(density)
     a, b = _ab(t)
@@ -114,7 +129,12 @@ def jzg_excess_free_energy(temperature, density):
 
 
 def jzg_pressure(temperature, density):
-    r"""JZG pressure :math:`P^* = \rho T + \sum_i a_i\rho^{i+1} + F\sum_i b_i\rho^{2i+1}`."""
+    r"""JZG pressure :math:`P^* = \rho T + \sum_i a_i\rho^{i+1} + F\sum_i b_i\rho^{2i+1}`.
+
+    Raises:
+        ValueError: as :func:`jzg_excess_free_energy`.
+    """
+    _check_state(temperature, density)
     t = jnp.asarray(temperature)
     rho = jnp.asarray(density)
     a, b = _ab(t)
@@ -128,9 +148,13 @@ def jzg_excess_energy(temperature, density):
 
     Computed by automatic differentiation of :func:`jzg_excess_free_energy`:
     :math:`U/N = A/N - T\,\partial(A/N)/\partial T`.
+
+    Raises:
+        ValueError: as :func:`jzg_excess_free_energy`.
     """
     import jax
 
+    _check_state(temperature, density)
     t = jnp.asarray(temperature, dtype=float)
     rho = jnp.asarray(density)
 

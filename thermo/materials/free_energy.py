@@ -62,6 +62,7 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, Float
 
+from .._checks import check_count, check_positive
 from ..estimators import estimate_log_z
 from ..estimators._ti import gauss_legendre
 from .cells import box_matrix, periodic_space
@@ -93,8 +94,7 @@ def second_virial_coefficient(temperature: float, sigma: float = 1.0, epsilon: f
     """
     from scipy import integrate
 
-    if not temperature > 0:
-        raise ValueError(f"temperature must be positive, got {temperature}")
+    check_positive(temperature, "temperature")
 
     def f(r):
         sr6 = (sigma / r) ** 6
@@ -135,8 +135,7 @@ def third_virial_coefficient(
     at :math:`T^* = 2`. ``mayer_fn(r)`` replaces the LJ Mayer function (e.g. hard
     spheres: :math:`B_3 = \tfrac58 b_0^2`).
     """
-    if not temperature > 0:
-        raise ValueError(f"temperature must be positive, got {temperature}")
+    check_positive(temperature, "temperature")
     if mayer_fn is None:
 
         def mayer_fn(r):
@@ -185,8 +184,8 @@ def gauss_lobatto_densities(density: float, n_nodes: int) -> tuple[np.ndarray, n
     Returns:
         ``(nodes, weights)`` of shape ``(n_nodes,)``, ``nodes[0] = 0``, ``nodes[-1] = density``.
     """
-    if density <= 0 or n_nodes < 3:
-        raise ValueError(f"need density > 0 and n_nodes >= 3, got {density}, {n_nodes}")
+    check_positive(density, "density")
+    n_nodes = check_count(n_nodes, "n_nodes", minimum=3)
     leg = np.polynomial.legendre.Legendre.basis(n_nodes - 1)
     x = np.concatenate([[-1.0], np.sort(leg.deriv().roots().real), [1.0]])
     w = 2.0 / (n_nodes * (n_nodes - 1) * leg(x) ** 2)
@@ -220,8 +219,8 @@ def widom_excess_free_energy(
 
 def gauss_legendre_densities(density: float, n_nodes: int) -> tuple[np.ndarray, np.ndarray]:
     r"""Gauss–Legendre nodes and weights on :math:`[0, \rho]`, shapes ``(n_nodes,)``."""
-    if density <= 0 or n_nodes < 1:
-        raise ValueError(f"need density > 0 and n_nodes >= 1, got {density}, {n_nodes}")
+    check_positive(density, "density")
+    n_nodes = check_count(n_nodes, "n_nodes")
     return gauss_legendre(0.0, density, n_nodes)
 
 
@@ -315,6 +314,9 @@ def widom_chemical_potential(
     conf = jnp.asarray(configurations)
     if conf.ndim != 3 or conf.shape[-1] != 3:
         raise ValueError(f"configurations must be (m, n, 3), got {conf.shape}")
+    check_positive(temperature, "temperature")
+    n_insertions = check_count(n_insertions, "n_insertions")
+    check_positive(r_cut, "r_cut")
     t = box_matrix(box)
     disp, _ = periodic_space(t)
     m, n, _ = conf.shape

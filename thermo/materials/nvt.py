@@ -34,6 +34,7 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, Float
 
+from .._checks import check_count, check_positive, check_real
 from ..kernel import Kernel
 from .lj import (
     lj_energy_fn,
@@ -105,10 +106,13 @@ def displacement_mc(
     Returns:
         ``Kernel(init, step)``; ``init(positions) -> MCState``.
     """
-    if not isinstance(temperature, jax.core.Tracer) and not float(temperature) > 0:
-        raise ValueError(f"temperature must be positive, got {temperature}")
-    if not isinstance(step_size, jax.core.Tracer) and not float(step_size) > 0:
-        raise ValueError(f"step_size must be positive, got {step_size}")
+    check_positive(temperature, "temperature")
+    check_positive(step_size, "step_size")  # skipped when traced (adaptation)
+    check_positive(sigma, "sigma")
+    check_positive(epsilon, "epsilon", allow_zero=True)
+    check_positive(r_cut, "r_cut")
+    if n_moves is not None:
+        n_moves = check_count(n_moves, "n_moves")
     beta = 1.0 / temperature
     if pair_fn is None:
 
@@ -331,6 +335,20 @@ def sample_lj_fluid(
     from .cells import periodic_space
     from .structures import fcc_lattice, to_arrays
 
+    check_positive(temperature, "temperature")
+    check_positive(density, "density")
+    check_positive(r_cut, "r_cut")
+    n_cells = check_count(n_cells, "n_cells")
+    n_chains = check_count(n_chains, "n_chains")
+    n_adapt = check_count(n_adapt, "n_adapt", minimum=0)
+    adapt_sweeps = check_count(adapt_sweeps, "adapt_sweeps")
+    n_equilibrate = check_count(n_equilibrate, "n_equilibrate", minimum=0)
+    n_production = check_count(n_production, "n_production")
+    thin = check_count(thin, "thin")
+    check_real(
+        target_acceptance, "target_acceptance", low=0.0, high=1.0, low_open=True, high_open=True
+    )
+
     pos, box, _ = to_arrays(fcc_lattice(n_cells, density))
     n = pos.shape[0]
     if not np.allclose(box, np.diag(np.diag(box))):
@@ -419,6 +437,9 @@ def langevin_kernel(
         ``Kernel``: ``init(positions (n, 3), momentum (3n,) | None)`` and BAOAB's step.
     """
     from ..integrate import baoab
+
+    n_particles = check_count(n_particles, "n_particles")
+    check_positive(temperature, "temperature")
 
     def flat_energy(x):
         return energy_fn(x.reshape(n_particles, 3))

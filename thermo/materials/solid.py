@@ -78,6 +78,7 @@ import numpy as np
 from jaxtyping import Array, Float
 from scipy.special import gammaln
 
+from .._checks import check_count, check_positive, check_real
 from ..kernel import Kernel
 from .lj import lj_pair
 
@@ -121,8 +122,9 @@ def einstein_log_partition_com(n_particles: int, temperature: float, spring: flo
     The configurational integral of :math:`N` particles bound to their sites by
     :math:`\Lambda_E |d_i|^2` with the mean displacement held at zero (module docstring).
     """
-    if n_particles < 2 or not temperature > 0 or not spring > 0:
-        raise ValueError("need n_particles >= 2 and positive temperature and spring")
+    check_count(n_particles, "n_particles", minimum=2)
+    check_positive(temperature, "temperature")
+    check_positive(spring, "spring")
     return 1.5 * (n_particles - 1) * np.log(np.pi * temperature / spring) + 1.5 * np.log(
         n_particles
     )
@@ -185,8 +187,11 @@ def frenkel_ladd_mc(
         ``Kernel``: ``init(positions) -> FLState``; ``step(key, state) -> (FLState,
         FLInfo)`` (one sweep of :math:`N` moves).
     """
-    if not temperature > 0 or not spring > 0:
-        raise ValueError("temperature and spring must be positive")
+    check_positive(temperature, "temperature")
+    check_positive(spring, "spring")
+    check_real(lam, "lam", low=0.0, high=1.0)  # skipped when traced
+    check_positive(step_size, "step_size")
+    check_positive(r_cut, "r_cut")
     beta = 1.0 / temperature
     sites = jnp.asarray(lattice)
     if sites.ndim != 2 or sites.shape[1] != 3:
@@ -408,7 +413,10 @@ def fcc_harmonic_free_energy(
     :math:`k` appears twice and Γ-equivalent points (all-even or all-odd :math:`m/n`) are
     dropped.
     """
-    n_grid = n_zone if n_cells is None else int(n_cells)
+    check_positive(density, "density")
+    check_positive(temperature, "temperature")
+    check_positive(r_max, "r_max")
+    n_grid = check_count(n_zone, "n_zone") if n_cells is None else check_count(n_cells, "n_cells")
     a_c = (4.0 / density) ** (1.0 / 3.0)
     g = np.arange(2 * n_grid)
     m = np.stack(np.meshgrid(g, g, g, indexing="ij"), -1).reshape(-1, 3).astype(np.float64)

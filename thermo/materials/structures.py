@@ -14,6 +14,8 @@ import ase.build
 import ase.io
 import numpy as np
 
+from .._checks import check_count, check_positive
+
 __all__ = [
     "DATA_DIR",
     "fcc_lattice",
@@ -61,6 +63,12 @@ def read_structure(path: str | os.PathLike, **kwargs) -> ase.Atoms:
 
     Bare names of files shipped in ``thermo/materials/data``
     are resolved there.
+
+    Raises:
+        FileNotFoundError: when the file does not exist.
+        ValueError: when ASE cannot parse it (a truncated or garbage file), naming the
+            file and ASE's own error; ASE's parsers otherwise fail with a bare
+            ``AssertionError`` or ``StopIteration``.
     """
     p = os.fspath(path)
     if not os.path.exists(p) and os.path.exists(os.path.join(DATA_DIR, p)):
@@ -70,7 +78,16 @@ def read_structure(path: str | os.PathLike, **kwargs) -> ase.Atoms:
     with warnings.catch_warnings():
         # ase warns that it does not interpret _symmetry_cell_setting; harmless.
         warnings.filterwarnings("ignore", message="crystal system")
-        atoms = ase.io.read(p, **kwargs)
+        try:
+            atoms = ase.io.read(p, **kwargs)
+        except (AssertionError, StopIteration, IndexError, KeyError, ValueError) as err:
+            detail = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+            raise ValueError(
+                f"could not read a structure from {path!r} (ASE's parser failed with {detail}); "
+                "is it a valid CIF/XYZ file?"
+            ) from err
+        except ase.io.formats.UnknownFileTypeError as err:
+            raise ValueError(f"could not read a structure from {path!r}: {err}") from err
     if isinstance(atoms, list):
         atoms = atoms[-1]
     return atoms
@@ -120,7 +137,7 @@ def fcc_lattice(n_cells: int, density: float, symbol: str = "Ar") -> ase.Atoms:
     conventional cubic cell holds 4 atoms, so :math:`a = (4/\rho)^{1/3}`
     (reduced units when ``density`` is :math:`\rho\sigma^3`).
     """
-    if n_cells < 1 or density <= 0:
-        raise ValueError(f"need n_cells >= 1 and density > 0, got {n_cells}, {density}")
+    n_cells = check_count(n_cells, "n_cells")
+    check_positive(density, "density")
     a = (4.0 / density) ** (1.0 / 3.0)
     return ase.build.bulk(symbol, "fcc", a=a, cubic=True).repeat((n_cells,) * 3)

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float
 
+from .._checks import check_count, check_positive, check_real
 from .._typing import PRNGKey
 from ..kernel import Kernel
 
@@ -64,6 +65,12 @@ def dual_averaging(
     Returns:
         ``init(initial_step_size) -> state`` and ``update(state, acceptance) -> state``.
     """
+    check_real(
+        target_acceptance, "target_acceptance", low=0.0, high=1.0, low_open=True, high_open=True
+    )
+    check_positive(gamma, "gamma")
+    check_positive(t0, "t0", allow_zero=True)
+    check_real(kappa, "kappa", low=0.5, high=1.0, low_open=True)
 
     def init(initial_step_size) -> DualAveragingState:
         log_eps = jnp.log(jnp.asarray(initial_step_size, dtype=float))
@@ -108,6 +115,8 @@ def adapt_step_size(
         ``(states, step_size)``: the warmed-up states and the averaged step size
         :math:`\bar\epsilon`.
     """
+    n_steps = check_count(n_steps, "n_steps")
+    check_positive(initial_step_size, "initial_step_size")
     da_init, da_update = dual_averaging(target_acceptance)
 
     def body(carry, key):

@@ -24,6 +24,7 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, Bool, Float
 
+from .._checks import check_count, check_positive
 from .._typing import PRNGKey
 from ..kernel import Kernel
 
@@ -97,6 +98,7 @@ def leapfrog(
     Returns:
         ``(position, momentum, logdensity, logdensity_grad)`` at the end.
     """
+    n_steps = check_count(n_steps, "n_steps")
 
     def body(carry, _):
         x, p, _, g = carry
@@ -138,10 +140,14 @@ def hmc(
     Returns:
         :class:`thermo.kernel.Kernel`: ``init(position) -> HMCState``,
         ``step(key, state) -> (HMCState, HMCInfo)``.
+
+    Raises:
+        ValueError: for a step size or inverse mass that is not positive and finite
+            (checked when concrete), or ``n_integration_steps`` not a whole number >= 1.
     """
-    n_integration_steps = int(n_integration_steps)
-    if n_integration_steps < 1:
-        raise ValueError(f"n_integration_steps must be >= 1, got {n_integration_steps}")
+    n_integration_steps = check_count(n_integration_steps, "n_integration_steps")
+    check_positive(step_size, "step_size")
+    check_positive(inverse_mass_matrix, "inverse_mass_matrix")
     proj = (lambda v: v) if project_fn is None else project_fn
     raw_value_and_grad = jax.value_and_grad(logdensity_fn, has_aux=has_aux)
 

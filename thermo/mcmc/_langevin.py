@@ -59,8 +59,10 @@ def underdamped_langevin(
         ``thermo.integrate.maxwell_boltzmann`` to start in equilibrium) and
         ``step(key, state) -> (BAOABState, UnderdampedLangevinInfo)``.
     """
+    from .._checks import check_positive
     from ..integrate import baoab
 
+    check_positive(step_size, "step_size")
     inner = baoab(energy_fn, beta=beta, dt=step_size, friction=friction, mass=mass)
 
     def step(key: PRNGKey, state):

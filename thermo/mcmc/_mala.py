@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Bool, Float
 
+from .._checks import check_positive
 from .._typing import PRNGKey
 from ..kernel import Kernel
 
@@ -91,7 +92,12 @@ def mala(
     Returns:
         :class:`thermo.kernel.Kernel`: ``init(position) -> MALAState``,
         ``step(key, state) -> (MALAState, MALAInfo)``.
+
+    Raises:
+        ValueError: for a step size that is not positive and finite (checked when
+            concrete; a traced one, e.g. under adaptation, is not).
     """
+    check_positive(step_size, "step_size")
     if inverse_mass_matrix is not None and inverse_mass_fn is not None:
         raise ValueError("give inverse_mass_matrix or inverse_mass_fn, not both")
     raw_value_and_grad = jax.value_and_grad(logdensity_fn, has_aux=has_aux)

@@ -15,6 +15,7 @@ from typing import NamedTuple
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
+from .._checks import check_count, check_real
 from .._typing import PRNGKey
 
 __all__ = ["NUTSResult", "nuts"]
@@ -70,6 +71,11 @@ def nuts(
     """
     from numpyro.infer import MCMC, NUTS
 
+    n_warmup = check_count(n_warmup, "n_warmup", minimum=0)
+    n_samples = check_count(n_samples, "n_samples")
+    check_real(
+        target_acceptance, "target_acceptance", low=0.0, high=1.0, low_open=True, high_open=True
+    )
     initial_positions = jnp.asarray(initial_positions)
     if initial_positions.ndim != 2:
         raise ValueError(

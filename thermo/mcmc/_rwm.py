@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Bool, Float
 
+from .._checks import check_positive
 from .._typing import PRNGKey
 from ..kernel import Kernel
 
@@ -56,7 +57,12 @@ def rwm(logdensity_fn: Callable[[Array], Array], step_size: float | Array) -> Ke
     Returns:
         :class:`thermo.kernel.Kernel` with ``init(position) -> RWMState`` and
         ``step(key, state) -> (RWMState, RWMInfo)``.
+
+    Raises:
+        ValueError: for a step size that is not positive and finite (every entry; checked
+            when concrete).
     """
+    check_positive(step_size, "step_size")
 
     def init(position: Float[Array, " dim"]) -> RWMState:
         position = jnp.asarray(position)

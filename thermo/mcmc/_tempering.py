@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Bool, Float, Int
 
+from .._checks import check_count, check_positive
 from .._typing import PRNGKey
 from ..kernel import Kernel
 from ._hmc import HMCState, hmc
@@ -79,8 +80,9 @@ def geometric_ladder(beta_max: float, beta_min: float, n_replicas: int) -> Float
     Geometric spacing gives roughly uniform swap rates when the heat capacity is
     constant (Kofke 2002). Returns ``(n_replicas,)``, decreasing, ``[0] == beta_max``.
     """
-    if n_replicas < 1 or beta_min <= 0 or beta_max <= 0:
-        raise ValueError("need n_replicas >= 1 and positive betas")
+    n_replicas = check_count(n_replicas, "n_replicas")
+    check_positive(beta_max, "beta_max")
+    check_positive(beta_min, "beta_min")
     if n_replicas == 1:
         return jnp.asarray([beta_max])
     return beta_max * (beta_min / beta_max) ** (jnp.arange(n_replicas) / (n_replicas - 1))
@@ -114,6 +116,9 @@ def replica_exchange(
     betas = jnp.asarray(betas)
     if betas.ndim != 1:
         raise ValueError(f"betas must be 1-D, got shape {betas.shape}")
+    check_positive(betas, "betas")
+    check_positive(step_sizes, "step_sizes")
+    n_integration_steps = check_count(n_integration_steps, "n_integration_steps")
     n_replicas = betas.shape[0]
     step_sizes = jnp.broadcast_to(jnp.asarray(step_sizes, dtype=betas.dtype), (n_replicas,))
     if move not in ("hmc", "mala"):
@@ -216,6 +221,8 @@ def adapt_replica_step_sizes(
     from ._adaptation import dual_averaging
 
     betas = jnp.asarray(betas)
+    n_steps = check_count(n_steps, "n_steps")
+    check_positive(initial_step_size, "initial_step_size")
     n_runs = positions.shape[0]
     da_init, da_update = dual_averaging(target_acceptance)
     da0 = da_init(jnp.full(betas.shape, initial_step_size, dtype=positions.dtype))

@@ -87,6 +87,14 @@ def names() -> list[str]:
     return sorted(_REGISTRY) + [label for label, _, _ in _PATTERNS]
 
 
+def is_registered(name: str) -> bool:
+    """Whether :func:`get` knows ``name`` (a registered name or a match of a pattern such as
+    ``gaussian-<d>``), without building the system."""
+    if name in _REGISTRY:
+        return True
+    return any(pattern.fullmatch(name) for _, pattern, _ in _PATTERNS)
+
+
 def get(name: str) -> System:
     """The system registered under ``name`` (see the module docstring for the table).
 
@@ -134,6 +142,7 @@ __all__ = [
     "get",
     "gmm40",
     "icosahedron_vertices",
+    "is_registered",
     "lennard_jones_dem",
     "lennard_jones_standard",
     "lj_pair_energy",

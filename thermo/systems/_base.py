@@ -30,6 +30,7 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, Float
 
+from .._checks import check_count
 from .._typing import PRNGKey
 
 __all__ = ["ParticleSystem", "System", "pairwise_distances", "remove_com"]
@@ -111,6 +112,7 @@ class System(eqx.Module):
         so the population lives in the subspace where the translation-invariant
         energies are normalisable. These are NOT samples from :math:`p`.
         """
+        n = check_count(n, "n", minimum=0)
         x = self.prior_scale * jr.normal(key, (n, self.dim))
         if self.n_particles is not None:
             x = jax.vmap(lambda y: remove_com(y, self.n_particles, self.spatial_dim))(x)
@@ -158,12 +160,12 @@ def pairwise_squared_distances(
 def safe_sqrt(r2: Float[Array, "*shape"]) -> Float[Array, "*shape"]:
     r""":math:`\sqrt{r^2}` whose gradient is 0 (not NaN) at :math:`r^2 = 0` (the "double where").
 
-    Equal to ``sqrt`` for every positive argument, so energies at physical
-    distances are unchanged.
+    Equal to ``sqrt`` for every other argument, so energies at physical distances are
+    unchanged and a NaN (or negative) ``r2`` stays NaN instead of becoming a distance.
     """
-    positive = r2 > 0.0
-    safe = jnp.where(positive, r2, 1.0)
-    return jnp.where(positive, jnp.sqrt(safe), 0.0)
+    zero = r2 == 0.0
+    safe = jnp.where(zero, 1.0, r2)
+    return jnp.where(zero, 0.0, jnp.sqrt(safe))
 
 
 def pairwise_distances(

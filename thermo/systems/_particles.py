@@ -49,6 +49,7 @@ import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
+from .._checks import check_count, check_positive
 from ._base import ParticleSystem, pairwise_distances, pairwise_squared_distances
 
 __all__ = [
@@ -120,8 +121,8 @@ class MultiDoubleWell(ParticleSystem):
         prior_scale: float = 2.0,
         name: str = "dw4",
     ):
-        if n_particles < 2 or spatial_dim < 1:
-            raise ValueError(f"{name}: need n_particles >= 2 and spatial_dim >= 1")
+        n_particles = check_count(n_particles, f"{name}: n_particles", minimum=2)
+        spatial_dim = check_count(spatial_dim, f"{name}: spatial_dim")
         self.name = name
         self.n_particles = int(n_particles)
         self.spatial_dim = int(spatial_dim)
@@ -181,10 +182,11 @@ class LennardJonesCluster(ParticleSystem):
         prior_scale: float,
         name: str,
     ):
-        if n_particles < 2 or spatial_dim < 1:
-            raise ValueError(f"{name}: need n_particles >= 2 and spatial_dim >= 1")
-        if not (epsilon > 0 and r_m > 0 and beta > 0 and harmonic >= 0):
-            raise ValueError(f"{name}: need epsilon, r_m, beta > 0 and harmonic >= 0")
+        n_particles = check_count(n_particles, f"{name}: n_particles", minimum=2)
+        spatial_dim = check_count(spatial_dim, f"{name}: spatial_dim")
+        for label, value in (("epsilon", epsilon), ("r_m", r_m), ("beta", beta)):
+            check_positive(value, f"{name}: {label}")
+        check_positive(harmonic, f"{name}: harmonic", allow_zero=True)
         self.name = name
         self.n_particles = int(n_particles)
         self.spatial_dim = int(spatial_dim)

@@ -16,6 +16,7 @@ import numpy as np
 from jax.scipy.special import logsumexp
 from jaxtyping import Array, Float
 
+from .._checks import check_count, check_positive
 from .._typing import PRNGKey
 from ._base import System
 
@@ -56,10 +57,8 @@ class Gaussian(System):
     prior_scale: float = eqx.field(static=True)
 
     def __init__(self, dim: int, scale: float = 1.0, name: str | None = None):
-        if dim < 1:
-            raise ValueError(f"Gaussian: dim must be >= 1, got {dim}")
-        if not scale > 0:
-            raise ValueError(f"Gaussian: scale must be positive, got {scale}")
+        dim = check_count(dim, "Gaussian: dim")
+        check_positive(scale, "Gaussian: scale")
         self.name = name or f"gaussian-{dim}"
         self.dim = int(dim)
         self.scale = float(scale)
@@ -74,6 +73,7 @@ class Gaussian(System):
 
     def sample(self, key: PRNGKey, n: int) -> Float[Array, "n dim"]:
         """Exact samples :math:`x = s\\,\\xi`, :math:`\\xi \\sim \\mathcal N(0, I)`."""
+        n = check_count(n, "n", minimum=0)
         return self.scale * jr.normal(key, (n, self.dim))
 
 
@@ -107,8 +107,7 @@ class GaussianMixture(System):
             raise ValueError(f"GaussianMixture: means must be (K, dim), got {means.shape}")
         if not np.all(np.isfinite(means)):
             raise ValueError("GaussianMixture: means contain NaN or inf")
-        if not scale > 0:
-            raise ValueError(f"GaussianMixture: scale must be positive, got {scale}")
+        check_positive(scale, "GaussianMixture: scale")
         self.name = name
         self.dim = int(means.shape[1])
         self.means = _frozen(means)
@@ -133,6 +132,7 @@ class GaussianMixture(System):
 
     def sample(self, key: PRNGKey, n: int) -> Float[Array, "n dim"]:
         """Exact samples: :math:`k \\sim \\mathrm{Uniform}\\{1..K\\}`, :math:`x = \\mu_k + s\\xi`."""
+        n = check_count(n, "n", minimum=0)
         key_k, key_x = jr.split(key)
         k = jr.randint(key_k, (n,), 0, self.n_components)
         means = jnp.asarray(self.means)
@@ -307,6 +307,7 @@ class ManyWell(System):
         fixed shapes), so the samples are i.i.d. from :math:`f`. The expected number
         of rounds grows like :math:`\log(n\,d)`.
         """
+        n = check_count(n, "n", minimum=0)
         dtype = jnp.result_type(float)
         mu, sigma, log_w, log_m = (jnp.asarray(a, dtype=dtype) for a in self.envelope)
         coefficients = jnp.asarray(self.coefficients, dtype=dtype)
@@ -394,8 +395,8 @@ class Funnel(System):
     prior_scale: float = eqx.field(static=True)
 
     def __init__(self, dim: int = 10, sigma: float = 3.0, name: str = "funnel"):
-        if dim < 2:
-            raise ValueError(f"Funnel: dim must be >= 2, got {dim}")
+        dim = check_count(dim, "Funnel: dim", minimum=2)
+        check_positive(sigma, "Funnel: sigma")
         self.name = name
         self.dim = int(dim)
         self.sigma = float(sigma)
@@ -414,6 +415,7 @@ class Funnel(System):
 
     def sample(self, key: PRNGKey, n: int) -> Float[Array, "n dim"]:
         """Exact ancestral samples: :math:`x_0 = \\sigma\\xi_0`, :math:`x_i = e^{x_0/2}\\xi_i`."""
+        n = check_count(n, "n", minimum=0)
         xi = jr.normal(key, (n, self.dim))
         x0 = self.sigma * xi[:, :1]
         return jnp.concatenate([x0, jnp.exp(0.5 * x0) * xi[:, 1:]], axis=1)
