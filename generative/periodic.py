@@ -295,8 +295,6 @@ def train(
     check_positive(learning_rate, "learning_rate")
     if n_steps % n_chunks:
         raise ValueError(f"n_steps={n_steps} must be a multiple of n_chunks={n_chunks}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     per_chunk = n_steps // n_chunks
     # chunk c's steps take split(split(key, n_chunks)[c], per_chunk): the stream of the
     # chunked loop this driver replaced, so seeded results are unchanged
