@@ -10,7 +10,13 @@ whose stationarity condition is the self-consistent MBAR equation (their eq. 11)
 
 .. math:: f_i = -\log \sum_n \frac{e^{-u_{in}}}{\sum_k N_k e^{f_k - u_{kn}}} .
 
-**Solver.** The objective is written in a *preconditioned linear space*: at a reference
+**Solvers.** Small problems (``K N <= _NUMPY_MAX_ELEMENTS``) are solved in NumPy/SciPy
+in log space (:func:`_np_solve`: every term a shifted log-sum-exp, so any ``f`` is in
+range; Newton steps with the exact Hessian and an Armijo test, and the self-consistent
+update, eq. 11, whenever Newton's full step fails: a majorise-minimise step that never
+increases :math:`F` and moves a state 1000 kT away in one step). Nothing is compiled.
+
+Large problems use a jitted JAX solver in a *preconditioned linear space*: at a reference
 point :math:`f^0` we form once (one pass of exponentials over ``u_kn``) the normalised
 weight matrix :math:`Q_{kn} = e^{f^0_k - u_{kn}} / \sum_l N_l e^{f^0_l - u_{ln}}`. For
 :math:`f = f^0 + x`, with :math:`d = e^{x}`,
@@ -21,15 +27,17 @@ weight matrix :math:`Q_{kn} = e^{f^0_k - u_{kn}} / \sum_l N_l e^{f^0_l - u_{ln}}
 
 so the objective and gradient cost two matrix-vector products and no exponentials, and
 the Hessian :math:`H = \mathrm{diag}(N \circ \sum_n W_{n\cdot}) - N W^\top W N` is a
-:math:`K\times K` Gram matrix of the single ``(K, N)`` array ``Q``. Newton steps with a
-backtracking (Armijo) line search minimise :math:`F`; while :math:`x` stays inside a
-trust region (:data:`_TRUST_KT`) every term stays in float range, and the solver
-re-preconditions when it leaves it. Large problems are solved in two phases: exact
-Newton on a stratified subsample (every state keeps up to ``n_subsample`` samples,
-reweighted by :math:`N_k / N_k^{\mathrm{sub}}`), then Newton iterations on the full
-data with that subsample Hessian as a fixed preconditioner, and one final exact Newton
-step whose Gram matrix :math:`W^\top W` is reused for the covariance. Only one
-``(K, N)`` array (``Q``) is materialised besides the input.
+:math:`K\times K` Gram matrix of the single ``(K, N)`` array ``Q``. First the log-space
+solver above runs on a stratified subsample (every state keeps up to ``n_subsample``
+samples, reweighted by :math:`N_k / N_k^{\mathrm{sub}}`), from any start; then damped
+Newton iterations on the full data use that subsample Hessian as a fixed preconditioner,
+and one final exact Newton step's Gram matrix :math:`W^\top W` is reused for the
+covariance. While :math:`x` stays inside a trust region (:data:`_TRUST_KT`) every term
+stays in float range; leaving it only means re-preconditioning at the new point, never a
+verdict on overlap, which comes from the overlap matrix at the solution alone. N is
+padded to a shape bucket (:func:`_bucket`; padded samples have weight 0), so a new
+sample count compiles nothing inside its bucket. Only one ``(K, N)`` array (``Q``) is
+materialised on the device besides a padded host copy of the input.
 
 **Uncertainty.** The asymptotic covariance of :math:`\log c_k = -f_k` follows Shirts &
 Chodera 2008, App. D (eqs. D4-D5), computed from the eigendecomposition of
@@ -76,6 +84,9 @@ _MIN_OVERLAP_GAP = 1e-10
 #: go to the jitted JAX path. The crossover is measured by
 #: ``experiments/benchmarks/bench_mbar_sweep.py``.
 _NUMPY_MAX_ELEMENTS = 4_000_000
+#: Largest ``K * N`` for which the NumPy path runs BLAS on one thread (see
+#: :func:`_mbar_numpy`).
+_SINGLE_THREAD_MAX_ELEMENTS = 1_000_000
 #: Smallest padded sample count of the JAX path (see :func:`_bucket`).
 _BUCKET_MIN = 256
 #: Relative-gradient target of the float64 log-space solver (``|dF/df_k| / N_k``; the
@@ -810,7 +821,17 @@ def _check_solution(eig, wtw, n_k_np, gnorm, gtol, n_iter):
 
 def _mbar_numpy(u_kn, n_k_np, f_init, dtype, max_iterations):
     u = np.asarray(u_kn)
-    f, theta, wtw, eig, log_den, n_iter, gnorm = _np_mbar(u, n_k_np, f_init, max_iterations)
+    if u.size <= _SINGLE_THREAD_MAX_ELEMENTS:
+        # Small BLAS/LAPACK calls (K x K eigh, thin Gram products) are faster on one
+        # thread: a second one only adds hand-off latency, which grows without bound on
+        # a loaded machine. The limit is scoped to this call and restored after it.
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=1, user_api="blas"):
+            out = _np_mbar(u, n_k_np, f_init, max_iterations)
+    else:
+        out = _np_mbar(u, n_k_np, f_init, max_iterations)
+    f, theta, wtw, eig, log_den, n_iter, gnorm = out
     _check_solution(eig, wtw, n_k_np, gnorm, _GTOL_ACCEPT, n_iter)
     f = (f - f[0]).astype(dtype)
     return MBAR(u_kn, n_k_np, f, theta, wtw, eig, log_den, n_iter)
