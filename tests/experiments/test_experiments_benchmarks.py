@@ -56,3 +56,24 @@ def test_runs_writes_json_and_isolates_failures(bench_package, tmp_path):
 def test_unknown_benchmark_name_is_an_error(bench_package, tmp_path):
     with pytest.raises(SystemExit, match="unknown benchmark 'nope'"):
         run_benchmarks(["nope"], out=tmp_path, package=bench_package)
+
+
+def test_mbar_sweep_is_registered_and_its_workers_agree(monkeypatch):
+    """The sweep's in-process worker at its smallest size (2 x 50): ours on both paths and
+    FastMBAR agree with pymbar (the subprocess timing itself runs in `make bench`)."""
+    pytest.importorskip("pymbar")
+    pytest.importorskip("FastMBAR")
+    import numpy as np
+
+    from experiments.benchmarks import bench_mbar_sweep
+    from thermo.estimators import _mbar
+
+    assert discover()["mbar_sweep"] == "experiments.benchmarks.bench_mbar_sweep"
+    # The worker forces a path through this module constant; restore it afterwards.
+    monkeypatch.setattr(_mbar, "_NUMPY_MAX_ELEMENTS", _mbar._NUMPY_MAX_ELEMENTS)
+    ref = bench_mbar_sweep._worker("pymbar", 2, 50, 1)
+    for impl in ("ours_numpy", "fastmbar"):
+        out = bench_mbar_sweep._worker(impl, 2, 50, 1)
+        assert out["first_s"] > 0 and out["repeat_s"] > 0
+        np.testing.assert_allclose(out["f_k"], ref["f_k"], atol=1e-6)
+        np.testing.assert_allclose(out["df_k"][1:], ref["df_k"][1:], rtol=1e-3)

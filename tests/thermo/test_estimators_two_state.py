@@ -180,3 +180,17 @@ def test_estimate_log_z_bootstrap_option():
 def test_bad_work_arrays_are_refused(fn, args, match):
     with pytest.raises(ValueError, match=match):
         fn(*args)
+
+
+@pytest.mark.parametrize("method", ["BAR", "MBAR"])
+def test_bar_without_overlap_reports_an_infinite_error(method):
+    """Forward works near +100 and reverse works near +100 (so -w_r near -100): no sample
+    has weight in both states. The error is inf (it used to be NaN), never a small number;
+    the same data with overlap keep a finite error."""
+    rng = np.random.default_rng(21)
+    w_f, w_r = rng.normal(100.0, 1.0, 50), rng.normal(100.0, 1.0, 50)
+    res = bar(w_f, w_r, uncertainty_method=method)
+    assert np.isfinite(float(res.delta_f))
+    assert float(res.std_err) == np.inf
+    ok = bar(rng.normal(1.0, 1.0, 50), rng.normal(-1.0, 1.0, 50), uncertainty_method=method)
+    assert 0.0 < float(ok.std_err) < 1.0

@@ -13,7 +13,7 @@ import logging
 import numpy as np
 import pytest
 
-from thermo.estimators import mbar
+from thermo.estimators import _mbar, mbar
 
 pymbar = pytest.importorskip("pymbar")
 logging.getLogger("pymbar").setLevel(logging.ERROR)
@@ -55,16 +55,27 @@ def case(request):
     return reference(request.param)
 
 
-def _check_against_pymbar_and_truth(res, ref_f, ref_ddf, f_exact):
+@pytest.fixture(params=["numpy", "jax"])
+def solver_path(request, monkeypatch):
+    """Force one of mbar's two solver paths (dispatched by size otherwise)."""
+    monkeypatch.setattr(_mbar, "_NUMPY_MAX_ELEMENTS", 10**18 if request.param == "numpy" else 0)
+    return request.param
+
+
+def _check_against_pymbar_and_truth(res, ref_f, ref_ddf, f_exact, atol=1e-6, rtol=1e-4):
     f_k, df_k = np.asarray(res.f_k), np.asarray(res.df_k)
     assert f_k[0] == 0.0
-    np.testing.assert_allclose(f_k, ref_f, rtol=0, atol=1e-6)
-    np.testing.assert_allclose(df_k[1:], ref_ddf[1:], rtol=1e-4)
+    np.testing.assert_allclose(f_k, ref_f, rtol=0, atol=atol)
+    np.testing.assert_allclose(df_k[1:], ref_ddf[1:], rtol=rtol)
     assert np.all(np.abs(f_k - f_exact)[1:] < 4 * df_k[1:])
 
 
-def test_mbar_matches_pymbar_and_analytic(case):
+def test_mbar_matches_pymbar_and_analytic(case, solver_path):
+    """Both paths agree with pymbar to 1e-8 (value and relative error)."""
     res = mbar(case["u_kn"], case["n_k"])
+    _check_against_pymbar_and_truth(
+        res, case["ref"].f_k, case["ref_df"]["dDelta_f"][0], case["f"], atol=1e-8, rtol=1e-8
+    )
     _check_against_pymbar_and_truth(res, case["ref"].f_k, case["ref_df"]["dDelta_f"][0], case["f"])
     # Full covariance: the K x K uncertainty matrix of all differences.
     _, dd = res.free_energy_differences()
@@ -74,8 +85,9 @@ def test_mbar_matches_pymbar_and_analytic(case):
     )
 
 
-def test_mbar_two_phase_solver_matches():
+def test_mbar_two_phase_solver_matches(monkeypatch):
     """Force the subsample + preconditioned phase (used for large N) on the K = 50 data."""
+    monkeypatch.setattr(_mbar, "_NUMPY_MAX_ELEMENTS", 0)
     case = reference(50)
     res = mbar(case["u_kn"], case["n_k"], n_subsample=8)
     _check_against_pymbar_and_truth(res, case["ref"].f_k, case["ref_df"]["dDelta_f"][0], case["f"])
@@ -113,7 +125,7 @@ def test_perturbed_free_energies_of_unsampled_states(case):
     assert abs(float(delta[0, 1]) - exact) < 4 * float(ddelta[0, 1])
 
 
-def test_zero_sample_states_match_pymbar():
+def test_zero_sample_states_match_pymbar(solver_path):
     u_kn, n_k, f_exact, _ = harmonic_oscillators(
         [0, 1, 2, 3, 4], [1, 2, 4, 8, 16], [300, 0, 400, 0, 300], seed=7
     )
@@ -167,8 +179,97 @@ def test_bad_input_is_refused(mutate, match):
         mbar(u_bad, n_bad)
 
 
-def test_non_overlapping_states_are_refused():
+def test_non_overlapping_states_are_refused(solver_path):
     # Two pairs of states 60 length units apart: no sample has weight in both groups.
     u_kn, n_k, _, _ = harmonic_oscillators([0, 0.5, 60, 60.5], [1, 1, 1, 1], [20] * 4, seed=3)
     with pytest.raises(ValueError, match="do not overlap"):
         mbar(u_kn, n_k)
+
+
+@pytest.mark.parametrize("c", [35.0, 100.0, 1000.0])
+def test_large_free_energy_difference_with_perfect_overlap(c, solver_path):
+    """Identical samples, u_1 = u_0 + c: Delta f = c exactly and the overlap is perfect
+    (states c kT apart used to be refused as non-overlapping from c ~ 35)."""
+    u0 = 0.5 * np.random.default_rng(11).standard_normal(400) ** 2
+    res = mbar(np.stack([u0, u0 + c]), [200, 200])
+    assert abs(float(res.f_k[1]) - c) <= 1e-12 * c
+    assert float(res.df_k[1]) < 1e-6
+    np.testing.assert_allclose(float(res.overlap), 1.0, atol=1e-12)
+
+
+def test_large_free_energy_offsets_match_pymbar(solver_path):
+    """Oscillators whose states carry offsets of 0, 300, 600, 1000 kT (f shifts by them)."""
+    u_kn, n_k, f_exact, _ = harmonic_oscillators([0, 0.5, 1, 1.5], [1, 2, 3, 4], [100] * 4, seed=4)
+    offsets = np.array([0.0, 300.0, 600.0, 1000.0])
+    ref = pymbar.MBAR(u_kn, n_k)
+    ref_ddf = ref.compute_free_energy_differences()["dDelta_f"][0]
+    res = mbar(u_kn + offsets[:, None], n_k)
+    _check_against_pymbar_and_truth(
+        res, ref.f_k + offsets, ref_ddf, f_exact + offsets, atol=1e-8, rtol=1e-8
+    )
+
+
+def test_float32_with_large_reduced_potentials(solver_path):
+    """float32 u_kn near 1e4: identical samples 1 kT apart give Delta f = 1 to float32
+    round-off, and oscillators give the float64 answer on the same (float32) data to
+    float32 accuracy (tolerance 100 eps32 ~ 1e-5 on f ~ 1)."""
+    eps32 = float(np.finfo(np.float32).eps)
+    u0 = (1e4 + 0.5 * np.random.default_rng(12).standard_normal(400) ** 2).astype(np.float32)
+    res = mbar(np.stack([u0, u0 + np.float32(1.0)]), [200, 200])
+    assert res.f_k.dtype == np.float32
+    assert abs(float(res.f_k[1]) - 1.0) <= 8 * eps32
+    u_kn, n_k, _, _ = harmonic_oscillators([0, 1], [1, 2], [2000, 2000], seed=13)
+    u32 = (u_kn + np.array([[1e4], [1e4 + 1.0]])).astype(np.float32)
+    r32 = mbar(u32, n_k)
+    r64 = mbar(u32.astype(np.float64), n_k)
+    assert r32.f_k.dtype == np.float32
+    assert abs(float(r32.f_k[1]) - float(r64.f_k[1])) <= 100 * eps32
+    np.testing.assert_allclose(float(r32.df_k[1]), float(r64.df_k[1]), rtol=1e-3)
+
+
+def test_jax_path_compiles_once_per_sample_bucket(monkeypatch):
+    """A new sample count inside a shape bucket compiles nothing (K fixed, N varies)."""
+    import jax
+
+    monkeypatch.setattr(_mbar, "_NUMPY_MAX_ELEMENTS", 0)
+    compiles = []
+
+    def listener(event, duration, **kwargs):
+        if event == "/jax/core/compile/backend_compile_duration":
+            compiles.append(duration)
+
+    sizes = [(40, 40, 40, 40, 40), (42, 42, 42, 42, 42), (46, 46, 46, 46, 46)]
+    assert len({_mbar._bucket(sum(n)) for n in sizes}) == 1
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        counts = []
+        for n_k in sizes:
+            u_kn, _, f_exact, _ = harmonic_oscillators(
+                [0, 1, 2, 3, 4], [1, 2, 4, 8, 16], n_k, seed=sum(n_k)
+            )
+            res = mbar(u_kn, n_k)
+            counts.append(len(compiles))
+            assert np.all(np.abs(np.asarray(res.f_k) - f_exact)[1:] < 4 * np.asarray(res.df_k)[1:])
+    finally:
+        jax._src.monitoring.unregister_event_duration_listener(listener)
+    assert counts[0] > 0  # the first call in the bucket compiles the solver ...
+    assert counts[1] == counts[0] and counts[2] == counts[0]  # ... the next ones nothing
+
+
+def test_numpy_path_compiles_nothing(monkeypatch):
+    import jax
+
+    monkeypatch.setattr(_mbar, "_NUMPY_MAX_ELEMENTS", 10**18)
+    compiles = []
+
+    def listener(event, duration, **kwargs):
+        if event == "/jax/core/compile/backend_compile_duration":
+            compiles.append(duration)
+
+    u_kn, n_k, _, _ = harmonic_oscillators([0, 1, 2], [1, 2, 4], [37, 41, 43], seed=14)
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        mbar(u_kn, n_k)
+    finally:
+        jax._src.monitoring.unregister_event_duration_listener(listener)
+    assert compiles == []

@@ -10,7 +10,13 @@ whose stationarity condition is the self-consistent MBAR equation (their eq. 11)
 
 .. math:: f_i = -\log \sum_n \frac{e^{-u_{in}}}{\sum_k N_k e^{f_k - u_{kn}}} .
 
-**Solver.** The objective is written in a *preconditioned linear space*: at a reference
+**Solvers.** Small problems (``K N <= _NUMPY_MAX_ELEMENTS``) are solved in NumPy/SciPy
+in log space (:func:`_np_solve`: every term a shifted log-sum-exp, so any ``f`` is in
+range; Newton steps with the exact Hessian and an Armijo test, and the self-consistent
+update, eq. 11, whenever Newton's full step fails: a majorise-minimise step that never
+increases :math:`F` and moves a state 1000 kT away in one step). Nothing is compiled.
+
+Large problems use a jitted JAX solver in a *preconditioned linear space*: at a reference
 point :math:`f^0` we form once (one pass of exponentials over ``u_kn``) the normalised
 weight matrix :math:`Q_{kn} = e^{f^0_k - u_{kn}} / \sum_l N_l e^{f^0_l - u_{ln}}`. For
 :math:`f = f^0 + x`, with :math:`d = e^{x}`,
@@ -21,15 +27,17 @@ weight matrix :math:`Q_{kn} = e^{f^0_k - u_{kn}} / \sum_l N_l e^{f^0_l - u_{ln}}
 
 so the objective and gradient cost two matrix-vector products and no exponentials, and
 the Hessian :math:`H = \mathrm{diag}(N \circ \sum_n W_{n\cdot}) - N W^\top W N` is a
-:math:`K\times K` Gram matrix of the single ``(K, N)`` array ``Q``. Newton steps with a
-backtracking (Armijo) line search minimise :math:`F`; while :math:`x` stays inside a
-trust region (:data:`_TRUST_KT`) every term stays in float range, and the solver
-re-preconditions when it leaves it. Large problems are solved in two phases: exact
-Newton on a stratified subsample (every state keeps up to ``n_subsample`` samples,
-reweighted by :math:`N_k / N_k^{\mathrm{sub}}`), then Newton iterations on the full
-data with that subsample Hessian as a fixed preconditioner, and one final exact Newton
-step whose Gram matrix :math:`W^\top W` is reused for the covariance. Only one
-``(K, N)`` array (``Q``) is materialised besides the input.
+:math:`K\times K` Gram matrix of the single ``(K, N)`` array ``Q``. First the log-space
+solver above runs on a stratified subsample (every state keeps up to ``n_subsample``
+samples, reweighted by :math:`N_k / N_k^{\mathrm{sub}}`), from any start; then damped
+Newton iterations on the full data use that subsample Hessian as a fixed preconditioner,
+and one final exact Newton step's Gram matrix :math:`W^\top W` is reused for the
+covariance. While :math:`x` stays inside a trust region (:data:`_TRUST_KT`) every term
+stays in float range; leaving it only means re-preconditioning at the new point, never a
+verdict on overlap, which comes from the overlap matrix at the solution alone. N is
+padded to a shape bucket (:func:`_bucket`; padded samples have weight 0), so a new
+sample count compiles nothing inside its bucket. Only one ``(K, N)`` array (``Q``) is
+materialised on the device besides a padded host copy of the input.
 
 **Uncertainty.** The asymptotic covariance of :math:`\log c_k = -f_k` follows Shirts &
 Chodera 2008, App. D (eqs. D4-D5), computed from the eigendecomposition of
@@ -46,6 +54,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.linalg
+import scipy.special
 from jax import lax
 from jax.scipy.special import logsumexp
 from jaxtyping import Array, Float
@@ -70,6 +80,23 @@ _PINV_RCOND = 1e-10
 #: states with neighbour overlap ``o`` has a gap of order ``o / K^2`` (>> 1e-10 for any
 #: usable K), while states with no shared sample have a gap at round-off level.
 _MIN_OVERLAP_GAP = 1e-10
+#: Largest ``K * N`` solved by the NumPy/SciPy path (no compilation); larger problems
+#: go to the jitted JAX path. The crossover is measured by
+#: ``experiments/benchmarks/bench_mbar_sweep.py``.
+_NUMPY_MAX_ELEMENTS = 4_000_000
+#: Largest ``K * N`` for which the NumPy path runs BLAS on one thread (see
+#: :func:`_mbar_numpy`).
+_SINGLE_THREAD_MAX_ELEMENTS = 1_000_000
+#: Smallest padded sample count of the JAX path (see :func:`_bucket`).
+_BUCKET_MIN = 256
+#: Relative-gradient target of the float64 log-space solver (``|dF/df_k| / N_k``; the
+#: round-off floor of a sum of N terms is ~``1e-16 sqrt(N)``).
+_GTOL_F64 = 1e-12
+#: Largest relative gradient accepted as converged in float64 (lower precisions:
+#: ``1000 eps``, see :func:`_tolerances`).
+_GTOL_ACCEPT = 1e-6
+#: Re-preconditionings allowed (each moves ``f`` by about ``_TRUST_KT``).
+_MAX_REPRECONDITION = 1000
 
 
 # ----------------------------------------------------------------------------------
@@ -77,33 +104,51 @@ _MIN_OVERLAP_GAP = 1e-10
 # ----------------------------------------------------------------------------------
 
 
-def _precondition(u_kn, f0, n_k, own, unsampled, use_max):
+def _precondition(u_kn, f0, n_k, own, valid, unsampled, use_max):
     """Weight matrix at the reference point ``f0``.
 
-    Returns ``Q`` (K, N) with ``Q_kn = exp(f0_k - u_kn - m_n)``, the per-sample shift ``m``
-    (N,), ``s0 = N_k @ Q`` and ``f0`` with the unsampled states (static indices
-    ``unsampled``) set self-consistently (MBAR eq. 11) so that their rows stay O(1).
+    Returns ``Q`` (K, N) with ``Q_kn = exp(f0_k - u_kn - m_n)``, ``f0`` with the unsampled
+    states (static indices ``unsampled``) set self-consistently (MBAR eq. 11) so that
+    their rows stay O(1), the per-sample shift ``m`` (N,) and whether ``s0 = N_k @ Q`` is
+    finite and positive everywhere.
     Everything downstream depends on ``Q_kn / s_n`` only, so the per-sample shift is free:
     ``m_n`` is the sample's own state's term (``own[n]``, one gather instead of a
-    reduction over states), or the max over sampled states when ``use_max`` (the caller
-    falls back to it if the cheap shift overflowed).
+    reduction over states), and the exponent is formed as differences
+    ``(u_own,n - u_kn) + (f0_k - f0_own)``, so that a large common offset of a column
+    (``u ~ 1e4`` in float32) cancels exactly before anything is rounded. With
+    ``use_max`` the shift is the max over sampled states (the fallback if the cheap shift
+    overflowed). Columns with ``valid = False`` are padding (shape buckets): ``Q = 1``
+    there and every sum over samples gives them weight 0.
     """
     sampled = n_k > 0
     f_masked = jnp.where(sampled, f0, -jnp.inf)
+    cols = jnp.arange(u_kn.shape[1])
+    u_own = u_kn[own, cols]
     if use_max:
-        m = jnp.max(f_masked[:, None] - u_kn, axis=0)
+        z = f_masked[:, None] - u_kn
+        m = jnp.max(z, axis=0)
+        z = z - m[None, :]
     else:
-        m = f0[own] - u_kn[own, jnp.arange(u_kn.shape[1])]
-    if unsampled:
-        u_unsampled = u_kn[jnp.asarray(unsampled)]
-    q = jnp.exp(f_masked[:, None] - u_kn - m[None, :])
+        m = f0[own] - u_own
+        z = (u_own[None, :] - u_kn) + (f_masked[:, None] - f0[own][None, :])
+    z = jnp.where(valid[None, :], z, 0.0)
+    m = jnp.where(valid, m, 0.0)
+    q = jnp.exp(z)
     s0 = n_k @ q
     if unsampled:
+        uns = jnp.asarray(unsampled)
+        u_unsampled = u_kn[uns]
         log_s0 = m + jnp.log(s0)
-        f_self = -logsumexp(-u_unsampled - log_s0[None, :], axis=1)
-        f0 = f0.at[jnp.asarray(unsampled)].set(f_self)
-        q = q.at[jnp.asarray(unsampled)].set(jnp.exp(f_self[:, None] - u_unsampled - m[None, :]))
-    return q, f0, m, s0
+        f_self = -logsumexp(
+            jnp.where(valid[None, :], -u_unsampled - log_s0[None, :], -jnp.inf), axis=1
+        )
+        f0 = f0.at[uns].set(f_self)
+        if use_max:
+            z_u = (f_self[:, None] - u_unsampled) - m[None, :]
+        else:
+            z_u = (u_own[None, :] - u_unsampled) + (f_self[:, None] - f0[own][None, :])
+        q = q.at[uns].set(jnp.exp(jnp.where(valid[None, :], z_u, 0.0)))
+    return q, f0, m, jnp.all(jnp.isfinite(s0) & (s0 > 0))
 
 
 def _gram(q, col_scale):
@@ -243,16 +288,16 @@ def _newton_loop(q, n_k, omega, x0, pre_chol, pre_h, pre_ok, ref, tol, *, exact,
 
 
 @functools.partial(jax.jit, static_argnames=("polish",))
-def _finish(q, n_k, x, ref, *, polish):
+def _finish(q, n_k, omega, x, ref, *, polish):
     """Normalise unsampled states, form ``W^T W`` at ``x``, take one exact Newton step
     with it (``polish``), and return the covariance and overlap spectrum."""
     sampled = n_k > 0
     s = (n_k * jnp.exp(x)) @ q
-    r = q @ (1.0 / s)
+    r = q @ (omega / s)
     # Unsampled states: d_k = 1 / r_k makes their weight columns normalised (eq. 11).
     x = jnp.where(sampled, x, -jnp.log(r))
     d = jnp.exp(x)
-    g_qq = _gram(q, 1.0 / s**2)
+    g_qq = _gram(q, omega / s**2)
     wtw = d[:, None] * g_qq * d[None, :]
     grad = n_k * (d * r - 1.0)
     if polish:
@@ -261,7 +306,7 @@ def _finish(q, n_k, x, ref, *, polish):
         delta = -_newton_direction(h_reg, chol, ok, grad)
         x = x + jnp.where(sampled, delta - delta[ref], 0.0)
         s = (n_k * jnp.exp(x)) @ q
-        r = q @ (1.0 / s)
+        r = q @ (omega / s)
         x = jnp.where(sampled, x, -jnp.log(r))
         grad = n_k * (jnp.exp(x) * r - 1.0)
     return x, s, grad, wtw, _theta_svd_ew(wtw, n_k), _overlap_eigenvalues(wtw, n_k)
@@ -286,15 +331,166 @@ def _overlap_eigenvalues(wtw, n_k):
 
 _factor_jit = jax.jit(_factor)
 _precondition_jit = jax.jit(_precondition, static_argnames=("unsampled", "use_max"))
+_theta_svd_ew_jit = jax.jit(_theta_svd_ew)
 _precondition_donate = jax.jit(
     _precondition, static_argnames=("unsampled", "use_max"), donate_argnums=0
 )
+
+
+def _np_error_of_differences(cov):
+    d = np.diag(cov)
+    return np.sqrt(np.maximum(d[:, None] + d[None, :] - 2.0 * cov, 0.0))
 
 
 def _error_of_differences(cov):
     d = jnp.diag(cov)
     var = d[:, None] + d[None, :] - 2.0 * cov
     return jnp.sqrt(jnp.maximum(var, 0.0))
+
+
+# ----------------------------------------------------------------------------------
+# NumPy/SciPy path (nothing to compile): the same objective, gradient and Hessian in
+# log space. Used whole for small problems and for the subsample phase of large ones.
+# ----------------------------------------------------------------------------------
+
+
+def _np_objective(u_s, f_s, log_n_s, n_s, omega):
+    """``(F, e, den, log_den)`` with ``e_kn = exp(a_kn - max_k a_kn)``,
+    ``a_kn = log N_k + f_k - u_kn`` (every column holds a 1: no overflow at any ``f``)."""
+    a = (f_s + log_n_s)[:, None] - u_s
+    mx = a.max(axis=0)
+    a -= mx[None, :]
+    e = np.exp(a, out=a)
+    den = e.sum(axis=0)
+    log_den = mx + np.log(den)
+    return float(omega @ log_den - n_s @ f_s), e, den, log_den
+
+
+def _np_self_consistent(u_s, log_den, omega):
+    """The self-consistent update (Shirts & Chodera eq. 11) in log space:
+    ``f_k = -log sum_n omega_n e^{-u_kn} / den_n``."""
+    f = -scipy.special.logsumexp(-u_s - log_den[None, :], b=omega[None, :], axis=1)
+    return f - f[0]
+
+
+def _np_solve(u_kn, n_k, omega, f_init, *, gtol, max_iterations):
+    r"""Minimise the (sample-weighted) MBAR objective over the sampled states, in float64.
+
+    ``F(f) = sum_n omega_n log sum_k N_k e^{f_k - u_kn} - sum_k N_k f_k`` (``omega = 1``
+    for the plain objective; ``N_k / N_k^sub`` on a stratified subsample, summing to N).
+    Every term is a shifted log-sum-exp, so any ``f`` is in range. An iteration takes the
+    Newton step (exact Hessian, Shirts & Chodera 2008 eq. C9) when its full step passes
+    an Armijo test; otherwise the better of the backtracked Newton step and the
+    self-consistent step (eq. 11), a majorise-minimise step that never increases ``F`` and
+    moves every state at once however far it is (a 1000 kT difference from ``f = 0`` is
+    one such step). So the iteration descends from any start; no step is refused.
+
+    Returns ``(f_s, log_den, p, n_iter, gnorm)`` over the sampled states, with
+    ``p_kn = N_k W_kn`` (columns sum to one) and ``gnorm = max_k |dF/df_k| / N_k``.
+    """
+    sampled = np.flatnonzero(n_k > 0)
+    u_s = np.asarray(u_kn[sampled], dtype=np.float64)
+    n_s = n_k[sampled].astype(np.float64)
+    log_n_s = np.log(n_s)
+    f = np.asarray(f_init, np.float64)[sampled].copy()
+    f -= f[0]
+    obj, e, den, log_den = _np_objective(u_s, f, log_n_s, n_s, omega)
+    eps = np.finfo(np.float64).eps
+    n_iter = 0
+    while n_iter < max_iterations and len(n_s) > 1:
+        p = e / den[None, :]
+        pw = p * omega[None, :]
+        occ = pw.sum(axis=1)  # N_k sum_n omega_n W_kn
+        g = occ - n_s
+        if float(np.max(np.abs(g) / n_s)) < gtol:
+            break
+        n_iter += 1
+        h = np.diag(occ) - pw @ p.T
+        try:
+            c = scipy.linalg.cho_factor(h[1:, 1:], lower=True, check_finite=False)
+            d = -scipy.linalg.cho_solve(c, g[1:], check_finite=False)
+            ok = bool(np.all(np.isfinite(d)))
+        except np.linalg.LinAlgError:
+            ok = False
+        if not ok:  # singular in some direction (e.g. a state with underflowed weights)
+            lam, vec = np.linalg.eigh(h[1:, 1:])
+            keep = lam > np.max(np.abs(lam)) * 1e3 * eps
+            d = -(vec[:, keep] @ ((vec[:, keep].T @ g[1:]) / lam[keep]))
+        delta = np.concatenate([[0.0], d])
+        slope = float(g @ delta)
+        slack = 64 * eps * (float(omega @ np.abs(log_den)) + float(n_s @ np.abs(f)) + 1.0)
+        best = None
+        if slope < 0:
+            trial = _np_objective(u_s, f + delta, log_n_s, n_s, omega)
+            if trial[0] <= obj + 1e-4 * slope + slack:
+                best = (f + delta, *trial)
+        if best is None:
+            f_sc = _np_self_consistent(u_s, log_den, omega)
+            sc = _np_objective(u_s, f_sc, log_n_s, n_s, omega)
+            if sc[0] <= obj + slack:
+                best = (f_sc, *sc)
+            t, t_min = 0.5, (1.0 / 16 if best is not None else 1e-10)
+            while slope < 0 and t >= t_min:
+                trial = _np_objective(u_s, f + t * delta, log_n_s, n_s, omega)
+                if trial[0] <= obj + 1e-4 * t * slope + slack:
+                    if best is None or trial[0] < best[1]:
+                        best = (f + t * delta, *trial)
+                    break
+                t *= 0.5
+        if best is None:  # no decrease at all: F is flat to round-off here
+            break
+        step = float(np.max(np.abs(best[0] - f)))
+        f, obj, e, den, log_den = best
+        if step <= 4 * eps * max(1.0, float(np.max(np.abs(f)))):
+            break
+    p = e / den[None, :]
+    gnorm = float(np.max(np.abs((p * omega[None, :]).sum(axis=1) - n_s) / n_s))
+    return f, log_den, p, n_iter, gnorm
+
+
+def _np_theta_svd_ew(wtw, n_k):
+    """NumPy twin of :func:`_theta_svd_ew` (pymbar ``svd-ew``, Shirts & Chodera eqs. D4-D5)."""
+    s2, v = np.linalg.eigh(wtw)
+    vs = v * np.sqrt(np.maximum(s2, 0.0))[None, :]
+    m = np.eye(wtw.shape[0]) - vs.T @ (n_k[:, None] * vs)
+    return vs @ np.linalg.pinv(m, rcond=_PINV_RCOND) @ vs.T
+
+
+def _np_overlap_eigenvalues(wtw, n_k):
+    """NumPy twin of :func:`_overlap_eigenvalues`."""
+    sq = np.sqrt(n_k)
+    return np.linalg.eigvalsh(sq[:, None] * wtw * sq[None, :])[::-1]
+
+
+def _np_mbar(u_kn, n_k_np, f_init, max_iterations):
+    """The whole solve and covariance in NumPy (float64).
+
+    Returns ``(f, theta, wtw, eig, log_den, n_iter, gnorm)``."""
+    omega = np.ones(u_kn.shape[1])
+    f_s, log_den, _, n_iter, gnorm = _np_solve(
+        u_kn, n_k_np, omega, f_init, gtol=_GTOL_F64, max_iterations=max_iterations
+    )
+    # W_kn = exp(f_k - u_kn - log_den_n) for every state; the unsampled states' f_k
+    # normalise their own row (eq. 14).
+    log_w = -np.asarray(u_kn, np.float64) - log_den[None, :]
+    sampled = n_k_np > 0
+    f = np.empty(n_k_np.shape[0])
+    f[sampled] = f_s
+    if not sampled.all():
+        f[~sampled] = -scipy.special.logsumexp(log_w[~sampled], axis=1)
+    log_w += f[:, None]
+    w = np.exp(log_w, out=log_w)
+    wtw = w @ w.T
+    n_f = n_k_np.astype(np.float64)
+    return (
+        f,
+        _np_theta_svd_ew(wtw, n_f),
+        wtw,
+        _np_overlap_eigenvalues(wtw, n_f),
+        log_den,
+        n_iter,
+        gnorm,
+    )
 
 
 # ----------------------------------------------------------------------------------
@@ -320,17 +516,27 @@ class MBAR:
     def __init__(
         self, u_kn, n_k, f_k, theta, wtw, overlap_eigenvalues, log_denominator_n, n_iterations
     ):
+        # Built from host (NumPy) results: no eager JAX operation here, so constructing
+        # the result compiles nothing whatever the shapes.
+        dtype = jax.dtypes.canonicalize_dtype(np.asarray(f_k).dtype)
+        n = np.asarray(n_k, np.float64)
+        theta = np.asarray(theta, np.float64)
+        wtw = np.asarray(wtw, np.float64)
+        eig = np.asarray(overlap_eigenvalues, np.float64)
+
+        def dev(a):
+            return jax.device_put(np.asarray(a).astype(dtype, copy=False))
+
         self._u_kn = u_kn
-        self.n_k = jnp.asarray(n_k, dtype=f_k.dtype)
-        self.f_k = f_k
-        self.theta = theta
-        self.df_k = _error_of_differences(theta)[0]
-        self._wtw = wtw
-        self.overlap_matrix = wtw * self.n_k[None, :]
-        eig = overlap_eigenvalues
-        self.overlap_eigenvalues = eig
-        self.overlap = 1.0 - eig[1] if eig.shape[0] > 1 else jnp.asarray(1.0, f_k.dtype)
-        self.log_denominator_n = log_denominator_n
+        self.n_k = dev(n)
+        self.f_k = dev(f_k)
+        self.theta = dev(theta)
+        self.df_k = dev(_np_error_of_differences(theta)[0])
+        self._wtw = dev(wtw)
+        self.overlap_matrix = dev(wtw * n[None, :])
+        self.overlap_eigenvalues = dev(eig)
+        self.overlap = dev(1.0 - eig[1] if eig.shape[0] > 1 else 1.0)
+        self.log_denominator_n = dev(log_denominator_n)
         self.n_iterations = n_iterations
 
     # -- free energies -------------------------------------------------------------
@@ -350,7 +556,7 @@ class MBAR:
         bottom = jnp.concatenate([cross, g_ee], axis=1)
         gram = jnp.concatenate([top, bottom], axis=0)
         n_aug = jnp.concatenate([self.n_k, jnp.zeros(w_extra.shape[0], self.n_k.dtype)])
-        return jax.jit(_theta_svd_ew)(gram, n_aug)
+        return _theta_svd_ew_jit(gram, n_aug)
 
     def _u_kn_device(self):
         return jnp.asarray(self._u_kn, dtype=self.f_k.dtype)
@@ -510,6 +716,25 @@ def _subsample_indices(n_k: np.ndarray, n_per_state: int):
     return np.concatenate(idx), np.concatenate(omega)
 
 
+def _bucket(n_samples: int) -> int:
+    """Padded sample count of the JAX path: ``_BUCKET_MIN`` or more, then 8 buckets per
+    octave (padding below 12.5 %), so that a new N recompiles only when it leaves its
+    bucket."""
+    if n_samples <= _BUCKET_MIN:
+        return _BUCKET_MIN
+    step = (1 << (n_samples.bit_length() - 1)) // 8
+    return -(-n_samples // step) * step
+
+
+def _tolerances(dtype):
+    """``(newton_step_tol_exact, newton_step_tol_preconditioned, gradient_tol)`` for
+    ``dtype``: float64 keeps the fixed values; lower precisions scale with ``eps``
+    (the step can be resolved to ~``eps * max|f|`` and the relative gradient to
+    ~``eps * log N``, so 30 eps and 1000 eps leave headroom)."""
+    eps = float(np.finfo(dtype).eps)
+    return max(1e-10, 30 * eps), max(1e-8, 30 * eps), max(_GTOL_ACCEPT, 1e3 * eps)
+
+
 def mbar(
     u_kn: Float[Array, "K N"],
     N_k,  # noqa: N803  (pymbar's name, part of the contract)
@@ -523,27 +748,36 @@ def mbar(
 
     .. math:: f_i = -\log \sum_{n=1}^{N} \frac{e^{-u_i(x_n)}}{\sum_k N_k e^{f_k - u_k(x_n)}}
 
-    solved as the minimiser of the convex MBAR objective by damped Newton iterations in a
-    preconditioned linear space (see the module docstring), with the asymptotic
-    covariance of App. D (pymbar's ``svd-ew``). States with ``N_k = 0`` are allowed (their
-    free energies are perturbed estimates, eq. 14); states with no overlap are refused.
+    solved as the minimiser of the convex MBAR objective (see the module docstring), with
+    the asymptotic covariance of App. D (pymbar's ``svd-ew``). Small problems
+    (``K * N <= _NUMPY_MAX_ELEMENTS``) are solved in NumPy/SciPy (log space, nothing to
+    compile); larger ones by the jitted JAX solver, with N padded to a shape bucket so
+    that a new sample count recompiles nothing inside its bucket. Both start from a
+    log-space solve that descends from any ``f`` (Newton with a self-consistent fallback),
+    so a large free-energy difference is never mistaken for missing overlap. States
+    with ``N_k = 0`` are allowed (their free energies are perturbed estimates, eq. 14);
+    states with no overlap (the overlap matrix at the solution has a second eigenvalue
+    of 1) are refused.
 
     Args:
         u_kn: ``(K, N)`` reduced potentials ``u_k(x_n)`` of all samples in all states,
-            samples ordered by the state they were drawn from (as in pymbar). A NumPy
-            array is copied to the device once and that copy is overwritten in place by the
-            weight matrix (peak memory: the input plus one ``(K, N)`` array).
+            samples ordered by the state they were drawn from (as in pymbar). float64 or
+            float32 (the JAX path then computes in float32: the exponents are formed as
+            differences within each sample's column, so a large common offset costs no
+            precision, and the tolerances scale with the precision).
             An ``np.memmap``, a ``.npy`` path or a callable yielding ``(K, B)`` column
             blocks is solved out of core by :func:`mbar_out_of_core` instead (only
             ``f_k_init`` is passed on; call it directly for its options).
         N_k: ``(K,)`` samples drawn from each state (non-negative, summing to N).
         f_k_init: optional initial guess ``(K,)``.
-        tol: convergence tolerance on the largest Newton step (kT, relative to ``max|f|``
-            when that exceeds 1).
+        tol: convergence tolerance on the largest Newton step of the JAX path (kT,
+            relative to ``max|f|`` when that exceeds 1); raised to ``30 eps`` of the
+            dtype.
         max_iterations: Newton iterations per phase.
-        n_subsample: largest number of samples per state in the first (subsample) phase,
-            which uses ``m = min(n_subsample, max(8, N / (8 K)))`` per state and runs when
-            the data hold more than ``4 m`` per state.
+        n_subsample: largest number of samples per state in the first (subsample) phase
+            of the JAX path, which uses ``m = min(n_subsample, max(8, N / (8 K)))`` per
+            state; the full-data phase then uses its Hessian as a preconditioner when the
+            data hold more than ``4 m`` per state.
 
     Returns:
         An :class:`MBAR` with ``f_k``, ``df_k``, ``theta``, overlap diagnostics and methods
@@ -562,127 +796,158 @@ def mbar(
     u_kn = check_u_kn(u_kn)
     n_states, n_samples = u_kn.shape
     n_k_np = check_n_k(N_k, n_states, n_samples)
-    dtype = jnp.asarray(u_kn[:1, :1]).dtype
-    if not jnp.issubdtype(dtype, jnp.floating):
-        dtype = jnp.result_type(float)
-    n_k = jnp.asarray(n_k_np, dtype=dtype)
-    ref = int(np.flatnonzero(n_k_np > 0)[0])
-    f = jnp.zeros(n_states, dtype) if f_k_init is None else jnp.asarray(f_k_init, dtype)
-    if f.shape != (n_states,):
-        raise ValueError(f"f_k_init must have shape ({n_states},), got {f.shape}")
-    n_iter = 0
-    dummy = jnp.zeros((n_states, n_states), dtype)
-    k_sampled = int(np.sum(n_k_np > 0))
-    unsampled = tuple(int(k) for k in np.flatnonzero(n_k_np == 0))
-    own = np.repeat(np.arange(n_states), n_k_np)
-    own_dev = jnp.asarray(own)
-
-    if k_sampled == 1:
-        # Nothing to solve: one sampled state; the rest are perturbations of it.
-        pre = None
-    elif n_samples > 4 * (m_sub := _subsample_size(n_samples, k_sampled, n_subsample)) * k_sampled:
-        idx, omega = _subsample_indices(n_k_np, m_sub)
-        u_sub = jnp.asarray(np.asarray(u_kn)[:, idx], dtype=dtype)
-        omega = jnp.asarray(omega, dtype)
-        f, h_sub, it = _solve_exact(u_sub, n_k, omega, own[idx], unsampled, f, ref, max_iterations)
-        n_iter += it
-        _raise_if_disconnected_hessian(h_sub, n_k_np)
-        pre = _factor_jit(h_sub, n_k)
+    in_dtype = np.dtype(u_kn.dtype)
+    if not np.issubdtype(in_dtype, np.floating):
+        in_dtype = np.dtype(jnp.result_type(float))
+    dtype = np.dtype(jax.dtypes.canonicalize_dtype(in_dtype))
+    if f_k_init is None:
+        f_init = np.zeros(n_states)
     else:
-        pre = "exact"
+        f_init = np.asarray(f_k_init, np.float64)
+        if f_init.shape != (n_states,):
+            raise ValueError(f"f_k_init must have shape ({n_states},), got {f_init.shape}")
+        if not np.all(np.isfinite(f_init)):
+            raise ValueError("f_k_init contains NaN or inf values")
+    if n_states * n_samples <= _NUMPY_MAX_ELEMENTS:
+        return _mbar_numpy(u_kn, n_k_np, f_init, dtype, max_iterations)
+    return _mbar_jax(u_kn, n_k_np, f_init, dtype, tol, max_iterations, n_subsample)
 
-    # Full data: precondition (the NumPy input's device copy is overwritten by Q).
-    for _ in range(20):
-        q, f0, m_shift = _device_precondition(u_kn, f, n_k, own_dev, unsampled, dtype)
-        ones = jnp.ones(n_samples, dtype)
+
+def _check_solution(eig, wtw, n_k_np, gnorm, gtol, n_iter):
+    """The overlap verdict (from the overlap matrix at the solution only), then the
+    convergence check."""
+    if np.sum(n_k_np > 0) > 1 and 1.0 - eig[1] < _MIN_OVERLAP_GAP:
+        sampled = np.flatnonzero(n_k_np > 0)
+        o = np.asarray(wtw) * n_k_np[None, :]
+        _raise_disconnected(o[np.ix_(sampled, sampled)], sampled)
+    if not gnorm < gtol:
+        raise RuntimeError(
+            f"MBAR did not converge: max relative gradient {gnorm:.3g} after {n_iter} iterations"
+        )
+
+
+def _mbar_numpy(u_kn, n_k_np, f_init, dtype, max_iterations):
+    u = np.asarray(u_kn)
+    if u.size <= _SINGLE_THREAD_MAX_ELEMENTS:
+        # Small BLAS/LAPACK calls (K x K eigh, thin Gram products) are faster on one
+        # thread: a second one only adds hand-off latency, which grows without bound on
+        # a loaded machine. The limit is scoped to this call and restored after it.
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=1, user_api="blas"):
+            out = _np_mbar(u, n_k_np, f_init, max_iterations)
+    else:
+        out = _np_mbar(u, n_k_np, f_init, max_iterations)
+    f, theta, wtw, eig, log_den, n_iter, gnorm = out
+    _check_solution(eig, wtw, n_k_np, gnorm, _GTOL_ACCEPT, n_iter)
+    f = (f - f[0]).astype(dtype)
+    return MBAR(u_kn, n_k_np, f, theta, wtw, eig, log_den, n_iter)
+
+
+def _mbar_jax(u_kn, n_k_np, f_init, dtype, tol, max_iterations, n_subsample):
+    n_states, n_samples = u_kn.shape
+    tol_exact, tol_pre, gtol = _tolerances(dtype)
+    tol_exact = max(min(tol_exact, math.sqrt(tol)), 30 * float(np.finfo(dtype).eps))
+    n_pad = _bucket(n_samples)
+    n_k = jax.device_put(n_k_np.astype(dtype))
+    sampled = n_k_np > 0
+    ref = int(np.flatnonzero(sampled)[0])
+    k_sampled = int(np.sum(sampled))
+    unsampled = tuple(int(k) for k in np.flatnonzero(~sampled))
+    own = np.full(n_pad, ref)
+    own[:n_samples] = np.repeat(np.arange(n_states), n_k_np)
+    own_dev = jax.device_put(own)
+    valid = np.zeros(n_pad, bool)
+    valid[:n_samples] = True
+    valid_dev = jax.device_put(valid)
+    omega_dev = jax.device_put(valid.astype(dtype))
+    dummy = jnp.zeros((n_states, n_states), dtype)
+    n_iter = 0
+
+    def padded():
+        """A fresh (K, n_pad) host copy of u_kn in ``dtype`` (zeros in the padding)."""
+        buf = np.zeros((n_states, n_pad), dtype)
+        buf[:, :n_samples] = np.asarray(u_kn)
+        return buf
+
+    f = f_init.copy()
+    pre = None
+    if k_sampled > 1:
+        # Phase 1 (NumPy, float64, log space): a stratified subsample, solved from any
+        # start; its f is the full solve's starting point and its Hessian the preconditioner.
+        m_sub = _subsample_size(n_samples, k_sampled, n_subsample)
+        idx, omega = _subsample_indices(n_k_np, m_sub)
+        u_sub = np.asarray(np.asarray(u_kn)[:, idx], np.float64)
+        f_s, _, p_sub, it, _ = _np_solve(
+            u_sub, n_k_np, omega, f, gtol=1e-8, max_iterations=max_iterations
+        )
+        n_iter += it
+        f[sampled] = f_s
+        if n_samples > 4 * m_sub * k_sampled:
+            h = np.zeros((n_states, n_states))
+            pw = p_sub * omega[None, :]
+            h[np.ix_(sampled, sampled)] = np.diag(pw.sum(axis=1)) - pw @ p_sub.T
+            pre = _factor_jit(jax.device_put(h.astype(dtype)), n_k)
+        else:
+            pre = "exact"
+
+    # Phase 2 (JAX, on the padded full data). Leaving the trust region only means
+    # re-preconditioning at the new point; each round moves f by ~_TRUST_KT and lowers F.
+    for _ in range(_MAX_REPRECONDITION):
+        q, f0, m_shift = _device_precondition(
+            padded(), jax.device_put(f.astype(dtype)), n_k, own_dev, valid_dev, unsampled
+        )
         if pre is None:
             x = jnp.zeros(n_states, dtype)
             break
         if isinstance(pre, str):
             st = _newton_loop(
-                q, n_k, ones, jnp.zeros(n_states, dtype), dummy, dummy, True, ref,
-                min(1e-10, math.sqrt(tol)), exact=True, max_iter=max_iterations,
+                q, n_k, omega_dev, jnp.zeros(n_states, dtype), dummy, dummy, True, ref,
+                tol_exact, exact=True, max_iter=max_iterations,
             )  # fmt: skip
         else:
             h_reg, chol, ok = pre
             st = _newton_loop(
-                q, n_k, ones, jnp.zeros(n_states, dtype), chol, h_reg, ok, ref,
-                1e-8, exact=False, max_iter=max_iterations,
+                q, n_k, omega_dev, jnp.zeros(n_states, dtype), chol, h_reg, ok, ref,
+                tol_pre, exact=False, max_iter=max_iterations,
             )  # fmt: skip
         n_iter += int(st.it)
         x = st.x
-        status = int(st.status)
-        if status == 2:
-            f = f0 + x
+        if int(st.status) == 2:
+            f = np.asarray(f0 + x, np.float64)
             del q
             continue
         break
     else:
-        raise RuntimeError("MBAR: re-preconditioning did not settle; the states may not overlap")
-
-    x, s, grad, wtw, theta, eig = _finish(q, n_k, x, ref, polish=pre is not None)
-    eig = np.asarray(eig)
-    if k_sampled > 1 and 1.0 - eig[1] < _MIN_OVERLAP_GAP:
-        sampled = np.flatnonzero(n_k_np > 0)
-        o = np.asarray(wtw) * n_k_np[None, :]
-        _raise_disconnected(o[np.ix_(sampled, sampled)], sampled)
-    gnorm = float(jnp.max(jnp.abs(grad) / jnp.maximum(n_k, 1.0)))
-    if pre is not None and not gnorm < 1e-6:
         raise RuntimeError(
-            f"MBAR did not converge: max relative gradient {gnorm:.3g} after {n_iter} iterations"
+            f"MBAR did not converge: still moving after {_MAX_REPRECONDITION} "
+            f"re-preconditionings of {_TRUST_KT:g} kT"
         )
-    f = f0 + x
-    log_denominator_n = m_shift + jnp.log(s)
+
+    x, s, grad, wtw, theta, eig = _finish(q, n_k, omega_dev, x, ref, polish=pre is not None)
     del q
-    f = f - f[0]
-    return MBAR(u_kn, n_k_np, f, theta, wtw, jnp.asarray(eig), log_denominator_n, n_iter)
+    eig = np.asarray(eig, np.float64)
+    if dtype != np.float64:  # the K x K covariance in float64 (it subtracts near-equal terms)
+        wtw64 = np.asarray(wtw, np.float64)
+        theta = _np_theta_svd_ew(wtw64, n_k_np.astype(np.float64))
+        eig = _np_overlap_eigenvalues(wtw64, n_k_np.astype(np.float64))
+    gnorm = float(np.max(np.abs(np.asarray(grad)) / np.maximum(n_k_np, 1)))
+    _check_solution(eig, wtw, n_k_np, gnorm if pre is not None else 0.0, gtol, n_iter)
+    f = np.asarray(f0) + np.asarray(x)
+    log_den = np.asarray(m_shift)[:n_samples] + np.log(np.asarray(s)[:n_samples])
+    f = (f - f[0]).astype(dtype)
+    return MBAR(u_kn, n_k_np, f, theta, wtw, eig, log_den, n_iter)
 
 
-def _device_precondition(u_kn, f, n_k, own, unsampled, dtype):
-    """``Q``, ``f0``, ``log s0`` on the device; a NumPy input's device copy is donated to Q."""
+def _device_precondition(u_host, f, n_k, own, valid, unsampled):
+    """``Q``, ``f0``, ``m`` on the device; the device copy of ``u_host`` is donated to Q."""
     for use_max in (False, True):
-        if isinstance(u_kn, np.ndarray):
-            u_dev = jnp.array(u_kn, dtype=dtype)  # our own copy: overwritten by Q
-            q, f0, m, s0 = _precondition_donate(u_dev, f, n_k, own, unsampled, use_max)
-        else:
-            q, f0, m, s0 = _precondition_jit(
-                jnp.asarray(u_kn, dtype=dtype), f, n_k, own, unsampled, use_max
-            )
-        if bool(jnp.all(jnp.isfinite(s0) & (s0 > 0))):
+        u_dev = jax.device_put(u_host)  # a fresh copy: overwritten by Q
+        q, f0, m, ok = _precondition_donate(u_dev, f, n_k, own, valid, unsampled, use_max)
+        if bool(ok):
             return q, f0, m
         del q
     raise ValueError("MBAR: reduced potentials out of floating-point range at the initial guess")
-
-
-def _solve_exact(u_sub, n_k, omega, own, unsampled, f, ref, max_iterations):
-    """Exact-Newton solve of the (weighted) subsample objective; returns f, Hessian, iters."""
-    dummy = jnp.zeros((n_k.shape[0], n_k.shape[0]), u_sub.dtype)
-    n_iter = 0
-    for _ in range(50):
-        q, f0, _ = _device_precondition(u_sub, f, n_k, own, unsampled, u_sub.dtype)
-        st = _newton_loop(
-            q, n_k, omega, jnp.zeros_like(f), dummy, dummy, True, ref,
-            1e-6, exact=True, max_iter=max_iterations,
-        )  # fmt: skip
-        n_iter += int(st.it)
-        f = f0 + st.x
-        if int(st.status) != 2:
-            break
-    r = q @ (omega / st.s)
-    h = _hessian(q, n_k, omega, st.x, st.s, r)
-    return f, h, n_iter
-
-
-def _raise_if_disconnected_hessian(h, n_k_np):
-    sampled = np.flatnonzero(n_k_np > 0)
-    hs = np.asarray(h)[np.ix_(sampled, sampled)]
-    n = n_k_np[sampled].astype(np.float64)
-    # H = diag(N c) - N W^T W N; at the (sub)solution c = 1, so N^{-1/2} H N^{-1/2} =
-    # I - N^{1/2} W^T W N^{1/2}, whose eigenvalues are 1 - (overlap eigenvalues).
-    m = hs / np.sqrt(n)[:, None] / np.sqrt(n)[None, :]
-    lam = np.sort(np.linalg.eigvalsh(m))
-    if lam.shape[0] > 1 and lam[1] < _MIN_OVERLAP_GAP:
-        _raise_disconnected(np.eye(hs.shape[0]) - m, sampled)
 
 
 def _raise_disconnected(o_sampled, state_ids):

@@ -167,23 +167,41 @@ def _bar_solve(w_f, w_r):
     return x
 
 
+#: Two-state overlap (``1 - lambda_2`` of the MBAR overlap matrix) below which BAR's
+#: standard error is reported as infinite: the same cutoff as MBAR's disconnected-states
+#: verdict (``thermo.estimators._mbar._MIN_OVERLAP_GAP``).
+_MIN_BAR_OVERLAP = 1e-10
+
+
 def _bar_variance(w_f, w_r, delta_f, method):
     """Asymptotic variance of BAR (Bennett 1976 eq. 10a as corrected in pymbar, or the
-    MBAR form, Shirts & Chodera 2008 eq. E9)."""
+    MBAR form, Shirts & Chodera 2008 eq. E9), in log space so that it never divides 0 by 0.
+
+    With ``x = w + log(n_f/n_r) - delta_f`` on forward and ``-w_r``-side terms on reverse
+    works, the Fisher information is ``I = sum_n F(x_n) F(-x_n)`` (``F`` the Fermi
+    function, over all samples) and the two-state MBAR overlap ``1 - lambda_2`` equals
+    ``I (1/n_f + 1/n_r)``. Below ``_MIN_BAR_OVERLAP`` the states share no sample and the
+    variance is infinite (Bennett's form would otherwise report a small, false one).
+    """
     t_f, t_r = w_f.shape[0], w_r.shape[0]
     c = jnp.log(t_f / t_r) - delta_f
     log_ff = -jax.nn.softplus(w_f + c)  # log Fermi(-x) on forward works
     log_fr = -jax.nn.softplus(w_r - c)
-    af = jnp.exp(logsumexp(log_ff)) / t_f
-    ar = jnp.exp(logsumexp(log_fr)) / t_r
-    af2 = jnp.exp(logsumexp(2 * log_ff)) / t_f
-    ar2 = jnp.exp(logsumexp(2 * log_fr)) / t_r
+    # log F(x) F(-x) = log_f + log(1 - F): the information terms, summed in log space.
+    log_info = logsumexp(
+        jnp.concatenate(
+            [log_ff - jax.nn.softplus(-(w_f + c)), log_fr - jax.nn.softplus(-(w_r - c))]
+        )
+    )
     nrat = (t_f + t_r) / (t_f * t_r)
     if method == "BAR":
-        var = (af2 / af**2) / t_f + (ar2 / ar**2) / t_r - nrat
+        l1f, l2f = logsumexp(log_ff), logsumexp(2 * log_ff)
+        l1r, l2r = logsumexp(log_fr), logsumexp(2 * log_fr)
+        var = jnp.exp(l2f - 2 * l1f) + jnp.exp(l2r - 2 * l1r) - nrat
     else:
-        var = 1.0 / ((af - af2) * t_f + (ar - ar2) * t_r) - nrat
-    return jnp.maximum(var, 0.0)
+        var = jnp.exp(-log_info) - nrat
+    overlap = jnp.exp(log_info) * nrat
+    return jnp.where(overlap < _MIN_BAR_OVERLAP, jnp.inf, jnp.maximum(var, 0.0))
 
 
 def bar(
@@ -203,7 +221,9 @@ def bar(
             = \log\sum_j \frac{1}{1+e^{-M + w^R_j + \Delta f}} .
 
     The standard error is the asymptotic one: ``"BAR"`` (Bennett's eq. 10a, pymbar's
-    default) or ``"MBAR"`` (Shirts & Chodera 2008, eq. E9; equals two-state MBAR).
+    default) or ``"MBAR"`` (Shirts & Chodera 2008, eq. E9; equals two-state MBAR). It is
+    ``inf`` when the two states do not overlap (the two-state MBAR overlap
+    ``1 - lambda_2`` is below ``1e-10``: no sample has weight in both states), never NaN.
 
     Args:
         w_f: ``(n_f,)`` forward reduced works (samples of state 0).
