@@ -826,6 +826,7 @@ class _OutOfCoreMBAR(MBAR):
     def __init__(self, source, n_k, f_k, theta, wtw, eig, n_iter, engine):
         self._log_d = None
         super().__init__(source, n_k, f_k, theta, wtw, eig, None, n_iter)
+        self._log_d = None  # the base class stored a placeholder for the None above
         self._engine = engine
         self.n_passes = engine.n_passes
         self.pass_seconds = list(engine.pass_seconds)
