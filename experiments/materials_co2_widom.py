@@ -31,11 +31,13 @@ import os
 import subprocess
 import sys
 import time
+from typing import Annotated
 
 import jax
 import jax.random as jr
 import numpy as np
 
+from experiments._config import Count, NonNegativeInt, Positive, Range, Seed
 from experiments._runner import uncached_stage
 from thermo.materials import (
     adsorption_force_field,
@@ -127,13 +129,13 @@ class Config:
         raspa_cycles: RASPA3 peer cycles (20 insertions each; 0 = no peer run).
     """
 
-    seed: int = 20261202
-    n_insertions: int = 655_360
-    n_blocks: int = 20
-    chunk_size: int = 256
-    temperature: float = 353.0
-    ewald_precision: float = 1e-6
-    raspa_cycles: int = 0
+    seed: Seed = 20261202
+    n_insertions: Count = 655_360
+    n_blocks: Count = 20
+    chunk_size: Count = 256
+    temperature: Positive = 353.0
+    ewald_precision: Annotated[float, Range(0.0, 1.0, low_open=True, high_open=True)] = 1e-6
+    raspa_cycles: NonNegativeInt = 0
 
     @classmethod
     def quick(cls) -> Config:
