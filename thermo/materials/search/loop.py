@@ -210,7 +210,8 @@ class _Evaluate:
 
 
 def _seed(key, cand: int, lvl: int, n_fid: int) -> int:
-    return int(np.asarray(jr.randint(jr.fold_in(key, 7 + cand * n_fid + lvl), (), 0, 2**31 - 1)))
+    base = [int(k) for k in np.asarray(jr.key_data(key)).ravel()]
+    return int(np.random.default_rng([*base, cand, lvl]).integers(2**31 - 1))
 
 
 def run_loop(
