@@ -103,7 +103,7 @@ def run(config: Config, ctx) -> dict:
         runs = [
             ctx.stage(
                 f"{strat}_{s}",
-                lambda s=s, strat=strat: _one(
+                lambda s=s, strat=strat, si=si: _one(
                     jr.fold_in(jr.fold_in(ctx.key, si), s), strat, data, config.n_init
                 ),
             )
@@ -124,10 +124,7 @@ def run(config: Config, ctx) -> dict:
         rows[strat] = row
         grid = np.geomspace(0.1, max(r["curve_cost"][-1] for r in runs), 200)
         reg = np.array(
-            [
-                np.interp(grid, r["curve_cost"], r["curve_regret"], left=np.nan)
-                for r in runs
-            ]
+            [np.interp(grid, r["curve_cost"], r["curve_regret"], left=np.nan) for r in runs]
         )
         ax.plot(grid, np.nanmean(reg, 0), label=strat)
     ax.set_xscale("log")

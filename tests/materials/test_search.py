@@ -47,14 +47,21 @@ def test_gp_posterior_matches_closed_form():
     # padding rows change nothing
     xp = jnp.concatenate([x, jnp.zeros((3, 1))])
     mean2, var2 = surrogate.posterior(
-        p, xp, jnp.zeros(5, int), jnp.concatenate([y, jnp.zeros(3)]),
-        jnp.array([1.0, 1, 0, 0, 0]), xs, jnp.zeros(1, int),
+        p,
+        xp,
+        jnp.zeros(5, int),
+        jnp.concatenate([y, jnp.zeros(3)]),
+        jnp.array([1.0, 1, 0, 0, 0]),
+        xs,
+        jnp.zeros(1, int),
     )
     np.testing.assert_allclose(mean2, mean, rtol=1e-10)
     np.testing.assert_allclose(var2, var, rtol=1e-10)
     lml = surrogate.log_marginal_likelihood(p, x, lvl, y, mask)
     sign, logdet = np.linalg.slogdet(k)
-    ref = -0.5 * np.asarray(y) @ np.linalg.solve(k, np.asarray(y)) - 0.5 * logdet - np.log(2 * np.pi)
+    ref = (
+        -0.5 * np.asarray(y) @ np.linalg.solve(k, np.asarray(y)) - 0.5 * logdet - np.log(2 * np.pi)
+    )
     np.testing.assert_allclose(lml, ref, rtol=1e-10)
 
 
@@ -65,7 +72,9 @@ def test_expected_improvement_picks_obvious_candidate():
     ei = search.expected_improvement([0.0, 0.0], [0.1, 1.0], best=1.0)
     assert int(np.argmax(ei)) == 1
     # closed form at z = 0: EI = sd * phi(0)
-    np.testing.assert_allclose(search.expected_improvement([1.0], [2.0], 1.0), 2 / np.sqrt(2 * np.pi))
+    np.testing.assert_allclose(
+        search.expected_improvement([1.0], [2.0], 1.0), 2 / np.sqrt(2 * np.pi)
+    )
 
 
 def test_random_cost_to_find_matches_closed_form():
@@ -139,7 +148,13 @@ def test_dask_executor_matches_in_process():
     with distributed.LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cl:
         with distributed.Client(cl) as client:
             r = search.replay(
-                jr.PRNGKey(3), x, v, c, budget=8.0, strategy="random", batch_size=3,
+                jr.PRNGKey(3),
+                x,
+                v,
+                c,
+                budget=8.0,
+                strategy="random",
+                batch_size=3,
                 executor=search.DaskExecutor(client),
             )
     assert sorted(r.history) == sorted(ref.history)
@@ -167,7 +182,9 @@ def test_kill_and_resume(tmp_path):
     root = str(Path(__file__).resolve().parents[2])
     db = str(tmp_path / "k.db")
     code = _CHILD.format(root=root, db=db, lat=0.2, executor="None")
-    proc = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], env={**os.environ, "JAX_PLATFORMS": "cpu"}
+    )
     t0 = time.time()
     while time.time() - t0 < 120:
         if os.path.exists(db) and len(search.EvaluationStore(db, run="k")) >= 4:

@@ -314,7 +314,9 @@ def run_loop(
             break
         items = [(c, lvl, _seed(key, c, lvl, n_fid)) for c, lvl in pairs]
         for (c, lvl, seed), (value, cost, wall) in executor.map_unordered(task, items):
-            e = Evaluation(c, lvl, value, cost, wall, seed, {"candidate": c, "fidelity": lvl}, version)
+            e = Evaluation(
+                c, lvl, value, cost, wall, seed, {"candidate": c, "fidelity": lvl}, version
+            )
             store.add(e)
             evals.append(e)
     s = state()
@@ -372,5 +374,5 @@ def replay(
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
     space = CandidateSpace(f)
-    fids = [ReplayFidelity(v[l], c[l], name=f"replay_{l}") for l in range(v.shape[0])]
+    fids = [ReplayFidelity(v[k], c[k], name=f"replay_{k}") for k in range(v.shape[0])]
     return run_loop(key, space, fids, strategy=strategy, budget=budget, **kwargs)

@@ -103,7 +103,9 @@ class EvaluationStore:
             " FROM evaluations WHERE run = ? ORDER BY id",
             (self.run,),
         ).fetchall()
-        return [Evaluation(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]), r[7]) for r in rows]
+        return [
+            Evaluation(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]), r[7]) for r in rows
+        ]
 
     def __len__(self) -> int:
         return self._con.execute(

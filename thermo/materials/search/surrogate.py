@@ -18,9 +18,8 @@ program serves many loop iterations.
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import functools
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -89,9 +88,10 @@ def log_marginal_likelihood(p: GPParams, x, lvl, y, mask) -> jax.Array:
 
 def _prior(p: GPParams) -> jax.Array:
     # weak log-normal priors keep hyperparameters away from degenerate optima
-    return -0.5 * jnp.sum((p.log_ell - 1.0) ** 2) / 2.0**2 - 0.5 * jnp.sum(
-        (p.log_noise - np.log(1e-2)) ** 2
-    ) / 3.0**2
+    return (
+        -0.5 * jnp.sum((p.log_ell - 1.0) ** 2) / 2.0**2
+        - 0.5 * jnp.sum((p.log_noise - np.log(1e-2)) ** 2) / 3.0**2
+    )
 
 
 _OPT = optax.adam(0.05)
