@@ -43,6 +43,7 @@ _MODULES: dict[str, str] = {
     "mcmc_baselines": "experiments.mcmc_baselines",
     "diffusion_samplers": "experiments.diffusion_samplers",
     "particle_sampler": "experiments.particle_sampler",
+    "search_replay": "experiments.search_replay",
 }
 
 

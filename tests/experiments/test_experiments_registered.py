@@ -45,6 +45,11 @@ def quick_run(tmp_path_factory):
     """Run each experiment once per module (``--quick``, seed 0) and share the result."""
 
     def get(name):
+        if name == "search_replay":
+            from experiments.search_replay import data_path
+
+            if not data_path().is_file():
+                pytest.skip(f"search_replay needs the shared COF data at {data_path()}")
         if name not in _RUNS:
             out = tmp_path_factory.mktemp(name)
             _RUNS[name] = run_experiment(name, quick=True, seed=0, out=out, progress=False)

@@ -1,0 +1,378 @@
+r"""The search loop: strategies, the resumable driver and the replay contract.
+
+Strategies (each chooses the next ``(candidate, fidelity)`` pairs from the history alone, so a
+resumed loop takes the same decisions):
+
+* ``"random"``: the top fidelity on candidates in a random order (one permutation per key).
+* ``"single_fidelity"``: expected improvement (Jones, Schonlau & Welch 1998) of a GP on the
+  top fidelity only, :math:`\mathrm{EI} = \sigma\,[z\Phi(z)+\varphi(z)]`,
+  :math:`z = (\mu - f^\star)/\sigma`.
+* ``"multi_fidelity"``: the candidate maximising EI of the *top-fidelity* latent under the
+  multi-fidelity GP; the fidelity maximising the reduction of that latent's posterior
+  variance per unit expected cost,
+  :math:`\mathrm{Cov}[f_L(x), y_l(x)]^2 / (\mathrm{Var}[y_l(x)]\,c_l)` (a variance-reduction-
+  per-cost rule in the spirit of multi-fidelity knowledge gradient / MF-MES, Wu et al. 2019,
+  Takeno et al. 2020; not the published study's BoTorch acquisition).
+* ``"boltzmann"``: proposals drawn exactly from :math:`p(m)\propto\exp(\lambda_t s(m))` over
+  the candidates not yet seen at the top fidelity, with :math:`s` the standardised GP
+  posterior mean of the top fidelity and :math:`\lambda_t = \lambda_0 + \dot\lambda\,t`
+  annealed; delayed acceptance (Christen & Fox 2005): the cheap tier is evaluated first, and
+  the proposal reaches the expensive tier with probability
+  :math:`\min(1, e^{\lambda_t(\tilde s(y) - \tilde s(x))})`, where :math:`\tilde s` is the
+  surrogate's top-fidelity mean after the cheap result and :math:`x` the chain's state (the
+  best candidate known at the top fidelity: the second stage runs at zero temperature).
+
+Costs are in the units of the fidelities' costs. The expected cost of a fidelity before it is
+run is the mean cost charged at it so far (``cost_guess`` before that).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import jax.random as jr
+import numpy as np
+from scipy.stats import norm
+
+from .executors import InProcessExecutor
+from .fidelity import CandidateSpace, ReplayFidelity
+from .store import Evaluation, EvaluationStore, code_version
+from .surrogate import MultiFidelityGP
+
+__all__ = ["STRATEGIES", "SearchResult", "expected_improvement", "replay", "run_loop"]
+
+STRATEGIES = ("random", "single_fidelity", "multi_fidelity", "boltzmann")
+
+
+class SearchResult(NamedTuple):
+    """What a search returns.
+
+    Attributes:
+        history: ``[(candidate, fidelity), ...]`` in evaluation order.
+        cost: ``(len(history),)`` cumulative cost after each evaluation.
+        values: ``(len(history),)`` the value each evaluation returned.
+        best_index: the best candidate known at the top fidelity (``-1`` if none yet).
+        overhead_seconds: wall time of the strategy (surrogate fits, acquisition) this session.
+    """
+
+    history: list[tuple[int, int]]
+    cost: np.ndarray
+    values: np.ndarray
+    best_index: int
+    overhead_seconds: float
+
+
+def expected_improvement(mean, sd, best):
+    r""":math:`\mathrm{EI} = (\mu-f^\star)\Phi(z) + \sigma\varphi(z)`, :math:`z=(\mu-f^\star)/\sigma`."""
+    mean, sd = np.asarray(mean, float), np.maximum(np.asarray(sd, float), 1e-12)
+    z = (mean - best) / sd
+    return (mean - best) * norm.cdf(z) + sd * norm.pdf(z)
+
+
+@dataclasses.dataclass
+class _State:
+    n: int
+    n_fid: int
+    idx: np.ndarray
+    lvl: np.ndarray
+    y: np.ndarray
+    cost: np.ndarray
+    done: set
+
+
+class _Strategy:
+    def __init__(self, name, key, space, n_fid, *, n_init, cost_guess, lambda0, lambda_rate):
+        self.name, self.key, self.space, self.n_fid = name, key, space, n_fid
+        self.n_init, self.cost_guess = n_init, np.asarray(cost_guess, float)
+        self.lambda0, self.lambda_rate = lambda0, lambda_rate
+        n = len(space)
+        self.order = np.asarray(jr.permutation(jr.fold_in(key, 0), n))
+        self.gp = None
+
+    def _expected_cost(self, s: _State, lvl: int) -> float:
+        m = s.lvl == lvl
+        return float(s.cost[m].mean()) if m.any() else float(self.cost_guess[lvl])
+
+    def _next_random(self, s: _State, lvl: int, q: int):
+        out = [(int(i), lvl) for i in self.order if (int(i), lvl) not in s.done]
+        return out[:q]
+
+    def _fit(self, s: _State, levels_only_top: bool):
+        top = self.n_fid - 1
+        if levels_only_top:
+            m = s.lvl == top
+            if self.gp is None:
+                self.gp = MultiFidelityGP(self.space.features, 1)
+            return self.gp.fit(s.idx[m], np.zeros(m.sum(), int), s.y[m]), 0
+        if self.gp is None:
+            self.gp = MultiFidelityGP(self.space.features, self.n_fid)
+        return self.gp.fit(s.idx, s.lvl, s.y), top
+
+    def propose(self, s: _State, q: int) -> list[tuple[int, int]]:
+        top = self.n_fid - 1
+        if self.name == "random":
+            return self._next_random(s, top, q)
+        if self.name == "single_fidelity":
+            if (s.lvl == top).sum() < self.n_init:
+                return self._next_random(s, top, min(q, self.n_init - int((s.lvl == top).sum())))
+            gp, lv = self._fit(s, True)
+            return self._ei_top(s, gp, lv, q, fidelity=top)
+        # multi-fidelity strategies start from n_init random cheap evaluations
+        if len(s.y) < self.n_init:
+            return self._next_random(s, 0, min(q, self.n_init - len(s.y)))
+        gp, lv = self._fit(s, False)
+        if self.name == "multi_fidelity":
+            return self._multi_fidelity(s, gp, q)
+        return self._boltzmann(s, gp, q)
+
+    def _open(self, s: _State, top: int) -> np.ndarray:
+        return np.array([(i, top) not in s.done for i in range(s.n)])
+
+    def _best_top(self, s: _State, gp, lv):
+        top = self.n_fid - 1
+        m = s.lvl == top
+        if m.any():
+            return float(s.y[m].max())
+        mean, _ = gp.predict(lv, s.idx)
+        return float(mean.max())
+
+    def _ei_top(self, s, gp, lv, q, fidelity):
+        mean, sd = gp.predict(lv)
+        ei = expected_improvement(mean, sd, self._best_top(s, gp, lv))
+        ei[~self._open(s, self.n_fid - 1)] = -np.inf
+        order = np.argsort(-ei, kind="stable")
+        return [(int(i), fidelity) for i in order[:q] if np.isfinite(ei[i])]
+
+    def _multi_fidelity(self, s, gp, q):
+        top = self.n_fid - 1
+        picks = self._ei_top(s, gp, top, q, fidelity=top)
+        noise = gp.noise_var()
+        out = []
+        for cand, _ in picks:
+            _, sd_top = gp.predict(top, [cand])
+            best_l, best_v = top, -np.inf
+            for lvl in range(self.n_fid):
+                if (cand, lvl) in s.done:
+                    continue
+                _, sd_l = gp.predict(lvl, [cand])
+                c = gp.cross_cov(top, lvl, [cand])[0] if lvl != top else sd_top[0] ** 2
+                v = c**2 / (sd_l[0] ** 2 + noise[lvl]) / self._expected_cost(s, lvl)
+                if v > best_v:
+                    best_l, best_v = lvl, v
+            out.append((cand, best_l))
+        return out
+
+    def _boltzmann(self, s, gp, q):
+        top = self.n_fid - 1
+        step = len(s.y)
+        key = jr.fold_in(self.key, 1 + step)
+        lam = self.lambda0 + self.lambda_rate * step
+        mean, _ = gp.predict(top)
+        score = (mean - mean.mean()) / (mean.std() + 1e-12)
+        m_top = s.lvl == top
+        cur = score[s.idx[m_top][np.argmax(s.y[m_top])]] if m_top.any() else -np.inf
+        opn = self._open(s, top)
+        # a cheap evaluation just finished: the delayed-acceptance test for that proposal
+        last_c, last_l = (int(s.idx[-1]), int(s.lvl[-1])) if step else (-1, -1)
+        u_key, p_key = jr.split(key)
+        if last_l == 0 and top > 0 and opn[last_c] and step > self.n_init - 1:
+            u = float(jr.uniform(u_key))
+            if np.log(u) < lam * (score[last_c] - cur):
+                return [(last_c, top)]
+        logits = np.where(opn, lam * score, -np.inf)
+        # proposals not yet seen by the cheap tier (seen and rejected ones stay rejected)
+        seen_cheap = np.array([(i, 0) in s.done for i in range(s.n)])
+        logits = np.where(seen_cheap & (top > 0), -np.inf, logits)
+        if not np.isfinite(logits).any():
+            logits = np.where(opn, lam * score, -np.inf)
+            if not np.isfinite(logits).any():
+                return []
+        g = np.asarray(jr.gumbel(p_key, (s.n,)))
+        cand = int(np.argmax(logits + g))
+        lvl = 0 if (cand, 0) not in s.done else top
+        return [(cand, lvl)][:q]
+
+
+class _Evaluate:
+    """Picklable evaluation task: ``(candidate, fidelity, seed) -> (value, cost, wall)``."""
+
+    def __init__(self, fidelities):
+        self.fidelities = list(fidelities)
+
+    def __call__(self, item):
+        cand, lvl, seed = item
+        t0 = time.perf_counter()
+        value, cost = self.fidelities[lvl](cand, seed)
+        return float(value), float(cost), time.perf_counter() - t0
+
+
+def _seed(key, cand: int, lvl: int, n_fid: int) -> int:
+    base = [int(k) for k in np.asarray(jr.key_data(key)).ravel()]
+    return int(np.random.default_rng([*base, cand, lvl]).integers(2**31 - 1))
+
+
+def run_loop(
+    key,
+    space: CandidateSpace,
+    fidelities: Sequence,
+    *,
+    strategy: str,
+    budget: float,
+    store: EvaluationStore | None = None,
+    executor=None,
+    batch_size: int = 1,
+    n_init: int = 3,
+    cost_guess: Sequence[float] | None = None,
+    stop_index: int | None = None,
+    max_evaluations: int | None = None,
+    lambda0: float = 1.0,
+    lambda_rate: float = 0.1,
+) -> SearchResult:
+    """Run (or resume) a search until ``budget`` is spent.
+
+    Evaluations already in ``store`` (a killed earlier session of the same run) are the
+    starting history; every new evaluation is written to ``store`` as it finishes. The loop
+    never submits a ``(candidate, fidelity)`` pair that is stored.
+
+    Args:
+        key: PRNG key (the decisions are a function of the key and the history).
+        space: the candidate library.
+        fidelities: ``[fidelity_0, ..., fidelity_{L-1}]`` cheap to expensive, each callable
+            ``(candidate, seed) -> (value, cost)``.
+        strategy: one of :data:`STRATEGIES`.
+        budget: stop once the cumulative cost reaches it.
+        store: evaluation store (default: in memory).
+        executor: :class:`InProcessExecutor` (default), ``ProcessPoolExecutor`` or
+            ``DaskExecutor``.
+        batch_size: pairs proposed and run concurrently per round.
+        n_init: random evaluations before the surrogate is used (cheap tier for the
+            multi-fidelity strategies, top tier for ``single_fidelity``).
+        cost_guess: expected cost per fidelity before any is charged (default: mean of a
+            ``ReplayFidelity``'s costs, else 1).
+        stop_index: stop once this candidate has been evaluated at the top fidelity.
+        max_evaluations: stop after this many evaluations in total.
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+    if not fidelities:
+        raise ValueError("need at least one fidelity")
+    if not (np.isfinite(budget) and budget > 0):
+        raise ValueError(f"budget must be positive and finite, got {budget}")
+    if batch_size < 1 or n_init < 1:
+        raise ValueError("batch_size and n_init must be >= 1")
+    n_fid = len(fidelities)
+    if cost_guess is None:
+        cost_guess = [f.mean_cost if isinstance(f, ReplayFidelity) else 1.0 for f in fidelities]
+    store = EvaluationStore() if store is None else store
+    executor = InProcessExecutor() if executor is None else executor
+    strat = _Strategy(
+        strategy,
+        key,
+        space,
+        n_fid,
+        n_init=n_init,
+        cost_guess=cost_guess,
+        lambda0=lambda0,
+        lambda_rate=lambda_rate,
+    )
+    evals = store.evaluations()
+    task = _Evaluate(fidelities)
+    version = code_version()
+    overhead = 0.0
+    top = n_fid - 1
+
+    def state():
+        return _State(
+            len(space),
+            n_fid,
+            np.array([e.candidate for e in evals], int),
+            np.array([e.fidelity for e in evals], int),
+            np.array([e.result for e in evals], float),
+            np.array([e.cost for e in evals], float),
+            {(e.candidate, e.fidelity) for e in evals},
+        )
+
+    def finished(s):
+        if sum(e.cost for e in evals) >= budget:
+            return True
+        if max_evaluations is not None and len(evals) >= max_evaluations:
+            return True
+        return stop_index is not None and (stop_index, top) in s.done
+
+    while True:
+        s = state()
+        if finished(s):
+            break
+        t0 = time.perf_counter()
+        pairs = strat.propose(s, batch_size)
+        overhead += time.perf_counter() - t0
+        pairs = [p for p in dict.fromkeys(pairs) if p not in s.done]
+        if not pairs:
+            break
+        items = [(c, lvl, _seed(key, c, lvl, n_fid)) for c, lvl in pairs]
+        for (c, lvl, seed), (value, cost, wall) in executor.map_unordered(task, items):
+            e = Evaluation(
+                c, lvl, value, cost, wall, seed, {"candidate": c, "fidelity": lvl}, version
+            )
+            store.add(e)
+            evals.append(e)
+    s = state()
+    m = s.lvl == top
+    best = int(s.idx[m][np.argmax(s.y[m])]) if m.any() else -1
+    return SearchResult(
+        [(int(a), int(b)) for a, b in zip(s.idx, s.lvl, strict=True)],
+        np.cumsum(s.cost),
+        s.y,
+        best,
+        overhead,
+    )
+
+
+def replay(
+    key,
+    features,
+    fidelity_values,
+    fidelity_costs,
+    *,
+    budget: float,
+    strategy: str,
+    **kwargs,
+) -> SearchResult:
+    """Replay a stored multi-fidelity screen through the loop (Gantzler et al. 2023 setup).
+
+    Each evaluation returns ``fidelity_values[l, i]`` and is charged ``fidelity_costs[l, i]``.
+
+    Args:
+        key: PRNG key.
+        features: ``(n, d)`` candidate features.
+        fidelity_values: ``(n_fidelities, n)``, cheap to expensive.
+        fidelity_costs: ``(n_fidelities, n)``, positive.
+        budget: total cost allowed (same units as the costs).
+        strategy: one of :data:`STRATEGIES`.
+        **kwargs: passed to :func:`run_loop` (``stop_index``, ``store``, ``executor``, ...).
+
+    Returns:
+        :class:`SearchResult` (``history``, cumulative ``cost``, ``best_index``, ...).
+    """
+    f = np.asarray(features, dtype=float)
+    v = np.asarray(fidelity_values, dtype=float)
+    c = np.asarray(fidelity_costs, dtype=float)
+    if f.ndim != 2:
+        raise ValueError(f"features must be (n, d), got shape {f.shape}")
+    n = f.shape[0]
+    if v.ndim != 2 or v.shape[1] != n:
+        raise ValueError(f"fidelity_values must be (n_fidelities, {n}), got shape {v.shape}")
+    if c.shape != v.shape:
+        raise ValueError(f"fidelity_costs shape {c.shape} != fidelity_values shape {v.shape}")
+    if not (np.all(np.isfinite(v)) and np.all(np.isfinite(c))):
+        raise ValueError("fidelity_values and fidelity_costs must be finite")
+    if np.any(c <= 0):
+        raise ValueError("fidelity_costs must be positive")
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+    space = CandidateSpace(f)
+    fids = [ReplayFidelity(v[k], c[k], name=f"replay_{k}") for k in range(v.shape[0])]
+    return run_loop(key, space, fids, strategy=strategy, budget=budget, **kwargs)
