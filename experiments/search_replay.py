@@ -17,9 +17,18 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
+from typing import Annotated
 
 import jax.random as jr
 import numpy as np
+
+from experiments._config import Choices, Count
+from thermo.materials.search import STRATEGIES
+
+
+def _known_strategies(value) -> bool:
+    return isinstance(value, tuple | list) and len(value) > 0 and set(value) <= set(STRATEGIES)
+
 
 __all__ = ["Config", "data_path", "load", "run"]
 
@@ -60,9 +69,9 @@ class Config:
         n_init: random initial evaluations.
     """
 
-    strategies: tuple[str, ...] = ("random", "single_fidelity", "multi_fidelity", "boltzmann")
-    n_seeds: int = 30
-    n_init: int = 3
+    strategies: Annotated[tuple, Choices(STRATEGIES, accept=_known_strategies)] = STRATEGIES
+    n_seeds: Count = 30
+    n_init: Count = 3
 
     @classmethod
     def quick(cls) -> Config:
