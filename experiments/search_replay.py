@@ -69,7 +69,9 @@ class Config:
         n_init: random initial evaluations.
     """
 
-    strategies: Annotated[tuple, Choices(STRATEGIES, accept=_known_strategies)] = STRATEGIES
+    strategies: Annotated[tuple[str, ...], Choices(STRATEGIES, accept=_known_strategies)] = (
+        STRATEGIES
+    )
     n_seeds: Count = 30
     n_init: Count = 3
 
