@@ -160,7 +160,7 @@ def _gram(q, col_scale):
     n_blocks, rem = divmod(n_samples, block)
 
     def one(qb, cb):
-        qs = qb * jnp.sqrt(cb)
+        qs = qb * jnp.sqrt(cb)[None, :]
         return qs @ qs.T
 
     def body(i, acc):
