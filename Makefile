@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_WORKERS ?= 2
 
-.PHONY: all venv run test book chromium bench lint format clean
+.PHONY: all venv run test tour book chromium bench lint format clean
 
 all: test
 
@@ -24,6 +24,10 @@ run: $(STAMP)
 ## The test suite (pytest-xdist on 2 workers).
 test: $(STAMP)
 	$(PY) -m pytest -n $(PYTEST_WORKERS) -m "not slow" tests
+
+## Run the README's Python blocks as written (python -m experiments.readme_tour).
+tour: $(STAMP)
+	$(PY) -m experiments.readme_tour
 
 ## Build the book; every chapter is executed, warnings are errors; then every page is
 ## rendered offline in headless Chromium (math typeset, images, no traceback, screenshots).

@@ -196,7 +196,7 @@ def make_benchmark(
     log_w = jnp.full((n_components,), -jnp.log(n_components), dtype=dtype)
     eye = jnp.eye(dim, dtype=dtype)
     s_inv = jnp.linalg.inv(s)
-    s_tilde = jnp.linalg.inv(eye / eps + s_inv)
+    s_tilde = jnp.linalg.inv(eye[None] / eps + s_inv)
     s_tilde = 0.5 * (s_tilde + jnp.swapaxes(s_tilde, 1, 2))
     prec_pot, log_norm_pot = _gaussian_logpdf_terms(m, s + eps * eye)
     bench = GMMBenchmark(

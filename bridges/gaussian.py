@@ -85,8 +85,8 @@ def entropic_cross_covariance(
     """
     s = jnp.asarray(sigma, dtype=cov0.dtype) ** 2
     w, v = jnp.linalg.eigh(0.5 * (cov0 + cov0.T))
-    r0 = (v * jnp.sqrt(w)) @ v.T
-    r0_inv = (v / jnp.sqrt(w)) @ v.T
+    r0 = (v * jnp.sqrt(w)[None, :]) @ v.T
+    r0_inv = (v / jnp.sqrt(w)[None, :]) @ v.T
     m = 4.0 * r0 @ cov1 @ r0
     lam, u = jnp.linalg.eigh(0.5 * (m + m.T))
     lam = jnp.clip(lam, 0.0)

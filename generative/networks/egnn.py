@@ -40,6 +40,7 @@ def _radial_basis(dist: Array, n_rbf: int, rbf_max: float) -> Array:
     al. 2017). ``dist``: ``(..., 1)`` -> ``(..., n_rbf)``."""
     centres = jnp.linspace(0.0, rbf_max, n_rbf, dtype=dist.dtype)
     width = rbf_max / max(n_rbf - 1, 1)
+    centres = centres.reshape((1,) * (dist.ndim - 1) + (n_rbf,))
     return jnp.exp(-0.5 * ((dist - centres) / width) ** 2)
 
 
@@ -130,7 +131,12 @@ class EGNNLayer(eqx.Module):
             first.weight[:, hid : 2 * hid],
             first.weight[:, 2 * hid :],
         )
-        pre = (h @ w_i.T)[:, None, :] + (h @ w_j.T)[None, :, :] + feats @ w_d.T + first.bias
+        pre = (
+            (h @ w_i.T)[:, None, :]
+            + (h @ w_j.T)[None, :, :]
+            + feats @ w_d.T
+            + first.bias[None, None, :]
+        )
         m = _apply_tail(self.edge_mlp, pre, self.activation, self.activation)  # (n, n, hidden)
         mask = 1.0 - jnp.eye(n, dtype=x.dtype)
         m = m * mask[..., None]

@@ -273,3 +273,24 @@ def test_numpy_path_compiles_nothing(monkeypatch):
     finally:
         jax._src.monitoring.unregister_event_duration_listener(listener)
     assert compiles == []
+
+
+def test_numpy_solver_stops_at_the_round_off_floor():
+    """A per-sample constant leaves MBAR unchanged but raises the gradient's float64
+    round-off floor: with energies ~1e6 kT (total energies in the reduced potentials, as
+    in alchemtest's expanded-ensemble case 3, which ran 10,000 iterations) the floor is
+    above the 1e-12 target. The solver must stop once Newton no longer reduces the
+    gradient, at the f of the unshifted problem."""
+    c = reference(5)
+    u_kn, n_k = c["u_kn"], c["n_k"]
+    shifted = u_kn + 1e6 * np.random.default_rng(0).random(u_kn.shape[1])[None, :]
+    omega, f0 = np.ones(u_kn.shape[1]), np.zeros(len(n_k))
+    f_ok, *_, n_ok, _ = _mbar._np_solve(
+        u_kn, n_k, omega, f0, gtol=_mbar._GTOL_F64, max_iterations=300
+    )
+    f, *_, n_iter, gnorm = _mbar._np_solve(
+        shifted, n_k, omega, f0, gtol=_mbar._GTOL_F64, max_iterations=300
+    )
+    assert gnorm > _mbar._GTOL_F64  # the target is below this problem's floor
+    assert n_iter <= n_ok + 5  # a few iterations past the unshifted solve, not 300
+    np.testing.assert_allclose(f, f_ok, rtol=0, atol=1e-8)

@@ -92,6 +92,7 @@ _BUCKET_MIN = 256
 #: Relative-gradient target of the float64 log-space solver (``|dF/df_k| / N_k``; the
 #: round-off floor of a sum of N terms is ~``1e-16 sqrt(N)``).
 _GTOL_F64 = 1e-12
+_STALL_ITERATIONS = 3  # iterations without halving the gradient: at round-off
 #: Largest relative gradient accepted as converged in float64 (lower precisions:
 #: ``1000 eps``, see :func:`_tolerances`).
 _GTOL_ACCEPT = 1e-6
@@ -159,7 +160,7 @@ def _gram(q, col_scale):
     n_blocks, rem = divmod(n_samples, block)
 
     def one(qb, cb):
-        qs = qb * jnp.sqrt(cb)
+        qs = qb * jnp.sqrt(cb)[None, :]
         return qs @ qs.T
 
     def body(i, acc):
@@ -397,12 +398,24 @@ def _np_solve(u_kn, n_k, omega, f_init, *, gtol, max_iterations):
     obj, e, den, log_den = _np_objective(u_s, f, log_n_s, n_s, omega)
     eps = np.finfo(np.float64).eps
     n_iter = 0
+    best_gnorm, stalled = np.inf, 0
     while n_iter < max_iterations and len(n_s) > 1:
         p = e / den[None, :]
         pw = p * omega[None, :]
         occ = pw.sum(axis=1)  # N_k sum_n omega_n W_kn
         g = occ - n_s
-        if float(np.max(np.abs(g) / n_s)) < gtol:
+        gnorm = float(np.max(np.abs(g) / n_s))
+        if gnorm < gtol:
+            break
+        # The round-off floor: the gradient is a sum over N samples, so with large N and
+        # small N_k its float64 error can exceed ``gtol``; Newton then only shuffles f in
+        # its last digits. Once the gradient is below sqrt(eps) and three iterations in a
+        # row have not halved it, f is converged to round-off.
+        if gnorm < 0.5 * best_gnorm:
+            best_gnorm, stalled = gnorm, 0
+        else:
+            stalled += 1
+        if gnorm < np.sqrt(eps) and stalled >= _STALL_ITERATIONS:
             break
         n_iter += 1
         h = np.diag(occ) - pw @ p.T

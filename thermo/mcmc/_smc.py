@@ -407,7 +407,7 @@ def anneal(
         w = jnp.exp(log_w - jax.scipy.special.logsumexp(log_w))[:, None]
         x = particles.position
         mean = jnp.sum(w * x, axis=0)
-        var = jnp.sum(w * (x - mean) ** 2, axis=0)
+        var = jnp.sum(w * (x - mean[None, :]) ** 2, axis=0)
         var = jnp.maximum(var, 1e-6 * jnp.mean(var) + 1e-300)
         return tuning._replace(inv_mass=var / s2)
 

@@ -62,7 +62,7 @@ def _noise(p: GPParams) -> jax.Array:
 
 def _kernel(p: GPParams, xa, la, xb, lb):
     ell = jnp.exp(jnp.clip(p.log_ell, -3.0, 5.0))
-    d2 = jnp.sum(((xa[:, None, :] - xb[None, :, :]) / ell) ** 2, axis=-1)
+    d2 = jnp.sum(((xa[:, None, :] - xb[None, :, :]) / ell[None, None, :]) ** 2, axis=-1)
     b = _coreg(p)
     return b[la[:, None], lb[None, :]] * jnp.exp(-0.5 * d2)
 
