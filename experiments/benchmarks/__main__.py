@@ -8,6 +8,10 @@ commit and dirty flag, package versions, JAX devices) plus a timestamped copy un
 ``<out>/benchmarks/history/`` so that earlier results are never lost, and prints a
 summary. A benchmark that raises is reported and the others still run; the exit status
 is then 1.
+
+A module that sets ``IN_DEFAULT_RUN = False`` (one that needs tens of GB of disk or an
+hour, such as the out-of-core MBAR run) is left out of the default set (``make bench``)
+and runs when named or with ``--all``; ``--list`` marks those modules.
 """
 
 from __future__ import annotations
@@ -38,7 +42,12 @@ def discover(package: str = _PACKAGE) -> dict[str, str]:
     return dict(sorted(found.items()))
 
 
-def _resolve(names: Sequence[str], available: dict[str, str]) -> list[str]:
+def in_default_run(module: str) -> bool:
+    """Whether ``module`` runs when no benchmark is named (its ``IN_DEFAULT_RUN``)."""
+    return bool(getattr(importlib.import_module(module), "IN_DEFAULT_RUN", True))
+
+
+def _resolve(names: Sequence[str], available: dict[str, str], run_all: bool = False) -> list[str]:
     chosen = []
     for name in names:
         short = name.removeprefix("bench_").removesuffix(".py")
@@ -47,7 +56,9 @@ def _resolve(names: Sequence[str], available: dict[str, str]) -> list[str]:
                 f"error: unknown benchmark {name!r}; available: {', '.join(available) or 'none'}"
             )
         chosen.append(short)
-    return chosen or list(available)
+    if chosen or run_all:
+        return chosen or list(available)
+    return [name for name, module in available.items() if in_default_run(module)]
 
 
 def run_benchmarks(
@@ -56,8 +67,10 @@ def run_benchmarks(
     quick: bool = False,
     out: str | Path = "results",
     package: str = _PACKAGE,
+    run_all: bool = False,
 ) -> dict[str, dict[str, Any]]:
-    """Run benchmarks and write their JSON; returns ``{name: record}``.
+    """Run benchmarks (the named ones; else the default set, or all with ``run_all``)
+    and write their JSON; returns ``{name: record}``.
 
     Each record is ``{"name", "module", "quick", "status" ("ok"/"error"), "wall_time_s",
     "result" (the module's dict) or "error", "provenance"}``.
@@ -69,7 +82,7 @@ def run_benchmarks(
     from .._runner import write_json_atomic
 
     available = discover(package)
-    chosen = _resolve(names, available)
+    chosen = _resolve(names, available, run_all)
     out_dir = Path(out) / "benchmarks"
     (out_dir / "history").mkdir(parents=True, exist_ok=True)
     jax.config.update("jax_enable_x64", True)
@@ -111,13 +124,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("names", nargs="*", help="benchmarks to run (default: all)")
     parser.add_argument("--quick", action="store_true", help="small sizes")
     parser.add_argument("--out", default="results", help="results root (default results/)")
+    parser.add_argument(
+        "--all", action="store_true", help="also the large ones left out of the default set"
+    )
     parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     args = parser.parse_args(argv)
     if args.list:
         for name, module in discover().items():
-            print(f"{name:28s} {module}")
+            note = "" if in_default_run(module) else "  (large: only when named or --all)"
+            print(f"{name:28s} {module}{note}")
         return 0
-    records = run_benchmarks(args.names, quick=args.quick, out=args.out)
+    records = run_benchmarks(args.names, quick=args.quick, out=args.out, run_all=args.all)
     if not records:
         print("no benchmarks found (experiments/benchmarks/bench_*.py)")
         return 0

@@ -43,6 +43,9 @@ import numpy as np
 
 __all__ = ["generate", "main", "solve"]
 
+#: K = 300 x N = 1e7 writes a 24 GB float64 file: run it by name or with --all.
+IN_DEFAULT_RUN = False
+
 _GIB = 1024**3
 _SEED = 0
 

@@ -40,6 +40,10 @@ import numpy as np
 
 __all__ = ["main"]
 
+#: About half an hour on 2 cores (three implementations, eight sizes, fresh processes):
+#: run it by name or with --all.
+IN_DEFAULT_RUN = False
+
 _FULL = [(2, 50), (5, 200), (20, 200), (50, 200), (100, 100), (200, 100), (500, 100), (1000, 100)]
 _QUICK = [(2, 50), (5, 200)]
 _IMPLS = ("ours_numpy", "ours_jax", "pymbar", "fastmbar")

@@ -27,6 +27,9 @@ def bench_package(tmp_path, monkeypatch):
         )
     )
     (pkg / "bench_broken.py").write_text("def main(quick=False):\n    raise RuntimeError('boom')\n")
+    (pkg / "bench_large.py").write_text(
+        "IN_DEFAULT_RUN = False\ndef main(quick=False):\n    return {}\n"
+    )
     (pkg / "helper.py").write_text("X = 1\n")  # not a benchmark
     monkeypatch.syspath_prepend(str(tmp_path))
     return "fake_bench_pkg"
@@ -35,8 +38,16 @@ def bench_package(tmp_path, monkeypatch):
 def test_discovers_only_bench_modules(bench_package):
     assert discover(bench_package) == {
         "broken": "fake_bench_pkg.bench_broken",
+        "large": "fake_bench_pkg.bench_large",
         "ok": "fake_bench_pkg.bench_ok",
     }
+
+
+def test_large_benchmarks_run_only_when_named_or_all(bench_package, tmp_path):
+    assert set(run_benchmarks(out=tmp_path, package=bench_package)) == {"broken", "ok"}
+    assert set(run_benchmarks(["large"], out=tmp_path, package=bench_package)) == {"large"}
+    every = run_benchmarks(out=tmp_path, package=bench_package, run_all=True)
+    assert set(every) == {"broken", "large", "ok"}
 
 
 def test_runs_writes_json_and_isolates_failures(bench_package, tmp_path):
