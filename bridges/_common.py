@@ -231,6 +231,73 @@ class TrainSettings(NamedTuple):
     ema_decay: float = 0.99
 
 
+class BridgeFitSetup(NamedTuple):
+    """What :func:`setup_bridge_fit` returns: the checked inputs and the two fresh networks."""
+
+    key: PRNGKey
+    x0: Array
+    x1: Array
+    sigma: Array
+    forward: eqx.Module
+    backward: eqx.Module
+    settings: TrainSettings
+    n_iterations: int
+    n_train_steps: int
+    batch_size: int
+    n_sim_steps: int
+
+
+def setup_bridge_fit(
+    inputs: tuple[PRNGKey, Any, Any, Any],
+    counts: tuple[int, int, int, int, int, int],
+    training: tuple[float, str, float, float],
+) -> BridgeFitSetup:
+    """The common start of :func:`bridges.ipf` and :func:`bridges.dsbm`.
+
+    Checks the marginals (:func:`check_marginal_samples`) and the numeric settings
+    (:func:`check_fit_settings`), casts ``sigma`` to the samples' dtype, and builds the
+    forward and backward drift networks (:func:`make_drift_network`) from two keys split
+    off ``key``; the returned ``key`` is the remainder, for the outer loop.
+
+    Args:
+        inputs: ``(key, x0, x1, sigma)``.
+        counts: ``(n_iterations, n_train_steps, batch_size, n_sim_steps, width, depth)``.
+        training: ``(learning_rate, network, ema_decay, final_lr_fraction)``.
+    """
+    key, x0, x1, sigma = inputs
+    n_iterations, n_train_steps, batch_size, n_sim_steps, width, depth = counts
+    learning_rate, network, ema_decay, final_lr_fraction = training
+    x0, x1 = check_marginal_samples(x0, x1, n_iterations)
+    checked = check_fit_settings(
+        sigma=sigma,
+        n_iterations=n_iterations,
+        n_train_steps=n_train_steps,
+        batch_size=batch_size,
+        n_sim_steps=n_sim_steps,
+        width=width,
+        depth=depth,
+        learning_rate=learning_rate,
+        ema_decay=ema_decay,
+        final_lr_fraction=final_lr_fraction,
+    )
+    d = x0.shape[1]
+    k_f, k_b, key = jr.split(key, 3)
+    width, depth = checked["width"], checked["depth"]
+    return BridgeFitSetup(
+        key=key,
+        x0=x0,
+        x1=x1,
+        sigma=jnp.asarray(sigma, dtype=x0.dtype),
+        forward=make_drift_network(network, d, k_f, width=width, depth=depth),
+        backward=make_drift_network(network, d, k_b, width=width, depth=depth),
+        settings=TrainSettings(learning_rate, final_lr_fraction, ema_decay),
+        n_iterations=checked["n_iterations"],
+        n_train_steps=checked["n_train_steps"],
+        batch_size=checked["batch_size"],
+        n_sim_steps=checked["n_sim_steps"],
+    )
+
+
 def fit_regression(
     key: PRNGKey,
     network: eqx.Module,

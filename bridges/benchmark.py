@@ -176,6 +176,11 @@ def _sample_mixture(key, log_beta, means, chols):
     return means[k] + chols[k] @ z
 
 
+@eqx.filter_jit
+def _sample_p1(bench: GMMBenchmark, key: PRNGKey, n: int) -> Float[Array, "n d"]:
+    return bench.sample_p1(key, n)
+
+
 def make_benchmark(
     key: PRNGKey, dim: int, eps: float = 0.1, n_components: int = 5, dtype=None
 ) -> GMMBenchmark:
@@ -211,7 +216,7 @@ def make_benchmark(
         prec_pot=prec_pot,
         log_norm_pot=log_norm_pot,
     )
-    y = jax.jit(lambda k: bench.sample_p1(k, 2**16))(k_v)
+    y = _sample_p1(bench, k_v, 2**16)
     var_p1 = jnp.sum(jnp.var(y, axis=0, ddof=1))
     return eqx.tree_at(lambda b: b.var_p1, bench, var_p1)
 

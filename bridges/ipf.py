@@ -39,12 +39,9 @@ from thermo._typing import PRNGKey, ScalarLike
 
 from ._common import (
     NetworkSDE,
-    TrainSettings,
     alternating_fit,
-    check_fit_settings,
-    check_marginal_samples,
     fit_regression,
-    make_drift_network,
+    setup_bridge_fit,
     simulate,
 )
 
@@ -150,29 +147,15 @@ def ipf(
     Returns:
         :class:`IPFResult`.
     """
-    x0, x1 = check_marginal_samples(x0, x1, n_iterations)
-    counts = check_fit_settings(
-        sigma=sigma,
-        n_iterations=n_iterations,
-        n_train_steps=n_train_steps,
-        batch_size=batch_size,
-        n_sim_steps=n_sim_steps,
-        width=width,
-        depth=depth,
-        learning_rate=learning_rate,
-        ema_decay=ema_decay,
-        final_lr_fraction=final_lr_fraction,
-    )
-    n_iterations, n_train_steps = counts["n_iterations"], counts["n_train_steps"]
-    batch_size, n_sim_steps = counts["batch_size"], counts["n_sim_steps"]
-    width, depth = counts["width"], counts["depth"]
     start = time.perf_counter()
-    d = x0.shape[1]
-    sigma = jnp.asarray(sigma, dtype=x0.dtype)
-    k_f, k_b, key = jr.split(key, 3)
-    fwd = make_drift_network(network, d, k_f, width=width, depth=depth)
-    bwd = make_drift_network(network, d, k_b, width=width, depth=depth)
-    settings = TrainSettings(learning_rate, final_lr_fraction, ema_decay)
+    setup = setup_bridge_fit(
+        (key, x0, x1, sigma),
+        (n_iterations, n_train_steps, batch_size, n_sim_steps, width, depth),
+        (learning_rate, network, ema_decay, final_lr_fraction),
+    )
+    key, x0, x1, sigma, fwd, bwd, settings = setup[:7]
+    n_iterations, n_train_steps = setup.n_iterations, setup.n_train_steps
+    batch_size, n_sim_steps = setup.batch_size, setup.n_sim_steps
 
     def iteration(keys, state):
         current_fwd, fwd, bwd = state

@@ -108,21 +108,23 @@ def sample_reverse_euler_maruyama(
     """
     _check_sampling_args(n_samples, dim, n_steps)
     t0, t1 = _time_range(process, t_min)
-    reverse = process.reverse(score_fn, t0, t1)
-    kernel = integrate.euler_maruyama(reverse, (t1 - t0) / n_steps, t0=t0, args=args)
     key_prior, key_run = jr.split(key)
     x_t = process.sample_prior(key_prior, (int(n_samples), int(dim))).astype(_dtype())
-    states = jax.vmap(kernel.init)(x_t)
-    final, _ = _run_population(key_run, kernel, states, int(n_steps))
-    warn_if_diverged(states, final, "sample_reverse_euler_maruyama")
+    final = _reverse_euler_maruyama(key_run, process, score_fn, x_t, int(n_steps), t0, t1, args)
+    warn_if_diverged(x_t, final, "sample_reverse_euler_maruyama")
     if not denoise:
-        return final.position
-    return _denoise(process, score_fn, final.position, t0, args)
+        return final
+    return _denoise(process, score_fn, final, t0, args)
 
 
 @eqx.filter_jit
-def _run_population(key, kernel, states, n_steps):
-    return integrate.run_population(key, kernel, states, n_steps)
+def _reverse_euler_maruyama(key, process, score_fn, x_t, n_steps, t0, t1, args):
+    """The compiled core of :func:`sample_reverse_euler_maruyama`: the kernel is built inside
+    the trace, so a repeated call with the same process, score and shapes reuses it."""
+    reverse = process.reverse(score_fn, t0, t1)
+    kernel = integrate.euler_maruyama(reverse, (t1 - t0) / n_steps, t0=t0, args=args)
+    final, _ = integrate.run_population(key, kernel, jax.vmap(kernel.init)(x_t), n_steps)
+    return final.position
 
 
 @eqx.filter_jit
@@ -327,15 +329,22 @@ def sample_predictor_corrector(
         ``(n_samples, dim)`` samples of :math:`p_{t_{\\min}}`.
     """
     _check_sampling_args(n_samples, dim, n_steps)
+    n_corrector = check_count(n_corrector, "n_corrector", minimum=0)
+    check_positive(snr, "snr")
+    _time_range(process, t_min)
+    key_prior, key_run = jr.split(key)
+    x_t = process.sample_prior(key_prior, (int(n_samples), int(dim))).astype(_dtype())
+    options = (int(n_steps), float(t_min), float(snr), n_corrector)
+    return _predictor_corrector(key_run, process, score_fn, x_t, options, args)
+
+
+@eqx.filter_jit
+def _predictor_corrector(key, process, score_fn, x_t, options, args):
+    """The compiled core of :func:`sample_predictor_corrector` (the kernel is built inside
+    the trace, so a repeated call with the same process, score and shapes reuses it)."""
+    n_steps, t_min, snr, n_corrector = options
     kernel = predictor_corrector(
         process, score_fn, n_steps=n_steps, t_min=t_min, snr=snr, n_corrector=n_corrector, args=args
     )
-    key_prior, key_run = jr.split(key)
-    x_t = process.sample_prior(key_prior, (int(n_samples), int(dim))).astype(_dtype())
-
-    @jax.jit
-    def go(key, x_t):
-        final, _ = run(key, kernel, kernel.init(x_t), int(n_steps), observable_fn=None)
-        return final.position
-
-    return go(key_run, x_t)
+    final, _ = run(key, kernel, kernel.init(x_t), n_steps, observable_fn=None)
+    return final.position

@@ -34,6 +34,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import equinox as eqx
+import jax
 import numpy as np
 from jaxtyping import Array, Float
 from scipy.optimize import linear_sum_assignment
@@ -326,23 +328,19 @@ def sample_metrics(
     (aligned for particle systems), ``distance_tv``/``distance_w2`` (particle systems),
     ``log_z_error`` (where ``system.log_z`` and ``log_z`` are known).
     """
-    import jax
-
     samples = _as_2d(samples, "samples")
     reference = _as_2d(reference, "reference")
-    energy = jax.jit(jax.vmap(system.energy))
     out: dict[str, float | None] = {
-        "energy_w2": energy_w2(np.asarray(energy(samples)), np.asarray(energy(reference)))
+        "energy_w2": energy_w2(
+            np.asarray(_energies(system, samples)), np.asarray(_energies(system, reference))
+        )
     }
     n_p, s_d = getattr(system, "n_particles", None), getattr(system, "spatial_dim", None)
     xs, ys = samples[:max_samples], reference[:max_samples]
     if n_p is not None:
-        xs = (xs.reshape(-1, n_p, s_d) - xs.reshape(-1, n_p, s_d).mean(1, keepdims=True)).reshape(
-            xs.shape
-        )
-        ys = (ys.reshape(-1, n_p, s_d) - ys.reshape(-1, n_p, s_d).mean(1, keepdims=True)).reshape(
-            ys.shape
-        )
+        # in NumPy (float64 whatever JAX's precision), the projector of
+        # thermo.systems.remove_com
+        xs, ys = _remove_com_np(xs, n_p, s_d), _remove_com_np(ys, n_p, s_d)
         out.update(
             {
                 f"distance_{k}": v
@@ -356,3 +354,15 @@ def sample_metrics(
         )
     out["log_z_error"] = log_z_error(log_z, system.log_z) if log_z is not None else None
     return out
+
+
+@eqx.filter_jit
+def _energies(system: Any, x: Float[Array, "n dim"]) -> Float[Array, " n"]:
+    """``system.energy`` over a batch, compiled once per system and shape."""
+    return jax.vmap(system.energy)(x)
+
+
+def _remove_com_np(x: np.ndarray, n_particles: int, spatial_dim: int) -> np.ndarray:
+    """Each flat configuration with its centre of mass moved to the origin."""
+    parts = x.reshape(-1, n_particles, spatial_dim)
+    return (parts - parts.mean(1, keepdims=True)).reshape(x.shape)

@@ -76,3 +76,23 @@ def test_sampler_matches_data(name):
     assert bool(jnp.all(jnp.isfinite(samples)))
     p = ks_pvalues(samples)
     assert p.min() > ALPHA / len(ANGLES), p
+
+
+@pytest.mark.parametrize("name", ["reverse-em", "predictor-corrector"])
+def test_repeated_reverse_sampling_does_not_recompile(name):
+    # A second call with another key and the same process, score and shapes reuses the
+    # compiled sampler; the counter sees the first call's compilations.
+    from tests._compile_count import count_compiles
+
+    def draw(key):
+        if name == "reverse-em":
+            return sample_reverse_euler_maruyama(key, VP_PROCESS, SCORE, 16, 2, n_steps=7)
+        return sample_predictor_corrector(key, VP_PROCESS, SCORE, 16, 2, n_steps=7)
+
+    with count_compiles() as first:
+        a = draw(jr.key(31))
+    with count_compiles() as again:
+        b = draw(jr.key(32))
+    assert first.n > 0
+    assert again.n == 0
+    assert not np.array_equal(np.asarray(a), np.asarray(b))

@@ -229,50 +229,32 @@ def test_float32_with_large_reduced_potentials(solver_path):
 
 def test_jax_path_compiles_once_per_sample_bucket(monkeypatch):
     """A new sample count inside a shape bucket compiles nothing (K fixed, N varies)."""
-    import jax
+    from tests._compile_count import count_compiles
 
     monkeypatch.setattr(_mbar, "_NUMPY_MAX_ELEMENTS", 0)
-    compiles = []
-
-    def listener(event, duration, **kwargs):
-        if event == "/jax/core/compile/backend_compile_duration":
-            compiles.append(duration)
-
     sizes = [(40, 40, 40, 40, 40), (42, 42, 42, 42, 42), (46, 46, 46, 46, 46)]
     assert len({_mbar._bucket(sum(n)) for n in sizes}) == 1
-    jax.monitoring.register_event_duration_secs_listener(listener)
-    try:
-        counts = []
-        for n_k in sizes:
-            u_kn, _, f_exact, _ = harmonic_oscillators(
-                [0, 1, 2, 3, 4], [1, 2, 4, 8, 16], n_k, seed=sum(n_k)
-            )
+    counts = []
+    for n_k in sizes:
+        u_kn, _, f_exact, _ = harmonic_oscillators(
+            [0, 1, 2, 3, 4], [1, 2, 4, 8, 16], n_k, seed=sum(n_k)
+        )
+        with count_compiles() as c:
             res = mbar(u_kn, n_k)
-            counts.append(len(compiles))
-            assert np.all(np.abs(np.asarray(res.f_k) - f_exact)[1:] < 4 * np.asarray(res.df_k)[1:])
-    finally:
-        jax._src.monitoring.unregister_event_duration_listener(listener)
+        counts.append(c.n)
+        assert np.all(np.abs(np.asarray(res.f_k) - f_exact)[1:] < 4 * np.asarray(res.df_k)[1:])
     assert counts[0] > 0  # the first call in the bucket compiles the solver ...
-    assert counts[1] == counts[0] and counts[2] == counts[0]  # ... the next ones nothing
+    assert counts[1] == 0 and counts[2] == 0  # ... the next ones nothing
 
 
 def test_numpy_path_compiles_nothing(monkeypatch):
-    import jax
+    from tests._compile_count import count_compiles
 
     monkeypatch.setattr(_mbar, "_NUMPY_MAX_ELEMENTS", 10**18)
-    compiles = []
-
-    def listener(event, duration, **kwargs):
-        if event == "/jax/core/compile/backend_compile_duration":
-            compiles.append(duration)
-
     u_kn, n_k, _, _ = harmonic_oscillators([0, 1, 2], [1, 2, 4], [37, 41, 43], seed=14)
-    jax.monitoring.register_event_duration_secs_listener(listener)
-    try:
+    with count_compiles() as c:
         mbar(u_kn, n_k)
-    finally:
-        jax._src.monitoring.unregister_event_duration_listener(listener)
-    assert compiles == []
+    assert c.n == 0
 
 
 def test_numpy_solver_stops_at_the_round_off_floor():

@@ -278,28 +278,6 @@ def test_smc_n_particles_is_a_deprecated_alias():
             smc(jr.key(0), MW5, n_chains=8, n_particles=8)
 
 
-def _count_compiles(fn):
-    """Number of XLA compilations ``fn()`` triggers (``jax.log_compiles`` records)."""
-    import logging
-
-    records = []
-
-    class Handler(logging.Handler):
-        def emit(self, record):
-            if "Compiling" in record.getMessage():
-                records.append(record.getMessage())
-
-    handler = Handler(level=logging.DEBUG)
-    logger = logging.getLogger("jax")
-    logger.addHandler(handler)
-    try:
-        with jax.log_compiles(True):
-            fn()
-    finally:
-        logger.removeHandler(handler)
-    return records
-
-
 @pytest.mark.filterwarnings("ignore:.*Pareto k:RuntimeWarning")
 def test_repeated_calls_do_not_recompile():
     system = systems.get("gaussian-3")
@@ -312,10 +290,15 @@ def test_repeated_calls_do_not_recompile():
         res = smc(jr.key(seed), system, n_chains=16, n_mcmc_steps=2, base_scale=3.0)
         return float(res.log_z)
 
+    from tests._compile_count import count_compiles
+
     for fn in (run_ais, run_smc):
-        first = _count_compiles(lambda fn=fn: fn(0))
-        assert first, "the counter must see the first call's compilation"
-        assert _count_compiles(lambda fn=fn: fn(1)) == []
+        with count_compiles() as first:
+            fn(0)
+        assert first.n > 0, "the counter must see the first call's compilation"
+        with count_compiles() as again:
+            fn(1)
+        assert again.n == 0
 
 
 def test_ais_diagnostics_and_the_one_estimator():

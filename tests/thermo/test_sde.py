@@ -225,3 +225,18 @@ def test_run_population_progress_layout():
     np.testing.assert_array_equal(trace[:, -1], final.position)
     _, trace_plain = run_population(jr.key(0), kernel, states, 10, thin=5, observable_fn=obs)
     assert trace_plain.shape == trace.shape
+
+
+def test_run_with_progress_compiles_once_per_kernel():
+    # the chunked scan behind progress=True is a module-level jit: a repeated run of the
+    # same kernel (same chunk lengths) compiles nothing new and repeats the result
+    from tests._compile_count import count_compiles
+    from thermo.kernel import run
+
+    kernel = euler_maruyama(SDE(lambda t, x, a: -x, lambda t, x, a: 1.0), 0.1)
+    state = kernel.init(jnp.ones(2))
+    first, _ = run(jr.key(3), kernel, state, 12, observable_fn=None, progress=True, n_chunks=3)
+    with count_compiles() as c:
+        again, _ = run(jr.key(3), kernel, state, 12, observable_fn=None, progress=True, n_chunks=3)
+    assert c.n == 0
+    np.testing.assert_array_equal(first.position, again.position)

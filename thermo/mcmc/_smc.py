@@ -520,7 +520,24 @@ def _warn_on_pareto_k(result: SMCResult, name: str) -> SMCResult:
     return result
 
 
-def _move_options(**kw) -> dict:
+class _MoveOptions(NamedTuple):
+    """The MCMC-move settings :func:`ais` and :func:`smc` pass on to :func:`anneal`."""
+
+    move: str
+    preconditioner: str
+    n_mcmc_steps: int
+    n_integration_steps: int
+    initial_step_size: float | None
+    target_acceptance: float | None
+    adaptation_rate: float
+    step_size_jitter: float
+
+
+def _move_options(moves: _MoveOptions, scale, project_fn, **adaptive) -> dict:
+    """Check the move settings (and ``adaptive``: the tempering ones) at the boundary and
+    return the move settings as a dict of Python scalars (hashable for the jit cache)."""
+    kw = moves._asdict()
+    _check_options(**kw, **adaptive, base_scale=scale, has_projection=project_fn is not None)
     kw["step_size_jitter"] = float(kw["step_size_jitter"])
     for name in ("initial_step_size", "target_acceptance"):
         if kw[name] is not None:
@@ -587,18 +604,11 @@ def ais(
     if schedule_shape not in ("power", "two_sided"):
         raise ValueError(f"schedule_shape must be 'power' or 'two_sided', got {schedule_shape!r}")
     _, scale, project_fn, _ = _system_setup(system, base_scale)
-    options = dict(
-        move=move,
-        preconditioner=preconditioner,
-        n_mcmc_steps=n_mcmc_steps,
-        n_integration_steps=n_integration_steps,
-        initial_step_size=initial_step_size,
-        target_acceptance=target_acceptance,
-        adaptation_rate=adaptation_rate,
-        step_size_jitter=step_size_jitter,
-    )
-    _check_options(**options, base_scale=scale, has_projection=project_fn is not None)
-    options = _move_options(**options)
+    moves = _MoveOptions(
+        move, preconditioner, n_mcmc_steps, n_integration_steps, initial_step_size,
+        target_acceptance, adaptation_rate, step_size_jitter,
+    )  # fmt: skip
+    options = _move_options(moves, scale, project_fn)
     t = np.linspace(0.0, 1.0, n_steps + 1)
     schedule = t**schedule_power
     if schedule_shape == "two_sided":
@@ -677,24 +687,17 @@ def smc(
             f"n_batches={n_batches} must divide n_chains={n_chains} into batches of >= 2"
         )
     _, scale, project_fn, _ = _system_setup(system, base_scale)
-    options = dict(
-        move=move,
-        preconditioner=preconditioner,
-        n_mcmc_steps=n_mcmc_steps,
-        n_integration_steps=n_integration_steps,
-        initial_step_size=initial_step_size,
-        target_acceptance=target_acceptance,
-        adaptation_rate=adaptation_rate,
-        step_size_jitter=step_size_jitter,
-    )
+    moves = _MoveOptions(
+        move, preconditioner, n_mcmc_steps, n_integration_steps, initial_step_size,
+        target_acceptance, adaptation_rate, step_size_jitter,
+    )  # fmt: skip
     adaptive = dict(
         target_ess=target_ess,
         resample_threshold=resample_threshold,
         max_steps=max_steps,
         max_lambda_step=max_lambda_step,
     )
-    _check_options(**options, **adaptive, base_scale=scale, has_projection=project_fn is not None)
-    options = _move_options(**options)
+    options = _move_options(moves, scale, project_fn, **adaptive)
     options.update({k: float(v) for k, v in adaptive.items()}, max_steps=int(max_steps))
     options.update(n_chains=n_chains // n_batches)
     options = tuple(sorted(options.items()))
