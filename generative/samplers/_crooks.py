@@ -26,9 +26,9 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float
 
+from thermo._checks import check_1d_finite
 from thermo._typing import PRNGKey
 from thermo.estimators import bootstrap, crooks
-from thermo.estimators._checks import check_1d_finite
 from thermo.integrate import overdamped_langevin, run_population
 from thermo.protocols import Protocol, linear_schedule
 

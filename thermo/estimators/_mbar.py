@@ -60,7 +60,7 @@ from jax import lax
 from jax.scipy.special import logsumexp
 from jaxtyping import Array, Float
 
-from ._checks import check_n_k, check_u_kn
+from .._checks import check_n_k, check_u_kn
 
 __all__ = ["MBAR", "mbar"]
 

@@ -62,7 +62,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._checks import check_n_k
+from .._checks import check_n_k
 from ._mbar import (
     _MIN_OVERLAP_GAP,
     MBAR,

@@ -23,9 +23,8 @@ import numpy as np
 from jax.scipy.special import logsumexp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from .._checks import check_real
+from .._checks import check_1d_finite, check_real
 from ..paths import PathEnsemble
-from ._checks import check_1d_finite
 
 __all__ = ["Estimate", "FreeEnergy", "estimate_log_z", "jarzynski", "pareto_k"]
 

@@ -19,7 +19,7 @@ import scipy.integrate
 import scipy.interpolate
 from jaxtyping import Array, Float
 
-from ._checks import check_1d_finite, is_traced
+from .._checks import check_1d_finite, is_traced
 from ._path import FreeEnergy
 
 __all__ = ["ti", "ti_weights", "gauss_legendre"]

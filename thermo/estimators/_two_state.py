@@ -19,7 +19,7 @@ from jax import lax
 from jax.scipy.special import logsumexp
 from jaxtyping import Array, Float
 
-from ._checks import check_1d_finite, is_traced
+from .._checks import check_1d_finite, is_traced
 from ._path import FreeEnergy
 
 __all__ = [

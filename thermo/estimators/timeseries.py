@@ -28,8 +28,7 @@ import numpy as np
 from jax import lax
 from jaxtyping import Array, Float
 
-from .._checks import check_count
-from ._checks import as_float_array, is_traced
+from .._checks import as_float_array, check_count, is_traced
 
 __all__ = [
     "Equilibration",
