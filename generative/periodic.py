@@ -46,6 +46,52 @@ with :math:`\ell = (\det T)^{1/3}`. The output is periodic in each :math:`u_i`, 
 under global translations, permutation-equivariant, and sums to zero over particles
 (:math:`w_{ij}=w_{ji}`, :math:`d_{ij}=-d_{ji}`), as the score of a translation-invariant
 density must.
+
+**Lattice-relative coordinates** (Wirnsberger et al. 2022, *Normalizing flows for atomic
+solids*, sec. 2). A crystal configuration is written :math:`x_i = r^0_i + d_i` with
+lattice sites :math:`r^0_i` and displacements :math:`d_i = T\,\mathrm{mi}(T^{-1}(x_i -
+r^0_i))` (minimum image, so wrapping a particle by a cell vector leaves :math:`d`
+unchanged). Labelling particle :math:`i` by its site is the *lattice assignment*: of the
+:math:`N!` labellings of one crystal configuration it keeps one, which is what the
+:math:`-\ln N!` of the project's Frenkel–Ladd assembly counts
+(:mod:`thermo.materials.solid`). The centre of mass is fixed: the model is a density on
+the :math:`m = 3(N-1)`-dimensional subspace :math:`\sum_i d_i = 0`, in orthonormal
+coordinates :math:`y = B_0^\top \mathrm{vec}(d)` of that subspace.
+
+**The model** (:class:`LatticeGaussian`) is a full-covariance Gaussian in the normal-mode
+basis, :math:`y = W\,\mathrm{diag}(s)\,z`, :math:`z\sim\mathcal N(0, I_m)`, with exact
+log-density
+
+.. math:: \log q(x) = -\tfrac12|z|^2 - \textstyle\sum_k \log s_k - \tfrac m2\log 2\pi,
+          \qquad z = \mathrm{diag}(s)^{-1}W^\top B_0^\top\mathrm{vec}(d(x)).
+
+Its covariance comes from the Hessian at the lattice, :math:`C = k_BT\,H^{-1}` on the
+subspace (:func:`lattice_gaussian_from_hessian`, the harmonic crystal), or from weighted
+samples (:func:`lattice_gaussian_from_samples`, the best Gaussian in
+:math:`\mathrm{KL}(p\,\|\,q)`, a quasi-harmonic model that learns the anharmonic
+broadening). Both are averaged over the crystal's symmetry group (the :math:`N` lattice
+translations, which permute the sites, and the cubic point group where the cell allows
+it), so the model is *equivariant*: :math:`q(g\cdot x) = q(x)` for every lattice
+symmetry :math:`g` (:func:`lattice_symmetries`). It is not invariant under an arbitrary
+relabelling, which the lattice assignment has already removed.
+
+**Correction to the Boltzmann target by SMC** (:func:`lattice_free_energy`). In the
+whitened coordinates :math:`z` the model is :math:`\mathcal N(0, I)` and the target is
+:math:`\tilde\pi(z) = e^{-\beta U(x(z))}\prod_k s_k` (the Jacobian of the linear map).
+:func:`thermo.mcmc.anneal` moves the model's samples along the geometric path
+:math:`q^{1-\lambda}\tilde\pi^\lambda` with MALA/HMC moves; the path weights give
+(targeted free-energy perturbation with an annealed path: Jarzynski 2002; Neal 2001;
+Wirnsberger et al. 2022 with a Gaussian in place of the flow)
+
+.. math:: \widehat{\ln Z} = \ln\tfrac1n\sum_i e^{\ell_i}\;\to\;
+          \ln\int_{\sum d = 0} e^{-\beta U}\,d^m y,
+          \qquad \ln Q_{\rm CM} = \ln Z + \tfrac32\ln N,
+
+the :math:`N^{3/2}` being the density of the centre of mass at zero (:math:`d^{3N}d =
+d^m y\, d^3c`, :math:`c = \sqrt N\bar d`, :math:`\delta(\bar d) = N^{3/2}\delta(c)`), as
+in :func:`thermo.materials.einstein_log_partition_com`. :func:`crystal_excess_free_energy`
+then assembles :math:`\beta A_{\rm ex}/N` with the same terms as
+:func:`thermo.materials.frenkel_ladd_free_energy`.
 """
 
 from __future__ import annotations
@@ -79,6 +125,16 @@ __all__ = [
     "wrap",
     "wrapped_gaussian_log_prob",
     "wrapped_gaussian_score",
+    "LatticeFreeEnergy",
+    "LatticeGaussian",
+    "bond_order_q6",
+    "crystal_excess_free_energy",
+    "lattice_free_energy",
+    "lattice_gaussian_from_covariance",
+    "lattice_gaussian_from_hessian",
+    "lattice_gaussian_from_samples",
+    "lattice_symmetries",
+    "lindemann_ratio",
 ]
 
 
@@ -417,69 +473,6 @@ def _sample(key, score_fn, process, n_samples, n_particles, n_steps, n_corrector
 # --------------------------------------------------------------------------------------
 # Lattice-relative models of atomic solids and their free energies by path weights.
 # --------------------------------------------------------------------------------------
-
-_LATTICE_DOC = r"""
-**Lattice-relative coordinates** (Wirnsberger et al. 2022, *Normalizing flows for atomic
-solids*, sec. 2). A crystal configuration is written :math:`x_i = r^0_i + d_i` with
-lattice sites :math:`r^0_i` and displacements :math:`d_i = T\,\mathrm{mi}(T^{-1}(x_i -
-r^0_i))` (minimum image, so wrapping a particle by a cell vector leaves :math:`d`
-unchanged). Labelling particle :math:`i` by its site is the *lattice assignment*: of the
-:math:`N!` labellings of one crystal configuration it keeps one, which is what the
-:math:`-\ln N!` of the project's Frenkel–Ladd assembly counts
-(:mod:`thermo.materials.solid`). The centre of mass is fixed: the model is a density on
-the :math:`m = 3(N-1)`-dimensional subspace :math:`\sum_i d_i = 0`, in orthonormal
-coordinates :math:`y = B_0^\top \mathrm{vec}(d)` of that subspace.
-
-**The model** (:class:`LatticeGaussian`) is a full-covariance Gaussian in the normal-mode
-basis, :math:`y = W\,\mathrm{diag}(s)\,z`, :math:`z\sim\mathcal N(0, I_m)`, with exact
-log-density
-
-.. math:: \log q(x) = -\tfrac12|z|^2 - \textstyle\sum_k \log s_k - \tfrac m2\log 2\pi,
-          \qquad z = \mathrm{diag}(s)^{-1}W^\top B_0^\top\mathrm{vec}(d(x)).
-
-Its covariance comes from the Hessian at the lattice, :math:`C = k_BT\,H^{-1}` on the
-subspace (:func:`lattice_gaussian_from_hessian`, the harmonic crystal), or from weighted
-samples (:func:`lattice_gaussian_from_samples`, the best Gaussian in
-:math:`\mathrm{KL}(p\,\|\,q)`, a quasi-harmonic model that learns the anharmonic
-broadening). Both are averaged over the crystal's symmetry group (the :math:`N` lattice
-translations, which permute the sites, and the cubic point group where the cell allows
-it), so the model is *equivariant*: :math:`q(g\cdot x) = q(x)` for every lattice
-symmetry :math:`g` (:func:`lattice_symmetries`). It is not invariant under an arbitrary
-relabelling, which the lattice assignment has already removed.
-
-**Correction to the Boltzmann target by SMC** (:func:`lattice_free_energy`). In the
-whitened coordinates :math:`z` the model is :math:`\mathcal N(0, I)` and the target is
-:math:`\tilde\pi(z) = e^{-\beta U(x(z))}\prod_k s_k` (the Jacobian of the linear map).
-:func:`thermo.mcmc.anneal` moves the model's samples along the geometric path
-:math:`q^{1-\lambda}\tilde\pi^\lambda` with MALA/HMC moves; the path weights give
-(targeted free-energy perturbation with an annealed path: Jarzynski 2002; Neal 2001;
-Wirnsberger et al. 2022 with a Gaussian in place of the flow)
-
-.. math:: \widehat{\ln Z} = \ln\tfrac1n\sum_i e^{\ell_i}\;\to\;
-          \ln\int_{\sum d = 0} e^{-\beta U}\,d^m y,
-          \qquad \ln Q_{\rm CM} = \ln Z + \tfrac32\ln N,
-
-the :math:`N^{3/2}` being the density of the centre of mass at zero (:math:`d^{3N}d =
-d^m y\, d^3c`, :math:`c = \sqrt N\bar d`, :math:`\delta(\bar d) = N^{3/2}\delta(c)`), as
-in :func:`thermo.materials.einstein_log_partition_com`. :func:`crystal_excess_free_energy`
-then assembles :math:`\beta A_{\rm ex}/N` with the same terms as
-:func:`thermo.materials.frenkel_ladd_free_energy`.
-"""
-
-__doc__ = (__doc__ or "") + _LATTICE_DOC
-
-__all__ += [
-    "LatticeFreeEnergy",
-    "LatticeGaussian",
-    "bond_order_q6",
-    "crystal_excess_free_energy",
-    "lattice_free_energy",
-    "lattice_gaussian_from_covariance",
-    "lattice_gaussian_from_hessian",
-    "lattice_gaussian_from_samples",
-    "lattice_symmetries",
-    "lindemann_ratio",
-]
 
 
 def _cell_matrix(box) -> np.ndarray:
