@@ -40,6 +40,7 @@ _MODULES: dict[str, str] = {
     "materials_nist_lj": "experiments.materials_nist_lj",
     "materials_screening": "experiments.materials_screening",
     "materials_periodic_generative": "experiments.materials_periodic_generative",
+    "materials_crystal_generative": "experiments.materials_crystal_generative",
     "mcmc_baselines": "experiments.mcmc_baselines",
     "diffusion_samplers": "experiments.diffusion_samplers",
     "particle_sampler": "experiments.particle_sampler",

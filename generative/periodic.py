@@ -46,6 +46,52 @@ with :math:`\ell = (\det T)^{1/3}`. The output is periodic in each :math:`u_i`, 
 under global translations, permutation-equivariant, and sums to zero over particles
 (:math:`w_{ij}=w_{ji}`, :math:`d_{ij}=-d_{ji}`), as the score of a translation-invariant
 density must.
+
+**Lattice-relative coordinates** (Wirnsberger et al. 2022, *Normalizing flows for atomic
+solids*, sec. 2). A crystal configuration is written :math:`x_i = r^0_i + d_i` with
+lattice sites :math:`r^0_i` and displacements :math:`d_i = T\,\mathrm{mi}(T^{-1}(x_i -
+r^0_i))` (minimum image, so wrapping a particle by a cell vector leaves :math:`d`
+unchanged). Labelling particle :math:`i` by its site is the *lattice assignment*: of the
+:math:`N!` labellings of one crystal configuration it keeps one, which is what the
+:math:`-\ln N!` of the project's Frenkel–Ladd assembly counts
+(:mod:`thermo.materials.solid`). The centre of mass is fixed: the model is a density on
+the :math:`m = 3(N-1)`-dimensional subspace :math:`\sum_i d_i = 0`, in orthonormal
+coordinates :math:`y = B_0^\top \mathrm{vec}(d)` of that subspace.
+
+**The model** (:class:`LatticeGaussian`) is a full-covariance Gaussian in the normal-mode
+basis, :math:`y = W\,\mathrm{diag}(s)\,z`, :math:`z\sim\mathcal N(0, I_m)`, with exact
+log-density
+
+.. math:: \log q(x) = -\tfrac12|z|^2 - \textstyle\sum_k \log s_k - \tfrac m2\log 2\pi,
+          \qquad z = \mathrm{diag}(s)^{-1}W^\top B_0^\top\mathrm{vec}(d(x)).
+
+Its covariance comes from the Hessian at the lattice, :math:`C = k_BT\,H^{-1}` on the
+subspace (:func:`lattice_gaussian_from_hessian`, the harmonic crystal), or from weighted
+samples (:func:`lattice_gaussian_from_samples`, the best Gaussian in
+:math:`\mathrm{KL}(p\,\|\,q)`, a quasi-harmonic model that learns the anharmonic
+broadening). Both are averaged over the crystal's symmetry group (the :math:`N` lattice
+translations, which permute the sites, and the cubic point group where the cell allows
+it), so the model is *equivariant*: :math:`q(g\cdot x) = q(x)` for every lattice
+symmetry :math:`g` (:func:`lattice_symmetries`). It is not invariant under an arbitrary
+relabelling, which the lattice assignment has already removed.
+
+**Correction to the Boltzmann target by SMC** (:func:`lattice_free_energy`). In the
+whitened coordinates :math:`z` the model is :math:`\mathcal N(0, I)` and the target is
+:math:`\tilde\pi(z) = e^{-\beta U(x(z))}\prod_k s_k` (the Jacobian of the linear map).
+:func:`thermo.mcmc.anneal` moves the model's samples along the geometric path
+:math:`q^{1-\lambda}\tilde\pi^\lambda` with MALA/HMC moves; the path weights give
+(targeted free-energy perturbation with an annealed path: Jarzynski 2002; Neal 2001;
+Wirnsberger et al. 2022 with a Gaussian in place of the flow)
+
+.. math:: \widehat{\ln Z} = \ln\tfrac1n\sum_i e^{\ell_i}\;\to\;
+          \ln\int_{\sum d = 0} e^{-\beta U}\,d^m y,
+          \qquad \ln Q_{\rm CM} = \ln Z + \tfrac32\ln N,
+
+the :math:`N^{3/2}` being the density of the centre of mass at zero (:math:`d^{3N}d =
+d^m y\, d^3c`, :math:`c = \sqrt N\bar d`, :math:`\delta(\bar d) = N^{3/2}\delta(c)`), as
+in :func:`thermo.materials.einstein_log_partition_com`. :func:`crystal_excess_free_energy`
+then assembles :math:`\beta A_{\rm ex}/N` with the same terms as
+:func:`thermo.materials.frenkel_ladd_free_energy`.
 """
 
 from __future__ import annotations
@@ -79,6 +125,16 @@ __all__ = [
     "wrap",
     "wrapped_gaussian_log_prob",
     "wrapped_gaussian_score",
+    "LatticeFreeEnergy",
+    "LatticeGaussian",
+    "bond_order_q6",
+    "crystal_excess_free_energy",
+    "lattice_free_energy",
+    "lattice_gaussian_from_covariance",
+    "lattice_gaussian_from_hessian",
+    "lattice_gaussian_from_samples",
+    "lattice_symmetries",
+    "lindemann_ratio",
 ]
 
 
@@ -412,3 +468,508 @@ def _sample(key, score_fn, process, n_samples, n_particles, n_steps, n_corrector
     if denoise:
         u = wrap(u + sigmas[-1] ** 2 * score(sigmas[-1], u))
     return u
+
+
+# --------------------------------------------------------------------------------------
+# Lattice-relative models of atomic solids and their free energies by path weights.
+# --------------------------------------------------------------------------------------
+
+
+def _cell_matrix(box) -> np.ndarray:
+    from thermo.materials.cells import box_matrix
+
+    return box_matrix(box)
+
+
+class LatticeGaussian(eqx.Module):
+    r"""Full-covariance Gaussian of lattice displacements with the centre of mass fixed.
+
+    See the module docstring ("Lattice-relative coordinates"). Build it with
+    :func:`lattice_gaussian_from_covariance`, :func:`lattice_gaussian_from_hessian` or
+    :func:`lattice_gaussian_from_samples`.
+
+    Attributes:
+        sites: ``(n, 3)`` lattice sites :math:`r^0_i`.
+        cell: ``(3, 3)`` cell matrix :math:`T` (columns are the lattice vectors).
+        basis: ``(3n, m)`` orthonormal normal modes :math:`B_0W`, orthogonal to the
+            centre-of-mass modes, ``m = 3(n - 1)``.
+        scales: ``(m,)`` standard deviations :math:`s_k` of the modes.
+    """
+
+    sites: Float[Array, "n 3"]
+    cell: Float[Array, "3 3"]
+    basis: Float[Array, "d m"]
+    scales: Float[Array, " m"]
+
+    @property
+    def n_particles(self) -> int:
+        """:math:`N`."""
+        return self.sites.shape[0]
+
+    @property
+    def dim(self) -> int:
+        """:math:`m = 3(N-1)`, the dimension of the model's support."""
+        return self.scales.shape[0]
+
+    def displacements(self, positions: Float[Array, "n 3"]) -> Float[Array, "n 3"]:
+        r"""Minimum-image :math:`d_i = T\,\mathrm{mi}(T^{-1}(x_i - r^0_i))`."""
+        frac = (positions - self.sites) @ jnp.linalg.inv(self.cell).T
+        return minimum_image(frac) @ self.cell.T
+
+    def to_latent(self, positions: Float[Array, "n 3"]) -> Float[Array, " m"]:
+        r""":math:`z = \mathrm{diag}(s)^{-1}(B_0W)^\top\mathrm{vec}(d)` (the COM part drops out)."""
+        return (self.basis.T @ self.displacements(positions).reshape(-1)) / self.scales
+
+    def from_latent(self, z: Float[Array, " m"]) -> Float[Array, "n 3"]:
+        r""":math:`x = r^0 + \mathrm{unvec}(B_0W\,\mathrm{diag}(s)\,z)` (unwrapped, COM-free)."""
+        return self.sites + (self.basis @ (self.scales * z)).reshape(self.sites.shape)
+
+    def log_det(self) -> Float[Array, ""]:
+        r""":math:`\sum_k\log s_k`, the log-Jacobian of ``from_latent``."""
+        return jnp.sum(jnp.log(self.scales))
+
+    def log_prob(self, positions: Float[Array, "n 3"]) -> Float[Array, ""]:
+        r"""Exact :math:`\log q(x)` on the COM-free subspace (module docstring)."""
+        z = self.to_latent(positions)
+        return -0.5 * jnp.sum(z * z) - self.log_det() - 0.5 * self.dim * math.log(2 * math.pi)
+
+    def sample(self, key, n_samples: int) -> Float[Array, "b n 3"]:
+        """``n_samples`` configurations ``(b, n, 3)`` (unwrapped positions, COM at the sites')."""
+        z = jr.normal(key, (n_samples, self.dim), dtype=self.scales.dtype)
+        return jax.vmap(self.from_latent)(z)
+
+
+def _com_free_basis(n: int) -> np.ndarray:
+    """``(3n, 3(n-1))`` orthonormal basis of :math:`\\sum_i d_i = 0` (flattened ``(n, 3)``)."""
+    p = np.eye(3 * n) - np.kron(np.ones((n, n)) / n, np.eye(3))
+    w, v = np.linalg.eigh(p)
+    return v[:, w > 0.5]
+
+
+def _site_lookup(sites: np.ndarray, cell: np.ndarray, points: np.ndarray, tol: float = 1e-6):
+    """Index of the site each point coincides with modulo the cell (``-1`` if none)."""
+    inv = np.linalg.inv(cell)
+
+    def keys(p):
+        f = p @ inv.T
+        f = np.round((f - np.floor(f + 0.5 * tol)) / tol).astype(np.int64)
+        f = np.mod(f, int(round(1.0 / tol)))
+        return [tuple(r) for r in f]
+
+    table = {k: i for i, k in enumerate(keys(sites))}
+    return np.array([table.get(k, -1) for k in keys(points)], np.int64)
+
+
+def _cubic_point_group() -> np.ndarray:
+    """The 48 signed permutation matrices (the cubic group :math:`O_h`), ``(48, 3, 3)``."""
+    import itertools
+
+    ops = []
+    for perm in itertools.permutations(range(3)):
+        for signs in itertools.product((1.0, -1.0), repeat=3):
+            r = np.zeros((3, 3))
+            r[np.arange(3), perm] = signs
+            ops.append(r)
+    return np.stack(ops)
+
+
+def lattice_symmetries(sites, box, *, point_group: bool = True):
+    r"""The lattice translations and point operations that map the sites onto themselves.
+
+    A translation by :math:`t_k = r^0_k - r^0_0` sends site :math:`i` to the site at
+    :math:`r^0_i + t_k` (mod the cell); a point operation :math:`R` (cubic group, about
+    site 0) sends it to :math:`r^0_0 + R(r^0_i - r^0_0)`. Kept are those that permute the
+    sites (all :math:`N` translations of a Bravais-lattice supercell; the 48 cubic
+    operations for an FCC crystal in a cubic cell).
+
+    Args:
+        sites: ``(n, 3)`` lattice sites.
+        box: the cell (:func:`thermo.materials.box_matrix`).
+        point_group: include the cubic point operations.
+
+    Returns:
+        ``(translations, rotations)``: ``translations`` ``(n, n)`` int, row ``k`` the
+        permutation :math:`i \mapsto p_k(i)` of translation :math:`t_k`; ``rotations`` a
+        pair ``(R (g, 3, 3), perms (g, n))`` of the point operations kept (``g >= 1``,
+        the identity first).
+    """
+    sites = np.asarray(sites, np.float64)
+    if sites.ndim != 2 or sites.shape[1] != 3:
+        raise ValueError(f"sites must have shape (n, 3), got {sites.shape}")
+    cell = _cell_matrix(box)
+    n = sites.shape[0]
+    rel = sites - sites[0]
+    trans = _site_lookup(sites, cell, (sites[None, :, :] + rel[:, None, :]).reshape(-1, 3))
+    trans = trans.reshape(n, n)
+    if np.any(trans < 0):
+        raise ValueError("the sites are not a Bravais lattice of the cell (a translation fails)")
+    ops = _cubic_point_group() if point_group else np.eye(3)[None]
+    rots, perms = [], []
+    for r in ops:
+        p = _site_lookup(sites, cell, sites[0] + rel @ r.T)
+        if np.all(p >= 0) and len(set(p.tolist())) == n:
+            rots.append(r)
+            perms.append(p)
+    return trans, (np.stack(rots), np.stack(perms))
+
+
+def _symmetrize(cov: np.ndarray, sites: np.ndarray, cell: np.ndarray, point_group: bool):
+    r"""Group average :math:`\bar C = |G|^{-1}\sum_g (P_g\otimes R_g) C (P_g\otimes R_g)^\top`.
+
+    Translations first: :math:`C_{ij}` becomes a function :math:`c(r_j - r_i)` of the
+    separation (the mean of its blocks over all pairs with that separation); then
+    :math:`c(s) \leftarrow |P|^{-1}\sum_R R\,c(R^\top s)R^\top`.
+    """
+    n = sites.shape[0]
+    trans, (rots, _) = lattice_symmetries(sites, cell, point_group=point_group)
+    # sep[i, j] = k with r_k - r_0 = r_j - r_i (mod cell): translation by r_j... from i to j
+    rel = sites - sites[0]
+    sep = _site_lookup(sites, cell, (sites[0] + rel[None, :, :] - rel[:, None, :]).reshape(-1, 3))
+    del trans
+    blocks = cov.reshape(n, 3, n, 3).transpose(0, 2, 1, 3).reshape(n * n, 3, 3)
+    c = np.zeros((n, 3, 3))
+    np.add.at(c, sep, blocks)
+    c /= np.bincount(sep, minlength=n)[:, None, None]
+    if rots.shape[0] > 1:
+        c_sym = np.zeros_like(c)
+        for r in rots:
+            idx = _site_lookup(sites, cell, sites[0] + rel @ r)  # R^T s for every s
+            c_sym += np.einsum("ab,kbc,dc->kad", r, c[idx], r)
+        c = c_sym / rots.shape[0]
+    full = c[sep].reshape(n, n, 3, 3).transpose(0, 2, 1, 3).reshape(3 * n, 3 * n)
+    return 0.5 * (full + full.T)
+
+
+def lattice_gaussian_from_covariance(
+    sites, box, covariance, *, symmetrize: bool = True, point_group: bool = True
+) -> LatticeGaussian:
+    r"""A :class:`LatticeGaussian` with covariance :math:`C` (restricted to the COM-free subspace).
+
+    Args:
+        sites: ``(n, 3)`` lattice sites.
+        box: the cell.
+        covariance: ``(3n, 3n)`` covariance of the flattened displacements (its
+            centre-of-mass part is ignored).
+        symmetrize: average :math:`C` over the lattice symmetries first
+            (:func:`lattice_symmetries`), which makes the model equivariant.
+        point_group: include the cubic point operations in that average.
+
+    Returns:
+        :class:`LatticeGaussian`.
+
+    Raises:
+        ValueError: on bad shapes, non-finite entries, or a covariance that is not
+            positive definite on the subspace.
+    """
+    sites = np.asarray(sites, np.float64)
+    cell = _cell_matrix(box)
+    n = sites.shape[0]
+    cov = np.asarray(covariance, np.float64)
+    if sites.ndim != 2 or sites.shape[1] != 3 or n < 2:
+        raise ValueError(f"sites must have shape (n >= 2, 3), got {sites.shape}")
+    if cov.shape != (3 * n, 3 * n):
+        raise ValueError(f"covariance must have shape {(3 * n, 3 * n)}, got {cov.shape}")
+    if not np.all(np.isfinite(cov)):
+        raise ValueError("covariance contains NaN or inf")
+    cov = 0.5 * (cov + cov.T)
+    if symmetrize:
+        cov = _symmetrize(cov, sites, cell, point_group)
+    b0 = _com_free_basis(n)
+    lam, w = np.linalg.eigh(b0.T @ cov @ b0)
+    if lam[0] <= 1e-12 * lam[-1]:
+        raise ValueError(
+            f"covariance is not positive definite on the COM-free subspace (smallest "
+            f"eigenvalue {lam[0]:.3g}); give more samples or a stable Hessian"
+        )
+    return LatticeGaussian(
+        jnp.asarray(sites), jnp.asarray(cell), jnp.asarray(b0 @ w), jnp.asarray(np.sqrt(lam))
+    )
+
+
+def lattice_gaussian_from_hessian(
+    energy_fn: Callable[[Array], Array], sites, box, temperature: float, **kw
+) -> LatticeGaussian:
+    r"""The harmonic crystal: :math:`C = k_BT\,(B_0^\top H B_0)^{-1}`, :math:`H = \nabla^2U(r^0)`.
+
+    Args:
+        energy_fn: ``U(R)``, ``R`` of shape ``(n, 3)``.
+        sites: ``(n, 3)`` lattice sites (a minimum of ``energy_fn``).
+        box: the cell.
+        temperature: :math:`k_BT`.
+        **kw: :func:`lattice_gaussian_from_covariance` options.
+
+    Raises:
+        ValueError: when the lattice is mechanically unstable (a non-positive mode).
+    """
+    from thermo.materials._harmonic import hessian
+
+    check_positive(temperature, "temperature")
+    sites = np.asarray(sites, np.float64)
+    h = np.asarray(hessian(energy_fn, jnp.asarray(sites)), np.float64)
+    b0 = _com_free_basis(sites.shape[0])
+    lam, w = np.linalg.eigh(b0.T @ h @ b0)
+    if lam[0] <= 0:
+        raise ValueError(f"the lattice is mechanically unstable (Hessian eigenvalue {lam[0]:.3g})")
+    cov_y = (w / lam) @ w.T * temperature
+    return lattice_gaussian_from_covariance(sites, box, b0 @ cov_y @ b0.T, **kw)
+
+
+def lattice_gaussian_from_samples(
+    positions, sites, box, *, log_weights=None, **kw
+) -> LatticeGaussian:
+    r"""Fit the Gaussian to (weighted) samples: the weighted covariance of :math:`d - \bar d`.
+
+    Args:
+        positions: ``(b, n, 3)`` configurations (wrapped or not).
+        sites: ``(n, 3)`` lattice sites.
+        box: the cell.
+        log_weights: optional ``(b,)`` importance log-weights (e.g. a corrected SMC
+            population); uniform when ``None``.
+        **kw: :func:`lattice_gaussian_from_covariance` options.
+    """
+    x = jnp.asarray(positions)
+    if x.ndim != 3 or x.shape[1:] != np.shape(sites):
+        raise ValueError(f"positions must have shape (b, {np.shape(sites)}), got {x.shape}")
+    model0 = LatticeGaussian(
+        jnp.asarray(sites), jnp.asarray(_cell_matrix(box)), jnp.zeros((0, 0)), jnp.ones((0,))
+    )
+    d = np.asarray(jax.vmap(model0.displacements)(x), np.float64)
+    d = (d - d.mean(axis=1, keepdims=True)).reshape(d.shape[0], -1)
+    if log_weights is None:
+        w = np.full(d.shape[0], 1.0 / d.shape[0])
+    else:
+        lw = np.asarray(log_weights, np.float64)
+        if lw.shape != (d.shape[0],) or not np.all(np.isfinite(lw)):
+            raise ValueError("log_weights must be finite with one entry per sample")
+        w = np.exp(lw - lw.max())
+        w /= w.sum()
+    mean = w @ d
+    cov = (d - mean).T @ ((d - mean) * w[:, None])
+    return lattice_gaussian_from_covariance(sites, box, cov, **kw)
+
+
+class LatticeFreeEnergy(NamedTuple):
+    r"""Result of :func:`lattice_free_energy`.
+
+    Attributes:
+        log_z: :math:`\ln\int_{\sum d=0} e^{-\beta U}\,d^m y` (path-weight estimate).
+        log_z_std: its standard error (delta method over the independent paths).
+        log_q_com: :math:`\ln Q_{\rm CM} = \ln Z + \tfrac32\ln N`.
+        ess: Kish ESS of the final weights.
+        pareto_k: PSIS tail index of the weights.
+        positions: ``(n_chains, n, 3)`` final (weighted) configurations.
+        log_weights: ``(n_chains,)`` their log-weights.
+        n_energy_evals: energy-and-gradient evaluations spent.
+        acceptance_rate: mean MCMC acceptance along the path.
+    """
+
+    log_z: Array
+    log_z_std: Array
+    log_q_com: Array
+    ess: Array
+    pareto_k: Array
+    positions: Array
+    log_weights: Array
+    n_energy_evals: Array
+    acceptance_rate: Array
+
+
+@eqx.filter_jit
+def _lattice_anneal(key, model, energy_fn, beta, schedule, options):
+    from thermo.mcmc import anneal
+
+    def logdensity_fn(z):
+        return -beta * energy_fn(model.from_latent(z)) + model.log_det()
+
+    res = anneal(key, logdensity_fn, model.dim, base_scale=1.0, schedule=schedule, **dict(options))
+    return res.estimate, res.samples, res.log_weights, res.n_energy_evals, res.acceptance_rate
+
+
+def lattice_free_energy(
+    key,
+    model: LatticeGaussian,
+    energy_fn: Callable[[Array], Array],
+    temperature: float,
+    *,
+    n_chains: int,
+    n_stages: int,
+    schedule_power: float = 2.0,
+    move: str = "mala",
+    n_mcmc_steps: int = 1,
+    n_integration_steps: int = 5,
+    initial_step_size: float | None = None,
+) -> LatticeFreeEnergy:
+    r"""Correct the lattice model to :math:`e^{-\beta U}` by annealing; the free energy from its weights.
+
+    AIS (Neal 2001; :func:`thermo.mcmc.anneal` with no resampling, so the paths are
+    independent and the delta-method error bar holds) in the model's whitened
+    coordinates, schedule :math:`\lambda_k = (k/K)^p`; see the module docstring
+    ("Correction to the Boltzmann target by SMC").
+
+    Args:
+        key: PRNG key.
+        model: the :class:`LatticeGaussian` (the path's normalised start).
+        energy_fn: ``U(R)`` (periodic; ``R`` unwrapped ``(n, 3)``).
+        temperature: :math:`k_BT`.
+        n_chains: independent paths.
+        n_stages: :math:`K` (0 is plain importance sampling from the model).
+        schedule_power: :math:`p`.
+        move, n_mcmc_steps, n_integration_steps, initial_step_size: the moves
+            (:func:`thermo.mcmc.anneal`; the step size adapts to the acceptance).
+
+    Returns:
+        :class:`LatticeFreeEnergy`.
+    """
+    check_positive(temperature, "temperature")
+    n_chains = check_count(n_chains, "n_chains", minimum=2)
+    n_stages = check_count(n_stages, "n_stages", minimum=0)
+    check_positive(schedule_power, "schedule_power")
+    beta = 1.0 / float(temperature)
+    if n_stages == 0:
+        z = jr.normal(key, (n_chains, model.dim), dtype=model.scales.dtype)
+        x = jax.vmap(model.from_latent)(z)
+        lw = -beta * jax.vmap(energy_fn)(x) - jax.vmap(model.log_prob)(x)
+        from thermo.estimators import estimate_log_z
+
+        est = estimate_log_z(lw)
+        evals, acc = jnp.asarray(n_chains), jnp.asarray(jnp.nan)
+    else:
+        t = np.linspace(0.0, 1.0, n_stages + 1)
+        options = dict(
+            n_chains=n_chains,
+            resample_threshold=0.0,
+            move=move,
+            n_mcmc_steps=int(n_mcmc_steps),
+            n_integration_steps=int(n_integration_steps),
+            initial_step_size=initial_step_size,
+        )
+        schedule = jnp.asarray(t**schedule_power, dtype=model.scales.dtype)
+        est, z, lw, evals, acc = _lattice_anneal(
+            key, model, energy_fn, beta, schedule, tuple(sorted(options.items()))
+        )
+        x = jax.vmap(model.from_latent)(z)
+    n = model.n_particles
+    return LatticeFreeEnergy(
+        log_z=est.value,
+        log_z_std=est.std_err,
+        log_q_com=est.value + 1.5 * math.log(n),
+        ess=est.ess,
+        pareto_k=est.pareto_k,
+        positions=x,
+        log_weights=lw,
+        n_energy_evals=evals,
+        acceptance_rate=acc,
+    )
+
+
+def crystal_excess_free_energy(
+    n_particles: int,
+    density: float,
+    temperature: float,
+    log_q_com: float,
+    log_q_com_std: float,
+    *,
+    lattice_energy_cut: float,
+    lattice_energy_full: float,
+    msd: float = 0.0,
+    r_cut: float | None = None,
+    sigma: float = 1.0,
+    epsilon: float = 1.0,
+) -> dict:
+    r"""Finite-:math:`N` :math:`\beta A_{\rm ex}/N` from :math:`\ln Q_{\rm CM}`, as Frenkel–Ladd assembles it.
+
+    .. math:: \frac{\beta A_{\rm ex}}{N} = \frac{(N-1)\ln V - \ln N!}{N}
+              - \frac{\ln Q_{\rm CM}}{N}
+              + \beta\,(u^{\rm full}_{\rm lat} - u^{\rm cut}_{\rm lat})
+              + \beta\,\delta a_{\rm tail},
+
+    the terms of :func:`thermo.materials.frenkel_ladd_free_energy` (whose
+    :math:`-\ln Q_{E,\rm CM} + \beta U^{\rm cut}_{\rm lat} + \beta\int\langle\partial_\lambda
+    U\rangle` is :math:`-\ln Q_{\rm CM}` of the hard-cut crystal): the free translation and
+    the ideal gas, the static lattice energy of the full potential in place of the cut
+    one (per particle, :func:`thermo.materials.fcc_lattice_energy`), and the first-order
+    thermal tail :math:`-16\pi\rho\,{\rm MSD}\,\varepsilon\sigma^6 r_c^{-5}`.
+
+    Returns:
+        dict with ``value``, ``std_err`` and ``terms``.
+    """
+    from scipy.special import gammaln
+
+    n = check_count(n_particles, "n_particles", minimum=2)
+    check_positive(density, "density")
+    check_positive(temperature, "temperature")
+    if not (np.isfinite(log_q_com) and np.isfinite(log_q_com_std)):
+        raise ValueError("log_q_com and its standard error must be finite")
+    beta = 1.0 / temperature
+    translation = ((n - 1) * np.log(n / density) - gammaln(n + 1.0)) / n
+    configurational = -float(log_q_com) / n
+    lattice = beta * (float(lattice_energy_full) - float(lattice_energy_cut))
+    tail = 0.0
+    if msd:
+        if r_cut is None:
+            raise ValueError("the thermal tail term needs r_cut")
+        tail = beta * (-16.0 * np.pi * density * msd * epsilon * sigma**6 / r_cut**5)
+    terms = {
+        "translation_and_ideal_gas": translation,
+        "configurational": configurational,
+        "lattice_full_minus_cut": lattice,
+        "thermal_tail": tail,
+    }
+    return {
+        "value": float(translation + configurational + lattice + tail),
+        "std_err": float(log_q_com_std) / n,
+        "terms": terms,
+    }
+
+
+def bond_order_q6(positions, box, r_neighbor: float) -> np.ndarray:
+    r"""Global Steinhardt order :math:`Q_6` of each configuration (Steinhardt, Nelson & Ronchetti 1983).
+
+    :math:`Q_6^2 = \frac{4\pi}{13}\sum_m |\bar Q_{6m}|^2` with :math:`\bar Q_{6m}` the mean of
+    :math:`Y_{6m}(\hat r_b)` over all bonds :math:`b` (minimum-image pairs closer than
+    ``r_neighbor``); by the addition theorem
+    :math:`Q_6^2 = N_b^{-2}\sum_{b,b'} P_6(\hat r_b\cdot\hat r_{b'})`. Perfect FCC: 0.5745;
+    a liquid: :math:`O(N_b^{-1/2})`.
+
+    Args:
+        positions: ``(b, n, 3)`` or ``(n, 3)``.
+        box: the cell.
+        r_neighbor: bond cutoff (between the first and second neighbour shells).
+
+    Returns:
+        ``(b,)`` float64 array.
+    """
+    from numpy.polynomial import legendre
+
+    cell = _cell_matrix(box)
+    inv = np.linalg.inv(cell)
+    x = np.asarray(positions, np.float64)
+    x = x[None] if x.ndim == 2 else x
+    p6 = np.zeros(7)
+    p6[6] = 1.0
+    out = np.empty(x.shape[0])
+    iu = np.triu_indices(x.shape[1], 1)
+    for c, xc in enumerate(x):
+        dr = (xc[:, None, :] - xc[None, :, :])[iu]
+        f = dr @ inv.T
+        dr = (f - np.round(f)) @ cell.T
+        r = np.linalg.norm(dr, axis=1)
+        u = dr[r < r_neighbor] / r[r < r_neighbor, None]
+        if u.shape[0] == 0:
+            out[c] = 0.0
+            continue
+        out[c] = np.sqrt(max(np.mean(legendre.legval(u @ u.T, p6)), 0.0))
+    return out
+
+
+def lindemann_ratio(positions, model: LatticeGaussian, nearest_neighbor: float) -> float:
+    r"""Lindemann ratio :math:`\sqrt{\langle|d_i - \bar d|^2\rangle}/a` over configurations and particles.
+
+    Args:
+        positions: ``(b, n, 3)``.
+        model: supplies the sites and the minimum-image displacement.
+        nearest_neighbor: :math:`a`, the nearest-neighbour distance of the lattice.
+    """
+    d = np.asarray(jax.vmap(model.displacements)(jnp.asarray(positions)), np.float64)
+    d = d - d.mean(axis=1, keepdims=True)
+    return float(np.sqrt(np.mean(np.sum(d * d, axis=-1))) / nearest_neighbor)
