@@ -13,6 +13,8 @@ Radon–Nikodym weights; it returns a :class:`thermo.paths.PathEnsemble` and its
   with the log-variance loss (Vargas et al. 2024); ``CMCD(None)`` is annealed Langevin AIS.
 * :func:`feynman_kac` — SMC (Feynman–Kac) correction along a DDS/PIS chain: exact
   incremental weights, resampling, MALA moves; exact whatever the network.
+* :func:`pretrained` — ``pretrained("dw4" | "lj13" | "lj55").sample(key, n)``: committed
+  checkpoints with the correction.
 * :func:`train` (optax; ``"kl"`` or ``"log_variance"`` loss), :func:`sample`,
   :func:`simulate`, :class:`Control` (score-informed MLP), :func:`as_target`.
 """
@@ -58,3 +60,7 @@ from ._presets import DEFAULT_LOSS as DEFAULT_LOSS
 from ._presets import FitResult as FitResult
 from ._presets import fit_and_sample as fit_and_sample
 from ._presets import make_sampler as make_sampler
+from ._pretrained import PRETRAINED as PRETRAINED
+from ._pretrained import PretrainedSampler as PretrainedSampler
+from ._pretrained import pretrained as pretrained
+from ._pretrained import train_checkpoint as train_checkpoint
