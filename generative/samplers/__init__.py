@@ -11,6 +11,10 @@ Radon–Nikodym weights; it returns a :class:`thermo.paths.PathEnsemble` and its
   integrator (Vargas, Grathwohl & Doucet 2023).
 * :class:`CMCD` — Controlled Monte Carlo Diffusion, controlled annealed Langevin trained
   with the log-variance loss (Vargas et al. 2024); ``CMCD(None)`` is annealed Langevin AIS.
+* :func:`feynman_kac` — SMC (Feynman–Kac) correction along a DDS/PIS chain: exact
+  incremental weights, resampling, MALA moves; exact whatever the network.
+* :func:`pretrained` — ``pretrained("dw4" | "lj13" | "lj55").sample(key, n)``: committed
+  checkpoints with the correction.
 * :func:`train` (optax; ``"kl"`` or ``"log_variance"`` loss), :func:`sample`,
   :func:`simulate`, :class:`Control` (score-informed MLP), :func:`as_target`.
 """
@@ -34,6 +38,8 @@ from ._crooks import SwitchingWorks as SwitchingWorks
 from ._crooks import crooks_crossing as crooks_crossing
 from ._crooks import trap_switching_works as trap_switching_works
 from ._dds import DDS as DDS
+from ._fk import FKResult as FKResult
+from ._fk import feynman_kac as feynman_kac
 from ._particle import IDEMResult as IDEMResult
 from ._particle import IDEMSettings as IDEMSettings
 from ._particle import IDEMState as IDEMState
@@ -54,3 +60,7 @@ from ._presets import DEFAULT_LOSS as DEFAULT_LOSS
 from ._presets import FitResult as FitResult
 from ._presets import fit_and_sample as fit_and_sample
 from ._presets import make_sampler as make_sampler
+from ._pretrained import PRETRAINED as PRETRAINED
+from ._pretrained import PretrainedSampler as PretrainedSampler
+from ._pretrained import pretrained as pretrained
+from ._pretrained import train_checkpoint as train_checkpoint

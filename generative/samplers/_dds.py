@@ -157,6 +157,14 @@ class DDS(AbstractSampler):
 
         return Kernel(init, step)
 
+    def reference_log_marginal(
+        self, target: Target, step: Any, x: Float[Array, " dim"]
+    ) -> Float[Array, ""]:
+        r""":math:`\log q_k(x) = \log\mathcal N(x; 0, \sigma^2 I)` at every step ``k``
+        (the reference OU chain is stationary; used by the Feynman–Kac correction)."""
+        del step
+        return gaussian_log_prob(x, 0.0, var=self.sigma**2, n_dims=target.sub_dim)
+
     def terminal_log_weight(self, target: Target, state: SamplerState) -> Float[Array, ""]:
         r""":math:`\log\tilde\pi(y_K) - \log\mathcal N(y_K; 0, \sigma^2)`."""
         return state.log_prob - gaussian_log_prob(

@@ -150,6 +150,16 @@ class PIS(AbstractSampler):
 
         return Kernel(init, step)
 
+    def reference_log_marginal(
+        self, target: Target, step: Any, x: Float[Array, " dim"]
+    ) -> Float[Array, ""]:
+        r""":math:`\log q_k(x) = \log\mathcal N(x; 0, \sigma^2 t_k I)`, :math:`t_k = k\delta`,
+        the reference Brownian motion's marginal (a Dirac at :math:`k = 0`, where the
+        Feynman–Kac correction gives it weight zero; :math:`t_0` is floored at
+        :math:`\delta` to stay finite)."""
+        t = jnp.maximum(step, 1) * (self.duration / self.n_steps)
+        return gaussian_log_prob(x, 0.0, var=self.sigma**2 * t, n_dims=target.sub_dim)
+
     def terminal_log_weight(self, target: Target, state: SamplerState) -> Float[Array, ""]:
         r""":math:`\log\tilde\pi(x_K) - \log\mathcal N(x_K; 0, \sigma^2 T)` (on the COM-free
         subspace for particles)."""

@@ -1,0 +1,170 @@
+r"""Feynman–Kac-corrected learned samplers: regenerate the checkpoints and measure them.
+
+Commands (run from the repository root)::
+
+    python -m experiments.fk_samplers train NAME [--out DIR]   # resumes if interrupted
+    python -m experiments.fk_samplers measure NAME [--n 2000] [--seed 1] [--checkpoints DIR]
+    python -m experiments.fk_samplers peers NAME [--n 2000] [--seed 1]   # AIS, SMC
+
+``train`` rebuilds ``generative/samplers/checkpoints/NAME.{eqx,json}`` from
+:data:`generative.samplers.PRETRAINED` (a :func:`thermo.fit.fit` checkpoint
+``NAME.fit`` beside them makes an interrupted run resume; delete it afterwards).
+``measure`` prints one JSON row: energy :math:`W_2` (:func:`thermo.metrics.energy_w2`,
+the square root) of ``n`` corrected samples against the project's reference samples
+(:func:`thermo.systems._reference.reference_samples`, and the shared validation split
+when present), :math:`\log\hat Z` with its standard error and Pareto k, the energy
+evaluations of sampling and of training, and the CPU time of the call. Both run with
+float64 off (the library default) unless ``JAX_ENABLE_X64`` is set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+
+__all__ = ["main", "measure", "peers"]
+
+_SHARED_SPLITS = {"dw4": "val_split_DW4.npy", "lj13": "val_split_LJ13-1000.npy"}
+
+
+def _shared_reference(name: str) -> np.ndarray | None:
+    root = os.environ.get("STOCHTHERMO_SHARED_DATA")
+    base = Path(root) if root else Path(__file__).resolve().parent.parent / "../shared/data"
+    path = base / "reference" / _SHARED_SPLITS.get(name, "-")
+    return np.load(path) if path.exists() else None
+
+
+def measure(name: str, n: int = 2000, seed: int = 1, checkpoints: str | None = None) -> dict:
+    """One row of the table (module docstring)."""
+    import thermo.systems as systems
+    from generative.samplers import pretrained
+    from generative.samplers._pretrained import CHECKPOINT_DIR
+    from thermo.metrics import energy_w2
+    from thermo.systems._reference import reference_samples
+
+    model = pretrained(name, checkpoints or CHECKPOINT_DIR)
+    system = systems.get(model.config.system)
+    energy = jax.jit(jax.vmap(system.energy))
+    t0, w0 = time.process_time(), time.time()
+    out = model.sample(jr.PRNGKey(seed), n)
+    out.samples.block_until_ready()
+    cpu, wall = time.process_time() - t0, time.time() - w0
+    e = np.asarray(energy(out.samples))
+    row = {
+        "system": name,
+        "n": n,
+        "seed": seed,
+        "log_z": float(out.log_z),
+        "log_z_std": float(out.log_z_std),
+        "pareto_k": float(out.pareto_k),
+        "sample_energy_evals": out.n_energy_evals,
+        "train_energy_evals": model.provenance.get("train_energy_evals"),
+        "sample_cpu_s_incl_compile": cpu,
+        "sample_wall_s_incl_compile": wall,
+        "x64": bool(jax.config.jax_enable_x64),
+    }
+    try:
+        ref = reference_samples(name)
+        row["energy_w2_project_ref"] = energy_w2(e, np.asarray(energy(jnp.asarray(ref))))
+    except (FileNotFoundError, ValueError) as err:
+        row["energy_w2_project_ref"] = f"missing: {err}"
+    shared = _shared_reference(name)
+    if shared is None:
+        row["energy_w2_shared_val"] = "missing (no shared split for this system)"
+    else:
+        shared = shared.reshape(shared.shape[0], -1)
+        row["energy_w2_shared_val"] = energy_w2(e, np.asarray(energy(jnp.asarray(shared))))
+    return row
+
+
+def peers(name: str, n: int = 2000, seed: int = 1) -> list[dict]:
+    """The project's AIS and adaptive SMC at the corrected sampler's sampling budget.
+
+    AIS: ``n`` chains, the same number of stages :math:`K` and MALA sweeps per stage as
+    the pretrained config (cost :math:`\approx n K (1 + M)`); adaptive SMC: ``n``
+    particles, the same sweeps, at most :math:`K` stages. Equally weighted draws are a
+    systematic resampling of the final weights.
+    """
+    import thermo.systems as systems
+    from generative.samplers import PRETRAINED
+    from thermo.mcmc import ais, smc
+    from thermo.metrics import energy_w2
+    from thermo.smc import systematic_resampling
+    from thermo.systems._reference import reference_samples
+
+    config = PRETRAINED[name]
+    system = systems.get(config.system)
+    energy = jax.jit(jax.vmap(system.energy))
+    e_ref = np.asarray(energy(jnp.asarray(reference_samples(name))))
+    rows = []
+    runs = {
+        "ais": lambda key: ais(
+            key, system, n_chains=n, n_steps=config.n_steps, n_mcmc_steps=config.n_moves
+        ),
+        "smc": lambda key: smc(
+            key, system, n_chains=n, max_steps=config.n_steps, n_mcmc_steps=config.n_moves
+        ),
+    }
+    for method, run in runs.items():
+        key_run, key_res = jr.split(jr.PRNGKey(seed))
+        t0 = time.process_time()
+        r = run(key_run)
+        r.samples.block_until_ready()
+        cpu = time.process_time() - t0
+        x = r.samples[systematic_resampling(key_res, r.log_weights)]
+        rows.append(
+            {
+                "system": name,
+                "method": method,
+                "n": n,
+                "log_z": float(r.log_z),
+                "log_z_std": float(r.log_z_std),
+                "pareto_k": float(r.pareto_k),
+                "energy_evals": int(r.n_energy_evals),
+                "cpu_s_incl_compile": cpu,
+                "energy_w2_project_ref": energy_w2(np.asarray(energy(x)), e_ref),
+            }
+        )
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m experiments.fk_samplers")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_train = sub.add_parser("train")
+    p_train.add_argument("name")
+    p_train.add_argument("--out", default=None)
+    p_measure = sub.add_parser("measure")
+    p_measure.add_argument("name")
+    p_measure.add_argument("--n", type=int, default=2000)
+    p_measure.add_argument("--seed", type=int, default=1)
+    p_measure.add_argument("--checkpoints", default=None)
+    p_peers = sub.add_parser("peers")
+    p_peers.add_argument("name")
+    p_peers.add_argument("--n", type=int, default=2000)
+    p_peers.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args(argv)
+    if args.command == "train":
+        from generative.samplers import train_checkpoint
+        from generative.samplers._pretrained import CHECKPOINT_DIR
+
+        print(json.dumps(train_checkpoint(args.name, args.out or CHECKPOINT_DIR), indent=2))
+    elif args.command == "peers":
+        for row in peers(args.name, args.n, args.seed):
+            print(json.dumps(row))
+    else:
+        print(json.dumps(measure(args.name, args.n, args.seed, args.checkpoints)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
