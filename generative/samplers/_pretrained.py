@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 import equinox as eqx
+import jax
+import jax.numpy as jnp
 import jax.random as jr
 import optax
 from jaxtyping import Array, Float
@@ -214,7 +216,14 @@ def pretrained(name: str, checkpoint_dir: str | Path = CHECKPOINT_DIR) -> Pretra
             f"checkpoint {path} is missing; regenerate it with "
             f"`python -m experiments.fk_samplers train {name}`"
         )
-    sampler = eqx.tree_deserialise_leaves(path, _skeleton(config))
+    # Checkpoints are stored in float32; read them into a float32 skeleton whatever the
+    # x64 flag, then cast to the default float dtype.
+    like = jax.tree.map(
+        lambda a: a.astype(jnp.float32) if eqx.is_inexact_array(a) else a, _skeleton(config)
+    )
+    sampler = eqx.tree_deserialise_leaves(path, like)
+    dtype = jnp.result_type(float)
+    sampler = jax.tree.map(lambda a: a.astype(dtype) if eqx.is_inexact_array(a) else a, sampler)
     meta = Path(checkpoint_dir) / f"{name}.json"
     provenance = json.loads(meta.read_text()) if meta.exists() else {}
     return PretrainedSampler(name, config, sampler, provenance)
