@@ -31,6 +31,7 @@ _NO_FIGURES: dict[str, str] = {
     "materials_mfi_widom": "metrics only (Henry coefficient, heat of adsorption)",
     "materials_co2_widom": "metrics only (CO2 Widom weight, Henry coefficient)",
     "materials_nist_lj": "metrics only (U/N, P* table against NIST)",
+    "materials_crystal_generative": "metrics only (betaA/N by path weights vs Frenkel-Ladd table)",
 }
 
 
