@@ -248,25 +248,30 @@ class BridgeFitSetup(NamedTuple):
 
 
 def setup_bridge_fit(
-    inputs: tuple[PRNGKey, Any, Any, Any],
-    counts: tuple[int, int, int, int, int, int],
-    training: tuple[float, str, float, float],
+    key: PRNGKey,
+    x0: Any,
+    x1: Any,
+    sigma: Any,
+    *,
+    n_iterations: int,
+    n_train_steps: int,
+    batch_size: int,
+    n_sim_steps: int,
+    width: int,
+    depth: int,
+    learning_rate: float,
+    network: str,
+    ema_decay: float,
+    final_lr_fraction: float,
 ) -> BridgeFitSetup:
-    """The common start of :func:`bridges.ipf` and :func:`bridges.dsbm`.
+    """The common start of :func:`bridges.ipf` and :func:`bridges.dsbm` (arguments as
+    there).
 
     Checks the marginals (:func:`check_marginal_samples`) and the numeric settings
     (:func:`check_fit_settings`), casts ``sigma`` to the samples' dtype, and builds the
     forward and backward drift networks (:func:`make_drift_network`) from two keys split
     off ``key``; the returned ``key`` is the remainder, for the outer loop.
-
-    Args:
-        inputs: ``(key, x0, x1, sigma)``.
-        counts: ``(n_iterations, n_train_steps, batch_size, n_sim_steps, width, depth)``.
-        training: ``(learning_rate, network, ema_decay, final_lr_fraction)``.
     """
-    key, x0, x1, sigma = inputs
-    n_iterations, n_train_steps, batch_size, n_sim_steps, width, depth = counts
-    learning_rate, network, ema_decay, final_lr_fraction = training
     x0, x1 = check_marginal_samples(x0, x1, n_iterations)
     checked = check_fit_settings(
         sigma=sigma,

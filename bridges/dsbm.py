@@ -174,14 +174,26 @@ def dsbm(
         :class:`DSBMResult`.
     """
     start = time.perf_counter()
-    setup = setup_bridge_fit(
-        (key, x0, x1, sigma),
-        (n_iterations, n_train_steps, batch_size, n_sim_steps, width, depth),
-        (learning_rate, network, ema_decay, final_lr_fraction),
+    s = setup_bridge_fit(
+        key,
+        x0,
+        x1,
+        sigma,
+        n_iterations=n_iterations,
+        n_train_steps=n_train_steps,
+        batch_size=batch_size,
+        n_sim_steps=n_sim_steps,
+        width=width,
+        depth=depth,
+        learning_rate=learning_rate,
+        network=network,
+        ema_decay=ema_decay,
+        final_lr_fraction=final_lr_fraction,
     )
-    key, x0, x1, sigma, fwd, bwd, settings = setup[:7]
-    n_iterations, n_train_steps = setup.n_iterations, setup.n_train_steps
-    batch_size, n_sim_steps = setup.batch_size, setup.n_sim_steps
+    key, x0, x1, sigma = s.key, s.x0, s.x1, s.sigma
+    fwd, bwd, settings = s.forward, s.backward, s.settings
+    n_iterations, n_train_steps = s.n_iterations, s.n_train_steps
+    batch_size, n_sim_steps = s.batch_size, s.n_sim_steps
     n = min(x0.shape[0], x1.shape[0])
     margin = 1.0 / n_sim_steps
     # the independent coupling p0 x p1 (samples are drawn independently)

@@ -893,7 +893,7 @@ def crystal_excess_free_energy(
     Returns:
         dict with ``value``, ``std_err`` and ``terms``.
     """
-    from scipy.special import gammaln
+    from thermo.materials.solid import thermal_tail_term, translation_term
 
     n = check_count(n_particles, "n_particles", minimum=2)
     check_positive(density, "density")
@@ -901,14 +901,10 @@ def crystal_excess_free_energy(
     if not (np.isfinite(log_q_com) and np.isfinite(log_q_com_std)):
         raise ValueError("log_q_com and its standard error must be finite")
     beta = 1.0 / temperature
-    translation = ((n - 1) * np.log(n / density) - gammaln(n + 1.0)) / n
+    translation = translation_term(n, density)
     configurational = -float(log_q_com) / n
     lattice = beta * (float(lattice_energy_full) - float(lattice_energy_cut))
-    tail = 0.0
-    if msd:
-        if r_cut is None:
-            raise ValueError("the thermal tail term needs r_cut")
-        tail = beta * (-16.0 * np.pi * density * msd * epsilon * sigma**6 / r_cut**5)
+    tail = thermal_tail_term(density, temperature, msd, r_cut, sigma, epsilon)
     terms = {
         "translation_and_ideal_gas": translation,
         "configurational": configurational,

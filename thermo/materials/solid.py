@@ -268,6 +268,31 @@ class FrenkelLadd(NamedTuple):
     terms: dict
 
 
+def translation_term(n_particles: int, density: float) -> float:
+    r"""The free translation of a crystal with its centre of mass fixed, with the ideal gas:
+    :math:`[(N-1)\ln V - \ln N!]/N` with :math:`V = N/\rho` (Polson et al. 2000, eq. 16)."""
+    n = int(n_particles)
+    return float(((n - 1) * np.log(n / density) - gammaln(n + 1.0)) / n)
+
+
+def thermal_tail_term(
+    density: float,
+    temperature: float,
+    msd: float,
+    r_cut: float | None,
+    sigma: float = 1.0,
+    epsilon: float = 1.0,
+) -> float:
+    r"""First-order thermal smearing of the pairs beyond the cut,
+    :math:`\beta\,\delta a = -16\pi\beta\rho\,{\rm MSD}\,\varepsilon\sigma^6 r_c^{-5}`
+    (0 when ``msd`` is 0); needs ``r_cut``."""
+    if not msd:
+        return 0.0
+    if r_cut is None:
+        raise ValueError("the thermal tail term needs r_cut")
+    return float(-16.0 * np.pi * density * msd * epsilon * sigma**6 / r_cut**5 / temperature)
+
+
 def frenkel_ladd_free_energy(
     n_particles: int,
     density: float,
@@ -308,16 +333,11 @@ def frenkel_ladd_free_energy(
         raise ValueError("non-finite quadrature input")
     n = int(n_particles)
     beta = 1.0 / temperature
-    volume = n / density
-    translation = ((n - 1) * np.log(volume) - gammaln(n + 1.0)) / n
+    translation = translation_term(n, density)
     einstein = -einstein_log_partition_com(n, temperature, spring) / n
     lattice = beta * float(lattice_energy_full)
     coupling = beta * float(np.sum(w * f))
-    tail = 0.0
-    if msd:
-        if r_cut is None:
-            raise ValueError("the thermal tail term needs r_cut")
-        tail = beta * (-16.0 * np.pi * density * msd * epsilon * sigma**6 / r_cut**5)
+    tail = thermal_tail_term(density, temperature, msd, r_cut, sigma, epsilon)
     total = translation + einstein + lattice + coupling + tail
     se = beta * float(np.sqrt(np.sum((w * s) ** 2)))
     terms = {
