@@ -4,7 +4,8 @@
 experiment (or the named ones) with ``--quick`` and seed 0 in a temporary results folder
 and writes ``{name: metrics}``; ``python -m experiments.metrics_diff compare BEFORE.json
 AFTER.json`` prints a Markdown table: for each experiment, how many scalar metrics are
-bitwise equal, and the largest relative change of the others with its metric. This is the
+bitwise equal, and the largest relative change of the others with its metric. Timings
+(wall/CPU seconds, rates, overhead fractions) are left out: they differ on every run. This is the
 check a refactor must pass ("default metrics unchanged: bitwise where the random stream is
 unchanged, otherwise within the standard errors"): record on the old commit, record on the
 new one, compare.
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -57,6 +59,14 @@ def record(path: str | Path, names: list[str] | None = None) -> dict:
     return result
 
 
+_TIMING = re.compile(r"(wall|seconds|cpu|per_s|overhead|(^|_)s$|(^|_)s_)")
+
+
+def _is_timing(key: str) -> bool:
+    """Wall/CPU times, rates and overhead fractions: they differ on every run."""
+    return bool(_TIMING.search(key.rsplit(".", 1)[-1])) or ".wall_s." in f".{key}."
+
+
 def _rel(a: float, b: float) -> float:
     if a == b or (math.isnan(a) and math.isnan(b)):
         return 0.0
@@ -65,7 +75,10 @@ def _rel(a: float, b: float) -> float:
 
 def compare(before: dict, after: dict) -> str:
     """A Markdown table of the differences between two :func:`record` outputs."""
-    rows = ["| experiment | metrics | bitwise equal | largest relative change (metric) |"]
+    rows = [
+        "| experiment | metrics (timings left out) | bitwise equal "
+        "| largest relative change (metric) |"
+    ]
     rows.append("| --- | --- | --- | --- |")
     for name in sorted(set(before) | set(after)):
         b, a = before.get(name, {}), after.get(name, {})
@@ -74,7 +87,8 @@ def compare(before: dict, after: dict) -> str:
             rows.append(f"| {name} | – | – | {why} |")
             continue
         fb, fa = flatten(b["metrics"]), flatten(a["metrics"])
-        common = sorted(set(fb) & set(fa))
+        timing = {k for k in set(fb) | set(fa) if _is_timing(k)}
+        common = sorted((set(fb) & set(fa)) - timing)
         equal = sum(fb[k] == fa[k] or (math.isnan(fb[k]) and math.isnan(fa[k])) for k in common)
         worst = max(common, key=lambda k: _rel(fb[k], fa[k]), default=None)
         change = (
@@ -82,7 +96,7 @@ def compare(before: dict, after: dict) -> str:
             if worst is None or _rel(fb[worst], fa[worst]) == 0
             else (f"{_rel(fb[worst], fa[worst]):.2e} ({worst}: {fb[worst]:.6g} → {fa[worst]:.6g})")
         )
-        extra = len(set(fb) ^ set(fa))
+        extra = len((set(fb) ^ set(fa)) - timing)
         note = f"; {extra} metrics on one side only" if extra else ""
         rows.append(f"| {name} | {len(common)} | {equal} | {change}{note} |")
     return "\n".join(rows)
