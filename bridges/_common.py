@@ -31,6 +31,7 @@ __all__ = [
     "AffineDrift",
     "BridgeFit",
     "BridgeFitOptions",
+    "BridgeIteration",
     "NetworkSDE",
     "TrainSettings",
     "coupling_stats",
@@ -250,6 +251,23 @@ class BridgeFitSetup(NamedTuple):
     n_sim_steps: int
 
 
+class BridgeIteration(NamedTuple):
+    """An alternating-fit method for :func:`fit_bridge` (IPF, DSBM).
+
+    Attributes:
+        init_fn: ``init_fn(setup) -> state``, the state before the first iteration.
+        iteration_fn: ``iteration_fn(setup, keys, state) -> (state, (losses_a, losses_b))``,
+            one iteration from four keys; the loss curves of its two half-fits.
+        desc: the progress bar's name.
+        labels: the two half-fits' names on the progress bar.
+    """
+
+    init_fn: Callable[[BridgeFitSetup], Any]
+    iteration_fn: Callable[[BridgeFitSetup, list, Any], tuple[Any, tuple[Array, Array]]]
+    desc: str
+    labels: tuple[str, str]
+
+
 class BridgeFit(NamedTuple):
     """What :func:`fit_bridge` returns: the setup, the final state of the iteration, the
     ``(n_iterations, 2, n_train_steps)`` losses and the wall time (seconds, compilation
@@ -267,10 +285,7 @@ def fit_bridge(
     x1: Any,
     sigma: Any,
     *,
-    init_fn: Callable[[BridgeFitSetup], Any],
-    iteration_fn: Callable[[BridgeFitSetup, list, Any], tuple[Any, tuple[Array, Array]]],
-    desc: str,
-    labels: tuple[str, str],
+    method: BridgeIteration,
     n_sim_steps: int,
     progress: bool = False,
     n_iterations: int = 4,
@@ -288,12 +303,12 @@ def fit_bridge(
     Checks the marginals (:func:`check_marginal_samples`) and the settings
     (:class:`BridgeFitOptions`) at the boundary, casts ``sigma`` to the samples' dtype and
     builds the forward and backward drift networks (:func:`make_drift_network`) from two
-    keys split off ``key``. Then it runs ``n_iterations`` alternating pairs of half-fits:
-    iteration :math:`i` splits the running key into five (the carried key and four for
-    the iteration) and calls ``iteration_fn(setup, keys, state) -> (state, (losses_a,
-    losses_b))`` from ``state = init_fn(setup)``, the two loss curves being those of its
-    two half-fits. With ``progress`` a tqdm bar over iterations (``desc``) shows the mean
-    of each half-fit's last 100 losses, named ``labels``.
+    keys split off ``key``. Then it runs ``n_iterations`` alternating pairs of half-fits
+    of ``method`` (:class:`BridgeIteration`): iteration :math:`i` splits the running key
+    into five (the carried key and four for the iteration) and calls
+    ``method.iteration_fn(setup, keys, state)`` from ``state = method.init_fn(setup)``.
+    With ``progress`` a tqdm bar over iterations (``method.desc``) shows the mean of each
+    half-fit's last 100 losses, named ``method.labels``.
     """
     start = time.perf_counter()
     x0, x1 = check_marginal_samples(x0, x1, n_iterations)
@@ -320,11 +335,11 @@ def fit_bridge(
     )
     from tqdm.auto import tqdm
 
-    state, all_losses = init_fn(setup), []
-    with tqdm(total=n_iterations, desc=desc, unit="iteration", disable=not progress) as bar:
+    state, all_losses, labels = method.init_fn(setup), [], method.labels
+    with tqdm(total=n_iterations, desc=method.desc, unit="iteration", disable=not progress) as bar:
         for _ in range(n_iterations):
             key, *keys = jr.split(key, 5)
-            state, (loss_a, loss_b) = iteration_fn(setup, keys, state)
+            state, (loss_a, loss_b) = method.iteration_fn(setup, keys, state)
             all_losses.append(jnp.stack([loss_a, loss_b]))
             bar.update(1)
             if progress:

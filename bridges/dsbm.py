@@ -36,6 +36,7 @@ from thermo._typing import PRNGKey, ScalarLike
 from ._common import (
     BridgeFitOptions,
     BridgeFitSetup,
+    BridgeIteration,
     NetworkSDE,
     fit_bridge,
     fit_regression,
@@ -155,6 +156,9 @@ def _dsbm_iteration(setup: BridgeFitSetup, keys, state):
     return (fwd, bwd, x0_hat, x1), (loss_f, loss_b)
 
 
+_DSBM = BridgeIteration(_dsbm_init, _dsbm_iteration, desc="DSBM", labels=("fwd", "bwd"))
+
+
 def dsbm(
     key: PRNGKey,
     x0: Float[Array, "n d"],
@@ -190,17 +194,7 @@ def dsbm(
         :class:`DSBMResult`.
     """
     fit = fit_bridge(
-        key,
-        x0,
-        x1,
-        sigma,
-        init_fn=_dsbm_init,
-        iteration_fn=_dsbm_iteration,
-        desc="DSBM",
-        labels=("fwd", "bwd"),
-        n_sim_steps=n_sim_steps,
-        progress=progress,
-        **options,
+        key, x0, x1, sigma, method=_DSBM, n_sim_steps=n_sim_steps, progress=progress, **options
     )
     fwd, bwd, _, _ = fit.state
     return DSBMResult(

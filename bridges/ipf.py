@@ -39,6 +39,7 @@ from thermo._typing import PRNGKey, ScalarLike
 from ._common import (
     BridgeFitOptions,
     BridgeFitSetup,
+    BridgeIteration,
     NetworkSDE,
     fit_bridge,
     fit_regression,
@@ -135,6 +136,9 @@ def _ipf_iteration(setup: BridgeFitSetup, keys, state):
     return (fwd, fwd, bwd), (loss_b, loss_f)
 
 
+_IPF = BridgeIteration(_ipf_init, _ipf_iteration, desc="IPF", labels=("bwd", "fwd"))
+
+
 def ipf(
     key: PRNGKey,
     x0: Float[Array, "n d"],
@@ -156,31 +160,16 @@ def ipf(
     :func:`thermo.integrate.euler_maruyama`. The outer loop is the driver
     :func:`bridges._common.fit_bridge` shared with :func:`bridges.dsbm`.
 
-    Args:
-        key: PRNG key.
-        x0, x1: ``(n, d)`` and ``(m, d)`` samples of the two marginals.
-        sigma: reference diffusion coefficient.
-        n_sim_steps: Euler steps ``N`` of the cached paths (and of the fitted chains).
-        progress: a tqdm bar over iterations with the two fits' recent losses.
-        **options: :class:`bridges._common.BridgeFitOptions` (``n_iterations``,
-            ``n_train_steps``, ``batch_size``, ``width``, ``depth``, ``learning_rate``,
-            ``network``, ``ema_decay``, ``final_lr_fraction``).
+    Arguments as in :func:`bridges.dsbm` (the options
+    :class:`bridges._common.BridgeFitOptions`, with ``n_iterations`` IPF iterations of
+    one backward and one forward fit each), except that ``n_sim_steps`` is the number
+    ``N`` of Euler steps of the cached paths and of the fitted chains.
 
     Returns:
         :class:`IPFResult`.
     """
     fit = fit_bridge(
-        key,
-        x0,
-        x1,
-        sigma,
-        init_fn=_ipf_init,
-        iteration_fn=_ipf_iteration,
-        desc="IPF",
-        labels=("bwd", "fwd"),
-        n_sim_steps=n_sim_steps,
-        progress=progress,
-        **options,
+        key, x0, x1, sigma, method=_IPF, n_sim_steps=n_sim_steps, progress=progress, **options
     )
     _, fwd, bwd = fit.state
     return IPFResult(
