@@ -9,8 +9,9 @@ The fitting loop is an optax/Adam regression :math:`\min_\theta \mathbb E\,|v_\t
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypedDict
 
 import equinox as eqx
 import jax
@@ -28,9 +29,13 @@ from thermo.sde import AbstractSDE
 
 __all__ = [
     "AffineDrift",
+    "BridgeFit",
+    "BridgeFitOptions",
+    "BridgeIteration",
     "NetworkSDE",
     "TrainSettings",
     "coupling_stats",
+    "fit_bridge",
     "fit_regression",
     "make_drift_network",
     "paired_coupling_errors",
@@ -184,33 +189,33 @@ def make_drift_network(
     raise ValueError(f"unknown drift network {kind!r}; use 'affine_mlp', 'affine' or 'mlp'")
 
 
-def check_fit_settings(
-    *,
-    sigma: Any,
-    n_iterations: int,
-    n_train_steps: int,
-    batch_size: int,
-    n_sim_steps: int,
-    width: int,
-    depth: int,
-    learning_rate: float,
-    ema_decay: float,
-    final_lr_fraction: float,
-) -> dict[str, int]:
-    """The numeric settings shared by :func:`bridges.ipf` and :func:`bridges.dsbm`, checked
-    at the boundary (host-side); returns the counts as Python ints."""
-    check_positive(sigma, "sigma")
-    check_positive(learning_rate, "learning_rate")
-    check_real(ema_decay, "ema_decay", low=0.0, high=1.0, high_open=True)
-    check_real(final_lr_fraction, "final_lr_fraction", low=0.0, high=1.0)
-    return {
-        "n_iterations": check_count(n_iterations, "n_iterations"),
-        "n_train_steps": check_count(n_train_steps, "n_train_steps"),
-        "batch_size": check_count(batch_size, "batch_size"),
-        "n_sim_steps": check_count(n_sim_steps, "n_sim_steps"),
-        "width": check_count(width, "width"),
-        "depth": check_count(depth, "depth", minimum=0),
-    }
+class BridgeFitOptions(TypedDict, total=False):
+    r"""The keyword options that :func:`bridges.ipf` and :func:`bridges.dsbm` share
+    (defaults and checks in :func:`fit_bridge`).
+
+    Attributes:
+        n_iterations: outer iterations (each fits both drifts once). Default 4.
+        n_train_steps: Adam steps per fit. Default 2000.
+        batch_size: minibatch size. Default 256.
+        width, depth: MLP (residual) size; ``depth = 0`` drops the residual. Default 128, 2.
+        learning_rate: peak Adam step size (cosine decay to ``final_lr_fraction`` of it,
+            :class:`TrainSettings`). Default 3e-3.
+        network: ``"affine_mlp"``, ``"affine"`` or ``"mlp"`` (:func:`make_drift_network`).
+            Default ``"affine_mlp"``.
+        ema_decay: decay of the parameter EMA returned by each fit (0: last iterate).
+            Default 0.99.
+        final_lr_fraction: end of the cosine step-size schedule, relative. Default 0.01.
+    """
+
+    n_iterations: int
+    n_train_steps: int
+    batch_size: int
+    width: int
+    depth: int
+    learning_rate: float
+    network: str
+    ema_decay: float
+    final_lr_fraction: float
 
 
 class TrainSettings(NamedTuple):
@@ -232,9 +237,8 @@ class TrainSettings(NamedTuple):
 
 
 class BridgeFitSetup(NamedTuple):
-    """What :func:`setup_bridge_fit` returns: the checked inputs and the two fresh networks."""
+    """The checked inputs of one bridge fit and its two fresh networks (:func:`fit_bridge`)."""
 
-    key: PRNGKey
     x0: Array
     x1: Array
     sigma: Array
@@ -247,60 +251,105 @@ class BridgeFitSetup(NamedTuple):
     n_sim_steps: int
 
 
-def setup_bridge_fit(
+class BridgeIteration(NamedTuple):
+    """An alternating-fit method for :func:`fit_bridge` (IPF, DSBM).
+
+    Attributes:
+        init_fn: ``init_fn(setup) -> state``, the state before the first iteration.
+        iteration_fn: ``iteration_fn(setup, keys, state) -> (state, (losses_a, losses_b))``,
+            one iteration from four keys; the loss curves of its two half-fits.
+        desc: the progress bar's name.
+        labels: the two half-fits' names on the progress bar.
+    """
+
+    init_fn: Callable[[BridgeFitSetup], Any]
+    iteration_fn: Callable[[BridgeFitSetup, list, Any], tuple[Any, tuple[Array, Array]]]
+    desc: str
+    labels: tuple[str, str]
+
+
+class BridgeFit(NamedTuple):
+    """What :func:`fit_bridge` returns: the setup, the final state of the iteration, the
+    ``(n_iterations, 2, n_train_steps)`` losses and the wall time (seconds, compilation
+    included)."""
+
+    setup: BridgeFitSetup
+    state: Any
+    losses: Float[Array, "n_iterations 2 n_train_steps"]
+    wall_time: float
+
+
+def fit_bridge(
     key: PRNGKey,
     x0: Any,
     x1: Any,
     sigma: Any,
     *,
-    n_iterations: int,
-    n_train_steps: int,
-    batch_size: int,
+    method: BridgeIteration,
     n_sim_steps: int,
-    width: int,
-    depth: int,
-    learning_rate: float,
-    network: str,
-    ema_decay: float,
-    final_lr_fraction: float,
-) -> BridgeFitSetup:
-    """The common start of :func:`bridges.ipf` and :func:`bridges.dsbm` (arguments as
-    there).
+    progress: bool = False,
+    n_iterations: int = 4,
+    n_train_steps: int = 2000,
+    batch_size: int = 256,
+    width: int = 128,
+    depth: int = 2,
+    learning_rate: float = 3e-3,
+    network: str = "affine_mlp",
+    ema_decay: float = 0.99,
+    final_lr_fraction: float = 0.01,
+) -> BridgeFit:
+    r"""The one alternating-fit driver of :func:`bridges.ipf` and :func:`bridges.dsbm`.
 
-    Checks the marginals (:func:`check_marginal_samples`) and the numeric settings
-    (:func:`check_fit_settings`), casts ``sigma`` to the samples' dtype, and builds the
-    forward and backward drift networks (:func:`make_drift_network`) from two keys split
-    off ``key``; the returned ``key`` is the remainder, for the outer loop.
+    Checks the marginals (:func:`check_marginal_samples`) and the settings
+    (:class:`BridgeFitOptions`) at the boundary, casts ``sigma`` to the samples' dtype and
+    builds the forward and backward drift networks (:func:`make_drift_network`) from two
+    keys split off ``key``. Then it runs ``n_iterations`` alternating pairs of half-fits
+    of ``method`` (:class:`BridgeIteration`): iteration :math:`i` splits the running key
+    into five (the carried key and four for the iteration) and calls
+    ``method.iteration_fn(setup, keys, state)`` from ``state = method.init_fn(setup)``.
+    With ``progress`` a tqdm bar over iterations (``method.desc``) shows the mean of each
+    half-fit's last 100 losses, named ``method.labels``.
     """
+    start = time.perf_counter()
     x0, x1 = check_marginal_samples(x0, x1, n_iterations)
-    checked = check_fit_settings(
-        sigma=sigma,
-        n_iterations=n_iterations,
-        n_train_steps=n_train_steps,
-        batch_size=batch_size,
-        n_sim_steps=n_sim_steps,
-        width=width,
-        depth=depth,
-        learning_rate=learning_rate,
-        ema_decay=ema_decay,
-        final_lr_fraction=final_lr_fraction,
-    )
+    check_positive(sigma, "sigma")
+    check_positive(learning_rate, "learning_rate")
+    check_real(ema_decay, "ema_decay", low=0.0, high=1.0, high_open=True)
+    check_real(final_lr_fraction, "final_lr_fraction", low=0.0, high=1.0)
+    n_iterations = check_count(n_iterations, "n_iterations")
+    width = check_count(width, "width")
+    depth = check_count(depth, "depth", minimum=0)
     d = x0.shape[1]
     k_f, k_b, key = jr.split(key, 3)
-    width, depth = checked["width"], checked["depth"]
-    return BridgeFitSetup(
-        key=key,
+    setup = BridgeFitSetup(
         x0=x0,
         x1=x1,
         sigma=jnp.asarray(sigma, dtype=x0.dtype),
         forward=make_drift_network(network, d, k_f, width=width, depth=depth),
         backward=make_drift_network(network, d, k_b, width=width, depth=depth),
         settings=TrainSettings(learning_rate, final_lr_fraction, ema_decay),
-        n_iterations=checked["n_iterations"],
-        n_train_steps=checked["n_train_steps"],
-        batch_size=checked["batch_size"],
-        n_sim_steps=checked["n_sim_steps"],
+        n_iterations=n_iterations,
+        n_train_steps=check_count(n_train_steps, "n_train_steps"),
+        batch_size=check_count(batch_size, "batch_size"),
+        n_sim_steps=check_count(n_sim_steps, "n_sim_steps"),
     )
+    from tqdm.auto import tqdm
+
+    state, all_losses, labels = method.init_fn(setup), [], method.labels
+    with tqdm(total=n_iterations, desc=method.desc, unit="iteration", disable=not progress) as bar:
+        for _ in range(n_iterations):
+            key, *keys = jr.split(key, 5)
+            state, (loss_a, loss_b) = method.iteration_fn(setup, keys, state)
+            all_losses.append(jnp.stack([loss_a, loss_b]))
+            bar.update(1)
+            if progress:
+                bar.set_postfix(
+                    {
+                        labels[0]: f"{float(loss_a[-100:].mean()):.4g}",
+                        labels[1]: f"{float(loss_b[-100:].mean()):.4g}",
+                    }
+                )
+    return BridgeFit(setup, state, jnp.stack(all_losses), time.perf_counter() - start)
 
 
 def fit_regression(
@@ -356,45 +405,6 @@ def check_marginal_samples(x0, x1, n_iterations) -> tuple[Array, Array]:
     if isinstance(n_iterations, bool) or not float(n_iterations).is_integer() or n_iterations < 1:
         raise ValueError(f"n_iterations must be an integer >= 1, got {n_iterations!r}")
     return x0, x1
-
-
-def alternating_fit(
-    key: PRNGKey,
-    state: Any,
-    iteration_fn: Callable,
-    n_iterations: int,
-    *,
-    desc: str,
-    labels: tuple[str, str],
-    progress: bool = False,
-) -> tuple[Any, Float[Array, "n_iterations 2 n_train_steps"]]:
-    r"""The outer loop of IPF and DSBM: ``n_iterations`` alternating pairs of half-fits.
-
-    Iteration :math:`i` splits the running key into five (the carried key and four for
-    the iteration) and calls ``iteration_fn(keys, state) -> (state, (losses_a, losses_b))``,
-    where the two loss curves are those of its two half-fits (named ``labels`` on the
-    progress bar, which shows the mean of each half-fit's last 100 losses).
-
-    Returns:
-        The final state and the ``(n_iterations, 2, n_train_steps)`` losses.
-    """
-    from tqdm.auto import tqdm
-
-    all_losses = []
-    with tqdm(total=int(n_iterations), desc=desc, unit="iteration", disable=not progress) as bar:
-        for _ in range(int(n_iterations)):
-            key, *keys = jr.split(key, 5)
-            state, (loss_a, loss_b) = iteration_fn(keys, state)
-            all_losses.append(jnp.stack([loss_a, loss_b]))
-            bar.update(1)
-            if progress:
-                bar.set_postfix(
-                    {
-                        labels[0]: f"{float(loss_a[-100:].mean()):.4g}",
-                        labels[1]: f"{float(loss_b[-100:].mean()):.4g}",
-                    }
-                )
-    return state, jnp.stack(all_losses)
 
 
 def coupling_stats(

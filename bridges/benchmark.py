@@ -48,6 +48,7 @@ and :math:`\theta` minimises the KL-upper-bound loss
 
 from __future__ import annotations
 
+import abc
 import functools
 import time
 from typing import NamedTuple
@@ -104,7 +105,29 @@ def _component_logpdfs(x, means, prec, log_norm):
     return log_norm - 0.5 * jnp.einsum("ki,kij,kj->k", dev, prec, dev)
 
 
-class GMMBenchmark(eqx.Module):
+class _MixtureConditional(eqx.Module):
+    r"""A plan whose conditional :math:`\pi(\cdot\mid x)` is a Gaussian mixture: its moments
+    and draws from the mixture's ``(log weights (K,), means (K, d), covs (K, d, d))``."""
+
+    @abc.abstractmethod
+    def conditional_components(self, x: Float[Array, " d"]):
+        """``(log weights (K,), means (K, d), covs (K, d, d))`` of the mixture at ``x``."""
+
+    @abc.abstractmethod
+    def _component_cholesky(self, covs: Float[Array, "K d d"]) -> Float[Array, "K d d"]:
+        """Lower Cholesky factors of the components' covariances ``covs``."""
+
+    def conditional_moments(self, x: Float[Array, " d"]):
+        r"""Mean ``(d,)`` and covariance ``(d, d)`` of :math:`\pi(\cdot\mid x)`."""
+        return _mixture_moments(*self.conditional_components(x))
+
+    def sample_conditional(self, key: PRNGKey, x: Float[Array, " d"]) -> Float[Array, " d"]:
+        r"""One draw from :math:`\pi(\cdot\mid x)`."""
+        log_w, means, covs = self.conditional_components(x)
+        return _sample_mixture(key, log_w, means, self._component_cholesky(covs))
+
+
+class GMMBenchmark(_MixtureConditional):
     r"""A benchmark pair :math:`(p_0, p_1)` with its known entropic plan (module docstring).
 
     Attributes:
@@ -140,14 +163,8 @@ class GMMBenchmark(eqx.Module):
         logits = self.log_w + _component_logpdfs(x, self.m, self.prec_pot, self.log_norm_pot)
         return jax.nn.log_softmax(logits), means, self.s_tilde
 
-    def conditional_moments(self, x: Float[Array, " d"]):
-        r"""Mean ``(d,)`` and covariance ``(d, d)`` of :math:`\pi^*(\cdot\mid x)`."""
-        return _mixture_moments(*self.conditional_components(x))
-
-    def sample_conditional(self, key: PRNGKey, x: Float[Array, " d"]) -> Float[Array, " d"]:
-        r"""One draw from :math:`\pi^*(\cdot\mid x)`."""
-        log_beta, means, _ = self.conditional_components(x)
-        return _sample_mixture(key, log_beta, means, self.chol_tilde)
+    def _component_cholesky(self, covs):
+        return self.chol_tilde  # the Cholesky factors of ``covs = s_tilde``, precomputed
 
     def sample_plan(self, key: PRNGKey, n: int) -> tuple[Float[Array, "n d"], Float[Array, "n d"]]:
         r"""``n`` pairs ``(x, y)`` from the ground-truth plan :math:`\pi^*`."""
@@ -293,7 +310,7 @@ def sample_moments_floor(
     return cbw2_uvp_estimate(bench, x, m, c)
 
 
-class LightSB(eqx.Module):
+class LightSB(_MixtureConditional):
     r"""LightSB's Gaussian-mixture adjusted potential :math:`v_\theta(y)=\sum_k\alpha_k\mathcal N(y; r_k,\varepsilon S_k)`.
 
     ``S_k = L_k L_k^T`` with ``L_k`` lower-triangular (positive diagonal via ``exp``).
@@ -331,14 +348,8 @@ class LightSB(eqx.Module):
         s = self.scale()
         return jax.nn.log_softmax(self._logits(x, s)), self.r + s @ x, self.eps * s
 
-    def conditional_moments(self, x: Float[Array, " d"]):
-        r"""Mean and covariance of :math:`\pi_\theta(\cdot\mid x)`."""
-        return _mixture_moments(*self.conditional_components(x))
-
-    def sample_conditional(self, key: PRNGKey, x: Float[Array, " d"]) -> Float[Array, " d"]:
-        r"""One draw from :math:`\pi_\theta(\cdot\mid x)`."""
-        log_a, means, covs = self.conditional_components(x)
-        return _sample_mixture(key, log_a, means, jnp.linalg.cholesky(covs))
+    def _component_cholesky(self, covs):
+        return jnp.linalg.cholesky(covs)
 
 
 class LightSBResult(NamedTuple):

@@ -24,8 +24,7 @@ accumulating. Each IMF step does not increase the KL to the Schrödinger bridge
 
 from __future__ import annotations
 
-import time
-from typing import NamedTuple
+from typing import NamedTuple, Unpack
 
 import equinox as eqx
 import jax.numpy as jnp
@@ -35,10 +34,12 @@ from jaxtyping import Array, Float
 from thermo._typing import PRNGKey, ScalarLike
 
 from ._common import (
+    BridgeFitOptions,
+    BridgeFitSetup,
+    BridgeIteration,
     NetworkSDE,
-    alternating_fit,
+    fit_bridge,
     fit_regression,
-    setup_bridge_fit,
     simulate,
 )
 
@@ -115,7 +116,7 @@ def bridge_matching_batch(
 
 
 @eqx.filter_jit
-def _fit(key, net, x0, x1, sigma, batch_size, direction, t_margin, n_train_steps, settings):
+def _fit(key, net, x0, x1, sigma, direction, *, batch_size, t_margin, n_train_steps, settings):
     def batch_fn(k):
         return bridge_matching_batch(k, x0, x1, sigma, batch_size, direction, t_margin)
 
@@ -127,23 +128,46 @@ def _simulate(key, sde, x, n_sim_steps):
     return simulate(key, sde, x, n_sim_steps)[0]
 
 
+def _dsbm_init(setup: BridgeFitSetup):
+    # the first coupling is the independent one, p0 x p1 (samples are drawn independently)
+    n = min(setup.x0.shape[0], setup.x1.shape[0])
+    return setup.forward, setup.backward, setup.x0[:n], setup.x1[:n]
+
+
+def _dsbm_iteration(setup: BridgeFitSetup, keys, state):
+    """One IMF iteration: fit forward on the coupling, simulate it from ``x0``, fit
+    backward on that coupling, simulate it from ``x1`` (the next coupling)."""
+    fwd, bwd, c0, c1 = state
+    k1, k2, k3, k4 = keys
+    n = c0.shape[0]
+    x0, x1, sigma, n_sim_steps = setup.x0[:n], setup.x1[:n], setup.sigma, setup.n_sim_steps
+    fit = dict(
+        batch_size=setup.batch_size,
+        t_margin=1.0 / n_sim_steps,
+        n_train_steps=setup.n_train_steps,
+        settings=setup.settings,
+    )
+    fwd, loss_f = _fit(k1, fwd, c0, c1, sigma, "forward", **fit)
+    # forward coupling (x0, x1_hat): x0 exact
+    x1_hat = _simulate(k2, NetworkSDE(fwd, sigma), x0, n_sim_steps)
+    bwd, loss_b = _fit(k3, bwd, x0, x1_hat, sigma, "backward", **fit)
+    # backward coupling (x0_hat, x1): x1 exact
+    x0_hat = _simulate(k4, NetworkSDE(bwd, sigma, reverse_time=True), x1, n_sim_steps)
+    return (fwd, bwd, x0_hat, x1), (loss_f, loss_b)
+
+
+_DSBM = BridgeIteration(_dsbm_init, _dsbm_iteration, desc="DSBM", labels=("fwd", "bwd"))
+
+
 def dsbm(
     key: PRNGKey,
     x0: Float[Array, "n d"],
     x1: Float[Array, "m d"],
     sigma: ScalarLike,
     *,
-    n_iterations: int = 4,
-    n_train_steps: int = 2000,
-    batch_size: int = 256,
     n_sim_steps: int = 50,
-    width: int = 128,
-    depth: int = 2,
-    learning_rate: float = 3e-3,
-    network: str = "affine_mlp",
-    ema_decay: float = 0.99,
-    final_lr_fraction: float = 0.01,
     progress: bool = False,
+    **options: Unpack[BridgeFitOptions],
 ) -> DSBMResult:
     r"""Diffusion Schrödinger Bridge Matching between samples ``x0 ~ p0`` and ``x1 ~ p1``.
 
@@ -152,91 +176,32 @@ def dsbm(
     MLP residual; ``network="mlp"`` gives a plain :class:`generative.networks.mlp.MLP`),
     warm-started across iterations and fitted by Adam with a cosine step-size decay and
     a parameter EMA (:class:`bridges._common.TrainSettings`); paths are simulated with
-    :func:`thermo.integrate.euler_maruyama` on ``n_sim_steps`` steps.
+    :func:`thermo.integrate.euler_maruyama` on ``n_sim_steps`` steps. The outer loop is
+    the driver :func:`bridges._common.fit_bridge` shared with :func:`bridges.ipf`.
 
     Args:
         key: PRNG key.
         x0, x1: ``(n, d)`` and ``(m, d)`` samples of the two marginals.
         sigma: reference diffusion coefficient.
-        n_iterations: IMF iterations (each fits the forward, then the backward drift).
-        n_train_steps: Adam steps per fit.
-        batch_size: minibatch size.
         n_sim_steps: Euler–Maruyama steps used to regenerate couplings.
-        width, depth: MLP (residual) size.
-        learning_rate: peak Adam step size (cosine decay to ``final_lr_fraction`` of it).
-        network: ``"affine_mlp"``, ``"affine"`` or ``"mlp"``
-            (:func:`bridges._common.make_drift_network`).
-        ema_decay: decay of the parameter EMA returned by each fit (0: last iterate).
-        final_lr_fraction: end of the cosine step-size schedule, relative.
         progress: a tqdm bar over iterations with the two fits' recent losses.
+        **options: :class:`bridges._common.BridgeFitOptions` (``n_iterations`` IMF
+            iterations, each fitting the forward then the backward drift;
+            ``n_train_steps``, ``batch_size``, ``width``, ``depth``, ``learning_rate``,
+            ``network``, ``ema_decay``, ``final_lr_fraction``).
 
     Returns:
         :class:`DSBMResult`.
     """
-    start = time.perf_counter()
-    s = setup_bridge_fit(
-        key,
-        x0,
-        x1,
-        sigma,
-        n_iterations=n_iterations,
-        n_train_steps=n_train_steps,
-        batch_size=batch_size,
-        n_sim_steps=n_sim_steps,
-        width=width,
-        depth=depth,
-        learning_rate=learning_rate,
-        network=network,
-        ema_decay=ema_decay,
-        final_lr_fraction=final_lr_fraction,
+    fit = fit_bridge(
+        key, x0, x1, sigma, method=_DSBM, n_sim_steps=n_sim_steps, progress=progress, **options
     )
-    key, x0, x1, sigma = s.key, s.x0, s.x1, s.sigma
-    fwd, bwd, settings = s.forward, s.backward, s.settings
-    n_iterations, n_train_steps = s.n_iterations, s.n_train_steps
-    batch_size, n_sim_steps = s.batch_size, s.n_sim_steps
-    n = min(x0.shape[0], x1.shape[0])
-    margin = 1.0 / n_sim_steps
-    # the independent coupling p0 x p1 (samples are drawn independently)
-
-    def iteration(keys, state):
-        fwd, bwd, c0, c1 = state
-        k1, k2, k3, k4 = keys
-        fwd, loss_f = _fit(
-            k1, fwd, c0, c1, sigma, batch_size, "forward", margin, n_train_steps, settings
-        )
-        # forward coupling (x0, x1_hat): x0 exact
-        x1_hat = _simulate(k2, NetworkSDE(fwd, sigma), x0[:n], n_sim_steps)
-        bwd, loss_b = _fit(
-            k3,
-            bwd,
-            x0[:n],
-            x1_hat,
-            sigma,
-            batch_size,
-            "backward",
-            margin,
-            n_train_steps,
-            settings,
-        )
-        # backward coupling (x0_hat, x1): x1 exact
-        x0_hat = _simulate(k4, NetworkSDE(bwd, sigma, reverse_time=True), x1[:n], n_sim_steps)
-        return (fwd, bwd, x0_hat, x1[:n]), (loss_f, loss_b)
-
-    # the first coupling is the independent one, p0 x p1 (samples are drawn independently)
-    (fwd, bwd, _, _), losses = alternating_fit(
-        key,
-        (fwd, bwd, x0[:n], x1[:n]),
-        iteration,
-        n_iterations,
-        desc="DSBM",
-        labels=("fwd", "bwd"),
-        progress=progress,
-    )
+    fwd, bwd, _, _ = fit.state
     return DSBMResult(
         forward=fwd,
         backward=bwd,
-        sigma=sigma,
-        losses=losses,
-        n_iterations=n_iterations,
-        wall_time=time.perf_counter() - start,
+        sigma=fit.setup.sigma,
+        losses=fit.losses,
+        n_iterations=fit.setup.n_iterations,
+        wall_time=fit.wall_time,
     )

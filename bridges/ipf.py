@@ -26,8 +26,7 @@ the discrete-time bridge has exactly the continuous static coupling.
 
 from __future__ import annotations
 
-import time
-from typing import NamedTuple
+from typing import NamedTuple, Unpack
 
 import equinox as eqx
 import jax
@@ -38,10 +37,12 @@ from jaxtyping import Array, Float
 from thermo._typing import PRNGKey, ScalarLike
 
 from ._common import (
+    BridgeFitOptions,
+    BridgeFitSetup,
+    BridgeIteration,
     NetworkSDE,
-    alternating_fit,
+    fit_bridge,
     fit_regression,
-    setup_bridge_fit,
     simulate,
 )
 
@@ -103,7 +104,7 @@ def _mean_matching_batch(key, paths, other_net, batch_size, n_steps, direction):
 
 
 @eqx.filter_jit
-def _fit(key, net, paths, other_net, batch_size, n_steps, direction, n_train_steps, settings):
+def _fit(key, net, paths, other_net, direction, n_train_steps, *, batch_size, n_steps, settings):
     def batch_fn(k):
         return _mean_matching_batch(k, paths, other_net, batch_size, n_steps, direction)
 
@@ -116,23 +117,37 @@ def _paths(key, sde, x, n_steps, reverse):
     return paths[:, ::-1] if reverse else paths
 
 
+def _ipf_init(setup: BridgeFitSetup):
+    # iteration 0 runs the reference (zero drift)
+    return _Zero(), setup.forward, setup.backward
+
+
+def _ipf_iteration(setup: BridgeFitSetup, keys, state):
+    """One IPF iteration: the backward fit on forward paths, then the forward fit on
+    backward paths (the forward paths come from the last iteration's forward drift)."""
+    current_fwd, fwd, bwd = state
+    k1, k2, k3, k4 = keys
+    sigma, n_sim_steps, settings = setup.sigma, setup.n_sim_steps, setup.settings
+    fit = dict(batch_size=setup.batch_size, n_steps=n_sim_steps, settings=settings)
+    fpaths = _paths(k1, NetworkSDE(current_fwd, sigma), setup.x0, n_sim_steps, False)
+    bwd, loss_b = _fit(k2, bwd, fpaths, current_fwd, "backward", setup.n_train_steps, **fit)
+    bpaths = _paths(k3, NetworkSDE(bwd, sigma, reverse_time=True), setup.x1, n_sim_steps, True)
+    fwd, loss_f = _fit(k4, fwd, bpaths, bwd, "forward", setup.n_train_steps, **fit)
+    return (fwd, fwd, bwd), (loss_b, loss_f)
+
+
+_IPF = BridgeIteration(_ipf_init, _ipf_iteration, desc="IPF", labels=("bwd", "fwd"))
+
+
 def ipf(
     key: PRNGKey,
     x0: Float[Array, "n d"],
     x1: Float[Array, "m d"],
     sigma: ScalarLike,
     *,
-    n_iterations: int = 4,
-    n_train_steps: int = 2000,
-    batch_size: int = 256,
     n_sim_steps: int = 20,
-    width: int = 128,
-    depth: int = 2,
-    learning_rate: float = 3e-3,
-    network: str = "affine_mlp",
-    ema_decay: float = 0.99,
-    final_lr_fraction: float = 0.01,
     progress: bool = False,
+    **options: Unpack[BridgeFitOptions],
 ) -> IPFResult:
     r"""Diffusion Schrödinger Bridge (IPF with mean matching) between samples of ``p0`` and ``p1``.
 
@@ -142,70 +157,27 @@ def ipf(
     are :class:`bridges._common.AffineDrift` by default (``network`` as in
     :func:`bridges.dsbm`), warm-started across iterations, fitted by Adam with a cosine
     step-size decay and a parameter EMA; paths are simulated with
-    :func:`thermo.integrate.euler_maruyama`.
+    :func:`thermo.integrate.euler_maruyama`. The outer loop is the driver
+    :func:`bridges._common.fit_bridge` shared with :func:`bridges.dsbm`.
+
+    Arguments as in :func:`bridges.dsbm` (the options
+    :class:`bridges._common.BridgeFitOptions`, with ``n_iterations`` IPF iterations of
+    one backward and one forward fit each), except that ``n_sim_steps`` is the number
+    ``N`` of Euler steps of the cached paths and of the fitted chains.
 
     Returns:
         :class:`IPFResult`.
     """
-    start = time.perf_counter()
-    s = setup_bridge_fit(
-        key,
-        x0,
-        x1,
-        sigma,
-        n_iterations=n_iterations,
-        n_train_steps=n_train_steps,
-        batch_size=batch_size,
-        n_sim_steps=n_sim_steps,
-        width=width,
-        depth=depth,
-        learning_rate=learning_rate,
-        network=network,
-        ema_decay=ema_decay,
-        final_lr_fraction=final_lr_fraction,
+    fit = fit_bridge(
+        key, x0, x1, sigma, method=_IPF, n_sim_steps=n_sim_steps, progress=progress, **options
     )
-    key, x0, x1, sigma = s.key, s.x0, s.x1, s.sigma
-    fwd, bwd, settings = s.forward, s.backward, s.settings
-    n_iterations, n_train_steps = s.n_iterations, s.n_train_steps
-    batch_size, n_sim_steps = s.batch_size, s.n_sim_steps
-
-    def iteration(keys, state):
-        current_fwd, fwd, bwd = state
-        k1, k2, k3, k4 = keys
-        fpaths = _paths(k1, NetworkSDE(current_fwd, sigma), x0, n_sim_steps, False)
-        bwd, loss_b = _fit(
-            k2,
-            bwd,
-            fpaths,
-            current_fwd,
-            batch_size,
-            n_sim_steps,
-            "backward",
-            n_train_steps,
-            settings,
-        )
-        bpaths = _paths(k3, NetworkSDE(bwd, sigma, reverse_time=True), x1, n_sim_steps, True)
-        fwd, loss_f = _fit(
-            k4, fwd, bpaths, bwd, batch_size, n_sim_steps, "forward", n_train_steps, settings
-        )
-        return (fwd, fwd, bwd), (loss_b, loss_f)
-
-    # iteration 0 runs the reference (zero drift)
-    (_, fwd, bwd), losses = alternating_fit(
-        key,
-        (_Zero(), fwd, bwd),
-        iteration,
-        n_iterations,
-        desc="IPF",
-        labels=("bwd", "fwd"),
-        progress=progress,
-    )
+    _, fwd, bwd = fit.state
     return IPFResult(
         forward=fwd,
         backward=bwd,
-        sigma=sigma,
-        n_sim_steps=n_sim_steps,
-        losses=losses,
-        n_iterations=n_iterations,
-        wall_time=time.perf_counter() - start,
+        sigma=fit.setup.sigma,
+        n_sim_steps=fit.setup.n_sim_steps,
+        losses=fit.losses,
+        n_iterations=fit.setup.n_iterations,
+        wall_time=fit.wall_time,
     )

@@ -169,27 +169,39 @@ def _violation(value: Any, tp: Any) -> str | None:
             return problem
     if typing.get_origin(tp) is Annotated:
         tp = typing.get_args(tp)[0]
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
+    alternatives = _union_alternatives(tp)
+    if alternatives is not None:
         if value is None:
             return None
-        for alt in args:
-            if alt is not type(None):
-                problem = _violation(value, alt)
-                if problem is not None:
-                    return problem
-        return None
-    if origin is tuple and isinstance(value, tuple | list):
-        if len(args) == 2 and args[1] is Ellipsis:
-            item_types = [args[0]] * len(value)
-        else:
-            item_types = list(args)
-        for item, item_tp in zip(value, item_types, strict=False):
-            problem = _violation(item, item_tp)
+        for alt in alternatives:
+            problem = _violation(value, alt)
             if problem is not None:
-                return problem if problem.endswith("(every item)") else f"{problem} (every item)"
+                return problem
+        return None
+    item_types = _tuple_item_types(tp, len(value)) if isinstance(value, tuple | list) else None
+    for item, item_tp in zip(value, item_types, strict=False) if item_types else ():
+        problem = _violation(item, item_tp)
+        if problem is not None:
+            return problem if problem.endswith("(every item)") else f"{problem} (every item)"
     return None
+
+
+def _union_alternatives(tp: Any) -> list | None:
+    """The alternatives other than ``None`` of a union annotation (``None``: not a union)."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return [a for a in typing.get_args(tp) if a is not type(None)]
+    return None
+
+
+def _tuple_item_types(tp: Any, n_items: int) -> list | None:
+    """The annotations of the ``n_items`` items of a ``tuple[...]`` annotation
+    (``tuple[T, ...]`` repeats ``T``; ``None``: not a tuple)."""
+    if typing.get_origin(tp) is not tuple:
+        return None
+    args = typing.get_args(tp)
+    if len(args) == 2 and args[1] is Ellipsis:
+        return [args[0]] * n_items
+    return list(args)
 
 
 def _annotated_types(config_cls: type) -> dict[str, Any]:
@@ -246,16 +258,15 @@ def parse_value(text: str, tp: Any, *, key: str = "value") -> Any:
     args = typing.get_args(tp)
     expected = _type_name(tp)
     try:
-        if origin in (typing.Union, types.UnionType):
-            non_none = [a for a in args if a is not type(None)]
+        alternatives = _union_alternatives(tp)
+        if alternatives is not None:
             if type(None) in args and text.strip().lower() in {"none", "null"}:
                 return None
-            errors = []
-            for alt in non_none:
+            for alt in alternatives:
                 try:
                     return parse_value(text, alt, key=key)
-                except ConfigError as err:
-                    errors.append(str(err))
+                except ConfigError:
+                    pass
             raise ConfigError(f"{key}={text!r}: expected {expected}")
         if origin is typing.Literal:
             for lit in args:
@@ -361,19 +372,15 @@ def config_from_dict(config_cls: type, data: dict[str, Any]) -> Any:
 
 def _from_json(value: Any, tp: Any) -> Any:
     """Undo :func:`config_to_dict`: JSON lists become (nested) tuples where the type says so."""
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
+    alternatives = _union_alternatives(tp)
+    if alternatives is not None:
         if value is None:
             return None
-        for alt in args:
-            if alt is not type(None) and (typing.get_origin(alt) is tuple) == isinstance(
-                value, list
-            ):
+        for alt in alternatives:
+            if (typing.get_origin(alt) is tuple) == isinstance(value, list):
                 return _from_json(value, alt)
         return value
-    if origin is tuple and isinstance(value, list):
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_from_json(v, args[0]) for v in value)
-        return tuple(_from_json(v, a) for v, a in zip(value, args, strict=False))
-    return value
+    item_types = _tuple_item_types(tp, len(value)) if isinstance(value, list) else None
+    if item_types is None:
+        return value
+    return tuple(_from_json(v, a) for v, a in zip(value, item_types, strict=False))

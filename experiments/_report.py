@@ -22,7 +22,21 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["format_measurement", "measurement", "render_report", "to_jsonable"]
+__all__ = ["format_measurement", "measurement", "render_report", "save_figure", "to_jsonable"]
+
+
+def save_figure(fig: Any, path: Any, *, dpi: int) -> None:
+    """Lay out a matplotlib figure tightly, write it to ``path`` (creating the folder) and
+    close it (the runner's own figures go through ``RunContext.save_figure``)."""
+    from pathlib import Path
+
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
 
 
 def measurement(value: Any, std_err: Any) -> dict[str, float | None]:

@@ -49,6 +49,7 @@ import optax
 
 import thermo.systems as systems
 from experiments._config import Choices, Count, NonNegativeInt, Positive, Range, Seed
+from experiments._report import save_figure
 from generative.likelihood import log_likelihood
 from generative.networks import EGNN
 from generative.processes import VP, remove_center_of_mass
@@ -243,27 +244,14 @@ def main(config: Config | dict | None = None, out_dir: str | Path | None = None)
 
         t_start = time.perf_counter()
         if config.sampler == "em":
-            samples = sample_reverse_euler_maruyama(
-                k_sample,
-                process,
-                model,
-                config.n_samples,
-                n_p * s_d,
-                n_steps=config.n_sample_steps,
-                t_min=config.t_min,
-                denoise=bool(config.denoise),
-            )
+            sample_fn = sample_reverse_euler_maruyama
+            options = dict(n_steps=config.n_sample_steps, denoise=bool(config.denoise))
         else:
-            samples = sample_probability_flow(
-                k_sample,
-                process,
-                model,
-                config.n_samples,
-                n_p * s_d,
-                t_min=config.t_min,
-                rtol=config.pf_tol,
-                atol=config.pf_tol,
-            )
+            sample_fn = sample_probability_flow
+            options = dict(rtol=config.pf_tol, atol=config.pf_tol)
+        samples = sample_fn(
+            k_sample, process, model, config.n_samples, n_p * s_d, t_min=config.t_min, **options
+        )
         samples = np.asarray(jax.block_until_ready(samples), np.float64) * scale
         sample_seconds = time.perf_counter() - t_start
     finite = np.all(np.isfinite(samples), axis=1)
@@ -355,9 +343,7 @@ def _figure(out_dir, gen, ref, e_gen, e_ref, n_p, s_d, name) -> None:
     ax[1].hist(np.minimum(e_gen, top), ebins, density=True, histtype="step", label="EGNN diffusion")
     ax[1].set_xlabel("energy")
     fig.suptitle(name)
-    fig.tight_layout()
-    fig.savefig(out_dir / "samples.png", dpi=100)
-    plt.close(fig)
+    save_figure(fig, out_dir / "samples.png", dpi=100)
 
 
 if __name__ == "__main__":

@@ -41,32 +41,24 @@ DATA_DIR = Path(__file__).resolve().parents[1] / "thermo" / "systems" / "data"
 # Settings per system. Ladders: beta_min chosen so the hottest rung crosses the
 # DW-4 pair barrier (4.4 per pair) / melts the LJ cluster; 8 rungs give swap rates
 # of O(0.3) or more (reported in the provenance).
+
+#: The protocol the two small systems share (32 runs of an 8-rung ladder, 10 leapfrog
+#: steps, 500 warm-up and 500 burn-in steps, every 5th step kept, 10,000 samples).
+_SMALL_SYSTEM = dict(
+    n_runs=32,
+    n_replicas=8,
+    n_integration_steps=10,
+    n_warmup=500,
+    n_burn=500,
+    record_every=5,
+    n_keep=10000,
+)
 CONFIGS = {
     "dw4": dict(
-        seed=20261123,
-        n_runs=32,
-        n_replicas=8,
-        beta_min=0.2,
-        n_integration_steps=10,
-        initial_step_size=0.1,
-        n_warmup=500,
-        n_burn=500,
-        n_production=3000,
-        record_every=5,
-        n_keep=10000,
+        _SMALL_SYSTEM, seed=20261123, beta_min=0.2, initial_step_size=0.1, n_production=3000
     ),
     "lj13": dict(
-        seed=20261124,
-        n_runs=32,
-        n_replicas=8,
-        beta_min=0.3,
-        n_integration_steps=10,
-        initial_step_size=0.01,
-        n_warmup=500,
-        n_burn=500,
-        n_production=5000,
-        record_every=5,
-        n_keep=10000,
+        _SMALL_SYSTEM, seed=20261124, beta_min=0.3, initial_step_size=0.01, n_production=5000
     ),
     "lj55": dict(
         seed=20261125,

@@ -30,14 +30,12 @@ import json
 import os
 import subprocess
 import sys
-import time
 from typing import Annotated
 
-import jax
-import jax.random as jr
 import numpy as np
 
 from experiments._config import Count, NonNegativeInt, Positive, Range, Seed
+from experiments._materials import raspa3_comparison, timed_widom
 from experiments._runner import uncached_stage
 from thermo.materials import (
     adsorption_force_field,
@@ -45,7 +43,6 @@ from thermo.materials import (
     load_molecule,
     read_structure,
     shared_materials_path,
-    widom,
 )
 
 __all__ = ["Config", "RASPA3_HENRY", "RASPA3_WEIGHT", "RASPA3_WEIGHT_ERR", "main", "run"]
@@ -164,46 +161,18 @@ def main(config: Config | None = None, stage=uncached_stage) -> dict:
 def _widom(config: Config) -> dict:
     atoms, ff_name, charges, label, cif = _framework()
     ff = adsorption_force_field(load_molecule("CO2", "garcia-sanchez-2009"), ff_name)
-    t0 = time.perf_counter()
-    res = widom(
-        jr.key(config.seed),
+    res, out, msg = timed_widom(
+        config,
         atoms,
+        label,
         adsorbate="CO2",
         force_field=ff,
         framework_charges=charges,
-        temperature=config.temperature,
-        n_insertions=config.n_insertions,
-        n_blocks=config.n_blocks,
-        chunk_size=config.chunk_size,
         ewald_precision=config.ewald_precision,
     )
-    wall = time.perf_counter() - t0
-    out = {
-        "framework": label,
-        "weight": {"value": res.weight, "std_err": res.std_err},
-        "henry_molecules_per_uc_per_pa": {"value": res.henry, "std_err": res.henry_std_err},
-        "henry_mol_per_kg_per_pa": res.henry_mol_per_kg_pa,
-        "enthalpy_of_adsorption_K": res.enthalpy,
-        "isosteric_heat_kj_per_mol": res.isosteric_heat_kj_mol,
-        "n_insertions": res.n_insertions,
-        "unit_cells": list(res.unit_cells),
-        "wall_s": wall,
-        "devices": len(jax.devices()),
-    }
-    msg = (
-        f"{label}: <W> = {res.weight:.3f} +- {res.std_err:.3f}, K_H = {res.henry:.4e} "
-        f"molec/uc/Pa, q_st = {res.isosteric_heat_kj_mol:.2f} kJ/mol; "
-        f"{res.n_insertions} insertions in {wall:.1f} s"
-    )
     if label == "MFI":
-        combined = float(np.hypot(res.std_err, RASPA3_WEIGHT_ERR))
-        z = (res.weight - RASPA3_WEIGHT) / combined
-        out.update(
-            raspa3_weight={"value": RASPA3_WEIGHT, "std_err": RASPA3_WEIGHT_ERR},
-            raspa3_henry=RASPA3_HENRY,
-            z_score=float(z),
-            within_2_combined_sigma=bool(abs(z) < 2.0),
-        )
+        z, comparison = raspa3_comparison(res, RASPA3_WEIGHT, RASPA3_WEIGHT_ERR, RASPA3_HENRY)
+        out.update(comparison, within_2_combined_sigma=bool(abs(z) < 2.0))
         msg += f"; RASPA3 manual (1 bar) 30.66 +- 0.44, z = {z:+.2f}"
         if config.raspa_cycles > 0:
             peer = raspa_widom(cif, config.raspa_cycles, config.seed % 2**31)
@@ -223,10 +192,3 @@ def _widom(config: Config) -> dict:
 def run(config: Config, ctx=None) -> dict:
     """Runner entry point; the estimate is a ``ctx.stage``."""
     return main(config, uncached_stage if ctx is None else ctx.stage)
-
-
-if __name__ == "__main__":
-    import json
-    import sys
-
-    print(json.dumps(main(Config.quick() if "--quick" in sys.argv else None), indent=1))

@@ -19,13 +19,9 @@ reports no RASPA3 comparison.
 from __future__ import annotations
 
 import dataclasses
-import time
-
-import jax
-import jax.random as jr
-import numpy as np
 
 from experiments._config import Count, Positive, Seed
+from experiments._materials import raspa3_comparison, timed_widom
 from experiments._runner import uncached_stage
 from thermo.materials import (
     adsorption_force_field,
@@ -33,7 +29,6 @@ from thermo.materials import (
     load_molecule,
     read_structure,
     shared_materials_path,
-    widom,
 )
 
 __all__ = ["Config", "RASPA3_WEIGHT", "RASPA3_WEIGHT_ERR", "main", "run"]
@@ -96,54 +91,24 @@ def _framework():
 
 def _widom(config: Config) -> dict:
     atoms, force_field, label = _framework()
-    t0 = time.perf_counter()
-    res = widom(
-        jr.key(config.seed),
+    res, out, msg = timed_widom(
+        config,
         atoms,
+        label,
         adsorbate="CH4",
         force_field=force_field,
-        temperature=config.temperature,
-        n_insertions=config.n_insertions,
-        n_blocks=config.n_blocks,
-        chunk_size=config.chunk_size,
         energy_grid=config.energy_grid,
     )
-    wall = time.perf_counter() - t0
-    mfi = label == "MFI"
-    combined = float(np.hypot(res.std_err, RASPA3_WEIGHT_ERR))
-    z = (res.weight - RASPA3_WEIGHT) / combined if mfi else float("nan")
-    out = {
-        "framework": label,
-        "weight": {"value": res.weight, "std_err": res.std_err},
-        "raspa3_weight": {"value": RASPA3_WEIGHT, "std_err": RASPA3_WEIGHT_ERR} if mfi else None,
-        "z_score": float(z) if mfi else None,
-        "within_3_sigma": bool(abs(z) < 3.0) if mfi else None,
-        "henry_molecules_per_uc_per_pa": {"value": res.henry, "std_err": res.henry_std_err},
-        "raspa3_henry": RASPA3_HENRY if mfi else None,
-        "henry_mol_per_kg_per_pa": res.henry_mol_per_kg_pa,
-        "enthalpy_of_adsorption_K": res.enthalpy,
-        "isosteric_heat_kj_per_mol": res.isosteric_heat_kj_mol,
-        "n_insertions": res.n_insertions,
-        "unit_cells": list(res.unit_cells),
-        "wall_s": wall,
-        "devices": len(jax.devices()),
-    }
-    print(
-        f"{label}: <W> = {res.weight:.3f} +- {res.std_err:.3f}"
-        + (f" (RASPA3 27.39 +- 0.06), z = {z:+.2f}; " if mfi else "; ")
-        + f"K_H = {res.henry:.4e} molec/uc/Pa; q_st = {res.isosteric_heat_kj_mol:.2f} kJ/mol; "
-        f"{res.n_insertions} insertions in {wall:.1f} s"
-    )
+    if label == "MFI":
+        z, comparison = raspa3_comparison(res, RASPA3_WEIGHT, RASPA3_WEIGHT_ERR, RASPA3_HENRY)
+        out.update(comparison, within_3_sigma=bool(abs(z) < 3.0))
+        msg += f"; RASPA3 27.39 +- 0.06, z = {z:+.2f}"
+    else:
+        out.update(raspa3_weight=None, z_score=None, within_3_sigma=None, raspa3_henry=None)
+    print(msg)
     return out
 
 
 def run(config: Config, ctx=None) -> dict:
     """Runner entry point (``experiments`` runner signature); the estimate is a ``ctx.stage``."""
     return main(config, uncached_stage if ctx is None else ctx.stage)
-
-
-if __name__ == "__main__":
-    import json
-    import sys
-
-    print(json.dumps(main(Config.quick() if "--quick" in sys.argv else None), indent=1))

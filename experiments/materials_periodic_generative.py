@@ -36,6 +36,7 @@ import jax.random as jr
 import numpy as np
 
 from experiments._config import Count, NonNegativeInt, Positive, Seed
+from experiments._report import save_figure
 from experiments._runner import uncached_stage
 from generative.periodic import PeriodicScoreNet, WrappedVE, sample, train
 from thermo.kernel import run as run_kernel
@@ -320,9 +321,7 @@ def _figure(rows: dict, path: pathlib.Path) -> None:
         ax_row[2].set_yscale("log")
         ax_row[2].set_xlabel("training step")
         ax_row[2].set_ylabel("DSM loss")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def run(config: Config, ctx) -> dict:

@@ -37,6 +37,7 @@ import jax.random as jr
 import numpy as np
 
 from experiments._config import Choices, Count, NonNegativeInt, Positive, Real, Seed
+from experiments._report import save_figure
 from experiments._runner import uncached_stage
 from thermo.materials._screening import (
     PROTOTYPES,
@@ -340,9 +341,7 @@ def _figure(result: dict, config: Config, path: pathlib.Path) -> None:
     axes[3].set_xlabel("$T^*$")
     axes[3].set_ylabel("$(F - F_h)/N$, FCC")
     axes[3].set_title("anharmonic correction → 0 as T → 0")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
 
 
 def run(config: Config, ctx) -> dict:

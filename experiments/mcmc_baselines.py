@@ -58,6 +58,7 @@ import jax.random as jr
 import numpy as np
 
 from experiments._config import Seed
+from experiments._report import save_figure
 from experiments._runner import uncached_stage
 
 __all__ = ["Config", "log_z_calibration", "log_z_table", "main", "run", "sampler_table"]
@@ -429,9 +430,7 @@ def _figure(log_z_rows, sampler_rows, out_dir) -> None:
     )
     axes[1].set_xticks(range(len(sampler_rows)), names, fontsize=7)
     axes[1].set_ylabel("energy W2 vs reference")
-    fig.tight_layout()
-    fig.savefig(Path(out_dir) / "mcmc_baselines.png", dpi=100)
-    plt.close(fig)
+    save_figure(fig, Path(out_dir) / "mcmc_baselines.png", dpi=100)
 
 
 def run(config: Config, ctx) -> dict:

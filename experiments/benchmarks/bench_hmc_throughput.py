@@ -34,12 +34,12 @@ Findings:
 
 from __future__ import annotations
 
-import time
-
 import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
+
+from experiments.benchmarks._timing import time_interleaved
 
 __all__ = ["main"]
 
@@ -100,30 +100,6 @@ def _blackjax(logdensity_fn, n_steps, dim):
     return go
 
 
-def _time_interleaved(fns: dict, *args, n_repeats):
-    """Compile each, then time them alternately, round by round (fairer on a loaded machine).
-
-    Returns, per label, ``(compile_s, wall_s, cpu_s, output)`` where ``wall_s`` and
-    ``cpu_s`` are ``(n_repeats,)`` arrays: wall-clock and process CPU time
-    (``time.process_time``, all threads) of each round. Process CPU time is much less
-    sensitive than wall time to other jobs sharing the cores.
-    """
-    compile_s, outs = {}, {}
-    wall = {k: [] for k in fns}
-    cpu = {k: [] for k in fns}
-    for label, fn in fns.items():
-        t0 = time.perf_counter()
-        outs[label] = jax.block_until_ready(fn(*args))
-        compile_s[label] = time.perf_counter() - t0
-    for _ in range(n_repeats):
-        for label, fn in fns.items():
-            t0, c0 = time.perf_counter(), time.process_time()
-            jax.block_until_ready(fn(*args))
-            wall[label].append(time.perf_counter() - t0)
-            cpu[label].append(time.process_time() - c0)
-    return {k: (compile_s[k], np.asarray(wall[k]), np.asarray(cpu[k]), outs[k]) for k in fns}
-
-
 def _ratio_summary(theirs: np.ndarray, ours: np.ndarray) -> dict:
     """Per-round speed ratio ours/theirs (= their time / our time): median and quartiles."""
     r = theirs / ours
@@ -153,13 +129,12 @@ def main(quick: bool = False) -> dict:
             "n_repeats": n_repeats,
             "energy_grad_evals": evals,
         }
-        timed = _time_interleaved(
+        args = (jr.key(1), x0)
+        timed = time_interleaved(
             {
-                "ours": _ours(logdensity_fn, n_steps),
-                "blackjax": _blackjax(logdensity_fn, n_steps, dim),
+                "ours": (_ours(logdensity_fn, n_steps), args),
+                "blackjax": (_blackjax(logdensity_fn, n_steps, dim), args),
             },
-            jr.key(1),
-            x0,
             n_repeats=n_repeats,
         )
         for label, (compile_s, wall, cpu, (_, acc)) in timed.items():
@@ -170,8 +145,8 @@ def main(quick: bool = False) -> dict:
                 "evals_per_s": evals / float(np.median(wall)),
                 "mean_acceptance": float(jnp.mean(acc)),
             }
-        row["ratio_wall"] = _ratio_summary(timed["blackjax"][1], timed["ours"][1])
-        row["ratio_cpu"] = _ratio_summary(timed["blackjax"][2], timed["ours"][2])
+        row["ratio_wall"] = _ratio_summary(timed["blackjax"].wall_s, timed["ours"].wall_s)
+        row["ratio_cpu"] = _ratio_summary(timed["blackjax"].cpu_s, timed["ours"].cpu_s)
         row["ratio_ours_over_blackjax"] = row["ratio_wall"]["median"]
         results["rows"].append(row)
     print(

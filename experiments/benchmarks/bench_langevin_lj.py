@@ -13,14 +13,13 @@ neighbour list makes the larger system O(N)).
 
 from __future__ import annotations
 
-import time
-
 import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 from jax_md import simulate
 
+from experiments.benchmarks._timing import time_interleaved
 from thermo.kernel import run
 from thermo.materials import (
     fcc_lattice,
@@ -45,23 +44,6 @@ def _system(n_cells, density=0.8, r_cut=2.5):
         return lj(r, nbr_fns.update(r, nbrs))
 
     return jnp.asarray(pos), shift, energy_fn
-
-
-def _time_interleaved(fa, args_a, fb, args_b, *, n_repeats):
-    """Compile both, then alternate timed calls (a, b, a, b, ...) so that load changes on
-    a shared machine hit both alike; returns compile times and median wall times."""
-    compile_s = []
-    for fn, args in ((fa, args_a), (fb, args_b)):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        compile_s.append(time.perf_counter() - t0)
-    times = ([], [])
-    for _ in range(n_repeats):
-        for k, (fn, args) in enumerate(((fa, args_a), (fb, args_b))):
-            t0 = time.perf_counter()
-            jax.block_until_ready(fn(*args))
-            times[k].append(time.perf_counter() - t0)
-    return compile_s, [float(np.median(t)) for t in times]
 
 
 def main(
@@ -98,9 +80,12 @@ def main(
         def theirs(state, apply_fn=apply_fn):
             return jax.lax.fori_loop(0, n_steps, lambda i, s: apply_fn(s), state).position
 
-        (c_ours, c_theirs), (t_ours, t_theirs) = _time_interleaved(
-            jax.jit(ours), (jr.key(1), state), jax.jit(theirs), (jm_state,), n_repeats=n_repeats
+        timed = time_interleaved(
+            {"ours": (jax.jit(ours), (jr.key(1), state)), "jax_md": (jax.jit(theirs), (jm_state,))},
+            n_repeats=n_repeats,
         )
+        c_ours, c_theirs = timed["ours"].compile_s, timed["jax_md"].compile_s
+        t_ours, t_theirs = (float(np.median(timed[k].wall_s)) for k in ("ours", "jax_md"))
         row = {
             "n_particles": n,
             "ours_steps_per_s": n_steps / t_ours,

@@ -28,16 +28,18 @@ shared); the JSON then says so.
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
 import resource
 import statistics
-import subprocess
-import sys
 import time
 
 import numpy as np
+
+from experiments.benchmarks._timing import (
+    free_energy_differences,
+    spawn_worker,
+    time_repeated,
+    worker_cli,
+)
 
 __all__ = ["harmonic_u_kn", "main"]
 
@@ -81,12 +83,8 @@ def _worker(impl: str, n_states: int, n_per_state: int, n_repeats: int) -> dict:
             jax.block_until_ready(res.df_k)
             return np.asarray(res.f_k), np.asarray(res.df_k)
 
-        times = []
-        for _ in range(n_repeats + 1):
-            t = time.perf_counter()
-            f_k, df_k = run()
-            times.append(time.perf_counter() - t)
-        out.update(total_first_s=times[0], total_median_s=statistics.median(times[1:]))
+        first, median, (f_k, df_k) = time_repeated(run, n_repeats)
+        out.update(total_first_s=first, total_median_s=median)
         out["accelerator"] = str(jax.devices()[0])
     else:
         import logging
@@ -123,13 +121,10 @@ def _worker(impl: str, n_states: int, n_per_state: int, n_repeats: int) -> dict:
 
 
 def _spawn(impl: str, n_states: int, n_per_state: int, n_repeats: int) -> dict:
-    cmd = [sys.executable, "-m", "experiments.benchmarks.bench_mbar", "--worker", impl]
-    cmd += [str(n_states), str(n_per_state), str(n_repeats)]
-    env = dict(os.environ)
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{impl} worker failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    out = spawn_worker("experiments.benchmarks.bench_mbar", impl, n_states, n_per_state, n_repeats)
+    if "error" in out:
+        raise RuntimeError(f"{impl} worker failed:\n{out['error']}")
+    return out
 
 
 def _available_gb() -> float:
@@ -184,10 +179,9 @@ def main(quick: bool = False) -> dict:
             mem[impl].append((kn, row[impl]["peak_rss_gb"]))
         ours, ref = row["ours"], row["pymbar"]
         if "f_k" in ours and "f_k" in ref:
-            f1, f2 = np.array(ours.pop("f_k")), np.array(ref.pop("f_k"))
-            d1, d2 = np.array(ours.pop("df_k")), np.array(ref.pop("df_k"))
-            row["max_abs_delta_f"] = float(np.max(np.abs(f1 - f2)))
-            row["max_rel_delta_df"] = float(np.max(np.abs(d1[1:] / d2[1:] - 1)))
+            row.update(free_energy_differences(ours, ref))
+            for r in (ours, ref):
+                del r["f_k"], r["df_k"]
             row["speedup_solve"] = ref["solve_median_s"] / ours["total_median_s"]
             row["speedup_total"] = ref["total_median_s"] / ours["total_median_s"]
             row["memory_ratio"] = ref["peak_rss_gb"] / ours["peak_rss_gb"]
@@ -217,12 +211,4 @@ def main(quick: bool = False) -> dict:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--worker", nargs=4, metavar=("IMPL", "K", "N_K", "REPEATS"))
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    if args.worker:
-        impl, k, n, reps = args.worker
-        print(json.dumps(_worker(impl, int(k), int(n), int(reps))))
-    else:
-        print(json.dumps(main(args.quick), indent=1, default=float)[:2000])
+    worker_cli(__doc__, _worker, main, limit=2000)

@@ -27,16 +27,17 @@ JSON.
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import statistics
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
+
+from experiments._report import save_figure
+from experiments.benchmarks._timing import (
+    free_energy_differences,
+    spawn_worker,
+    time_repeated,
+    worker_cli,
+)
 
 __all__ = ["main"]
 
@@ -91,27 +92,20 @@ def _worker(impl: str, n_states: int, n_per_state: int, n_repeats: int) -> dict:
 
     else:
         raise ValueError(f"unknown implementation {impl!r}")
-    times = []
-    for _ in range(n_repeats + 1):
-        t = time.perf_counter()
-        f_k, df_k = run()
-        times.append(time.perf_counter() - t)
+    first, repeat, (f_k, df_k) = time_repeated(run, n_repeats)
     return {
         "impl": impl,
-        "first_s": times[0],
-        "repeat_s": statistics.median(times[1:]),
+        "first_s": first,
+        "repeat_s": repeat,
         "f_k": f_k.tolist(),
         "df_k": df_k.tolist(),
     }
 
 
 def _spawn(impl: str, n_states: int, n_per_state: int, n_repeats: int) -> dict:
-    cmd = [sys.executable, "-m", "experiments.benchmarks.bench_mbar_sweep", "--worker", impl]
-    cmd += [str(n_states), str(n_per_state), str(n_repeats)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ), check=False)
-    if proc.returncode != 0:
-        return {"impl": impl, "error": proc.stderr[-2000:]}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return spawn_worker(
+        "experiments.benchmarks.bench_mbar_sweep", impl, n_states, n_per_state, n_repeats
+    )
 
 
 def _figure(rows, path: Path) -> None:
@@ -150,10 +144,7 @@ def _figure(rows, path: Path) -> None:
         ax.set_title(f"MBAR, {title} (f_k and uncertainties)")
     axes[0].set_ylabel("seconds")
     axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
 
 
 def main(quick: bool = False, out: str | Path = "results") -> dict:
@@ -178,10 +169,7 @@ def main(quick: bool = False, out: str | Path = "results") -> dict:
         for impl in ("ours", "ours_numpy", "ours_jax", "fastmbar"):
             r = row[impl]
             if "f_k" in r and "f_k" in ref:
-                f1, f2 = np.array(r["f_k"]), np.array(ref["f_k"])
-                d1, d2 = np.array(r["df_k"]), np.array(ref["df_k"])
-                r["max_abs_delta_f"] = float(np.max(np.abs(f1 - f2)))
-                r["max_rel_delta_df"] = float(np.max(np.abs(d1[1:] / d2[1:] - 1)))
+                r.update(free_energy_differences(r, ref))
         for impl in _IMPLS + ("ours",):
             row[impl].pop("f_k", None)
             row[impl].pop("df_k", None)
@@ -221,12 +209,4 @@ def main(quick: bool = False, out: str | Path = "results") -> dict:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--worker", nargs=4, metavar=("IMPL", "K", "N_K", "REPEATS"))
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    if args.worker:
-        impl, k, n, reps = args.worker
-        print(json.dumps(_worker(impl, int(k), int(n), int(reps))))
-    else:
-        print(json.dumps(main(args.quick), indent=1, default=float)[:3000])
+    worker_cli(__doc__, _worker, main, limit=3000)

@@ -102,9 +102,14 @@ def test_reference_process_is_far(task):
     assert float(relative_error(c, br.cross_cov)) > 4 * tol_c  # exact: 0.89
 
 
-def test_dsbm_matches_closed_form(task):
+@pytest.mark.parametrize(
+    "solver, n_sim_steps, options, check_backward",
+    [(dsbm, 50, {}, True), (ipf, 20, {"batch_size": 512}, False)],
+    ids=["dsbm", "ipf"],
+)
+def test_learned_bridge_matches_closed_form(task, solver, n_sim_steps, options, check_backward):
     br, x0, x1, tol_c, tol_s, tol_plain = task
-    res = dsbm(
+    res = solver(
         jr.key(3),
         x0,
         x1,
@@ -113,33 +118,16 @@ def test_dsbm_matches_closed_form(task):
         n_train_steps=400,
         width=32,
         depth=2,
-        n_sim_steps=50,
+        n_sim_steps=n_sim_steps,
+        **options,
     )
     assert res.losses.shape == (2, 2, 400)
-    err_c, err_s = _paired_errors(br, res.forward_sde(), 50)
-    print(f"DSBM paired errors: C {err_c:.4f} Σ1 {err_s:.4f}")
+    err_c, err_s = _paired_errors(br, res.forward_sde(), n_sim_steps)
+    print(f"{solver.__name__} paired errors: C {err_c:.4f} Σ1 {err_s:.4f}")
     assert err_c < tol_c and err_s < tol_s
-    # the backward bridge lands on p0 with the same coupling (plain errors)
-    xb = br.sample_marginal(jr.key(6), 1.0, N_EVAL)
-    y0, _ = _simulate(jr.key(7), res.backward_sde(), xb, 50)
-    c, _ = coupling_stats(y0, xb)
-    assert float(relative_error(c, br.cross_cov)) < tol_plain
-
-
-def test_ipf_matches_closed_form(task):
-    br, x0, x1, tol_c, tol_s, _ = task
-    res = ipf(
-        jr.key(3),
-        x0,
-        x1,
-        SIGMA,
-        n_iterations=2,
-        n_train_steps=400,
-        batch_size=512,
-        width=32,
-        depth=2,
-        n_sim_steps=20,
-    )
-    err_c, err_s = _paired_errors(br, res.forward_sde(), 20)
-    print(f"IPF paired errors: C {err_c:.4f} Σ1 {err_s:.4f}")
-    assert err_c < tol_c and err_s < tol_s
+    if check_backward:
+        # the backward bridge lands on p0 with the same coupling (plain errors)
+        xb = br.sample_marginal(jr.key(6), 1.0, N_EVAL)
+        y0, _ = _simulate(jr.key(7), res.backward_sde(), xb, n_sim_steps)
+        c, _ = coupling_stats(y0, xb)
+        assert float(relative_error(c, br.cross_cov)) < tol_plain
