@@ -14,8 +14,8 @@ from thermo.materials._harmonic import (
     anharmonic_free_energy,
     gauss_legendre_unit,
     harmonic_free_energy,
-    remove_com,
 )
+from thermo.systems import remove_com
 
 T = 0.5
 
@@ -100,9 +100,12 @@ def test_gauss_legendre_unit_exact_to_degree_2n_minus_1():
 
 def test_remove_com_is_a_projector():
     v = jr.normal(jr.key(0), (12,))
-    p = remove_com(v)
+    p = remove_com(v, 4, 3)
     np.testing.assert_allclose(np.asarray(p.reshape(4, 3).sum(0)), 0.0, atol=1e-14)
-    np.testing.assert_allclose(np.asarray(remove_com(p)), np.asarray(p), atol=1e-14)
+    np.testing.assert_allclose(np.asarray(remove_com(p, 4, 3)), np.asarray(p), atol=1e-14)
+    # NumPy in, NumPy float64 out (thermo.metrics relies on it)
+    q = remove_com(np.asarray(v, np.float64), 4, 3)
+    assert isinstance(q, np.ndarray) and q.dtype == np.float64
 
 
 def test_ti_of_a_harmonic_crystal_is_zero():

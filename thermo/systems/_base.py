@@ -126,15 +126,18 @@ def remove_com(
 
     The orthogonal projector onto the CoM-free subspace, the one every sampler, network
     and metric of the project uses. ``x`` is flat particle-major coordinates with trailing
-    size ``n_particles * spatial_dim`` and any leading batch shape (flat in, flat out).
+    size ``n_particles * spatial_dim`` and any leading batch shape (flat in, flat out); a
+    NumPy array in gives a NumPy array out.
     """
     if x.shape[-1] != n_particles * spatial_dim:
         raise ValueError(
             f"expected trailing size {n_particles}*{spatial_dim}={n_particles * spatial_dim}, "
             f"got shape {x.shape}"
         )
-    pos = jnp.reshape(x, (*x.shape[:-1], n_particles, spatial_dim))
-    return jnp.reshape(pos - jnp.mean(pos, axis=-2, keepdims=True), x.shape)
+    # array methods, not jnp functions: a NumPy array stays NumPy (float64 whatever JAX's
+    # precision, as the metrics need), a JAX array or tracer stays JAX
+    pos = x.reshape((*x.shape[:-1], n_particles, spatial_dim))
+    return (pos - pos.mean(axis=-2, keepdims=True)).reshape(x.shape)
 
 
 def _pair_indices(n_particles: int):
