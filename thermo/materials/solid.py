@@ -411,7 +411,7 @@ def fcc_harmonic_free_energy(
     integral :math:`N^{3/2}\prod_{k\ne0,s}(2\pi/\beta\kappa_s(k))^{1/2}` over the :math:`N`
     allowed wave vectors. ``n_cells=None``: the :math:`N\to\infty` limit,
     :math:`1 - \ln\rho + \beta U_{\rm lat}/N - \tfrac32\langle\ln(2\pi/\beta\kappa)\rangle_{\rm BZ}`,
-    the zone average on the shifted ``n_zone`` grid (converged to ~1e-5 at 12). Pairs up to ``r_max`` (the static lattice
+    the zone average on the shifted ``n_zone`` grid. Pairs up to ``r_max`` (the static lattice
     energy is always the full :func:`fcc_lattice_energy`).
 
     The allowed wave vectors of the cell of side :math:`n a_c` are
