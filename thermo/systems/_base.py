@@ -51,13 +51,15 @@ class System(eqx.Module):
             :meth:`initial_positions`. Each concrete class says where it comes from.
     """
 
-    name: eqx.AbstractVar[str]
-    dim: eqx.AbstractVar[int]
-    beta: eqx.AbstractVar[float]
-    log_z: eqx.AbstractVar[float | None]
-    n_particles: eqx.AbstractVar[int | None]
-    spatial_dim: eqx.AbstractVar[int | None]
-    prior_scale: eqx.AbstractVar[float]
+    # declared once here (static: none of them is a pytree leaf); each concrete class's
+    # __init__ sets them and declares only its own extra fields
+    name: str = eqx.field(static=True)
+    dim: int = eqx.field(static=True)
+    beta: float = eqx.field(static=True)
+    log_z: float | None = eqx.field(static=True)
+    n_particles: int | None = eqx.field(static=True)
+    spatial_dim: int | None = eqx.field(static=True)
+    prior_scale: float = eqx.field(static=True)
 
     @abc.abstractmethod
     def _energy(self, x: Float[Array, " dim"]) -> Float[Array, ""]:
