@@ -85,17 +85,13 @@ class Config:
 def simulate_state_point(key, config: Config, temperature: float, density: float) -> dict:
     """Adapt, equilibrate and sample one state point; returns means and block std errs."""
     t0 = time.perf_counter()
+    # the Config fields named like sample_lj_fluid's arguments are passed through
+    shared = ("n_cells", "r_cut", "n_chains", "n_adapt", "adapt_sweeps")
     res = sample_lj_fluid(
         key,
         temperature=temperature,
         density=density,
-        n_cells=config.n_cells,
-        r_cut=config.r_cut,
-        n_chains=config.n_chains,
-        n_adapt=config.n_adapt,
-        adapt_sweeps=config.adapt_sweeps,
-        n_equilibrate=config.n_equilibrate,
-        n_production=config.n_production,
+        **{f: getattr(config, f) for f in (*shared, "n_equilibrate", "n_production")},
         initial_step_size=0.1,
     )
     wall = time.perf_counter() - t0

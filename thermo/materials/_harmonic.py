@@ -65,7 +65,6 @@ __all__ = [
     "AnharmonicResult",
     "HarmonicResult",
     "anharmonic_free_energy",
-    "gauss_legendre_unit",
     "harmonic_free_energy",
     "hessian",
 ]
@@ -150,11 +149,6 @@ def harmonic_free_energy(
     f = energy_fn(x0) + 0.5 * temperature * jnp.sum(jnp.log(safe / (2.0 * jnp.pi * temperature)))
     f = jnp.where(jnp.all(kept > 0), f, jnp.inf)
     return HarmonicResult(f, energy_fn(x0), jnp.sort(lam), n_neg, h)
-
-
-def gauss_legendre_unit(n: int) -> tuple[np.ndarray, np.ndarray]:
-    r"""Gauss–Legendre nodes and weights mapped to :math:`[0, 1]` (A&S 25.4.29): exact to degree :math:`2n-1`."""
-    return gauss_legendre(0.0, 1.0, n)
 
 
 class AnharmonicResult(NamedTuple):
@@ -316,7 +310,7 @@ def anharmonic_free_energy(
     step, n_lf = _hmc_settings(kept, beta, step_fraction, max_leapfrog)
     if n_leapfrog is not None:
         n_lf = int(n_leapfrog)
-    nodes, weights = gauss_legendre_unit(n_nodes)
+    nodes, weights = gauss_legendre(0.0, 1.0, n_nodes)
     dtype = x0.dtype
     du, acc = _ti_samples(
         jr.split(key, n_nodes),
