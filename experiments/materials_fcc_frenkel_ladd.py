@@ -27,6 +27,7 @@ experiments.materials_fcc_frenkel_ladd [--quick]``).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 
 import jax
@@ -39,6 +40,7 @@ from experiments._runner import uncached_stage
 from thermo.estimators import gauss_legendre
 from thermo.kernel import run as run_kernel
 from thermo.materials import (
+    adapt_equilibrate_produce,
     correlated_mean,
     einstein_energy,
     extrapolate_finite_size,
@@ -136,25 +138,33 @@ def simulate_size(key, config: Config, n_cells: int) -> dict:
         msd = (s.sum_d2 - jnp.sum(s.sum_d**2) / n) / n
         return {"du": (s.u_pair - u_lat_cut - u_e) / n, "msd": msd, "acc": i.acceptance_rate}
 
-    def chains(n_steps, thin, obs):
-        def one(key, state, lam, h):
-            return run_kernel(key, kernel(lam, h), state, n_steps, thin=thin, observable_fn=obs)
+    n_steps = {"adapt": config.adapt_sweeps, "equilibrate": config.n_equilibrate}
+    n_steps["produce"] = config.n_production
+    observables = {"adapt": lambda s, i: i.acceptance_rate, "equilibrate": None, "produce": observe}
 
-        return jax.jit(jax.vmap(one))
+    @functools.partial(jax.jit, static_argnums=3)
+    def sweeps_fn(key, states, h, stage):
+        def one(key, state, lam, h):
+            thin = config.thin if stage == "produce" else 1
+            kern = kernel(lam, h)
+            return run_kernel(
+                key, kern, state, n_steps[stage], thin=thin, observable_fn=observables[stage]
+            )
+
+        return jax.vmap(one)(jr.split(key, config.n_lambda), states, lam_j, h)
 
     lam_j = jnp.asarray(lams)
     states = jax.vmap(lambda lam: kernel(lam, 0.05).init(sites))(lam_j)
-    h = jnp.full(config.n_lambda, 0.05)
-    adapt = chains(config.adapt_sweeps, 1, lambda s, i: i.acceptance_rate)
     t0 = time.perf_counter()
-    for r in range(config.n_adapt):
-        states, acc = adapt(jr.split(jr.fold_in(key, r), config.n_lambda), states, lam_j, h)
-        h = h * jnp.clip(jnp.mean(acc, axis=1) / 0.4, 0.5, 2.0)
-    if config.n_equilibrate:
-        eq = chains(config.n_equilibrate, 1, None)
-        states = eq(jr.split(jr.fold_in(key, 100), config.n_lambda), states, lam_j, h)[0]
-    prod = chains(config.n_production, config.thin, observe)
-    states, trace = prod(jr.split(jr.fold_in(key, 200), config.n_lambda), states, lam_j, h)
+    run = adapt_equilibrate_produce(
+        key,
+        sweeps_fn,
+        states,
+        jnp.full(config.n_lambda, 0.05),
+        n_adapt=config.n_adapt,
+        equilibrate=config.n_equilibrate > 0,
+    )
+    trace, h = run.trace, run.step_size
     du = np.asarray(trace["du"])  # (n_lambda, n_records)
     means, errs, gs = zip(*(correlated_mean(du[k]) for k in range(config.n_lambda)), strict=True)
     msd = float(np.mean(np.asarray(trace["msd"])[-1]))

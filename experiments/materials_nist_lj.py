@@ -19,22 +19,16 @@ import dataclasses
 import time
 
 import jax
-import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 
 from experiments._config import Count, NonNegativeInt, Positive, Seed
 from experiments._runner import uncached_stage
-from thermo.kernel import run as run_kernel
 from thermo.materials import (
     correlated_mean,
-    displacement_mc,
-    fcc_lattice,
     jzg_excess_energy,
     jzg_pressure,
-    lj_observables,
-    periodic_space,
-    to_arrays,
+    sample_lj_fluid,
 )
 
 __all__ = ["Config", "NIST_REFERENCE", "main", "run", "simulate_state_point"]
@@ -90,69 +84,19 @@ class Config:
 
 def simulate_state_point(key, config: Config, temperature: float, density: float) -> dict:
     """Adapt, equilibrate and sample one state point; returns means and block std errs."""
-    atoms = fcc_lattice(config.n_cells, density)
-    pos, box, _ = to_arrays(atoms)
-    n = pos.shape[0]
-    volume = float(np.linalg.det(box))
-    disp, shift = periodic_space(box)
-    obs = lj_observables(
-        disp, n_particles=n, volume=volume, temperature=temperature, r_cut=config.r_cut
-    )
-
-    def kernel(step_size):
-        return displacement_mc(
-            disp, shift, temperature=temperature, step_size=step_size, r_cut=config.r_cut
-        )
-
-    @jax.jit
-    def sweeps_acc(key, states, step_size):
-        k = kernel(step_size)
-        keys = jr.split(key, config.n_chains)
-        return jax.vmap(
-            lambda kk, s: run_kernel(
-                kk, k, s, config.adapt_sweeps, observable_fn=lambda s, i: i.acceptance_rate
-            )
-        )(keys, states)
-
-    @jax.jit
-    def production(key, states, step_size):
-        k = kernel(step_size)
-        keys = jr.split(key, config.n_chains)
-
-        def one(kk, s):
-            return run_kernel(
-                kk, k, s, config.n_production, observable_fn=lambda s, i: obs(s.positions)
-            )
-
-        return jax.vmap(one)(keys, states)
-
-    @jax.jit
-    def equilibrate(key, states, step_size):
-        k = kernel(step_size)
-        keys = jr.split(key, config.n_chains)
-        return jax.vmap(
-            lambda kk, s: run_kernel(kk, k, s, config.n_equilibrate, observable_fn=None)[0]
-        )(keys, states)
-
-    k0 = kernel(0.1)
-    states = jax.vmap(k0.init)(jnp.broadcast_to(jnp.asarray(pos), (config.n_chains, n, 3)))
-    step_size = jnp.asarray(0.1)
     t0 = time.perf_counter()
-    for _ in range(config.n_adapt):
-        key, sub = jr.split(key)
-        states, acc = sweeps_acc(sub, states, step_size)
-        rate = float(jnp.mean(acc))
-        step_size = step_size * float(np.clip(rate / 0.4, 0.5, 2.0))
-    key, sub = jr.split(key)
-    if config.n_equilibrate > 0:
-        states = equilibrate(sub, states, step_size)
-    key, sub = jr.split(key)
-    states, trace = production(sub, states, step_size)
-    jax.block_until_ready(trace)
+    # the Config fields named like sample_lj_fluid's arguments are passed through
+    shared = ("n_cells", "r_cut", "n_chains", "n_adapt", "adapt_sweeps")
+    res = sample_lj_fluid(
+        key,
+        temperature=temperature,
+        density=density,
+        **{f: getattr(config, f) for f in (*shared, "n_equilibrate", "n_production")},
+        initial_step_size=0.1,
+    )
     wall = time.perf_counter() - t0
-    # trace leaves: (n_chains, n_production) -> time-major for correlated_mean
-    u = np.asarray(trace["energy_per_particle"]).T
-    p = np.asarray(trace["pressure"]).T
+    n, step_size = res.positions.shape[1], res.step_size
+    u, p = res.energy_per_particle, res.pressure  # (n_production, n_chains)
     u_mean, u_err, u_g = correlated_mean(u)
     p_mean, p_err, p_g = correlated_mean(p)
     return {

@@ -24,7 +24,6 @@ main(Config(state_points=((0.75, 1.1, 'solid'),)))"``
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import pathlib
 import time
@@ -39,8 +38,11 @@ from experiments._config import Count, NonNegativeInt, Positive, Seed
 from experiments._report import save_figure
 from experiments._runner import uncached_stage
 from generative.periodic import PeriodicScoreNet, WrappedVE, sample, train
-from thermo.kernel import run as run_kernel
-from thermo.materials import displacement_mc, fcc_lattice, lj_energy_fn, periodic_space, to_arrays
+from thermo.materials import (
+    lj_energy_fn,
+    periodic_space,
+    sample_lj_fluid,
+)
 from thermo.metrics import energy_w2
 
 __all__ = ["Config", "main", "radial_distribution", "run"]
@@ -103,7 +105,7 @@ class Config:
         """One state point, short chains, a few training and sampling steps (smoke run).
 
         Equilibration and production take as many sweeps as one adaptation round, with
-        ``thin = 1``, so that the three share one compiled MCMC program.
+        ``thin = 1``.
         """
         return cls(
             state_points=((2.0, 0.8, "liquid"),),
@@ -153,38 +155,25 @@ def radial_distribution(frac: np.ndarray, box: np.ndarray, r_max: float, n_bins:
 
 
 def _mcmc(key, config: Config, temperature: float, density: float):
-    pos, box, _ = to_arrays(fcc_lattice(config.n_cells, density))
-    disp, shift = periodic_space(box)
-    n = pos.shape[0]
-
-    # One jitted function for adaptation, equilibration and production (compiled once
-    # per (n_steps, thin); the quick setting uses the same pair for all three). The
-    # trace never changes the chains: equilibration records and discards it.
-    @functools.partial(jax.jit, static_argnums=(3, 4))
-    def chains(key, states, step_size, n_steps, thin):
-        k = displacement_mc(
-            disp, shift, temperature=temperature, step_size=step_size, r_cut=config.r_cut
-        )
-
-        def obs(s, i):
-            return s.positions, i.acceptance_rate
-
-        return jax.vmap(lambda kk, s: run_kernel(kk, k, s, n_steps, thin=thin, observable_fn=obs))(
-            jr.split(key, config.n_chains), states
-        )
-
-    kern0 = displacement_mc(disp, shift, temperature=temperature, step_size=0.1, r_cut=config.r_cut)
-    states = jax.vmap(kern0.init)(jnp.broadcast_to(jnp.asarray(pos), (config.n_chains, n, 3)))
-    step = jnp.asarray(0.1 * density ** (-1.0 / 3.0))
-    for _ in range(4):  # rescale the step towards 40% acceptance (adaptation discarded)
-        key, sub = jr.split(key)
-        states, (_, acc) = chains(sub, states, step, _ADAPT_STEPS, 1)
-        step = step * float(np.clip(float(jnp.mean(acc)) / 0.4, 0.5, 2.0))
-    key, k_eq, k_prod = jr.split(key, 3)
-    states, _ = chains(k_eq, states, step, config.n_equilibrate, 1)
-    _, (traj, acc) = chains(k_prod, states, step, config.n_production, config.thin)
-    frac = np.asarray(traj) @ np.linalg.inv(box).T  # (chains, records, n, 3)
-    return frac - np.floor(frac), box, float(jnp.mean(acc)), float(step)
+    # adapt (4 rounds of _ADAPT_STEPS sweeps, discarded), equilibrate, produce
+    res = sample_lj_fluid(
+        key,
+        temperature=temperature,
+        density=density,
+        n_cells=config.n_cells,
+        r_cut=config.r_cut,
+        n_chains=config.n_chains,
+        n_adapt=4,
+        adapt_sweeps=_ADAPT_STEPS,
+        n_equilibrate=config.n_equilibrate,
+        n_production=config.n_production,
+        thin=config.thin,
+        record_configurations=True,
+    )
+    box = res.box
+    traj = np.swapaxes(res.configurations, 0, 1)  # (chains, records, n, 3)
+    frac = traj @ np.linalg.inv(box).T
+    return frac - np.floor(frac), box, res.acceptance_rate, res.step_size
 
 
 def _state_point(key, config: Config, temperature: float, density: float, label: str) -> dict:

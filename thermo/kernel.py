@@ -129,7 +129,7 @@ def _record_step(step_fn, thin, observable_fn, state, key):
     """One record of :func:`run`: ``thin`` steps, then the observable."""
     if thin == 1:
         # One step on the record's own key: no inner scan of length 1 and no extra
-        # split per step (about 5 % of a single-chain LJ-55 HMC step on CPU).
+        # split per step (a visible share of a single-chain HMC step on CPU).
         state, info = step_fn(key, state)
         obs = None if observable_fn is None else observable_fn(state, info)
         return state, obs

@@ -41,6 +41,7 @@ from jaxtyping import Array, Float
 from scipy.optimize import linear_sum_assignment
 
 from ._checks import check_count, check_positive
+from .systems._base import remove_com
 
 __all__ = [
     "align",
@@ -338,9 +339,8 @@ def sample_metrics(
     n_p, s_d = getattr(system, "n_particles", None), getattr(system, "spatial_dim", None)
     xs, ys = samples[:max_samples], reference[:max_samples]
     if n_p is not None:
-        # in NumPy (float64 whatever JAX's precision), the projector of
-        # thermo.systems.remove_com
-        xs, ys = _remove_com_np(xs, n_p, s_d), _remove_com_np(ys, n_p, s_d)
+        # NumPy in, NumPy out: float64 whatever JAX's precision
+        xs, ys = remove_com(xs, n_p, s_d), remove_com(ys, n_p, s_d)
         out.update(
             {
                 f"distance_{k}": v
@@ -360,9 +360,3 @@ def sample_metrics(
 def _energies(system: Any, x: Float[Array, "n dim"]) -> Float[Array, " n"]:
     """``system.energy`` over a batch, compiled once per system and shape."""
     return jax.vmap(system.energy)(x)
-
-
-def _remove_com_np(x: np.ndarray, n_particles: int, spatial_dim: int) -> np.ndarray:
-    """Each flat configuration with its centre of mass moved to the origin."""
-    parts = x.reshape(-1, n_particles, spatial_dim)
-    return (parts - parts.mean(1, keepdims=True)).reshape(x.shape)

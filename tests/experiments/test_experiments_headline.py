@@ -20,13 +20,6 @@ from thermo.systems import ParticleSystem
 
 
 class HarmonicParticles(ParticleSystem):
-    name: str = eqx.field(static=True)
-    dim: int = eqx.field(static=True)
-    n_particles: int = eqx.field(static=True)
-    spatial_dim: int = eqx.field(static=True)
-    beta: float = eqx.field(static=True)
-    log_z: float | None = eqx.field(static=True)
-    prior_scale: float = eqx.field(static=True)
     k: float = eqx.field(static=True)
 
     def __init__(self, n_particles=4, spatial_dim=2, k=1.5, beta=1.0, prior_scale=1.2):

@@ -42,26 +42,19 @@ def test_fit_reaches_the_optimum_of_a_quadratic():
 
 @pytest.mark.parametrize("scheme", ["fold_in", "split"])
 def test_result_does_not_depend_on_chunking(scheme):
-    a = fit(
-        jr.key(1),
-        _init(),
-        _noisy_quadratic,
-        _OPT,
-        60,
-        args=0.3,
-        steps_per_call=60,
-        step_keys_scheme=scheme,
-    )
-    b = fit(
-        jr.key(1),
-        _init(),
-        _noisy_quadratic,
-        _OPT,
-        60,
-        args=0.3,
-        steps_per_call=7,
-        step_keys_scheme=scheme,
-    )
+    def run_fit(steps_per_call):
+        return fit(
+            jr.key(1),
+            _init(),
+            _noisy_quadratic,
+            _OPT,
+            60,
+            args=0.3,
+            steps_per_call=steps_per_call,
+            step_keys_scheme=scheme,
+        )
+
+    a, b = run_fit(60), run_fit(7)
     np.testing.assert_array_equal(a.model["w"], b.model["w"])
     np.testing.assert_array_equal(a.losses, b.losses)
 

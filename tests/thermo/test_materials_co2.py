@@ -13,10 +13,10 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 import pytest
-from ase.spacegroup import crystal
 from scipy.special import erfc
 
 import thermo.materials as tm
+from tests.thermo._zeolites import itq29
 
 ZEOLITE_Q = {"Si": 2.05, "O": -1.025}
 C_RASPA = 167101.0800
@@ -121,17 +121,7 @@ def _check_insertions(atoms, r_cut, centres_frac, seed):
 
 
 def test_co2_insertion_energy_itq29():
-    itq = crystal(
-        ["Si", "O", "O", "O"],
-        [
-            (0.3683, 0.1847, 0.0),
-            (0.5, 0.2179, 0.0),
-            (0.2939, 0.2939, 0.0),
-            (0.3429, 0.1098, 0.1098),
-        ],
-        spacegroup=221,
-        cellpar=[11.8671] * 3 + [90.0] * 3,
-    )
+    itq = itq29()
     # cage centre (0.5, 0.5, 0.5) of the 2x2x2 supercell and the cell's alpha cage
     _check_insertions(itq, 9.0, [np.array([0.25, 0.25, 0.25]), np.array([0.5, 0.5, 0.5])], 1)
 

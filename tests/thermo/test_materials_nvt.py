@@ -28,6 +28,22 @@ def _exact_two_body_energy():
     return num / (den + L2**3 - 4 / 3 * np.pi * RC2**3)
 
 
+def _mean_energy(kernel, states, key, n_steps, burn):
+    """Mean state energy over vmapped chains after ``burn`` steps, and its standard error
+    from the spread of the independent chains' means."""
+
+    @jax.jit
+    def go(keys, states):
+        return jax.vmap(
+            lambda k, s: run(k, kernel, s, n_steps, observable_fn=lambda s, i: s.energy)
+        )(keys, states)
+
+    n_chains = jax.tree.leaves(states)[0].shape[0]
+    _, energies = go(jr.split(key, n_chains), states)
+    chain_means = np.asarray(energies)[:, burn:].mean(axis=1)
+    return chain_means.mean(), chain_means.std(ddof=1) / np.sqrt(n_chains)
+
+
 def test_two_particle_mean_energy_is_exact():
     disp, shift = periodic_space(L2)
     kernel = displacement_mc(disp, shift, temperature=T2, step_size=0.8, r_cut=RC2)
@@ -37,16 +53,7 @@ def test_two_particle_mean_energy_is_exact():
     x0 = x0.at[:, 1].set(jnp.mod(x0[:, 0] + jnp.array([1.4, 0.0, 0.0]), L2))
     states = jax.vmap(kernel.init)(x0)
 
-    @jax.jit
-    def go(keys, states):
-        return jax.vmap(
-            lambda k, s: run(k, kernel, s, n_steps, observable_fn=lambda s, i: s.energy)
-        )(keys, states)
-
-    _, energies = go(jr.split(jr.key(12), n_chains), states)
-    chain_means = np.asarray(energies)[:, burn:].mean(axis=1)
-    mean = chain_means.mean()
-    se = chain_means.std(ddof=1) / np.sqrt(n_chains)
+    mean, se = _mean_energy(kernel, states, jr.key(12), n_steps, burn)
     assert abs(mean - _exact_two_body_energy()) < 4 * se
 
 
@@ -96,16 +103,8 @@ def test_langevin_adapter_samples_harmonic_configurations_exactly():
     n_chains, n_steps, burn = 256, 400, 50
     states = jax.vmap(lambda _: kernel.init(r0))(jnp.arange(n_chains))
 
-    @jax.jit
-    def go(keys, states):
-        return jax.vmap(
-            lambda kk, s: run(kk, kernel, s, n_steps, observable_fn=lambda s, i: s.energy)
-        )(keys, states)
-
-    _, u = go(jr.split(jr.key(21), n_chains), states)
-    chain_means = np.asarray(u)[:, burn:].mean(axis=1)
-    se = chain_means.std(ddof=1) / np.sqrt(n_chains)
-    assert abs(chain_means.mean() - 3 * t) < 4 * se
+    mean, se = _mean_energy(kernel, states, jr.key(21), n_steps, burn)
+    assert abs(mean - 3 * t) < 4 * se
 
 
 def test_sample_lj_fluid_compiles_once_for_every_state_point():

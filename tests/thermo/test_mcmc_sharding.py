@@ -27,43 +27,37 @@ def _logdensity(x):
     return -0.5 * jnp.sum(x**2 / jnp.array([1.0, 4.0])) - 0.1 * jnp.sum(x**4)
 
 
-def compute(shard: bool) -> dict[str, np.ndarray]:
-    """HMC over 8 chains and 8 replica-exchange runs; optionally sharded over devices."""
-    kernel = hmc(_logdensity, 0.3, 5)
-    keys = jr.split(jr.key(7), N_CHAINS)
-    x0 = jr.normal(jr.key(8), (N_CHAINS, 2))
-    if shard:
-        keys, x0 = shard_chains((keys, x0))
+def _run_chains(kernel, keys, x0, n_steps, observable_fn):
+    """``n_steps`` of ``kernel`` from each row of ``x0``, one key each, vmapped and jitted."""
 
     @jax.jit
     def chains(keys, x0):
         states = jax.vmap(kernel.init)(x0)
 
         def one(key, state):
-            return run(key, kernel, state, 50, observable_fn=lambda s, i: s.position)[1]
+            return run(key, kernel, state, n_steps, observable_fn=observable_fn)[1]
 
         return jax.vmap(one)(keys, states)
 
+    return np.asarray(chains(keys, x0))
+
+
+def compute(shard: bool) -> dict[str, np.ndarray]:
+    """HMC over 8 chains and 8 replica-exchange runs; optionally sharded over devices."""
+    kernel = hmc(_logdensity, 0.3, 5)
+    keys = jr.split(jr.key(7), N_CHAINS)
+    x0 = jr.normal(jr.key(8), (N_CHAINS, 2))
     pt = replica_exchange(
         lambda x: -_logdensity(x), jnp.array([1.0, 0.5, 0.25]), 0.3, n_integration_steps=3
     )
     pt_keys = jr.split(jr.key(9), N_CHAINS)
     pt_x0 = jr.normal(jr.key(10), (N_CHAINS, 3, 2))
     if shard:
+        keys, x0 = shard_chains((keys, x0))
         pt_keys, pt_x0 = shard_chains((pt_keys, pt_x0))
-
-    @jax.jit
-    def pt_runs(keys, x0):
-        states = jax.vmap(pt.init)(x0)
-
-        def one(key, state):
-            return run(key, pt, state, 20, observable_fn=lambda s, i: s.positions)[1]
-
-        return jax.vmap(one)(keys, states)
-
     return {
-        "hmc": np.asarray(chains(keys, x0)),
-        "replica_exchange": np.asarray(pt_runs(pt_keys, pt_x0)),
+        "hmc": _run_chains(kernel, keys, x0, 50, lambda s, i: s.position),
+        "replica_exchange": _run_chains(pt, pt_keys, pt_x0, 20, lambda s, i: s.positions),
         "n_devices": np.asarray(len(jax.devices())),
     }
 

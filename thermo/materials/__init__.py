@@ -50,6 +50,13 @@ from .lj import lj_virial_fn as lj_virial_fn
 from .lj import tail_energy_per_particle as tail_energy_per_particle
 from .lj import tail_pressure as tail_pressure
 from .lj import virial_pressure as virial_pressure
+from .mc import AdaptedRun as AdaptedRun
+from .mc import adapt_equilibrate_produce as adapt_equilibrate_produce
+from .mc import metropolis_sweep as metropolis_sweep
+from .mc import pair_energy_change as pair_energy_change
+from .mc import particle_pair_energy as particle_pair_energy
+from .mc import robbins_monro_log_step as robbins_monro_log_step
+from .mc import total_pair_energy as total_pair_energy
 from .molecules import Molecule as Molecule
 from .molecules import adsorption_force_field as adsorption_force_field
 from .molecules import core_mof_framework as core_mof_framework

@@ -44,6 +44,7 @@ oscillator against quadrature.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -58,16 +59,14 @@ from .._checks import check_count, check_positive
 from ..estimators._ti import gauss_legendre
 from ..kernel import run as run_kernel
 from ..mcmc import hmc
-from ..systems._base import remove_com as _remove_com
+from ..systems import remove_com
 
 __all__ = [
     "AnharmonicResult",
     "HarmonicResult",
     "anharmonic_free_energy",
-    "gauss_legendre_unit",
     "harmonic_free_energy",
     "hessian",
-    "remove_com",
 ]
 
 
@@ -152,17 +151,6 @@ def harmonic_free_energy(
     return HarmonicResult(f, energy_fn(x0), jnp.sort(lam), n_neg, h)
 
 
-def remove_com(v: Float[Array, " d"]) -> Float[Array, " d"]:
-    r"""Project a flattened ``(n, 3)`` vector orthogonally to rigid translations: :math:`v_i - \bar v`
-    (:func:`thermo.systems.remove_com` with three spatial dimensions)."""
-    return _remove_com(v, v.shape[-1] // 3, 3)
-
-
-def gauss_legendre_unit(n: int) -> tuple[np.ndarray, np.ndarray]:
-    r"""Gauss–Legendre nodes and weights mapped to :math:`[0, 1]` (A&S 25.4.29): exact to degree :math:`2n-1`."""
-    return gauss_legendre(0.0, 1.0, n)
-
-
 class AnharmonicResult(NamedTuple):
     """Output of :func:`anharmonic_free_energy`.
 
@@ -231,7 +219,8 @@ def _ti_samples(
         def logdensity(x):
             return -beta * (u_h(x) + lam * dudl(x))
 
-        kern = hmc(logdensity, step_size, n_lf, project_fn=remove_com if project else None)
+        project_fn = functools.partial(remove_com, n_particles=d // 3, spatial_dim=3)
+        kern = hmc(logdensity, step_size, n_lf, project_fn=project_fn if project else None)
         states = jax.vmap(kern.init)(jnp.broadcast_to(x0f, (n_chains, d)))
 
         def chain(k, s):
@@ -321,7 +310,7 @@ def anharmonic_free_energy(
     step, n_lf = _hmc_settings(kept, beta, step_fraction, max_leapfrog)
     if n_leapfrog is not None:
         n_lf = int(n_leapfrog)
-    nodes, weights = gauss_legendre_unit(n_nodes)
+    nodes, weights = gauss_legendre(0.0, 1.0, n_nodes)
     dtype = x0.dtype
     du, acc = _ti_samples(
         jr.split(key, n_nodes),

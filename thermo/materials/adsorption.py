@@ -428,26 +428,10 @@ def _binned_energy_fn(frame_frac, eps, sig, supercell, reps, r_cut, shift, bin_w
     fractional position ``u`` maps to unit-cell fraction ``(u * reps) mod 1``, which is
     moved to the first unit cell of the supercell.
     """
-    reps_a = np.asarray(reps, dtype=np.float64)
-    cell_uc = supercell / reps_a[None, :]
-    lengths = np.linalg.norm(cell_uc, axis=0)
-    n_bins = np.maximum(1, np.ceil(lengths / bin_width).astype(int))
-    # Largest distance from a bin centre to its corners (triclinic-safe bound).
-    corners = np.array(np.meshgrid([-0.5, 0.5], [-0.5, 0.5], [-0.5, 0.5], indexing="ij"))
-    corners = corners.reshape(3, -1).T / n_bins
-    half_diag = np.max(np.linalg.norm(corners @ cell_uc.T, axis=1))
-    radius = r_cut + half_diag
-    idx = np.stack(np.meshgrid(*[np.arange(n) for n in n_bins], indexing="ij"), -1).reshape(-1, 3)
-    centres = (idx + 0.5) / n_bins / reps_a  # supercell fractions, first unit cell
-    d = centres[:, None, :] - frame_frac[None, :, :]
-    d -= np.round(d)
-    dist = np.linalg.norm(d @ supercell.T, axis=-1)  # (n_bins_total, M)
-    inside = dist < radius
-    k_max = int(inside.sum(axis=1).max())
+    lists_np, n_bins = _bin_lists(frame_frac, supercell, reps, 0.0, r_cut, bin_width)
+    lists = jnp.asarray(lists_np)  # padded with m = frame_frac.shape[0]
     m = frame_frac.shape[0]
-    order = np.argsort(~inside, axis=1, kind="stable")[:, :k_max]
-    valid = np.take_along_axis(inside, order, axis=1)
-    lists = jnp.asarray(np.where(valid, order, m))  # m = padding slot
+    reps_a = np.asarray(reps, dtype=np.float64)
     pad_frac = jnp.asarray(np.concatenate([frame_frac, np.zeros((1, 3))]))
     pad_eps = jnp.asarray(np.concatenate([eps, [0.0]]))
     pad_sig = jnp.asarray(np.concatenate([sig, [1.0]]))

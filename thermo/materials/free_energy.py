@@ -85,9 +85,8 @@ def second_virial_coefficient(temperature: float, sigma: float = 1.0, epsilon: f
     r"""Second virial coefficient :math:`B_2(T)` of the full (untruncated) LJ potential.
 
     :math:`B_2 = -2\pi\int_0^\infty (e^{-u(r)/T} - 1)\,r^2\,dr` by adaptive quadrature
-    (``scipy.integrate.quad``, relative error ~1e-10); e.g. :math:`B_2 = -1.3145\sigma^3` at
-    :math:`T^* = 2`, i.e. :math:`-0.6276\,b_0` with :math:`b_0 = 2\pi\sigma^3/3`, the unit of
-    Hirschfelder, Curtiss & Bird 1954, Table I-B.
+    (``scipy.integrate.quad``, relative error ~1e-10); compare in units of
+    :math:`b_0 = 2\pi\sigma^3/3` with Hirschfelder, Curtiss & Bird 1954, Table I-B.
 
     Returns:
         :math:`B_2` in units of :math:`\sigma^3` times ``sigma**3``.
@@ -131,8 +130,7 @@ def third_virial_coefficient(
 
     (Mayer & Mayer 1940; Hirschfelder, Curtiss & Bird 1954 sec. 3.8), by composite
     Gauss–Legendre product quadrature (breaks at 0.6, 1, 1.5, 3σ; cut at ``r_max``, where
-    the neglected tail is ~1e-6 relative). :math:`B_3 = 1.9172\sigma^6 = 0.4371\,b_0^2`
-    at :math:`T^* = 2`. ``mayer_fn(r)`` replaces the LJ Mayer function (e.g. hard
+    the neglected tail is ~1e-6 relative). ``mayer_fn(r)`` replaces the LJ Mayer function (e.g. hard
     spheres: :math:`B_3 = \tfrac58 b_0^2`).
     """
     check_positive(temperature, "temperature")

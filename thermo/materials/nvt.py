@@ -44,6 +44,7 @@ from .lj import (
     tail_pressure,
     virial_pressure,
 )
+from .mc import adapt_equilibrate_produce, metropolis_sweep, pair_energy_change, total_pair_energy
 
 __all__ = [
     "MCInfo",
@@ -119,45 +120,29 @@ def displacement_mc(
         def pair_fn(r):
             return lj_pair(r, sigma, epsilon, r_cut)
 
-    def particle_energy(positions, i, r_i):
-        dr = jax.vmap(lambda rj: displacement_fn(r_i, rj))(positions)
-        dist = jnp.sqrt(jnp.sum(dr * dr, axis=-1))
-        u = pair_fn(dist)
-        return jnp.sum(jnp.where(jnp.arange(positions.shape[0]) == i, 0.0, u))
-
     def init(positions: Float[Array, "n 3"]) -> MCState:
         positions = jnp.asarray(positions)
         if positions.ndim != 2 or positions.shape[-1] != 3:
             raise ValueError(f"positions must have shape (n, 3), got {positions.shape}")
-        return MCState(positions=positions, energy=_total_energy(positions))
+        return MCState(positions, total_pair_energy(displacement_fn, pair_fn, positions))
 
-    def _total_energy(positions):
-        n = positions.shape[0]
-        e_i = jax.vmap(lambda i: particle_energy(positions, i, positions[i]))(jnp.arange(n))
-        return 0.5 * jnp.sum(e_i)
-
-    def move(carry, key):
-        positions, energy, n_acc = carry
-        k_i, k_d, k_u = jr.split(key, 3)
-        n = positions.shape[0]
-        i = jr.randint(k_i, (), 0, n)
-        old = positions[i]
-        delta = jr.uniform(k_d, (3,), minval=-step_size, maxval=step_size, dtype=positions.dtype)
-        new = shift_fn(old, delta)
-        e_new_old = jax.vmap(lambda r: particle_energy(positions, i, r))(jnp.stack([new, old]))
-        d_u = e_new_old[0] - e_new_old[1]
-        log_u = jnp.log(jr.uniform(k_u, (), dtype=positions.dtype))
-        accept = log_u < -beta * d_u
-        positions = positions.at[i].set(jnp.where(accept, new, old))
-        energy = jnp.where(accept, energy + d_u, energy)
-        return (positions, energy, n_acc + accept), None
+    def delta_energy_fn(positions, energy, i, old, new, delta):
+        d_u = pair_energy_change(displacement_fn, pair_fn, positions, i, old, new)
+        return d_u, energy + d_u
 
     def step(key, state: MCState) -> tuple[MCState, MCInfo]:
         n = state.positions.shape[0]
-        m = n if n_moves is None else int(n_moves)
-        carry = (state.positions, state.energy, jnp.zeros((), jnp.int32))
-        (pos, e, n_acc), _ = jax.lax.scan(move, carry, jr.split(key, m))
-        return MCState(pos, e), MCInfo(acceptance_rate=n_acc / m)
+        pos, e, acc = metropolis_sweep(
+            key,
+            state.positions,
+            state.energy,
+            delta_energy_fn,
+            beta=beta,
+            step_size=step_size,
+            n_moves=n if n_moves is None else int(n_moves),
+            shift_fn=shift_fn,
+        )
+        return MCState(pos, e), MCInfo(acceptance_rate=acc)
 
     return Kernel(init=init, step=step)
 
@@ -270,7 +255,7 @@ def _lj_fluid_chains(
     mode,
     record_configurations,
 ):
-    """One stage (``mode``: adapt, equilibrate or production) of :func:`sample_lj_fluid`'s
+    """One stage (``mode``: adapt, equilibrate or produce) of :func:`sample_lj_fluid`'s
     vmapped chains; module-level and with a traced cell and temperature, so repeated calls
     and new state points of the same size reuse its compilation."""
     from jax_md import space
@@ -286,7 +271,7 @@ def _lj_fluid_chains(
             return i.acceptance_rate
     elif mode == "equilibrate":
         observable_fn = None
-    else:
+    else:  # produce
         obs = lj_observables(
             disp, n_particles=n, volume=volume, temperature=temperature, r_cut=r_cut
         )
@@ -316,6 +301,7 @@ def sample_lj_fluid(
     thin: int = 1,
     target_acceptance: float = 0.4,
     record_configurations: bool = False,
+    initial_step_size: float | None = None,
 ) -> LJFluidRun:
     r"""NVT Metropolis MC of the hard-cut, tail-corrected LJ fluid from an FCC start.
 
@@ -329,6 +315,9 @@ def sample_lj_fluid(
     step size, cell and temperature are traced, so adaptation compiles once and a repeated
     call (or another state point with the same ``N``) compiles nothing.
 
+    ``initial_step_size`` is the first maximal displacement (default
+    :math:`0.1\,\rho^{-1/3}`, a tenth of the mean spacing).
+
     Returns:
         :class:`LJFluidRun`.
     """
@@ -339,6 +328,8 @@ def sample_lj_fluid(
     check_positive(density, "density")
     check_positive(r_cut, "r_cut")
     n_cells = check_count(n_cells, "n_cells")
+    if initial_step_size is not None:
+        check_positive(initial_step_size, "initial_step_size")
     n_chains = check_count(n_chains, "n_chains")
     n_adapt = check_count(n_adapt, "n_adapt", minimum=0)
     adapt_sweeps = check_count(adapt_sweeps, "adapt_sweeps")
@@ -361,41 +352,36 @@ def sample_lj_fluid(
     )
     settings = {"r_cut": float(r_cut), "record_configurations": bool(record_configurations)}
 
-    def adapt(key, s, h):
-        return _lj_fluid_chains(
-            key, s, h, *cell, n_steps=adapt_sweeps, thin=1, mode="adapt", **settings
-        )
+    n_steps = {"adapt": adapt_sweeps, "equilibrate": n_equilibrate, "produce": n_production}
 
-    def equilibrate(key, s, h):
-        return _lj_fluid_chains(
-            key, s, h, *cell, n_steps=n_equilibrate, thin=1, mode="equilibrate", **settings
+    def sweeps_fn(key, s, h, stage):
+        out = _lj_fluid_chains(
+            key,
+            s,
+            h,
+            *cell,
+            n_steps=n_steps[stage],
+            thin=thin if stage == "produce" else 1,
+            mode=stage,
+            **settings,
         )
-
-    def production(key, s, h):
-        return _lj_fluid_chains(
-            key, s, h, *cell, n_steps=n_production, thin=thin, mode="production", **settings
-        )
+        return (out, None) if stage == "equilibrate" else out
 
     disp, shift = periodic_space(box)
-
-    def kernel(step_size):
-        return displacement_mc(
-            disp, shift, temperature=temperature, step_size=step_size, r_cut=r_cut
-        )
-
-    k0 = kernel(0.1)
+    k0 = displacement_mc(disp, shift, temperature=temperature, step_size=0.1, r_cut=r_cut)
     states = jax.vmap(k0.init)(jnp.broadcast_to(jnp.asarray(pos), (n_chains, n, 3)))
-    step_size = jnp.asarray(0.1 * density ** (-1.0 / 3.0))
-    for _ in range(n_adapt):
-        key, sub = jr.split(key)
-        states, acc = adapt(sub, states, step_size)
-        ratio = float(jnp.mean(acc)) / target_acceptance
-        step_size = step_size * float(np.clip(ratio, 0.5, 2.0))
-    key, sub = jr.split(key)
-    if n_equilibrate > 0:
-        states = equilibrate(sub, states, step_size)
-    key, sub = jr.split(key)
-    states, trace = production(sub, states, step_size)
+    res = adapt_equilibrate_produce(
+        key,
+        sweeps_fn,
+        states,
+        jnp.asarray(
+            0.1 * density ** (-1.0 / 3.0) if initial_step_size is None else initial_step_size
+        ),
+        n_adapt=n_adapt,
+        equilibrate=n_equilibrate > 0,
+        target_acceptance=target_acceptance,
+    )
+    states, trace, step_size = res.states, res.trace, res.step_size
     return LJFluidRun(
         energy_per_particle=np.asarray(trace["energy_per_particle"]).T,
         pressure=np.asarray(trace["pressure"]).T,

@@ -71,9 +71,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
-import jax
 import jax.numpy as jnp
-import jax.random as jr
 import numpy as np
 from jaxtyping import Array, Float
 from scipy.special import gammaln
@@ -81,6 +79,7 @@ from scipy.special import gammaln
 from .._checks import check_count, check_positive, check_real
 from ..kernel import Kernel
 from .lj import lj_pair
+from .mc import metropolis_sweep, pair_energy_change, total_pair_energy
 
 __all__ = [
     "FCC_A6",
@@ -202,48 +201,36 @@ def frenkel_ladd_mc(
         def pair_fn(r):
             return lj_pair(r, sigma, epsilon, r_cut)
 
-    def particle_energy(positions, i, r_i):
-        dr = jax.vmap(lambda rj: displacement_fn(r_i, rj))(positions)
-        u = pair_fn(jnp.sqrt(jnp.sum(dr * dr, axis=-1)))
-        return jnp.sum(jnp.where(jnp.arange(n) == i, 0.0, u))
-
     def init(positions: Float[Array, "n 3"]) -> FLState:
         positions = jnp.asarray(positions)
         if positions.shape != sites.shape:
             raise ValueError(f"positions must have shape {sites.shape}, got {positions.shape}")
-        e_i = jax.vmap(lambda i: particle_energy(positions, i, positions[i]))(jnp.arange(n))
         d = positions - sites
-        return FLState(positions, 0.5 * jnp.sum(e_i), jnp.sum(d, 0), jnp.sum(d * d))
+        u_pair = total_pair_energy(displacement_fn, pair_fn, positions)
+        return FLState(positions, u_pair, jnp.sum(d, 0), jnp.sum(d * d))
 
-    def move(carry, key):
-        pos, u_pair, sum_d, sum_d2, n_acc = carry
-        k_i, k_d, k_u = jr.split(key, 3)
-        i = jr.randint(k_i, (), 0, n)
-        old = pos[i]
-        delta = jr.uniform(k_d, (3,), minval=-step_size, maxval=step_size, dtype=pos.dtype)
-        new = old + delta
-        e = jax.vmap(lambda r: particle_energy(pos, i, r))(jnp.stack([new, old]))
-        du_pair = e[0] - e[1]
+    def delta_energy_fn(pos, aux, i, old, new, delta):
+        u_pair, sum_d, sum_d2 = aux
+        du_pair = pair_energy_change(displacement_fn, pair_fn, pos, i, old, new)
         d_old = old - sites[i]
         d_new = d_old + delta
         dsum_d2 = jnp.sum(d_new * d_new) - jnp.sum(d_old * d_old)
         new_sum_d = sum_d + delta
         du_e = spring * (dsum_d2 - (jnp.sum(new_sum_d**2) - jnp.sum(sum_d**2)) / n)
         du = lam * du_pair + (1.0 - lam) * du_e
-        accept = jnp.log(jr.uniform(k_u, (), dtype=pos.dtype)) < -beta * du
-        pos = pos.at[i].set(jnp.where(accept, new, old))
-        return (
-            pos,
-            jnp.where(accept, u_pair + du_pair, u_pair),
-            jnp.where(accept, new_sum_d, sum_d),
-            jnp.where(accept, sum_d2 + dsum_d2, sum_d2),
-            n_acc + accept,
-        ), None
+        return du, (u_pair + du_pair, new_sum_d, sum_d2 + dsum_d2)
 
     def step(key, state: FLState) -> tuple[FLState, FLInfo]:
-        carry = (*state, jnp.zeros((), jnp.int32))
-        (pos, u, sd, sd2, n_acc), _ = jax.lax.scan(move, carry, jr.split(key, n))
-        return FLState(pos, u, sd, sd2), FLInfo(acceptance_rate=n_acc / n)
+        pos, aux, acc = metropolis_sweep(
+            key,
+            state.positions,
+            tuple(state[1:]),
+            delta_energy_fn,
+            beta=beta,
+            step_size=step_size,
+            n_moves=n,
+        )
+        return FLState(pos, *aux), FLInfo(acceptance_rate=acc)
 
     return Kernel(init=init, step=step)
 
@@ -424,7 +411,7 @@ def fcc_harmonic_free_energy(
     integral :math:`N^{3/2}\prod_{k\ne0,s}(2\pi/\beta\kappa_s(k))^{1/2}` over the :math:`N`
     allowed wave vectors. ``n_cells=None``: the :math:`N\to\infty` limit,
     :math:`1 - \ln\rho + \beta U_{\rm lat}/N - \tfrac32\langle\ln(2\pi/\beta\kappa)\rangle_{\rm BZ}`,
-    the zone average on the shifted ``n_zone`` grid (converged to ~1e-5 at 12). Pairs up to ``r_max`` (the static lattice
+    the zone average on the shifted ``n_zone`` grid. Pairs up to ``r_max`` (the static lattice
     energy is always the full :func:`fcc_lattice_energy`).
 
     The allowed wave vectors of the cell of side :math:`n a_c` are

@@ -170,7 +170,7 @@ def hmc(
         x = state.position
         # A (dim,) array, as blackjax carries it: with a scalar here XLA (0.10, CPU) did not
         # hoist loop-invariant work of the target (e.g. pair-index tables) out of the
-        # leapfrog loop, costing about 2x on LJ-55 (experiments/benchmarks/bench_hmc_throughput).
+        # leapfrog loop (the cost is measured by experiments/benchmarks/bench_hmc_throughput).
         inverse_mass = _as_dense(inverse_mass_matrix, x)
         momentum = proj(jr.normal(key_mom, x.shape, x.dtype) / jnp.sqrt(inverse_mass))
         x_new, p_new, value_new, grad_new = leapfrog(

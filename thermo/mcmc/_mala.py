@@ -28,25 +28,16 @@ from jaxtyping import Array, Bool, Float
 from .._checks import check_positive
 from .._typing import PRNGKey
 from ..kernel import Kernel
+from ._hmc import HMCState
 
 __all__ = ["MALAInfo", "MALAState", "mala"]
 
 
-class MALAState(NamedTuple):
-    """MALA state (the log density and its gradient are cached).
+class MALAState(HMCState):
+    """MALA state: the fields of :class:`thermo.mcmc.HMCState` (position, the cached log
+    density and its gradient, and the optional ``aux``)."""
 
-    Attributes:
-        position: ``(dim,)``.
-        logdensity: ``()``.
-        logdensity_grad: ``(dim,)``.
-        aux: what ``logdensity_fn`` returns beside the value with ``has_aux=True``
-            (cached with the position), else ``None``.
-    """
-
-    position: Float[Array, " dim"]
-    logdensity: Float[Array, ""]
-    logdensity_grad: Float[Array, " dim"]
-    aux: Any = None
+    __slots__ = ()
 
 
 class MALAInfo(NamedTuple):

@@ -51,13 +51,15 @@ class System(eqx.Module):
             :meth:`initial_positions`. Each concrete class says where it comes from.
     """
 
-    name: eqx.AbstractVar[str]
-    dim: eqx.AbstractVar[int]
-    beta: eqx.AbstractVar[float]
-    log_z: eqx.AbstractVar[float | None]
-    n_particles: eqx.AbstractVar[int | None]
-    spatial_dim: eqx.AbstractVar[int | None]
-    prior_scale: eqx.AbstractVar[float]
+    # declared once here (static: none of them is a pytree leaf); each concrete class's
+    # __init__ sets them and declares only its own extra fields
+    name: str = eqx.field(static=True)
+    dim: int = eqx.field(static=True)
+    beta: float = eqx.field(static=True)
+    log_z: float | None = eqx.field(static=True)
+    n_particles: int | None = eqx.field(static=True)
+    spatial_dim: int | None = eqx.field(static=True)
+    prior_scale: float = eqx.field(static=True)
 
     @abc.abstractmethod
     def _energy(self, x: Float[Array, " dim"]) -> Float[Array, ""]:
@@ -126,15 +128,18 @@ def remove_com(
 
     The orthogonal projector onto the CoM-free subspace, the one every sampler, network
     and metric of the project uses. ``x`` is flat particle-major coordinates with trailing
-    size ``n_particles * spatial_dim`` and any leading batch shape (flat in, flat out).
+    size ``n_particles * spatial_dim`` and any leading batch shape (flat in, flat out); a
+    NumPy array in gives a NumPy array out.
     """
     if x.shape[-1] != n_particles * spatial_dim:
         raise ValueError(
             f"expected trailing size {n_particles}*{spatial_dim}={n_particles * spatial_dim}, "
             f"got shape {x.shape}"
         )
-    pos = jnp.reshape(x, (*x.shape[:-1], n_particles, spatial_dim))
-    return jnp.reshape(pos - jnp.mean(pos, axis=-2, keepdims=True), x.shape)
+    # array methods, not jnp functions: a NumPy array stays NumPy (float64 whatever JAX's
+    # precision, as the metrics need), a JAX array or tracer stays JAX
+    pos = x.reshape((*x.shape[:-1], n_particles, spatial_dim))
+    return (pos - pos.mean(axis=-2, keepdims=True)).reshape(x.shape)
 
 
 def _pair_indices(n_particles: int):

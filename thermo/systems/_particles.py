@@ -96,17 +96,10 @@ class MultiDoubleWell(ParticleSystem):
     reference configurations (1.82 in the published DW-4 samples).
     """
 
-    name: str = eqx.field(static=True)
-    dim: int = eqx.field(static=True)
-    n_particles: int = eqx.field(static=True)
-    spatial_dim: int = eqx.field(static=True)
     a: float = eqx.field(static=True)
     b: float = eqx.field(static=True)
     c: float = eqx.field(static=True)
     r0: float = eqx.field(static=True)
-    beta: float = eqx.field(static=True)
-    log_z: float | None = eqx.field(static=True)
-    prior_scale: float = eqx.field(static=True)
 
     def __init__(
         self,
@@ -157,17 +150,10 @@ class LennardJonesCluster(ParticleSystem):
     :func:`lennard_jones_dem` or :func:`lennard_jones_standard`.
     """
 
-    name: str = eqx.field(static=True)
-    dim: int = eqx.field(static=True)
-    n_particles: int = eqx.field(static=True)
-    spatial_dim: int = eqx.field(static=True)
     epsilon: float = eqx.field(static=True)
     r_m: float = eqx.field(static=True)
     pair_factor: float = eqx.field(static=True)
     harmonic: float = eqx.field(static=True)
-    beta: float = eqx.field(static=True)
-    log_z: float | None = eqx.field(static=True)
-    prior_scale: float = eqx.field(static=True)
 
     def __init__(
         self,

@@ -47,14 +47,7 @@ class Gaussian(System):
     ``prior_scale = s``.
     """
 
-    name: str = eqx.field(static=True)
-    dim: int = eqx.field(static=True)
     scale: float = eqx.field(static=True)
-    beta: float = eqx.field(static=True)
-    log_z: float | None = eqx.field(static=True)
-    n_particles: None = eqx.field(static=True)
-    spatial_dim: None = eqx.field(static=True)
-    prior_scale: float = eqx.field(static=True)
 
     def __init__(self, dim: int, scale: float = 1.0, name: str | None = None):
         dim = check_count(dim, "Gaussian: dim")
@@ -91,15 +84,8 @@ class GaussianMixture(System):
     :math:`\sqrt{\overline{\mathrm{Var}(\mu)} + s^2}`.
     """
 
-    name: str = eqx.field(static=True)
-    dim: int = eqx.field(static=True)
     means: tuple = eqx.field(static=True)  # (K, dim) as nested tuples
     scale: float = eqx.field(static=True)
-    beta: float = eqx.field(static=True)
-    log_z: float | None = eqx.field(static=True)
-    n_particles: None = eqx.field(static=True)
-    spatial_dim: None = eqx.field(static=True)
-    prior_scale: float = eqx.field(static=True)
 
     def __init__(self, means, scale: float, name: str = "gmm"):
         means = np.asarray(means, dtype=np.float64)
@@ -256,15 +242,8 @@ class ManyWell(System):
     at :math:`|x| \approx 1.7`–2).
     """
 
-    name: str = eqx.field(static=True)
-    dim: int = eqx.field(static=True)
     coefficients: tuple = eqx.field(static=True)  # (4, dim): rows c4, c2, c1, c0
     envelope: tuple = eqx.field(static=True)  # mu, sigma, log_w (dim, 3); log_m (dim,)
-    beta: float = eqx.field(static=True)
-    log_z: float | None = eqx.field(static=True)
-    n_particles: None = eqx.field(static=True)
-    spatial_dim: None = eqx.field(static=True)
-    prior_scale: float = eqx.field(static=True)
 
     def __init__(self, coefficients, name: str, prior_scale: float = 2.0):
         coefficients = np.asarray(coefficients, dtype=np.float64)
@@ -385,14 +364,7 @@ class Funnel(System):
     sampler benchmarks (PIS, DDS). Exact samples. ``prior_scale = \sigma``.
     """
 
-    name: str = eqx.field(static=True)
-    dim: int = eqx.field(static=True)
     sigma: float = eqx.field(static=True)
-    beta: float = eqx.field(static=True)
-    log_z: float | None = eqx.field(static=True)
-    n_particles: None = eqx.field(static=True)
-    spatial_dim: None = eqx.field(static=True)
-    prior_scale: float = eqx.field(static=True)
 
     def __init__(self, dim: int = 10, sigma: float = 3.0, name: str = "funnel"):
         dim = check_count(dim, "Funnel: dim", minimum=2)
