@@ -10,6 +10,7 @@ import jax.random as jr
 import numpy as np
 import pytest
 
+from thermo.estimators import estimate_log_z
 from thermo.kernel import run
 from thermo.mcmc import (
     adapt_step_size,
@@ -170,6 +171,9 @@ def test_nuts_through_numpyro():
     assert res.samples.shape == (2, 300, 2)
     assert int(res.n_energy_evals) > 0
     _check_moments(res.samples)
+    ens = res.ensemble
+    np.testing.assert_array_equal(np.asarray(ens.samples), np.asarray(res.samples[:, -1]))
+    assert float(estimate_log_z(ens).value) == 0.0 and ens.n_energy_evals == res.n_energy_evals
 
 
 def test_underdamped_langevin_wraps_sde_core_baoab():

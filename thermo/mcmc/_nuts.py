@@ -1,7 +1,7 @@
 r"""No-U-Turn sampler (Hoffman & Gelman 2014), driven through numpyro, not reimplemented.
 
-numpyro's :class:`numpyro.infer.NUTS` is given a ``potential_fn`` (here
-:math:`\beta U(x) = -\log\pi(x)` up to a constant) and run with ``chain_method=
+numpyro's :class:`numpyro.infer.NUTS` is given the reduced energy ``energy_fn`` (here
+:math:`\beta U(x) = -\log\pi(x)` up to a constant, numpyro's ``potential_fn``) and run with ``chain_method=
 "vectorized"`` so that chains are vmapped as in the rest of :mod:`thermo.mcmc`.
 Warm-up uses numpyro's window adaptation (dual averaging of the step size and, if
 ``dense_mass``/``adapt_mass_matrix``, the mass matrix).
@@ -17,6 +17,7 @@ from jaxtyping import Array, Float
 
 from .._checks import check_count, check_real
 from .._typing import PRNGKey
+from ..paths import PathEnsemble
 
 __all__ = ["NUTSResult", "nuts"]
 
@@ -39,10 +40,26 @@ class NUTSResult(NamedTuple):
     step_size: Array
     diverging: Array
 
+    @property
+    def ensemble(self) -> PathEnsemble:
+        """The chains' last states as a :class:`thermo.paths.PathEnsemble`.
+
+        An equilibrium chain does no work, so every log-weight is zero: the ensemble
+        estimates :math:`\\log Z_\text{target} - \\log Z_\text{target} = 0` and carries
+        the cost of the run, which is what lets NUTS sit beside the annealing samplers in
+        :func:`thermo.estimators.estimate_log_z`-based tables at equal budget.
+        """
+        last = self.samples[:, -1]
+        return PathEnsemble(
+            samples=last,
+            log_weights=jnp.zeros(last.shape[0], last.dtype),
+            n_energy_evals=self.n_energy_evals,
+        )
+
 
 def nuts(
     key: PRNGKey,
-    potential_fn: Callable[[Array], Array],
+    energy_fn: Callable[[Array], Array],
     initial_positions: Float[Array, "n_chains dim"],
     *,
     n_warmup: int,
@@ -52,11 +69,11 @@ def nuts(
     adapt_mass_matrix: bool = True,
     progress: bool = False,
 ) -> NUTSResult:
-    r"""Run numpyro NUTS on ``potential_fn`` with vmapped chains.
+    r"""Run numpyro NUTS on ``energy_fn`` with vmapped chains.
 
     Args:
         key: PRNG key.
-        potential_fn: ``(dim,) -> ()`` potential energy :math:`\beta U(x)` (negative log
+        energy_fn: ``(dim,) -> ()`` reduced potential energy :math:`\beta U(x)` (negative log
             target).
         initial_positions: ``(n_chains, dim)``.
         n_warmup: warm-up iterations (numpyro window adaptation).
@@ -82,8 +99,10 @@ def nuts(
             f"initial_positions must have shape (n_chains, dim), got {initial_positions.shape}"
         )
     n_chains = initial_positions.shape[0]
+    if not callable(energy_fn):
+        raise TypeError(f"energy_fn must be callable, got {type(energy_fn).__name__}")
     kernel = NUTS(
-        potential_fn=potential_fn,
+        potential_fn=energy_fn,
         target_accept_prob=target_acceptance,
         max_tree_depth=max_tree_depth,
         adapt_mass_matrix=adapt_mass_matrix,
