@@ -51,11 +51,12 @@ import thermo.systems as systems
 from experiments._config import Choices, Count, NonNegativeInt, Positive, Range, Seed
 from generative.likelihood import log_likelihood
 from generative.networks import EGNN
-from generative.processes import VP, remove_center_of_mass
+from generative.processes import VP
 from generative.sampling import sample_probability_flow, sample_reverse_euler_maruyama
 from generative.score import ScoreModel
 from generative.training import ema_model, train, with_ema
 from thermo import metrics
+from thermo.systems import remove_com
 
 __all__ = ["Config", "load_reference", "main"]
 
@@ -186,7 +187,7 @@ def main(config: Config | dict | None = None, out_dir: str | Path | None = None)
     k_split, k_init, k_train, k_sample, k_nll = jr.split(key, 5)
 
     ref, source = load_reference(config.system, config.source)
-    ref = np.asarray(remove_center_of_mass(jnp.asarray(ref), particles))
+    ref = np.asarray(remove_com(jnp.asarray(ref), *particles))
     perm = np.asarray(jr.permutation(k_split, ref.shape[0]))
     held_out, train_set = ref[perm[: config.n_held_out]], ref[perm[config.n_held_out :]]
     scale = float(np.sqrt(np.mean(train_set**2) * (n_p * s_d) / free))  # per free dim

@@ -294,9 +294,9 @@ def _diffusion_batch(ctx, system, config: Config, batch: int, train_data):
     import equinox as eqx
 
     from generative.networks.egnn import EGNN
-    from generative.processes import VP, gaussian_log_prob
+    from generative.processes import VP
     from generative.score import ScoreModel
-    from generative.thermodynamics import ancestral_reverse_kernel
+    from generative.thermodynamics import reverse_chain
     from generative.training import train
 
     if system.n_particles is None:
@@ -323,7 +323,6 @@ def _diffusion_batch(ctx, system, config: Config, batch: int, train_data):
     )
     model = trained.model
     d = system.dim
-    n_free = process.n_free_dims(d)
     n_steps = config.diffusion_steps
     times = jnp.linspace(config.diffusion_t_min, process.t1, n_steps + 1)
     params, static = eqx.partition(model, eqx.is_inexact_array)
@@ -331,20 +330,7 @@ def _diffusion_batch(ctx, system, config: Config, batch: int, train_data):
     def one_path(params, key):
         score = eqx.combine(params, static)
         x_n = process.sample_prior(jr.fold_in(key, n_steps), (d,))
-
-        def step(carry, inputs):
-            x_t, log_w = carry
-            k, s, t = inputs
-            mean_b, std_b = ancestral_reverse_kernel(process, score, s, t, x_t)
-            x_s = mean_b + std_b * process.noise(jr.fold_in(key, k), (d,))
-            log_b = gaussian_log_prob(x_s, mean_b, std=std_b, n_dims=n_free)
-            log_f = process.transition_log_prob(s, t, x_s, x_t)
-            return (x_s, log_w + log_f - log_b), None
-
-        ks = jnp.arange(n_steps)[::-1]
-        (x0, log_w), _ = jax.lax.scan(
-            step, (x_n, -process.prior_log_prob(x_n)), (ks, times[:-1][::-1], times[1:][::-1])
-        )
+        x0, log_w = reverse_chain(key, process, score, x_n, times)
         return x0, log_w - system.beta * system.energy(x0)
 
     sample = jax.jit(jax.vmap(one_path, in_axes=(None, 0)))

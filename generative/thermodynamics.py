@@ -55,6 +55,11 @@ __all__ = [
     "entropy_production",
     "monte_carlo_marginal",
     "ancestral_reverse_kernel",
+    "AncestralStep",
+    "ancestral_log_probs",
+    "ancestral_step",
+    "reverse_chain",
+    "noising_step",
     "path_log_weights",
     "importance_log_likelihood",
     "elbo",
@@ -167,6 +172,122 @@ def ancestral_reverse_kernel(
     return (x_t + std**2 * score_fn(t, x_t, args)) / a, std
 
 
+class AncestralStep(NamedTuple):
+    r"""One step of the ancestral chain between times ``s < t`` with its two log-densities.
+
+    Attributes:
+        x: ``(d,)`` the point drawn by the step (:math:`x_s` for a reverse step,
+            :math:`x_t` for a noising step).
+        log_forward: :math:`\log F(x_t\mid x_s)`, the forward (noising) kernel.
+        log_backward: :math:`\log B(x_s\mid x_t)`, the model's ancestral kernel.
+    """
+
+    x: Float[Array, " d"]
+    log_forward: Float[Array, ""]
+    log_backward: Float[Array, ""]
+
+
+def ancestral_log_probs(
+    process: AbstractDiffusionProcess,
+    s: ScalarLike,
+    t: ScalarLike,
+    x_s: Float[Array, " d"],
+    x_t: Float[Array, " d"],
+    mean_b: Float[Array, " d"],
+    std_b: Float[Array, ""],
+) -> tuple[Float[Array, ""], Float[Array, ""]]:
+    r"""``(log F(x_t | x_s), log B(x_s | x_t))`` for the pair of kernels of one step.
+
+    :math:`F = \mathcal N(a x_s, \sigma^2 I)` from ``process.transition`` and
+    :math:`B = \mathcal N(\mu_B, \sigma_B^2 I)` with ``(mean_b, std_b)`` from
+    :func:`ancestral_reverse_kernel`. For particle processes both are Lebesgue densities on
+    the CoM-free subspace (:func:`path_log_weights`): the backward residual is projected,
+    so a score with a CoM component is ignored.
+    """
+    free = process.n_free_dims(x_t.shape[-1])
+    mean_f, std_f = process.transition(s, t, x_s)
+    log_f = gaussian_log_prob(x_t, mean_f, variance=std_f**2, n_dims=free)
+    residual = process.project(x_s - mean_b)
+    log_b = gaussian_log_prob(residual, 0.0, variance=std_b**2, n_dims=free)
+    return log_f, log_b
+
+
+def ancestral_step(
+    key: PRNGKey,
+    process: AbstractDiffusionProcess,
+    score_fn: ScoreFn,
+    s: ScalarLike,
+    t: ScalarLike,
+    x_t: Float[Array, " d"],
+    args: Args = None,
+) -> AncestralStep:
+    r"""Draw :math:`x_s\sim B(\cdot\mid x_t)` and return it with both kernel log-densities.
+
+    The model's ancestral step of :func:`ancestral_reverse_kernel` (Ho et al. 2020,
+    Alg. 2; Song et al. 2021, eq. 47), :math:`x_s = \mu_B + \sigma_B\,\varepsilon` with
+    :math:`\varepsilon` = ``process.noise(key, x_t.shape)`` (CoM-free for particles), and
+    :func:`ancestral_log_probs` of the pair, the increments of a reverse path's log
+    Radon–Nikodym weight :math:`\log F - \log B` (Crooks 1999).
+    """
+    mean_b, std_b = ancestral_reverse_kernel(process, score_fn, s, t, x_t, args)
+    x_s = mean_b + std_b * process.noise(key, x_t.shape).astype(x_t.dtype)
+    return AncestralStep(x_s, *ancestral_log_probs(process, s, t, x_s, x_t, mean_b, std_b))
+
+
+def noising_step(
+    key: PRNGKey,
+    process: AbstractDiffusionProcess,
+    score_fn: ScoreFn,
+    s: ScalarLike,
+    t: ScalarLike,
+    x_s: Float[Array, " d"],
+    args: Args = None,
+) -> AncestralStep:
+    r"""Draw :math:`x_t\sim F(\cdot\mid x_s)` (the exact forward kernel) with both log-densities.
+
+    The mirror of :func:`ancestral_step`, for forward paths scored against the model's
+    reverse chain (:func:`path_log_weights`).
+    """
+    mean_f, std_f = process.transition(s, t, x_s)
+    x_t = mean_f + std_f * process.noise(key, x_s.shape).astype(x_s.dtype)
+    mean_b, std_b = ancestral_reverse_kernel(process, score_fn, s, t, x_t, args)
+    return AncestralStep(x_t, *ancestral_log_probs(process, s, t, x_s, x_t, mean_b, std_b))
+
+
+def reverse_chain(
+    key: PRNGKey,
+    process: AbstractDiffusionProcess,
+    score_fn: ScoreFn,
+    x_n: Float[Array, " d"],
+    times: Float[Array, " n_plus_1"],
+    args: Args = None,
+) -> tuple[Float[Array, " d"], Float[Array, ""]]:
+    r"""The model's ancestral reverse chain from ``x_n`` at ``times[-1]`` down to ``times[0]``.
+
+    One ``lax.scan`` of :func:`ancestral_step` (step :math:`k` uses ``fold_in(key, k)``),
+    returning :math:`x_0` and the reverse path's log-weight against "prior, then forward
+    kernels" without the target term:
+
+    .. math:: \log w = -\log\pi_T(x_N) + \sum_{k<N}\big[\log F_k(x_{k+1}\mid x_k)
+              - \log B_k(x_k\mid x_{k+1})\big].
+
+    Adding :math:`\log\gamma(x_0)` (e.g. :math:`-\beta U(x_0)`) gives the diffusion-sampler
+    weight with :math:`\mathbb E[w] = Z` for any score (Vargas et al. 2023; Crooks 1999).
+    """
+
+    def step(carry, inputs):
+        x_t, log_w = carry
+        k, s, t = inputs
+        out = ancestral_step(jr.fold_in(key, k), process, score_fn, s, t, x_t, args)
+        return (out.x, log_w + out.log_forward - out.log_backward), None
+
+    n_steps = times.shape[0] - 1
+    ks = jnp.arange(n_steps)[::-1]
+    init = (x_n, -process.prior_log_prob(x_n))
+    (x0, log_w), _ = jax.lax.scan(step, init, (ks, times[:-1][::-1], times[1:][::-1]))
+    return x0, log_w
+
+
 def path_log_weights(
     key: PRNGKey,
     process: AbstractDiffusionProcess,
@@ -227,22 +348,14 @@ def path_log_weights(
 
 @eqx.filter_jit
 def _simulate_paths(key, process, score_fn, x, n_paths, n_steps, t0, t1, args):
-    d = x.shape[0]
-    free = process.n_free_dims(d)  # d, or (n-1)D on the CoM-free subspace
     times = jnp.linspace(t0, t1, n_steps + 1, dtype=x.dtype)
 
     def one_path(key):
         def step(carry, inputs):
             x_k, log_w = carry
             k, s, t = inputs
-            mean_f, std_f = process.transition(s, t, x_k)
-            noise = process.noise(jr.fold_in(key, k), (d,)).astype(x.dtype)
-            x_next = mean_f + std_f * noise
-            log_f = gaussian_log_prob(x_next, mean_f, std=std_f, n_dims=free)
-            mean_b, std_b = ancestral_reverse_kernel(process, score_fn, s, t, x_next, args)
-            # project the residual: the pseudo-inverse density on the subspace
-            log_b = gaussian_log_prob(process.project(x_k - mean_b), 0.0, std=std_b, n_dims=free)
-            return (x_next, log_w + log_b - log_f), None
+            out = noising_step(jr.fold_in(key, k), process, score_fn, s, t, x_k, args)
+            return (out.x, log_w + out.log_backward - out.log_forward), None
 
         ks = jnp.arange(n_steps)
         init = (x, jnp.zeros((), x.dtype))

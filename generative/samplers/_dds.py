@@ -150,9 +150,9 @@ class DDS(AbstractSampler):
             y_next = mean + sigma * math.sqrt(alpha) * noise
             if detach:
                 y_next = jax.lax.stop_gradient(y_next)
-            inc = gaussian_log_prob(y_next, mean_ref, var=var, n_dims=n_dim) - gaussian_log_prob(
-                y_next, mean, var=var, n_dims=n_dim
-            )
+            inc = gaussian_log_prob(
+                y_next, mean_ref, variance=var, n_dims=n_dim
+            ) - gaussian_log_prob(y_next, mean, variance=var, n_dims=n_dim)
             return _advance(state, y_next, *target.value_and_score(y_next), inc)
 
         return Kernel(init, step)
@@ -163,10 +163,10 @@ class DDS(AbstractSampler):
         r""":math:`\log q_k(x) = \log\mathcal N(x; 0, \sigma^2 I)` at every step ``k``
         (the reference OU chain is stationary; used by the Feynman–Kac correction)."""
         del step
-        return gaussian_log_prob(x, 0.0, var=self.sigma**2, n_dims=target.sub_dim)
+        return gaussian_log_prob(x, 0.0, variance=self.sigma**2, n_dims=target.sub_dim)
 
     def terminal_log_weight(self, target: Target, state: SamplerState) -> Float[Array, ""]:
         r""":math:`\log\tilde\pi(y_K) - \log\mathcal N(y_K; 0, \sigma^2)`."""
         return state.log_prob - gaussian_log_prob(
-            state.position, 0.0, var=self.sigma**2, n_dims=target.sub_dim
+            state.position, 0.0, variance=self.sigma**2, n_dims=target.sub_dim
         )

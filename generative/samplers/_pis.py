@@ -158,12 +158,12 @@ class PIS(AbstractSampler):
         Feynman–Kac correction gives it weight zero; :math:`t_0` is floored at
         :math:`\delta` to stay finite)."""
         t = jnp.maximum(step, 1) * (self.duration / self.n_steps)
-        return gaussian_log_prob(x, 0.0, var=self.sigma**2 * t, n_dims=target.sub_dim)
+        return gaussian_log_prob(x, 0.0, variance=self.sigma**2 * t, n_dims=target.sub_dim)
 
     def terminal_log_weight(self, target: Target, state: SamplerState) -> Float[Array, ""]:
         r""":math:`\log\tilde\pi(x_K) - \log\mathcal N(x_K; 0, \sigma^2 T)` (on the COM-free
         subspace for particles)."""
         var = self.sigma**2 * self.duration
         return state.log_prob - gaussian_log_prob(
-            state.position, 0.0, var=var, n_dims=target.sub_dim
+            state.position, 0.0, variance=var, n_dims=target.sub_dim
         )
