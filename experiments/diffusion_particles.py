@@ -12,7 +12,7 @@ Pipeline (all from :mod:`generative`):
    centre-of-mass-free subspace and an E(n)-equivariant GNN (Satorras et al. 2021) in the
    noise-prediction parameterisation (:class:`generative.score.ScoreModel`), with
    radial-basis distance features in every layer (:class:`generative.networks.EGNN`).
-3. **Training.** Denoising score matching (:func:`generative.training.train`) with Adam,
+3. **Training.** Denoising score matching (:func:`generative.training.train_score_model`) with Adam,
    a linear warm-up then cosine decay of the learning rate, global-norm gradient
    clipping, and an exponential moving average of the weights
    (:func:`generative.training.with_ema`) used for sampling and likelihood (Song & Ermon
@@ -54,7 +54,7 @@ from generative.networks import EGNN
 from generative.processes import VP
 from generative.sampling import sample_probability_flow, sample_reverse_euler_maruyama
 from generative.score import ScoreModel
-from generative.training import ema_model, train, with_ema
+from generative.training import ema_model, train_score_model, with_ema
 from thermo import metrics
 from thermo.systems import remove_com
 
@@ -226,7 +226,7 @@ def main(config: Config | dict | None = None, out_dir: str | Path | None = None)
             optimizer = with_ema(optimizer, config.ema_decay)
 
         t_start = time.perf_counter()
-        result = train(
+        result = train_score_model(
             k_train,
             model,
             jnp.asarray(train_set / scale, dtype),

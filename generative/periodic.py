@@ -118,10 +118,10 @@ __all__ = [
     "PeriodicScoreNet",
     "TorusTrainResult",
     "WrappedVE",
-    "dsm_loss",
+    "torus_dsm_loss",
     "minimum_image",
-    "sample",
-    "train",
+    "sample_torus",
+    "train_torus_score",
     "wrap",
     "wrapped_gaussian_log_prob",
     "wrapped_gaussian_score",
@@ -280,9 +280,9 @@ class PeriodicScoreNet(eqx.Module):
         return force @ self.box / sigma
 
 
-def dsm_loss(
-    net: Callable,
+def torus_dsm_loss(
     key,
+    net: Callable,
     u0: Float[Array, "b n 3"],
     process: WrappedVE,
     *,
@@ -308,13 +308,13 @@ def dsm_loss(
 
 
 class TorusTrainResult(NamedTuple):
-    """Output of :func:`train`: the trained network and the loss per step."""
+    """Output of :func:`train_torus_score`: the trained network and the loss per step."""
 
     net: PeriodicScoreNet
     losses: np.ndarray
 
 
-def train(
+def train_torus_score(
     key,
     net: PeriodicScoreNet,
     data: Float[Array, "m n 3"],
@@ -326,7 +326,7 @@ def train(
     n_chunks: int = 10,
     progress: bool = False,
 ) -> TorusTrainResult:
-    r"""Train ``net`` by :func:`dsm_loss` with Adam (cosine-decayed rate), in ``lax.scan`` chunks.
+    r"""Train ``net`` by :func:`torus_dsm_loss` with Adam (cosine-decayed rate), in ``lax.scan`` chunks.
 
     Args:
         key: PRNG key.
@@ -377,14 +377,14 @@ def _torus_optimizer(learning_rate: float, n_steps: int) -> optax.GradientTransf
 
 
 def _torus_step_loss(net, key, args):
-    """One step's :func:`dsm_loss` on a batch drawn with replacement."""
+    """One step's :func:`torus_dsm_loss` on a batch drawn with replacement."""
     data, process, batch_size = args
     k_idx, k_loss = jr.split(key)
     batch = data[jr.randint(k_idx, (batch_size,), 0, data.shape[0])]
-    return dsm_loss(net, k_loss, batch, process)
+    return torus_dsm_loss(k_loss, net, batch, process)
 
 
-def sample(
+def sample_torus(
     key,
     score_fn: Callable,
     process: WrappedVE,
@@ -437,7 +437,7 @@ def sample(
 
 @eqx.filter_jit
 def _sample(key, score_fn, process, n_samples, n_particles, n_steps, n_corrector, snr, denoise):
-    """The compiled body of :func:`sample` (Python numbers are static: one compile per shape)."""
+    """The compiled body of :func:`sample_torus` (Python numbers are static: one compile per shape)."""
     dtype = jnp.result_type(float)
     sigmas = process.sigma(jnp.linspace(1.0, 0.0, n_steps + 1, dtype=dtype))
     k0, k_run = jr.split(key)

@@ -51,8 +51,8 @@ from thermo.paths import PathEnsemble
 from .processes import VP, AbstractDiffusionProcess, gaussian_log_prob
 
 __all__ = [
-    "entropy_production_rate",
-    "entropy_production",
+    "relaxation_entropy_production_rate",
+    "relaxation_entropy_production",
     "monte_carlo_marginal",
     "ancestral_reverse_kernel",
     "AncestralStep",
@@ -78,7 +78,7 @@ def _require_vp(process: AbstractDiffusionProcess) -> None:
         )
 
 
-def entropy_production_rate(
+def relaxation_entropy_production_rate(
     process: VP,
     score_fn: ScoreFn,
     t: ScalarLike,
@@ -99,7 +99,7 @@ def entropy_production_rate(
     return 0.5 * process.schedule.beta(t) * jnp.sum(w * jnp.sum((s + x) ** 2, axis=-1))
 
 
-def entropy_production(
+def relaxation_entropy_production(
     process: VP,
     score_fn: ScoreFn,
     marginal_nodes_fn: NodesFn,
@@ -124,7 +124,7 @@ def entropy_production(
 
     def rate(t):
         x, w = marginal_nodes_fn(t)
-        return entropy_production_rate(process, score_fn, t, x, w, args)
+        return relaxation_entropy_production_rate(process, score_fn, t, x, w, args)
 
     rates = jax.lax.map(rate, ts)
     return jnp.sum(jnp.asarray(weights) * rates)

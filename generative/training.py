@@ -18,7 +18,7 @@ since :math:`\|s_\theta - \nabla\log p_{0t}\|^2 = \|\varepsilon_\theta - \vareps
   Sec. 4.1 variance reduction; VP/sub-VP/VE are all supported by inverting the CDF on a
   grid), and the loss is reweighted by :math:`1/q(t)`.
 
-:func:`train` runs on the shared training driver :func:`thermo.fit.fit`: optax steps in
+:func:`train_score_model` runs on the shared training driver :func:`thermo.fit.fit`: optax steps in
 chunks of one compiled ``lax.scan``. Step ``k`` draws its batch and noise from
 ``jr.fold_in(key, k)``, so the result does not depend on how the run is chunked, and a run
 resumed from a checkpoint (``eqx.tree_serialise_leaves`` of ``(model, opt_state, step)``)
@@ -43,7 +43,7 @@ from thermo.fit import EMAState, ema_params, fit, with_ema
 
 from .score import ScoreModel
 
-__all__ = ["dsm_loss", "train", "TrainResult", "EMAState", "with_ema", "ema_model"]
+__all__ = ["dsm_loss", "train_score_model", "TrainResult", "EMAState", "with_ema", "ema_model"]
 
 Weighting = Literal["noise", "likelihood"]
 
@@ -73,8 +73,8 @@ def _sample_times(key, n, process, t_min: float, importance: bool, n_grid: int =
 
 
 def dsm_loss(
-    model: ScoreModel,
     key: PRNGKey,
+    model: ScoreModel,
     x0: Float[Array, "batch d"],
     *,
     weighting: Weighting = "noise",
@@ -84,8 +84,8 @@ def dsm_loss(
     r"""Monte Carlo estimate of the denoising score-matching loss on a batch ``x0`` (see module doc).
 
     Args:
-        model: the :class:`~generative.score.ScoreModel` (network + process).
         key: PRNG key for the times and noises.
+        model: the :class:`~generative.score.ScoreModel` (network + process).
         x0: ``(batch, d)`` data (CoM-free for particle processes).
         weighting: ``"noise"`` (:math:`\lambda=\sigma^2`) or ``"likelihood"`` (:math:`\lambda=g^2`).
         t_min: smallest diffusion time (the score blows up as :math:`t\to0`; Song et al.
@@ -120,7 +120,7 @@ def _dsm_loss(model, key, x0, t_min, importance, weighting):
 
 
 class TrainResult(NamedTuple):
-    """Output of :func:`train`.
+    """Output of :func:`train_score_model`.
 
     Attributes:
         model: the trained :class:`~generative.score.ScoreModel`.
@@ -135,7 +135,7 @@ class TrainResult(NamedTuple):
     start_step: int
 
 
-def train(
+def train_score_model(
     key: PRNGKey,
     model: ScoreModel,
     data: Float[Array, "n d"],

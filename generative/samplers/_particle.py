@@ -194,8 +194,8 @@ def _clip_norm(v: Float[Array, "n d"], max_norm: float | None) -> Float[Array, "
 
 
 def idem_loss(
-    model: ScoreModel,
     key: PRNGKey,
+    model: ScoreModel,
     x0: Float[Array, "batch d"],
     energy_fn: EnergyFn,
     *,
@@ -531,8 +531,8 @@ def idem_outer_step(
         k_idx, k_loss = jr.split(k)
         idx = jr.randint(k_idx, (settings.batch_size,), 0, n_filled)
         return idem_loss(
-            model,
             k_loss,
+            model,
             buffer[idx],
             energy_fn,
             beta=beta,

@@ -76,11 +76,11 @@ class PIS(AbstractSampler):
 
     Example:
         >>> import jax.random as jr, thermo.systems as systems
-        >>> from generative.samplers import PIS, Control, train, sample
+        >>> from generative.samplers import PIS, Control, train_sampler, sample_paths
         >>> system = systems.get("gaussian-2")
         >>> pis = PIS(Control(2, jr.PRNGKey(0)), n_steps=32, sigma=1.0)
-        >>> pis = train(jr.PRNGKey(1), pis, system, n_iters=100, batch_size=64).sampler
-        >>> ens = sample(jr.PRNGKey(2), pis, system, 1000)  # PathEnsemble
+        >>> pis = train_sampler(jr.PRNGKey(1), pis, system, n_iters=100, batch_size=64).sampler
+        >>> ens = sample_paths(jr.PRNGKey(2), pis, system, 1000)  # PathEnsemble
     """
 
     control: Any

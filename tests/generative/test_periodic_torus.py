@@ -12,9 +12,9 @@ import pytest
 from generative.periodic import (
     PeriodicScoreNet,
     WrappedVE,
-    dsm_loss,
-    sample,
-    train,
+    sample_torus,
+    torus_dsm_loss,
+    train_torus_score,
     wrap,
     wrapped_gaussian_log_prob,
     wrapped_gaussian_score,
@@ -84,7 +84,7 @@ def test_reverse_sampler_with_exact_score_recovers_the_target():
     def exact_score(sigma, u):
         return wrapped_gaussian_score(u, mu, jnp.sqrt(s0**2 + sigma**2))
 
-    u = sample(jr.key(6), exact_score, proc, n_samples=2000, n_particles=1, n_steps=200)
+    u = sample_torus(jr.key(6), exact_score, proc, n_samples=2000, n_particles=1, n_steps=200)
     c = np.cos(2 * np.pi * (np.asarray(u[:, 0, :]) - np.asarray(mu))).ravel()
     target = np.exp(-2 * np.pi**2 * s0**2)
     se = c.std(ddof=1) / np.sqrt(c.size)
@@ -103,9 +103,9 @@ def test_dsm_training_reduces_the_loss_below_its_start(net_fn):
     data = jnp.concatenate(
         [data, jnp.zeros((256, _N - 2, 3)) + jnp.arange(_N - 2)[:, None] / 8 + 0.06], 1
     )
-    res = train(jr.key(8), net, data, proc, n_steps=40, batch_size=16, n_chunks=1)
+    res = train_torus_score(jr.key(8), net, data, proc, n_steps=40, batch_size=16, n_chunks=1)
     loss_fn = eqx.filter_jit(
-        lambda n, k: jax.vmap(lambda kk: dsm_loss(n, kk, data[:32], proc))(jr.split(k, 16))
+        lambda n, k: jax.vmap(lambda kk: torus_dsm_loss(kk, n, data[:32], proc))(jr.split(k, 16))
     )
     before = np.asarray(loss_fn(net, jr.key(9)))
     after = np.asarray(loss_fn(res.net, jr.key(9)))

@@ -164,16 +164,14 @@ def trained():
 
 
 def test_training_decreases_the_loss_on_a_fixed_batch(trained):
-    x0 = remove_com(
-        jr.normal(jr.key(1), (256, N2 * D2), jnp.float64) / math.sqrt(K_SPRING), N2, D2
-    )
+    x0 = remove_com(jr.normal(jr.key(1), (256, N2 * D2), jnp.float64) / math.sqrt(K_SPRING), N2, D2)
     init = init_idem(jr.split(jr.key(42))[0], N2, D2, _SETTINGS).model
 
     @eqx.filter_jit
     def loss(model):
         return idem_loss(
-            model,
             jr.key(9),
+            model,
             x0,
             _ENERGY2,
             beta=BETA,
@@ -193,9 +191,7 @@ def test_training_decreases_the_loss_on_a_fixed_batch(trained):
 
 
 def test_trained_score_approaches_the_exact_noised_score(trained):
-    x0 = remove_com(
-        jr.normal(jr.key(2), (512, N2 * D2), jnp.float64) / math.sqrt(K_SPRING), N2, D2
-    )
+    x0 = remove_com(jr.normal(jr.key(2), (512, N2 * D2), jnp.float64) / math.sqrt(K_SPRING), N2, D2)
     t = jnp.linspace(0.05, 1.0, 512)
     init = init_idem(jr.split(jr.key(42))[0], N2, D2, _SETTINGS).model
 
