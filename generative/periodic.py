@@ -111,6 +111,7 @@ from jaxtyping import Array, Float
 
 from thermo._checks import check_count, check_positive
 from thermo.fit import fit
+from thermo.paths import PathEnsemble
 
 from .networks.mlp import sinusoidal_embedding
 
@@ -772,6 +773,13 @@ class LatticeFreeEnergy(NamedTuple):
     log_weights: Array
     n_energy_evals: Array
     acceptance_rate: Array
+
+    @property
+    def ensemble(self) -> PathEnsemble:
+        """The weighted paths as a :class:`thermo.paths.PathEnsemble` (flat ``(n_chains, 3n)``
+        samples); ``log_z`` is :func:`thermo.estimators.estimate_log_z` of its weights."""
+        x = jnp.reshape(self.positions, (self.positions.shape[0], -1))
+        return PathEnsemble(x, self.log_weights, self.n_energy_evals)
 
 
 @eqx.filter_jit

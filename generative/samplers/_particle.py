@@ -374,8 +374,8 @@ class IDEMSettings:
         return cls(**{**PRESETS[name], **overrides})
 
 
-#: CPU-sized settings per system (iDEM App. C: sigma_max 3 for DW-4, 2 for LJ-13); each
-#: takes about 10 minutes of a shared 2-core CPU (experiments/particle_sampler.py).
+#: CPU-sized settings per system (iDEM App. C: sigma_max 3 for DW-4, 2 for LJ-13); their
+#: wall times are in the outputs of experiments/particle_sampler.py.
 PRESETS: dict[str, dict] = {
     "dw4": {
         "sigma_max": 3.0,
