@@ -357,6 +357,20 @@ class AbstractSampler(eqx.Module):
         raise NotImplementedError
 
 
+def _check_settings(
+    who: str, n_steps: int, max_displacement: float | None, **positive: float
+) -> tuple[int, float | None]:
+    """A sampler's validated ``(n_steps, max_displacement)``; every ``positive`` setting must
+    be positive and finite (errors name the sampler ``who`` and the setting)."""
+    n_steps = check_count(n_steps, f"{who}: n_steps")
+    if max_displacement is not None:
+        check_positive(max_displacement, f"{who}: max_displacement")
+    for name, v in positive.items():
+        if not (float(v) > 0 and math.isfinite(float(v))):
+            raise ValueError(f"{who}: {name} must be positive and finite, got {v}")
+    return int(n_steps), None if max_displacement is None else float(max_displacement)
+
+
 def _init_state(target: Target, x: Array, log_weight: Array) -> SamplerState:
     log_p, score = target.value_and_score(x)
     log_p = eqx.error_if(

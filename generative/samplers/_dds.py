@@ -38,7 +38,6 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float
 
-from thermo._checks import check_count, check_positive
 from thermo._typing import PRNGKey
 from thermo.kernel import Kernel
 
@@ -47,6 +46,7 @@ from ._common import (
     SamplerState,
     Target,
     _advance,
+    _check_settings,
     _init_state,
     clip_displacement,
     gaussian_log_prob,
@@ -95,18 +95,13 @@ class DDS(AbstractSampler):
         max_displacement: float | None = None,
         output_scale: float = 1.0,
     ):
-        n_steps = check_count(n_steps, "DDS: n_steps")
-        if max_displacement is not None:
-            check_positive(max_displacement, "DDS: max_displacement")
-        for name, v in (("sigma", sigma), ("duration", duration), ("rate", rate)):
-            if not (float(v) > 0 and math.isfinite(float(v))):
-                raise ValueError(f"DDS: {name} must be positive and finite, got {v}")
+        self.n_steps, self.max_displacement = _check_settings(
+            "DDS", n_steps, max_displacement, sigma=sigma, duration=duration, rate=rate
+        )
         self.control = control
-        self.n_steps = int(n_steps)
         self.sigma = float(sigma)
         self.duration = float(duration)
         self.rate = float(rate)
-        self.max_displacement = None if max_displacement is None else float(max_displacement)
         self.output_scale = float(output_scale)
 
     @property

@@ -28,7 +28,6 @@ Doucet 2023, Sec. 3).
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import equinox as eqx
@@ -37,7 +36,6 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float
 
-from thermo._checks import check_count, check_positive
 from thermo._typing import PRNGKey
 from thermo.integrate import euler_maruyama_log_prob
 from thermo.kernel import Kernel
@@ -48,6 +46,7 @@ from ._common import (
     SamplerState,
     Target,
     _advance,
+    _check_settings,
     _init_state,
     clip_displacement,
     gaussian_log_prob,
@@ -98,17 +97,12 @@ class PIS(AbstractSampler):
         duration: float = 1.0,
         max_displacement: float | None = None,
     ):
-        n_steps = check_count(n_steps, "PIS: n_steps")
-        if max_displacement is not None:
-            check_positive(max_displacement, "PIS: max_displacement")
-        for name, v in (("sigma", sigma), ("duration", duration)):
-            if not (float(v) > 0 and math.isfinite(float(v))):
-                raise ValueError(f"PIS: {name} must be positive and finite, got {v}")
+        self.n_steps, self.max_displacement = _check_settings(
+            "PIS", n_steps, max_displacement, sigma=sigma, duration=duration
+        )
         self.control = control
-        self.n_steps = int(n_steps)
         self.sigma = float(sigma)
         self.duration = float(duration)
-        self.max_displacement = None if max_displacement is None else float(max_displacement)
 
     @property
     def dt(self) -> float:
