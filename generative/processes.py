@@ -129,6 +129,26 @@ class AbstractDiffusionProcess(AbstractSDE):
         """Standard normal noise in the process's (sub)space."""
         return self.project(jr.normal(key, shape))
 
+    def retract(self, x: Float[Array, "*batch d"]) -> Float[Array, "*batch d"]:
+        r"""Map a point back onto the state space after a step: the identity on
+        :math:`\mathbb R^d`; wrapping into the cell for a process on the torus."""
+        return x
+
+    def denoising_target(
+        self,
+        x0: Float[Array, "batch d"],
+        xt: Float[Array, "batch d"],
+        eps: Float[Array, "batch d"],
+        std: Float[Array, "batch 1"],
+    ) -> Float[Array, "batch d"]:
+        r"""Denoising score matching's target in noise units, :math:`-\sigma\nabla\log p_{0t}(x_t\mid x_0)`.
+
+        For the Gaussian kernels of this type it is the noise :math:`\varepsilon` itself
+        (Vincent 2011); a process with another kernel (a wrapped Gaussian on the torus)
+        overrides it.
+        """
+        return eps
+
     # -- kernels ---------------------------------------------------------------
     def marginal_coefficients(self, t: ScalarLike) -> tuple[Float[Array, ""], Float[Array, ""]]:
         r""":math:`(a(0,t), \sigma(0,t))`: :math:`x_t = a\,x_0 + \sigma\,\varepsilon`."""
