@@ -217,7 +217,20 @@ def gaussian_log_prob(
     )
 
 
-class VP(AbstractDiffusionProcess):
+class _AbstractVPFamily(AbstractDiffusionProcess):
+    r"""The VP family: drift :math:`-\tfrac12\beta(t)x` from a schedule, prior :math:`\mathcal N(0, I)`."""
+
+    schedule: eqx.AbstractVar[AbstractSchedule]
+
+    def drift_coefficient(self, t):
+        return -0.5 * self.schedule.beta(t)
+
+    @property
+    def prior_std(self):
+        return 1.0
+
+
+class VP(_AbstractVPFamily):
     r"""Variance-preserving SDE :math:`dx = -\tfrac12\beta x\,dt + \sqrt\beta\,dW` (Song et al. 2021, eq. 11).
 
     Example:
@@ -231,9 +244,6 @@ class VP(AbstractDiffusionProcess):
     t1: float = 1.0
     particles: tuple[int, int] | None = eqx.field(static=True, default=None)
 
-    def drift_coefficient(self, t):
-        return -0.5 * self.schedule.beta(t)
-
     def diffusion_coefficient(self, t):
         return jnp.sqrt(self.schedule.beta(t))
 
@@ -241,20 +251,13 @@ class VP(AbstractDiffusionProcess):
         db = self.schedule.integral(t) - self.schedule.integral(s)
         return jnp.exp(-0.5 * db), jnp.sqrt(-jnp.expm1(-db))
 
-    @property
-    def prior_std(self):
-        return 1.0
 
-
-class SubVP(AbstractDiffusionProcess):
+class SubVP(_AbstractVPFamily):
     r"""sub-VP SDE :math:`dx = -\tfrac12\beta x\,dt + \sqrt{\beta(1-e^{-2B})}\,dW` (Song et al. 2021, eq. 12)."""
 
     schedule: AbstractSchedule = LinearSchedule()
     t1: float = 1.0
     particles: tuple[int, int] | None = eqx.field(static=True, default=None)
-
-    def drift_coefficient(self, t):
-        return -0.5 * self.schedule.beta(t)
 
     def diffusion_coefficient(self, t):
         b = self.schedule.integral(t)
@@ -267,10 +270,6 @@ class SubVP(AbstractDiffusionProcess):
         # 1 + e^{-2Bt} - e^{-(Bt-Bs)} - e^{-(Bt+Bs)} = (1 - e^{-(Bt-Bs)}) (1 - e^{-(Bt+Bs)})
         var = -jnp.expm1(-(bt - bs)) * -jnp.expm1(-(bt + bs))
         return a, jnp.sqrt(var)
-
-    @property
-    def prior_std(self):
-        return 1.0
 
 
 class VE(AbstractDiffusionProcess):

@@ -36,7 +36,7 @@ from thermo._typing import Args, PRNGKey, ScalarLike
 from thermo.kernel import Kernel, run
 
 from .processes import AbstractDiffusionProcess
-from .thermodynamics import ancestral_reverse_kernel
+from .thermodynamics import ancestral_step
 
 __all__ = [
     "sample_reverse_euler_maruyama",
@@ -70,6 +70,16 @@ def _time_range(process: AbstractDiffusionProcess, t_min: float) -> tuple[float,
 
 def _dtype():
     return jnp.result_type(float)
+
+
+def _prior_start(key, process, n_samples, dim, n_steps, t_min):
+    """Check the arguments, split ``key`` into ``(key_prior, key_run)`` and draw the
+    ``(n_samples, dim)`` prior samples at ``T``: returns ``(key_run, x_T, t_min, T)``."""
+    _check_sampling_args(n_samples, dim, n_steps)
+    t0, t1 = _time_range(process, t_min)
+    key_prior, key_run = jr.split(key)
+    x_t = process.sample_prior(key_prior, (int(n_samples), int(dim))).astype(_dtype())
+    return key_run, x_t, t0, t1
 
 
 def sample_reverse_euler_maruyama(
@@ -110,10 +120,7 @@ def sample_reverse_euler_maruyama(
         ``(n_samples, dim)`` samples of :math:`p_{t_{\min}}` (its posterior means given
         ``denoise``).
     """
-    _check_sampling_args(n_samples, dim, n_steps)
-    t0, t1 = _time_range(process, t_min)
-    key_prior, key_run = jr.split(key)
-    x_t = process.sample_prior(key_prior, (int(n_samples), int(dim))).astype(_dtype())
+    key_run, x_t, t0, t1 = _prior_start(key, process, n_samples, dim, n_steps, t_min)
     final = _reverse_euler_maruyama(key_run, process, score_fn, x_t, int(n_steps), t0, t1, args)
     warn_if_diverged(x_t, final, "sample_reverse_euler_maruyama")
     if not denoise:
@@ -160,11 +167,8 @@ def sample_reverse_sde(
     Returns:
         ``(n_samples, dim)`` samples of :math:`p_{t_{\min}}`.
     """
-    _check_sampling_args(n_samples, dim, n_steps)
-    t0, t1 = _time_range(process, t_min)
+    key_bm, x_t, t0, t1 = _prior_start(key, process, n_samples, dim, n_steps, t_min)
     reverse = process.reverse(score_fn, t0, t1)
-    key_prior, key_bm = jr.split(key)
-    x_t = process.sample_prior(key_prior, (int(n_samples), int(dim))).astype(_dtype())
     keys = jr.split(key_bm, int(n_samples))
     dt = (t1 - t0) / int(n_steps)
 
@@ -257,7 +261,7 @@ def predictor_corrector(
        in the continuous clock), or the ancestral step
        :math:`x \leftarrow (x + \sigma_{t't}^2 s(t, x))/a_{t't} + \sigma_{t't} z` with the
        exact transition coefficients (``predictor="ancestral"``,
-       :func:`generative.thermodynamics.ancestral_reverse_kernel`; Song et al. 2021,
+       :func:`generative.thermodynamics.ancestral_step`; Song et al. 2021,
        eq. 47 for VE, Ho et al. 2020 for VP);
     2. **corrector**: ``n_corrector`` steps of unadjusted Langevin dynamics on
        :math:`p_{t'}`, :math:`x \leftarrow x + \epsilon\,s(t', x) + \sqrt{2\epsilon}\,z`, with
@@ -301,9 +305,7 @@ def predictor_corrector(
 
         def predict(k, xi):
             if predictor == "ancestral":
-                t_now = t_next + h
-                mean, std = ancestral_reverse_kernel(process, score_fn, t_next, t_now, xi, args)
-                return mean + std * process.noise(k, xi.shape).astype(xi.dtype)
+                return ancestral_step(k, process, score_fn, t_next, t_next + h, xi, args).x
             em_state = integrate.EulerMaruyamaState(xi, clock, state.step, jnp.zeros((), x.dtype))
             return em.step(k, em_state)[0].position
 
@@ -352,12 +354,9 @@ def sample_predictor_corrector(
     Returns:
         ``(n_samples, dim)`` samples of :math:`p_{t_{\\min}}`.
     """
-    _check_sampling_args(n_samples, dim, n_steps)
     n_corrector = check_count(n_corrector, "n_corrector", minimum=0)
     check_positive(snr, "snr")
-    _time_range(process, t_min)
-    key_prior, key_run = jr.split(key)
-    x_t = process.sample_prior(key_prior, (int(n_samples), int(dim))).astype(_dtype())
+    key_run, x_t, _, _ = _prior_start(key, process, n_samples, dim, n_steps, t_min)
     if predictor not in _PREDICTORS:
         raise ValueError(f"predictor must be one of {_PREDICTORS}, got {predictor!r}")
     options = (int(n_steps), float(t_min), float(snr), n_corrector, predictor, bool(denoise))

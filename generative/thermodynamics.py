@@ -59,7 +59,6 @@ __all__ = [
     "ancestral_log_probs",
     "ancestral_step",
     "reverse_chain",
-    "noising_step",
     "path_log_weights",
     "importance_log_likelihood",
     "elbo",
@@ -177,7 +176,7 @@ class AncestralStep(NamedTuple):
 
     Attributes:
         x: ``(d,)`` the point drawn by the step (:math:`x_s` for a reverse step,
-            :math:`x_t` for a noising step).
+            :math:`x_t` for a forward one).
         log_forward: :math:`\log F(x_t\mid x_s)`, the forward (noising) kernel.
         log_backward: :math:`\log B(x_s\mid x_t)`, the model's ancestral kernel.
     """
@@ -218,40 +217,36 @@ def ancestral_step(
     score_fn: ScoreFn,
     s: ScalarLike,
     t: ScalarLike,
-    x_t: Float[Array, " d"],
+    x: Float[Array, " d"],
     args: Args = None,
+    *,
+    direction: str = "reverse",
 ) -> AncestralStep:
-    r"""Draw :math:`x_s\sim B(\cdot\mid x_t)` and return it with both kernel log-densities.
+    r"""One step of the ancestral chain between ``s < t`` with both kernel log-densities.
 
-    The model's ancestral step of :func:`ancestral_reverse_kernel` (Ho et al. 2020,
-    Alg. 2; Song et al. 2021, eq. 47), :math:`x_s = \mu_B + \sigma_B\,\varepsilon` with
-    :math:`\varepsilon` = ``process.noise(key, x_t.shape)`` (CoM-free for particles), and
-    :func:`ancestral_log_probs` of the pair, the increments of a reverse path's log
-    Radon–Nikodym weight :math:`\log F - \log B` (Crooks 1999).
+    ``direction="reverse"``: ``x`` is :math:`x_t`; draw :math:`x_s = \mu_B + \sigma_B\,
+    \varepsilon` from the model's ancestral kernel :math:`B(\cdot\mid x_t)` of
+    :func:`ancestral_reverse_kernel` (Ho et al. 2020, Alg. 2; Song et al. 2021, eq. 47).
+    ``direction="forward"``: ``x`` is :math:`x_s`; draw :math:`x_t` from the exact forward
+    kernel :math:`F(\cdot\mid x_s)` (forward paths scored against the model, as in
+    :func:`path_log_weights`). :math:`\varepsilon` = ``process.noise(key, x.shape)``
+    (CoM-free for particles). Either way the step returns :func:`ancestral_log_probs` of the
+    pair, the increments :math:`\pm(\log F - \log B)` of a path's log Radon–Nikodym
+    weight (Crooks 1999).
     """
-    mean_b, std_b = ancestral_reverse_kernel(process, score_fn, s, t, x_t, args)
-    x_s = mean_b + std_b * process.noise(key, x_t.shape).astype(x_t.dtype)
-    return AncestralStep(x_s, *ancestral_log_probs(process, s, t, x_s, x_t, mean_b, std_b))
-
-
-def noising_step(
-    key: PRNGKey,
-    process: AbstractDiffusionProcess,
-    score_fn: ScoreFn,
-    s: ScalarLike,
-    t: ScalarLike,
-    x_s: Float[Array, " d"],
-    args: Args = None,
-) -> AncestralStep:
-    r"""Draw :math:`x_t\sim F(\cdot\mid x_s)` (the exact forward kernel) with both log-densities.
-
-    The mirror of :func:`ancestral_step`, for forward paths scored against the model's
-    reverse chain (:func:`path_log_weights`).
-    """
-    mean_f, std_f = process.transition(s, t, x_s)
-    x_t = mean_f + std_f * process.noise(key, x_s.shape).astype(x_s.dtype)
-    mean_b, std_b = ancestral_reverse_kernel(process, score_fn, s, t, x_t, args)
-    return AncestralStep(x_t, *ancestral_log_probs(process, s, t, x_s, x_t, mean_b, std_b))
+    noise = process.noise(key, x.shape).astype(x.dtype)
+    if direction == "reverse":
+        x_t = x
+        mean_b, std_b = ancestral_reverse_kernel(process, score_fn, s, t, x_t, args)
+        x_s = new = mean_b + std_b * noise
+    elif direction == "forward":
+        x_s = x
+        mean_f, std_f = process.transition(s, t, x_s)
+        x_t = new = mean_f + std_f * noise
+        mean_b, std_b = ancestral_reverse_kernel(process, score_fn, s, t, x_t, args)
+    else:
+        raise ValueError(f"direction must be 'reverse' or 'forward', got {direction!r}")
+    return AncestralStep(new, *ancestral_log_probs(process, s, t, x_s, x_t, mean_b, std_b))
 
 
 def reverse_chain(
@@ -354,7 +349,9 @@ def _simulate_paths(key, process, score_fn, x, n_paths, n_steps, t0, t1, args):
         def step(carry, inputs):
             x_k, log_w = carry
             k, s, t = inputs
-            out = noising_step(jr.fold_in(key, k), process, score_fn, s, t, x_k, args)
+            out = ancestral_step(
+                jr.fold_in(key, k), process, score_fn, s, t, x_k, args, direction="forward"
+            )
             return (out.x, log_w + out.log_backward - out.log_forward), None
 
         ks = jnp.arange(n_steps)

@@ -357,6 +357,17 @@ class AbstractSampler(eqx.Module):
         raise NotImplementedError
 
 
+class _FixedDurationSampler(AbstractSampler):
+    """A sampler on a fixed horizon :math:`T` = ``duration`` in ``n_steps`` equal steps."""
+
+    duration: eqx.AbstractVar[float]
+
+    @property
+    def dt(self) -> float:
+        """Step size :math:`\\delta = T/K`."""
+        return self.duration / self.n_steps
+
+
 def _check_settings(
     who: str, n_steps: int, max_displacement: float | None, **positive: float
 ) -> tuple[int, float | None]:

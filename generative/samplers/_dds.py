@@ -42,11 +42,11 @@ from thermo._typing import PRNGKey
 from thermo.kernel import Kernel
 
 from ._common import (
-    AbstractSampler,
     SamplerState,
     Target,
     _advance,
     _check_settings,
+    _FixedDurationSampler,
     _init_state,
     clip_displacement,
     gaussian_log_prob,
@@ -55,7 +55,7 @@ from ._common import (
 __all__ = ["DDS"]
 
 
-class DDS(AbstractSampler):
+class DDS(_FixedDurationSampler):
     r"""The Denoising Diffusion Sampler (Vargas, Grathwohl & Doucet 2023).
 
     Attributes:
@@ -103,11 +103,6 @@ class DDS(AbstractSampler):
         self.duration = float(duration)
         self.rate = float(rate)
         self.output_scale = float(output_scale)
-
-    @property
-    def dt(self) -> float:
-        """Step size :math:`\\delta = T/K`."""
-        return self.duration / self.n_steps
 
     def initial_positions(
         self, key: PRNGKey, target: Target, n: int, dtype: Any = None

@@ -42,11 +42,11 @@ from thermo.kernel import Kernel
 from thermo.sde import SDE
 
 from ._common import (
-    AbstractSampler,
     SamplerState,
     Target,
     _advance,
     _check_settings,
+    _FixedDurationSampler,
     _init_state,
     clip_displacement,
     gaussian_log_prob,
@@ -55,7 +55,7 @@ from ._common import (
 __all__ = ["PIS"]
 
 
-class PIS(AbstractSampler):
+class PIS(_FixedDurationSampler):
     r"""The Path Integral Sampler (Zhang & Chen 2022) with exact discrete-time weights.
 
     Attributes:
@@ -103,11 +103,6 @@ class PIS(AbstractSampler):
         self.control = control
         self.sigma = float(sigma)
         self.duration = float(duration)
-
-    @property
-    def dt(self) -> float:
-        """Step size :math:`\\delta = T/K`."""
-        return self.duration / self.n_steps
 
     def initial_positions(
         self, key: PRNGKey, target: Target, n: int, dtype: Any = None
