@@ -19,6 +19,7 @@ from generative.periodic import (
     wrapped_gaussian_log_prob,
     wrapped_gaussian_score,
 )
+from generative.processes import AbstractDiffusionProcess
 
 _BOX = np.array([[3.0, 0.3, 0.0], [0.0, 3.2, 0.2], [0.0, 0.0, 3.4]])  # triclinic
 _N = 8
@@ -112,3 +113,20 @@ def test_dsm_training_reduces_the_loss_below_its_start(net_fn):
     diff = before - after
     assert diff.mean() > 4 * diff.std(ddof=1) / np.sqrt(diff.size), (before.mean(), after.mean())
     assert np.all(np.isfinite(res.losses)) and res.losses.shape == (40,)
+
+
+def test_wrapped_ve_is_a_shared_process_and_checks_its_arguments():
+    # The torus process is a process of the shared type: its marginal width is sigma(t)
+    # (SMLD convention), it wraps after a step, and its DSM target is the wrapped score.
+    proc = WrappedVE(sigma_min=1e-2, sigma_max=0.6)
+    assert isinstance(proc, AbstractDiffusionProcess)
+    a, std = proc.marginal_coefficients(0.5)
+    assert float(a) == 1.0 and abs(float(std) - float(proc.sigma(0.5))) < 1e-15
+    np.testing.assert_array_equal(np.asarray(proc.retract(jnp.array([-0.25, 1.5]))), [0.75, 0.5])
+    x0, xt = jnp.full((1, 3), 0.1), jnp.array([[0.95, 0.2, 0.1]])
+    target = proc.denoising_target(x0, xt, None, jnp.full((1, 1), 0.3))
+    np.testing.assert_allclose(
+        np.asarray(target), -0.3 * np.asarray(wrapped_gaussian_score(xt, x0, 0.3))
+    )
+    with pytest.raises(ValueError, match="sigma_min < sigma_max"):
+        WrappedVE(sigma_min=0.6, sigma_max=0.1)
