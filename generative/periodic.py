@@ -28,9 +28,12 @@ target and weight :math:`\sigma^2`, on data augmented by uniform random translat
 (an exact symmetry of a periodic Boltzmann density).
 
 **Sampling** integrates the reverse SDE :math:`du = -g^2 s_\theta\, dt + g\, d\bar W`
-(Anderson 1982) by Euler–Maruyama on the torus (each step wrapped), optionally with
-Langevin corrector steps (Song et al. 2021's predictor–corrector, signal-to-noise
-``snr``) and a final Tweedie denoising step :math:`u + \sigma_{\min}^2 s_\theta`.
+(Anderson 1982) by its ancestral discretisation on the torus (each step wrapped),
+optionally with Langevin corrector steps: the shared predictor–corrector
+(:func:`generative.sampling.predictor_corrector`, Song et al. 2021, signal-to-noise
+``snr``) with a final Tweedie denoising step :math:`u + \sigma_{\min}^2 s_\theta`.
+:class:`WrappedVE` is a process of the shared type, so training is the shared
+:func:`generative.training.dsm_loss` / :func:`generative.training.train_score_model`.
 
 **Network** (:class:`PeriodicScoreNet`): message passing on minimum-image
 displacements :math:`d_{ij} = T\,\mathrm{mi}(u_i - u_j)` from
