@@ -177,7 +177,7 @@ class AffineDrift(eqx.Module):
 
 
 def make_drift_network(
-    kind: str, dim: int, key: PRNGKey, *, width: int, depth: int, n_basis: int = 8
+    key: PRNGKey, kind: str, dim: int, *, width: int, depth: int, n_basis: int = 8
 ) -> eqx.Module:
     """``"affine_mlp"``: :class:`AffineDrift`; ``"affine"``: without residual; ``"mlp"``: a plain :class:`MLP`."""
     if kind == "affine_mlp":
@@ -325,8 +325,8 @@ def fit_bridge(
         x0=x0,
         x1=x1,
         sigma=jnp.asarray(sigma, dtype=x0.dtype),
-        forward=make_drift_network(network, d, k_f, width=width, depth=depth),
-        backward=make_drift_network(network, d, k_b, width=width, depth=depth),
+        forward=make_drift_network(k_f, network, d, width=width, depth=depth),
+        backward=make_drift_network(k_b, network, d, width=width, depth=depth),
         settings=TrainSettings(learning_rate, final_lr_fraction, ema_decay),
         n_iterations=n_iterations,
         n_train_steps=check_count(n_train_steps, "n_train_steps"),

@@ -12,7 +12,7 @@ Pipeline (all from :mod:`generative`):
    centre-of-mass-free subspace and an E(n)-equivariant GNN (Satorras et al. 2021) in the
    noise-prediction parameterisation (:class:`generative.score.ScoreModel`), with
    radial-basis distance features in every layer (:class:`generative.networks.EGNN`).
-3. **Training.** Denoising score matching (:func:`generative.training.train`) with Adam,
+3. **Training.** Denoising score matching (:func:`generative.training.train_score_model`) with Adam,
    a linear warm-up then cosine decay of the learning rate, global-norm gradient
    clipping, and an exponential moving average of the weights
    (:func:`generative.training.with_ema`) used for sampling and likelihood (Song & Ermon
@@ -52,11 +52,12 @@ from experiments._config import Choices, Count, NonNegativeInt, Positive, Range,
 from experiments._report import save_figure
 from generative.likelihood import log_likelihood
 from generative.networks import EGNN
-from generative.processes import VP, remove_center_of_mass
+from generative.processes import VP
 from generative.sampling import sample_probability_flow, sample_reverse_euler_maruyama
 from generative.score import ScoreModel
-from generative.training import ema_model, train, with_ema
+from generative.training import ema_model, train_score_model, with_ema
 from thermo import metrics
+from thermo.systems import remove_com
 
 __all__ = ["Config", "load_reference", "main"]
 
@@ -187,7 +188,7 @@ def main(config: Config | dict | None = None, out_dir: str | Path | None = None)
     k_split, k_init, k_train, k_sample, k_nll = jr.split(key, 5)
 
     ref, source = load_reference(config.system, config.source)
-    ref = np.asarray(remove_center_of_mass(jnp.asarray(ref), particles))
+    ref = np.asarray(remove_com(jnp.asarray(ref), *particles))
     perm = np.asarray(jr.permutation(k_split, ref.shape[0]))
     held_out, train_set = ref[perm[: config.n_held_out]], ref[perm[config.n_held_out :]]
     scale = float(np.sqrt(np.mean(train_set**2) * (n_p * s_d) / free))  # per free dim
@@ -226,7 +227,7 @@ def main(config: Config | dict | None = None, out_dir: str | Path | None = None)
             optimizer = with_ema(optimizer, config.ema_decay)
 
         t_start = time.perf_counter()
-        result = train(
+        result = train_score_model(
             k_train,
             model,
             jnp.asarray(train_set / scale, dtype),

@@ -137,7 +137,13 @@ def _reference(system, name: str, key, n: int) -> tuple[np.ndarray, str]:
 
 
 def _learned(method: str, system, name: str, config: Config, key) -> dict[str, Any]:
-    from generative.samplers import DEFAULT_LOSS, as_target, make_sampler, sample, train
+    from generative.samplers import (
+        DEFAULT_LOSS,
+        as_target,
+        make_sampler,
+        sample_paths,
+        train_sampler,
+    )
 
     target = as_target(system)
     loss = DEFAULT_LOSS[method]
@@ -155,7 +161,7 @@ def _learned(method: str, system, name: str, config: Config, key) -> dict[str, A
         max_displacement=config.max_displacement,
     )
     t0 = time.perf_counter()
-    result = train(
+    result = train_sampler(
         key_train,
         sampler,
         target,
@@ -167,7 +173,7 @@ def _learned(method: str, system, name: str, config: Config, key) -> dict[str, A
     jax.block_until_ready(result.losses)
     t_train = time.perf_counter() - t0
     t0 = time.perf_counter()
-    ens = sample(key_sample, result.sampler, target, config.n_samples)
+    ens = sample_paths(key_sample, result.sampler, target, config.n_samples)
     jax.block_until_ready(ens.log_weights)
     t_sample = time.perf_counter() - t0
     losses = np.asarray(result.losses)

@@ -276,7 +276,7 @@ def _diffusion_batch(ctx, system, config: Config, batch: int, train_data):
 
     A VP process (Song et al. 2021) on the COM-free subspace with an EGNN score
     (Satorras et al. 2021) is trained by denoising score matching on held-in reference
-    samples (:func:`generative.training.train`, checkpointed in the run directory). Its
+    samples (:func:`generative.training.train_score_model`, checkpointed in the run directory). Its
     ancestral reverse chain :math:`B_k` (Ho et al. 2020), started from the prior
     :math:`\pi_T`, proposes paths :math:`x_N \to x_0`, scored against the target path
     measure :math:`\gamma(x_0)\prod_k F_k(x_{k+1}\mid x_k)` built from the exact forward
@@ -294,10 +294,10 @@ def _diffusion_batch(ctx, system, config: Config, batch: int, train_data):
     import equinox as eqx
 
     from generative.networks.egnn import EGNN
-    from generative.processes import VP, gaussian_log_prob
+    from generative.processes import VP
     from generative.score import ScoreModel
-    from generative.thermodynamics import ancestral_reverse_kernel
-    from generative.training import train
+    from generative.thermodynamics import reverse_chain
+    from generative.training import train_score_model
 
     if system.n_particles is None:
         raise ValueError("the diffusion row is set up for particle systems")
@@ -311,7 +311,7 @@ def _diffusion_batch(ctx, system, config: Config, batch: int, train_data):
     )
     ckpt = ctx.run_dir / "checkpoints" / "diffusion_model.eqx"
     ckpt.parent.mkdir(parents=True, exist_ok=True)
-    trained = train(
+    trained = train_score_model(
         jr.fold_in(ctx.key, 1_000_033),
         ScoreModel(network, process),
         jnp.asarray(train_data),
@@ -323,7 +323,6 @@ def _diffusion_batch(ctx, system, config: Config, batch: int, train_data):
     )
     model = trained.model
     d = system.dim
-    n_free = process.n_free_dims(d)
     n_steps = config.diffusion_steps
     times = jnp.linspace(config.diffusion_t_min, process.t1, n_steps + 1)
     params, static = eqx.partition(model, eqx.is_inexact_array)
@@ -331,26 +330,13 @@ def _diffusion_batch(ctx, system, config: Config, batch: int, train_data):
     def one_path(params, key):
         score = eqx.combine(params, static)
         x_n = process.sample_prior(jr.fold_in(key, n_steps), (d,))
-
-        def step(carry, inputs):
-            x_t, log_w = carry
-            k, s, t = inputs
-            mean_b, std_b = ancestral_reverse_kernel(process, score, s, t, x_t)
-            x_s = mean_b + std_b * process.noise(jr.fold_in(key, k), (d,))
-            log_b = gaussian_log_prob(x_s, mean_b, std=std_b, n_dims=n_free)
-            log_f = process.transition_log_prob(s, t, x_s, x_t)
-            return (x_s, log_w + log_f - log_b), None
-
-        ks = jnp.arange(n_steps)[::-1]
-        (x0, log_w), _ = jax.lax.scan(
-            step, (x_n, -process.prior_log_prob(x_n)), (ks, times[:-1][::-1], times[1:][::-1])
-        )
+        x0, log_w = reverse_chain(key, process, score, x_n, times)
         return x0, log_w - system.beta * system.energy(x0)
 
-    sample = jax.jit(jax.vmap(one_path, in_axes=(None, 0)))
+    sample_batch = jax.jit(jax.vmap(one_path, in_axes=(None, 0)))
 
     def fn(key):
-        x0, log_w = sample(params, jr.split(key, batch))
+        x0, log_w = sample_batch(params, jr.split(key, batch))
         return MethodOutput(x0, {"": log_w}, jnp.asarray(batch))
 
     ctx.timings["diffusion training steps"] = float(config.diffusion_train_steps)
@@ -374,7 +360,13 @@ def _learned_sampler_batch(method: str):
     """
 
     def build(ctx, system, config: Config, batch: int, train_data):
-        from generative.samplers import DEFAULT_LOSS, as_target, make_sampler, sample, train
+        from generative.samplers import (
+            DEFAULT_LOSS,
+            as_target,
+            make_sampler,
+            sample_paths,
+            train_sampler,
+        )
 
         target = as_target(system)
         key_net, key_train = jr.split(jr.fold_in(ctx.key, _SAMPLER_KEYS[method]))
@@ -387,7 +379,7 @@ def _learned_sampler_batch(method: str):
             depth=config.sampler_depth,
             cmcd_dt=config.cmcd_dt,
         )
-        trained = train(
+        trained = train_sampler(
             key_train,
             sampler,
             target,
@@ -400,7 +392,7 @@ def _learned_sampler_batch(method: str):
         model = trained.sampler
 
         def fn(key):
-            ens = sample(key, model, target, batch)
+            ens = sample_paths(key, model, target, batch)
             return MethodOutput(ens.samples, {"": ens.log_weights}, jnp.asarray(ens.n_energy_evals))
 
         fn.setup_energy_evals = int(trained.n_energy_evals)

@@ -37,7 +37,7 @@ import numpy as np
 from experiments._config import Count, NonNegativeInt, Positive, Seed
 from experiments._report import save_figure
 from experiments._runner import uncached_stage
-from generative.periodic import PeriodicScoreNet, WrappedVE, sample, train
+from generative.periodic import PeriodicScoreNet, WrappedVE, sample_torus, train_torus_score
 from thermo.materials import (
     lj_energy_fn,
     periodic_space,
@@ -195,7 +195,7 @@ def _state_point(key, config: Config, temperature: float, density: float, label:
         lambda k: PeriodicScoreNet(box, k, width=config.width, n_rbf=config.n_rbf)
     )(k_net)
     t1 = time.perf_counter()
-    res = train(
+    res = train_torus_score(
         k_train,
         net,
         jnp.asarray(train_u),
@@ -208,7 +208,7 @@ def _state_point(key, config: Config, temperature: float, density: float, label:
     t_train = time.perf_counter() - t1
     print(f"{label}: trained in {t_train:.1f} s, final loss {res.losses[-1]:.4f}", flush=True)
     t2 = time.perf_counter()
-    gen = sample(
+    gen = sample_torus(
         k_gen,
         res.net,
         proc,

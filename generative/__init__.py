@@ -32,10 +32,10 @@ from .schedules import CosineSchedule as CosineSchedule
 from .schedules import LinearSchedule as LinearSchedule
 from .score import ScoreModel as ScoreModel
 from .thermodynamics import elbo as elbo
-from .thermodynamics import entropy_production as entropy_production
 from .thermodynamics import importance_log_likelihood as importance_log_likelihood
 from .thermodynamics import path_log_weights as path_log_weights
+from .thermodynamics import relaxation_entropy_production as relaxation_entropy_production
 from .training import dsm_loss as dsm_loss
 from .training import ema_model as ema_model
-from .training import train as train
+from .training import train_score_model as train_score_model
 from .training import with_ema as with_ema

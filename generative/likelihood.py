@@ -70,7 +70,7 @@ def log_likelihood(
     rtol: float = 1e-5,
     atol: float = 1e-5,
     solver: dfx.AbstractSolver | None = None,
-    prior_log_prob_fn: Callable[[Float[Array, " d"]], Float[Array, ""]] | None = None,
+    prior_logdensity_fn: Callable[[Float[Array, " d"]], Float[Array, ""]] | None = None,
     max_steps: int = 16**4,
     args: Args = None,
 ) -> LogLikelihood:
@@ -89,7 +89,7 @@ def log_likelihood(
         probe: Rademacher (lower variance, Hutchinson 1989) or Gaussian probes.
         rtol, atol: tolerances of the adaptive Tsit5 solve (:func:`thermo.integrate.solve_ode`).
         solver: a diffrax ODE solver (default Tsit5).
-        prior_log_prob_fn: log-density at :math:`T`; default ``process.prior_log_prob``
+        prior_logdensity_fn: log-density at :math:`T`; default ``process.prior_log_prob``
             (pass the exact :math:`\log p_T` to remove the prior-mismatch error in tests).
         max_steps: diffrax step budget.
         args: passed to the score.
@@ -134,7 +134,7 @@ def log_likelihood(
         raise ValueError("Hutchinson's estimator needs a PRNG key")
     if trace == "hutchinson":
         n_probes = check_count(n_probes, "n_probes")
-    prior_fn = process.prior_log_prob if prior_log_prob_fn is None else prior_log_prob_fn
+    prior_fn = process.prior_log_prob if prior_logdensity_fn is None else prior_logdensity_fn
     field = process.probability_flow(score_fn).vector_field
     proj = process.projection_matrix() if process.particles is not None else None
 

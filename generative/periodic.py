@@ -28,9 +28,12 @@ target and weight :math:`\sigma^2`, on data augmented by uniform random translat
 (an exact symmetry of a periodic Boltzmann density).
 
 **Sampling** integrates the reverse SDE :math:`du = -g^2 s_\theta\, dt + g\, d\bar W`
-(Anderson 1982) by Euler–Maruyama on the torus (each step wrapped), optionally with
-Langevin corrector steps (Song et al. 2021's predictor–corrector, signal-to-noise
-``snr``) and a final Tweedie denoising step :math:`u + \sigma_{\min}^2 s_\theta`.
+(Anderson 1982) by its ancestral discretisation on the torus (each step wrapped),
+optionally with Langevin corrector steps: the shared predictor–corrector
+(:func:`generative.sampling.predictor_corrector`, Song et al. 2021, signal-to-noise
+``snr``) with a final Tweedie denoising step :math:`u + \sigma_{\min}^2 s_\theta`.
+:class:`WrappedVE` is a process of the shared type, so training is the shared
+:func:`generative.training.dsm_loss` / :func:`generative.training.train_score_model`.
 
 **Network** (:class:`PeriodicScoreNet`): message passing on minimum-image
 displacements :math:`d_{ij} = T\,\mathrm{mi}(u_i - u_j)` from
@@ -110,18 +113,24 @@ import optax
 from jaxtyping import Array, Float
 
 from thermo._checks import check_count, check_positive
-from thermo.fit import fit
+from thermo.paths import PathEnsemble
 
 from .networks.mlp import sinusoidal_embedding
+from .processes import AbstractDiffusionProcess
+from .sampling import sample_predictor_corrector
+from .score import ScoreModel
+from .training import dsm_loss, train_score_model
 
 __all__ = [
     "PeriodicScoreNet",
     "TorusTrainResult",
+    "random_translation",
+    "torus_score_model",
     "WrappedVE",
-    "dsm_loss",
+    "torus_dsm_loss",
     "minimum_image",
-    "sample",
-    "train",
+    "sample_torus",
+    "train_torus_score",
     "wrap",
     "wrapped_gaussian_log_prob",
     "wrapped_gaussian_score",
@@ -175,19 +184,123 @@ def wrapped_gaussian_score(
     return -jnp.sum(w * d, axis=-1) / sigma[..., 0] ** 2
 
 
-class WrappedVE(eqx.Module):
-    r"""Geometric VE noise schedule on the torus: :math:`\sigma(t)`, :math:`g(t)^2 = 2\sigma^2\log(\sigma_{\max}/\sigma_{\min})`."""
+class WrappedVE(AbstractDiffusionProcess):
+    r"""The variance-exploding process wrapped on the unit torus (module docstring).
+
+    A process of the shared type (:class:`generative.processes.AbstractDiffusionProcess`)
+    on flat fractional coordinates ``(3N,)``: :math:`du = g(t)\,dW \pmod 1`, geometric
+    :math:`\sigma(t) = \sigma_{\min}(\sigma_{\max}/\sigma_{\min})^t` and
+    :math:`g(t)^2 = d\sigma^2/dt = 2\sigma^2\log(\sigma_{\max}/\sigma_{\min})` (Song et al.
+    2021's VE schedule). Its marginal kernel is the wrapped Gaussian of width
+    :math:`\sigma(t)` (SMLD's convention: the data carry noise :math:`\sigma_{\min}` at
+    :math:`t = 0`), so :meth:`marginal_coefficients` is :math:`(1, \sigma(t))`. The prior
+    is uniform on the torus, :meth:`retract` wraps into :math:`[0, 1)` and
+    :meth:`denoising_target` is the wrapped-Gaussian score by image sums
+    (:func:`wrapped_gaussian_score`, ``n_images`` images per side), so the shared loss
+    (:func:`generative.training.dsm_loss`) and the shared predictor–corrector
+    (:func:`generative.sampling.predictor_corrector`) run it unchanged.
+
+    Defaults :math:`\sigma_{\min} = 10^{-3}`, :math:`\sigma_{\max} = 0.6`: at 0.6 the
+    marginal is uniform up to :math:`e^{-2\pi^2\sigma_{\max}^2}` (module docstring).
+    """
 
     sigma_min: float = 1e-3
     sigma_max: float = 0.6
+    t1: float = 1.0
+    particles: None = eqx.field(static=True, default=None)
+    n_images: int = eqx.field(static=True, default=4)
+
+    def __check_init__(self):
+        check_positive(self.sigma_min, "sigma_min")
+        if not 0.0 < self.sigma_min < self.sigma_max:
+            raise ValueError(
+                f"need 0 < sigma_min < sigma_max, got {self.sigma_min}, {self.sigma_max}"
+            )
+        if self.particles is not None:
+            raise ValueError("WrappedVE has no centre-of-mass subspace: particles must be None")
 
     def sigma(self, t):
-        """:math:`\\sigma(t) = \\sigma_{\\min}(\\sigma_{\\max}/\\sigma_{\\min})^t`."""
+        r""":math:`\sigma(t) = \sigma_{\min}(\sigma_{\max}/\sigma_{\min})^t`."""
         return self.sigma_min * (self.sigma_max / self.sigma_min) ** t
 
     def g2(self, t):
-        """:math:`g(t)^2 = d\\sigma^2/dt`."""
+        r""":math:`g(t)^2 = d\sigma^2/dt`."""
         return 2.0 * self.sigma(t) ** 2 * math.log(self.sigma_max / self.sigma_min)
+
+    def drift_coefficient(self, t):
+        return jnp.zeros_like(jnp.asarray(t, dtype=float))
+
+    def diffusion_coefficient(self, t):
+        return jnp.sqrt(self.g2(jnp.asarray(t)))
+
+    def transition_coefficients(self, s, t):
+        var = jnp.maximum(self.sigma(jnp.asarray(t)) ** 2 - self.sigma(jnp.asarray(s)) ** 2, 0.0)
+        return jnp.ones_like(var), jnp.sqrt(var)
+
+    def marginal_coefficients(self, t):
+        std = self.sigma(jnp.asarray(t))
+        return jnp.ones_like(std), std
+
+    @property
+    def prior_std(self):
+        return self.sigma_max
+
+    def sample_prior(self, key, shape):
+        """Uniform draws on the unit torus, ``shape = (..., 3N)``."""
+        return jr.uniform(key, shape)
+
+    def prior_log_prob(self, x):
+        """0: the uniform density on the unit torus."""
+        return jnp.zeros(x.shape[:-1], x.dtype)
+
+    def retract(self, x):
+        """Wrap into the cell, :func:`wrap`."""
+        return wrap(x)
+
+    def denoising_target(self, x0, xt, eps, std):
+        r""":math:`-\sigma\nabla\log p_t(x_t\mid x_0)` of the wrapped Gaussian (image sums)."""
+        return -std * wrapped_gaussian_score(xt, x0, std, self.n_images)
+
+
+class _TorusNoiseNetwork(eqx.Module):
+    """A ``(sigma, u (n, 3)) -> score`` network as a noise predictor on flat coordinates."""
+
+    score_net: Callable
+    process: WrappedVE
+
+    def __call__(self, t, x):
+        sigma = self.process.sigma(t)
+        return -sigma * self.score_net(sigma, x.reshape(-1, 3)).reshape(x.shape)
+
+
+class _TorusScore(eqx.Module):
+    """A ``(sigma, u (n, 3)) -> score`` callable with thermo's ``(t, x, args)`` signature."""
+
+    score_fn: Callable
+    process: WrappedVE
+
+    def __call__(self, t, x, args=None):
+        return self.score_fn(self.process.sigma(t), x.reshape(-1, 3)).reshape(x.shape)
+
+
+def torus_score_model(net: Callable, process: WrappedVE) -> ScoreModel:
+    r"""The :class:`generative.score.ScoreModel` of a ``(sigma, u (n, 3)) -> (n, 3)`` score net.
+
+    Its noise prediction is :math:`\varepsilon_\theta = -\sigma(t)\,s_\theta(u,\sigma(t))`
+    on flat ``(3n,)`` coordinates, so the model's score is :math:`s_\theta`.
+    """
+    return ScoreModel(_TorusNoiseNetwork(net, process), process)
+
+
+def random_translation(key, x0: Float[Array, "b d"]) -> Float[Array, "b d"]:
+    r"""Translate each flat configuration ``(3n,)`` by a uniform random vector, then wrap.
+
+    An exact symmetry of a periodic, translation-invariant density: the data augmentation
+    of the torus model (``augment_fn`` of :func:`generative.training.dsm_loss`).
+    """
+    b = x0.shape[0]
+    shift = jr.uniform(key, (b, 1, 3), x0.dtype)
+    return wrap(x0.reshape(b, -1, 3) + shift).reshape(x0.shape)
 
 
 class PeriodicScoreNet(eqx.Module):
@@ -280,41 +393,43 @@ class PeriodicScoreNet(eqx.Module):
         return force @ self.box / sigma
 
 
-def dsm_loss(
-    net: Callable,
+def torus_dsm_loss(
     key,
+    net: Callable,
     u0: Float[Array, "b n 3"],
     process: WrappedVE,
     *,
     t_min: float = 0.0,
-    n_images: int = 4,
 ) -> Float[Array, ""]:
     r"""Denoising score matching on the torus, weight :math:`\sigma^2` (module docstring).
 
     .. math:: \mathcal L = \mathbb E_{t, u_0, u_t}\,\frac{\sigma(t)^2}{3N}
               \big\| s_\theta(u_t,\sigma) - \nabla\log p_t(u_t\mid u_0)\big\|^2
 
-    Each data point is first translated by a uniform random vector (augmentation).
+    The shared loss :func:`generative.training.dsm_loss` (``weighting="noise"``) of
+    :func:`torus_score_model`, each data point first translated by a uniform random
+    vector (:func:`random_translation`).
     """
-    b = u0.shape[0]
-    k_shift, k_t, k_z = jr.split(key, 3)
-    u0 = wrap(u0 + jr.uniform(k_shift, (b, 1, 3), u0.dtype))
-    t = jr.uniform(k_t, (b,), u0.dtype, minval=t_min, maxval=1.0)
-    sig = process.sigma(t)[:, None, None]
-    ut = wrap(u0 + sig * jr.normal(k_z, u0.shape, u0.dtype))
-    target = wrapped_gaussian_score(ut, u0, sig, n_images)
-    pred = jax.vmap(net)(sig[:, 0, 0], ut)
-    return jnp.mean(sig**2 * (pred - target) ** 2)
+    u0 = jnp.asarray(u0)
+    if u0.ndim != 3 or u0.shape[-1] != 3:
+        raise ValueError(f"u0 must have shape (b, n, 3), got {u0.shape}")
+    return dsm_loss(
+        key,
+        torus_score_model(net, process),
+        u0.reshape(u0.shape[0], -1),
+        t_min=t_min,
+        augment_fn=random_translation,
+    )
 
 
 class TorusTrainResult(NamedTuple):
-    """Output of :func:`train`: the trained network and the loss per step."""
+    """Output of :func:`train_torus_score`: the trained network and the loss per step."""
 
     net: PeriodicScoreNet
     losses: np.ndarray
 
 
-def train(
+def train_torus_score(
     key,
     net: PeriodicScoreNet,
     data: Float[Array, "m n 3"],
@@ -326,7 +441,11 @@ def train(
     n_chunks: int = 10,
     progress: bool = False,
 ) -> TorusTrainResult:
-    r"""Train ``net`` by :func:`dsm_loss` with Adam (cosine-decayed rate), in ``lax.scan`` chunks.
+    r"""Train ``net`` by :func:`torus_dsm_loss` with Adam (cosine-decayed rate).
+
+    The shared trainer :func:`generative.training.train_score_model` (on
+    :func:`thermo.fit.fit`) on :func:`torus_score_model` with the translation
+    augmentation, ``t_min = 0``.
 
     Args:
         key: PRNG key.
@@ -334,8 +453,8 @@ def train(
         data: ``(m, n, 3)`` fractional coordinates of training samples.
         process: the noise schedule.
         n_steps, batch_size, learning_rate: optimiser settings.
-        n_chunks: the scan runs in this many compiled chunks (one compile; a tqdm bar
-            when ``progress``).
+        n_chunks: the run is this many compiled ``lax.scan`` chunks (one compile; a tqdm
+            bar when ``progress``).
 
     Returns:
         :class:`TorusTrainResult`.
@@ -343,31 +462,24 @@ def train(
     data = jnp.asarray(data)
     if data.ndim != 3 or data.shape[-1] != 3 or data.shape[0] < 1:
         raise ValueError(f"data must have shape (m, n, 3) with m >= 1, got {data.shape}")
-    if not bool(jnp.all(jnp.isfinite(data))):
-        raise ValueError("data contains NaN or inf")
     n_steps = check_count(n_steps, "n_steps")
     n_chunks = check_count(n_chunks, "n_chunks")
-    batch_size = check_count(batch_size, "batch_size")
     check_positive(learning_rate, "learning_rate")
     if n_steps % n_chunks:
         raise ValueError(f"n_steps={n_steps} must be a multiple of n_chunks={n_chunks}")
-    per_chunk = n_steps // n_chunks
-    # chunk c's steps take split(split(key, n_chunks)[c], per_chunk): the stream of the
-    # chunked loop this driver replaced, so seeded results are unchanged
-    keys = jax.vmap(lambda k: jr.split(k, per_chunk))(jr.split(key, n_chunks))
-    result = fit(
+    result = train_score_model(
         key,
-        net,
-        _torus_step_loss,
-        _torus_optimizer(float(learning_rate), int(n_steps)),
-        int(n_steps),
-        args=(jnp.asarray(data), process, int(batch_size)),
-        step_keys_scheme=keys.reshape(n_steps, *keys.shape[2:]),
-        steps_per_call=per_chunk,
+        torus_score_model(net, process),
+        data.reshape(data.shape[0], -1),
+        n_steps=int(n_steps),
+        batch_size=batch_size,
+        optimizer=_torus_optimizer(float(learning_rate), int(n_steps)),
+        t_min=0.0,
+        augment_fn=random_translation,
+        steps_per_call=int(n_steps) // int(n_chunks),
         progress=progress,
-        desc="train torus score",
     )
-    return TorusTrainResult(result.model, np.asarray(result.losses))
+    return TorusTrainResult(result.model.network.score_net, np.asarray(result.losses))
 
 
 @functools.lru_cache(maxsize=32)
@@ -376,15 +488,7 @@ def _torus_optimizer(learning_rate: float, n_steps: int) -> optax.GradientTransf
     return optax.adam(optax.cosine_decay_schedule(learning_rate, n_steps, alpha=0.05))
 
 
-def _torus_step_loss(net, key, args):
-    """One step's :func:`dsm_loss` on a batch drawn with replacement."""
-    data, process, batch_size = args
-    k_idx, k_loss = jr.split(key)
-    batch = data[jr.randint(k_idx, (batch_size,), 0, data.shape[0])]
-    return dsm_loss(net, k_loss, batch, process)
-
-
-def sample(
+def sample_torus(
     key,
     score_fn: Callable,
     process: WrappedVE,
@@ -396,14 +500,17 @@ def sample(
     snr: float = 0.1,
     denoise: bool = True,
 ) -> Float[Array, "b n 3"]:
-    r"""Reverse-SDE sampling on the torus from the uniform distribution (module docstring).
+    r"""Reverse sampling on the torus from the uniform distribution (module docstring).
 
-    Euler–Maruyama on a geometric grid in :math:`\sigma` from :math:`\sigma_{\max}` to
-    :math:`\sigma_{\min}`: with :math:`\Delta\sigma^2_k = \sigma_k^2 - \sigma_{k+1}^2`,
+    The shared predictor–corrector :func:`generative.sampling.sample_predictor_corrector`
+    with the ancestral predictor on the uniform grid in :math:`t` (geometric in
+    :math:`\sigma`, from :math:`\sigma_{\max}` to :math:`\sigma_{\min}`): with
+    :math:`\Delta\sigma^2_k = \sigma_k^2 - \sigma_{k+1}^2`,
     :math:`u \leftarrow \mathrm{wrap}(u + \Delta\sigma^2_k\, s(u,\sigma_k) +
     \sqrt{\Delta\sigma^2_k}\,z)`, then ``n_corrector`` Langevin steps
-    :math:`u \leftarrow u + \epsilon s + \sqrt{2\epsilon} z` with
-    :math:`\epsilon = 2(\text{snr}\,\|z\|/\|s\|)^2` (Song et al. 2021, Alg. 5).
+    :math:`u \leftarrow \mathrm{wrap}(u + \epsilon s + \sqrt{2\epsilon} z)` with
+    :math:`\epsilon = 2(\text{snr}\,\overline{\|z\|}/\overline{\|s\|})^2` (Song et al.
+    2021, Alg. 5; population means of the norms).
 
     Args:
         key: PRNG key.
@@ -420,54 +527,20 @@ def sample(
     """
     n_samples = check_count(n_samples, "n_samples")
     n_particles = check_count(n_particles, "n_particles")
-    n_steps = check_count(n_steps, "n_steps")
-    n_corrector = check_count(n_corrector, "n_corrector", minimum=0)
-    return _sample(
+    x = sample_predictor_corrector(
         key,
-        score_fn,
         process,
-        int(n_samples),
-        int(n_particles),
-        int(n_steps),
-        int(n_corrector),
-        float(snr),
-        bool(denoise),
+        _TorusScore(score_fn, process),
+        n_samples,
+        3 * int(n_particles),
+        n_steps=n_steps,
+        t_min=0.0,
+        snr=snr,
+        n_corrector=n_corrector,
+        predictor="ancestral",
+        denoise=denoise,
     )
-
-
-@eqx.filter_jit
-def _sample(key, score_fn, process, n_samples, n_particles, n_steps, n_corrector, snr, denoise):
-    """The compiled body of :func:`sample` (Python numbers are static: one compile per shape)."""
-    dtype = jnp.result_type(float)
-    sigmas = process.sigma(jnp.linspace(1.0, 0.0, n_steps + 1, dtype=dtype))
-    k0, k_run = jr.split(key)
-    u = jr.uniform(k0, (n_samples, n_particles, 3), dtype)
-    score = jax.vmap(score_fn, in_axes=(None, 0))
-
-    def corrector(u, xs):
-        k, sig = xs
-        s = score(sig, u)
-        z = jr.normal(k, u.shape, dtype)
-        norm_s = jnp.sqrt(jnp.sum(s**2, axis=(1, 2), keepdims=True))
-        norm_z = jnp.sqrt(jnp.sum(z**2, axis=(1, 2), keepdims=True))
-        eps = 2.0 * (snr * norm_z / jnp.maximum(norm_s, 1e-12)) ** 2
-        return wrap(u + eps * s + jnp.sqrt(2.0 * eps) * z), None
-
-    def step(u, xs):
-        k, sig, sig_next = xs
-        k_p, k_c = jr.split(k)
-        dvar = sig**2 - sig_next**2
-        u = wrap(u + dvar * score(sig, u) + jnp.sqrt(dvar) * jr.normal(k_p, u.shape, dtype))
-        if n_corrector:
-            ks = jr.split(k_c, n_corrector)
-            u, _ = jax.lax.scan(corrector, u, (ks, jnp.full((n_corrector,), sig_next)))
-        return u, None
-
-    keys = jr.split(k_run, n_steps)
-    u, _ = jax.lax.scan(step, u, (keys, sigmas[:-1], sigmas[1:]))
-    if denoise:
-        u = wrap(u + sigmas[-1] ** 2 * score(sigmas[-1], u))
-    return u
+    return x.reshape(int(n_samples), int(n_particles), 3)
 
 
 # --------------------------------------------------------------------------------------
@@ -772,6 +845,13 @@ class LatticeFreeEnergy(NamedTuple):
     log_weights: Array
     n_energy_evals: Array
     acceptance_rate: Array
+
+    @property
+    def ensemble(self) -> PathEnsemble:
+        """The weighted paths as a :class:`thermo.paths.PathEnsemble` (flat ``(n_chains, 3n)``
+        samples); ``log_z`` is :func:`thermo.estimators.estimate_log_z` of its weights."""
+        x = jnp.reshape(self.positions, (self.positions.shape[0], -1))
+        return PathEnsemble(x, self.log_weights, self.n_energy_evals)
 
 
 @eqx.filter_jit

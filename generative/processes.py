@@ -51,23 +51,7 @@ __all__ = [
     "VP",
     "VE",
     "SubVP",
-    "remove_center_of_mass",
 ]
-
-_LOG_2PI = math.log(2.0 * math.pi)
-
-
-def remove_center_of_mass(
-    x: Float[Array, "*batch d"], particles: tuple[int, int] | None
-) -> Float[Array, "*batch d"]:
-    r"""Project flat particle coordinates onto the CoM-free subspace, :math:`x_i - \bar x`.
-
-    ``x`` has trailing size ``n_particles * spatial_dim`` (particle-major); with
-    ``particles=None`` it is returned unchanged.
-    """
-    if particles is None:
-        return x
-    return remove_com(x, *particles)
 
 
 class AbstractDiffusionProcess(AbstractSDE):
@@ -129,8 +113,10 @@ class AbstractDiffusionProcess(AbstractSDE):
         return jnp.kron(jnp.eye(n) - jnp.full((n, n), 1.0 / n), jnp.eye(dim))
 
     def project(self, x: Float[Array, "*batch d"]) -> Float[Array, "*batch d"]:
-        """Remove the centre of mass (identity without ``particles``)."""
-        return remove_center_of_mass(x, self.particles)
+        """Remove the centre of mass (:func:`thermo.systems.remove_com`; identity without ``particles``)."""
+        if self.particles is None:
+            return x
+        return remove_com(x, *self.particles)
 
     def n_free_dims(self, d: int) -> int:
         """Dimension of the space the process lives in: ``d`` or ``(n-1)*D``."""
@@ -142,6 +128,26 @@ class AbstractDiffusionProcess(AbstractSDE):
     def noise(self, key: PRNGKey, shape: tuple[int, ...]) -> Array:
         """Standard normal noise in the process's (sub)space."""
         return self.project(jr.normal(key, shape))
+
+    def retract(self, x: Float[Array, "*batch d"]) -> Float[Array, "*batch d"]:
+        r"""Map a point back onto the state space after a step: the identity on
+        :math:`\mathbb R^d`; wrapping into the cell for a process on the torus."""
+        return x
+
+    def denoising_target(
+        self,
+        x0: Float[Array, "batch d"],
+        xt: Float[Array, "batch d"],
+        eps: Float[Array, "batch d"],
+        std: Float[Array, "batch 1"],
+    ) -> Float[Array, "batch d"]:
+        r"""Denoising score matching's target in noise units, :math:`-\sigma\nabla\log p_{0t}(x_t\mid x_0)`.
+
+        For the Gaussian kernels of this type it is the noise :math:`\varepsilon` itself
+        (Vincent 2011); a process with another kernel (a wrapped Gaussian on the torus)
+        overrides it.
+        """
+        return eps
 
     # -- kernels ---------------------------------------------------------------
     def marginal_coefficients(self, t: ScalarLike) -> tuple[Float[Array, ""], Float[Array, ""]]:
@@ -175,7 +181,7 @@ class AbstractDiffusionProcess(AbstractSDE):
     ) -> Float[Array, ""]:
         r""":math:`\log p_{st}(x_t\mid x_s)` (on the CoM-free subspace for particles)."""
         mean, std = self.transition(s, t, xs)
-        return gaussian_log_prob(xt, mean, std=std, n_dims=self.n_free_dims(xt.shape[-1]))
+        return gaussian_log_prob(xt, mean, variance=std**2, n_dims=self.n_free_dims(xt.shape[-1]))
 
     # -- prior -----------------------------------------------------------------
     def sample_prior(self, key: PRNGKey, shape: tuple[int, ...]) -> Array:
@@ -185,7 +191,7 @@ class AbstractDiffusionProcess(AbstractSDE):
     def prior_log_prob(self, x: Float[Array, " d"]) -> Float[Array, ""]:
         r""":math:`\log \mathcal N(x; 0, \sigma_T^2 I)` (on the CoM-free subspace for particles)."""
         return gaussian_log_prob(
-            x, jnp.zeros_like(x), std=self.prior_std, n_dims=self.n_free_dims(x.shape[-1])
+            x, jnp.zeros_like(x), variance=self.prior_std**2, n_dims=self.n_free_dims(x.shape[-1])
         )
 
 
@@ -193,33 +199,38 @@ def gaussian_log_prob(
     x: Array,
     mean: Array | ScalarLike,
     *,
+    variance: Array | ScalarLike,
     n_dims: int,
-    std: Array | None = None,
-    var: Array | None = None,
 ) -> Array:
     r"""Log-density of an isotropic Gaussian on an ``n_dims``-dimensional (sub)space.
 
-    .. math:: \log\mathcal N(x;\mu,\sigma^2 I_k) = -\frac{|x-\mu|^2}{2\sigma^2} - k\log\sigma
-              - \frac k2\log 2\pi = -\frac{|x-\mu|^2}{2v} - \frac k2 \log(2\pi v),
-              \qquad v = \sigma^2,
+    .. math:: \log\mathcal N(x;\mu, v I_k) = -\frac{|x-\mu|^2}{2v} - \frac k2 \log(2\pi v),
 
     summed over the last axis (``x - mean`` must lie in that subspace; ``n_dims = k`` is its
-    dimension, e.g. :math:`(n-1)d` for CoM-free particles). Give exactly one of ``std``
-    (:math:`\sigma`) or ``var`` (:math:`v`); each is evaluated in its own form above, so
-    neither pays a square root. The project's one Gaussian log-density (diffusion
-    kernels, reverse chains, the learned samplers' reference processes).
+    dimension, e.g. :math:`(n-1)d` for CoM-free particles; ``variance`` is :math:`v =
+    \sigma^2`). The project's one Gaussian log-density (diffusion kernels, reverse chains,
+    the learned samplers' reference processes).
     """
-    if (std is None) == (var is None):
-        raise ValueError("give exactly one of std= or var=")
     r = x - mean
-    if std is not None:
-        return (
-            -0.5 * jnp.sum(r**2, axis=-1) / std**2 - n_dims * jnp.log(std) - 0.5 * n_dims * _LOG_2PI
-        )
-    return -0.5 * jnp.sum(r * r, axis=-1) / var - 0.5 * n_dims * jnp.log(2.0 * jnp.pi * var)
+    return -0.5 * jnp.sum(r * r, axis=-1) / variance - 0.5 * n_dims * jnp.log(
+        2.0 * jnp.pi * variance
+    )
 
 
-class VP(AbstractDiffusionProcess):
+class _AbstractVPFamily(AbstractDiffusionProcess):
+    r"""The VP family: drift :math:`-\tfrac12\beta(t)x` from a schedule, prior :math:`\mathcal N(0, I)`."""
+
+    schedule: eqx.AbstractVar[AbstractSchedule]
+
+    def drift_coefficient(self, t):
+        return -0.5 * self.schedule.beta(t)
+
+    @property
+    def prior_std(self):
+        return 1.0
+
+
+class VP(_AbstractVPFamily):
     r"""Variance-preserving SDE :math:`dx = -\tfrac12\beta x\,dt + \sqrt\beta\,dW` (Song et al. 2021, eq. 11).
 
     Example:
@@ -233,9 +244,6 @@ class VP(AbstractDiffusionProcess):
     t1: float = 1.0
     particles: tuple[int, int] | None = eqx.field(static=True, default=None)
 
-    def drift_coefficient(self, t):
-        return -0.5 * self.schedule.beta(t)
-
     def diffusion_coefficient(self, t):
         return jnp.sqrt(self.schedule.beta(t))
 
@@ -243,20 +251,13 @@ class VP(AbstractDiffusionProcess):
         db = self.schedule.integral(t) - self.schedule.integral(s)
         return jnp.exp(-0.5 * db), jnp.sqrt(-jnp.expm1(-db))
 
-    @property
-    def prior_std(self):
-        return 1.0
 
-
-class SubVP(AbstractDiffusionProcess):
+class SubVP(_AbstractVPFamily):
     r"""sub-VP SDE :math:`dx = -\tfrac12\beta x\,dt + \sqrt{\beta(1-e^{-2B})}\,dW` (Song et al. 2021, eq. 12)."""
 
     schedule: AbstractSchedule = LinearSchedule()
     t1: float = 1.0
     particles: tuple[int, int] | None = eqx.field(static=True, default=None)
-
-    def drift_coefficient(self, t):
-        return -0.5 * self.schedule.beta(t)
 
     def diffusion_coefficient(self, t):
         b = self.schedule.integral(t)
@@ -269,10 +270,6 @@ class SubVP(AbstractDiffusionProcess):
         # 1 + e^{-2Bt} - e^{-(Bt-Bs)} - e^{-(Bt+Bs)} = (1 - e^{-(Bt-Bs)}) (1 - e^{-(Bt+Bs)})
         var = -jnp.expm1(-(bt - bs)) * -jnp.expm1(-(bt + bs))
         return a, jnp.sqrt(var)
-
-    @property
-    def prior_std(self):
-        return 1.0
 
 
 class VE(AbstractDiffusionProcess):

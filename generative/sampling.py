@@ -36,6 +36,7 @@ from thermo._typing import Args, PRNGKey, ScalarLike
 from thermo.kernel import Kernel, run
 
 from .processes import AbstractDiffusionProcess
+from .thermodynamics import ancestral_step
 
 __all__ = [
     "sample_reverse_euler_maruyama",
@@ -48,6 +49,9 @@ __all__ = [
 ]
 
 ScoreFn = Callable[[ScalarLike, Float[Array, " d"], Args], Float[Array, " d"]]
+
+
+_PREDICTORS = ("euler_maruyama", "ancestral")
 
 
 def _check_sampling_args(n_samples: int, dim: int, n_steps: int | None = None) -> None:
@@ -66,6 +70,16 @@ def _time_range(process: AbstractDiffusionProcess, t_min: float) -> tuple[float,
 
 def _dtype():
     return jnp.result_type(float)
+
+
+def _prior_start(key, process, n_samples, dim, n_steps, t_min):
+    """Check the arguments, split ``key`` into ``(key_prior, key_run)`` and draw the
+    ``(n_samples, dim)`` prior samples at ``T``: returns ``(key_run, x_T, t_min, T)``."""
+    _check_sampling_args(n_samples, dim, n_steps)
+    t0, t1 = _time_range(process, t_min)
+    key_prior, key_run = jr.split(key)
+    x_t = process.sample_prior(key_prior, (int(n_samples), int(dim))).astype(_dtype())
+    return key_run, x_t, t0, t1
 
 
 def sample_reverse_euler_maruyama(
@@ -106,10 +120,7 @@ def sample_reverse_euler_maruyama(
         ``(n_samples, dim)`` samples of :math:`p_{t_{\min}}` (its posterior means given
         ``denoise``).
     """
-    _check_sampling_args(n_samples, dim, n_steps)
-    t0, t1 = _time_range(process, t_min)
-    key_prior, key_run = jr.split(key)
-    x_t = process.sample_prior(key_prior, (int(n_samples), int(dim))).astype(_dtype())
+    key_run, x_t, t0, t1 = _prior_start(key, process, n_samples, dim, n_steps, t_min)
     final = _reverse_euler_maruyama(key_run, process, score_fn, x_t, int(n_steps), t0, t1, args)
     warn_if_diverged(x_t, final, "sample_reverse_euler_maruyama")
     if not denoise:
@@ -156,11 +167,8 @@ def sample_reverse_sde(
     Returns:
         ``(n_samples, dim)`` samples of :math:`p_{t_{\min}}`.
     """
-    _check_sampling_args(n_samples, dim, n_steps)
-    t0, t1 = _time_range(process, t_min)
+    key_bm, x_t, t0, t1 = _prior_start(key, process, n_samples, dim, n_steps, t_min)
     reverse = process.reverse(score_fn, t0, t1)
-    key_prior, key_bm = jr.split(key)
-    x_t = process.sample_prior(key_prior, (int(n_samples), int(dim))).astype(_dtype())
     keys = jr.split(key_bm, int(n_samples))
     dt = (t1 - t0) / int(n_steps)
 
@@ -240,6 +248,7 @@ def predictor_corrector(
     t_min: float = 1e-3,
     snr: float = 0.16,
     n_corrector: int = 1,
+    predictor: str = "euler_maruyama",
     args: Args = None,
 ) -> Kernel:
     r"""Predictor–corrector sampling (Song et al. 2021, Algorithms 4 and 5) as a Kernel.
@@ -248,7 +257,12 @@ def predictor_corrector(
     :math:`t' = t - h`, :math:`h = (T - t_{\min})/N`:
 
     1. **predictor**: one step of thermo's Euler–Maruyama kernel on the reverse SDE, for
-       every member;
+       every member (``predictor="euler_maruyama"``, their "reverse diffusion" predictor
+       in the continuous clock), or the ancestral step
+       :math:`x \leftarrow (x + \sigma_{t't}^2 s(t, x))/a_{t't} + \sigma_{t't} z` with the
+       exact transition coefficients (``predictor="ancestral"``,
+       :func:`generative.thermodynamics.ancestral_step`; Song et al. 2021,
+       eq. 47 for VE, Ho et al. 2020 for VP);
     2. **corrector**: ``n_corrector`` steps of unadjusted Langevin dynamics on
        :math:`p_{t'}`, :math:`x \leftarrow x + \epsilon\,s(t', x) + \sqrt{2\epsilon}\,z`, with
        :math:`\epsilon = 2\alpha\,(r\,\overline{\|z\|}/\overline{\|s\|})^2`, the bars being
@@ -256,7 +270,9 @@ def predictor_corrector(
        (0.16 is their CIFAR-10 value) and :math:`\alpha = a(t', t)^2` the one-step signal
        retention for VP/sub-VP (:math:`1-\beta_i` in their discrete notation; 1 for VE).
 
-    Run it with ``thermo.kernel.run(key, kernel, kernel.init(x_T), n_steps)``, or use
+    Every predictor and corrector step ends with ``process.retract`` (the identity on
+    :math:`\mathbb R^d`, wrapping into the cell on the torus). Run it with
+    ``thermo.kernel.run(key, kernel, kernel.init(x_T), n_steps)``, or use
     :func:`sample_predictor_corrector`.
 
     Returns:
@@ -265,10 +281,12 @@ def predictor_corrector(
     n_steps = check_count(n_steps, "n_steps")
     n_corrector = check_count(n_corrector, "n_corrector", minimum=0)
     check_positive(snr, "snr")
+    if predictor not in _PREDICTORS:
+        raise ValueError(f"predictor must be one of {_PREDICTORS}, got {predictor!r}")
     t0, t1 = _time_range(process, t_min)
     h = (t1 - t0) / int(n_steps)
     reverse = process.reverse(score_fn, t0, t1)
-    predictor = integrate.euler_maruyama(reverse, h, t0=t0, args=args)
+    em = integrate.euler_maruyama(reverse, h, t0=t0, args=args)
 
     def init(positions: Float[Array, "n d"]) -> PredictorCorrectorState:
         x = jnp.asarray(positions)
@@ -283,12 +301,15 @@ def predictor_corrector(
         k_next = state.step + 1
         clock = jnp.asarray(t0 + state.step * h, x.dtype)
 
-        def predict(k, xi):
-            em = integrate.EulerMaruyamaState(xi, clock, state.step, jnp.zeros((), x.dtype))
-            return predictor.step(k, em)[0].position
-
-        x = jax.vmap(predict)(jr.split(key_p, n), x)
         t_next = t1 - k_next * h  # forward time after the predictor step
+
+        def predict(k, xi):
+            if predictor == "ancestral":
+                return ancestral_step(k, process, score_fn, t_next, t_next + h, xi, args).x
+            em_state = integrate.EulerMaruyamaState(xi, clock, state.step, jnp.zeros((), x.dtype))
+            return em.step(k, em_state)[0].position
+
+        x = process.retract(jax.vmap(predict)(jr.split(key_p, n), x))
         a_step, _ = process.transition_coefficients(t_next, t_next + h)
         alpha = a_step**2
 
@@ -298,7 +319,7 @@ def predictor_corrector(
             z_norm = jnp.mean(jnp.linalg.norm(z, axis=-1))
             s_norm = jnp.maximum(jnp.mean(jnp.linalg.norm(s, axis=-1)), 1e-12)
             eps = 2.0 * alpha * (snr * z_norm / s_norm) ** 2
-            return x + eps * s + jnp.sqrt(2.0 * eps) * z, eps
+            return process.retract(x + eps * s + jnp.sqrt(2.0 * eps) * z), eps
 
         if n_corrector > 0:
             x, eps = jax.lax.scan(corrector, x, jr.split(key_c, n_corrector))
@@ -321,20 +342,24 @@ def sample_predictor_corrector(
     t_min: float = 1e-3,
     snr: float = 0.16,
     n_corrector: int = 1,
+    predictor: str = "euler_maruyama",
+    denoise: bool = False,
     args: Args = None,
 ) -> Float[Array, "n_samples dim"]:
     """Run :func:`predictor_corrector` from prior samples with :func:`thermo.kernel.run`.
 
+    ``denoise`` finishes with Tweedie's step at :math:`t_{\\min}` (as in
+    :func:`sample_reverse_euler_maruyama`), then ``process.retract``.
+
     Returns:
         ``(n_samples, dim)`` samples of :math:`p_{t_{\\min}}`.
     """
-    _check_sampling_args(n_samples, dim, n_steps)
     n_corrector = check_count(n_corrector, "n_corrector", minimum=0)
     check_positive(snr, "snr")
-    _time_range(process, t_min)
-    key_prior, key_run = jr.split(key)
-    x_t = process.sample_prior(key_prior, (int(n_samples), int(dim))).astype(_dtype())
-    options = (int(n_steps), float(t_min), float(snr), n_corrector)
+    key_run, x_t, _, _ = _prior_start(key, process, n_samples, dim, n_steps, t_min)
+    if predictor not in _PREDICTORS:
+        raise ValueError(f"predictor must be one of {_PREDICTORS}, got {predictor!r}")
+    options = (int(n_steps), float(t_min), float(snr), n_corrector, predictor, bool(denoise))
     return _predictor_corrector(key_run, process, score_fn, x_t, options, args)
 
 
@@ -342,9 +367,18 @@ def sample_predictor_corrector(
 def _predictor_corrector(key, process, score_fn, x_t, options, args):
     """The compiled core of :func:`sample_predictor_corrector` (the kernel is built inside
     the trace, so a repeated call with the same process, score and shapes reuses it)."""
-    n_steps, t_min, snr, n_corrector = options
+    n_steps, t_min, snr, n_corrector, predictor, denoise = options
     kernel = predictor_corrector(
-        process, score_fn, n_steps=n_steps, t_min=t_min, snr=snr, n_corrector=n_corrector, args=args
+        process,
+        score_fn,
+        n_steps=n_steps,
+        t_min=t_min,
+        snr=snr,
+        n_corrector=n_corrector,
+        predictor=predictor,
+        args=args,
     )
     final, _ = run(key, kernel, kernel.init(x_t), n_steps, observable_fn=None)
-    return final.position
+    if not denoise:
+        return final.position
+    return process.retract(_denoise(process, score_fn, final.position, t_min, args))

@@ -51,10 +51,14 @@ from thermo.paths import PathEnsemble
 from .processes import VP, AbstractDiffusionProcess, gaussian_log_prob
 
 __all__ = [
-    "entropy_production_rate",
-    "entropy_production",
+    "relaxation_entropy_production_rate",
+    "relaxation_entropy_production",
     "monte_carlo_marginal",
     "ancestral_reverse_kernel",
+    "AncestralStep",
+    "ancestral_log_probs",
+    "ancestral_step",
+    "reverse_chain",
     "path_log_weights",
     "importance_log_likelihood",
     "elbo",
@@ -73,7 +77,7 @@ def _require_vp(process: AbstractDiffusionProcess) -> None:
         )
 
 
-def entropy_production_rate(
+def relaxation_entropy_production_rate(
     process: VP,
     score_fn: ScoreFn,
     t: ScalarLike,
@@ -94,7 +98,7 @@ def entropy_production_rate(
     return 0.5 * process.schedule.beta(t) * jnp.sum(w * jnp.sum((s + x) ** 2, axis=-1))
 
 
-def entropy_production(
+def relaxation_entropy_production(
     process: VP,
     score_fn: ScoreFn,
     marginal_nodes_fn: NodesFn,
@@ -119,7 +123,7 @@ def entropy_production(
 
     def rate(t):
         x, w = marginal_nodes_fn(t)
-        return entropy_production_rate(process, score_fn, t, x, w, args)
+        return relaxation_entropy_production_rate(process, score_fn, t, x, w, args)
 
     rates = jax.lax.map(rate, ts)
     return jnp.sum(jnp.asarray(weights) * rates)
@@ -165,6 +169,118 @@ def ancestral_reverse_kernel(
     """
     a, std = process.transition_coefficients(s, t)
     return (x_t + std**2 * score_fn(t, x_t, args)) / a, std
+
+
+class AncestralStep(NamedTuple):
+    r"""One step of the ancestral chain between times ``s < t`` with its two log-densities.
+
+    Attributes:
+        x: ``(d,)`` the point drawn by the step (:math:`x_s` for a reverse step,
+            :math:`x_t` for a forward one).
+        log_forward: :math:`\log F(x_t\mid x_s)`, the forward (noising) kernel.
+        log_backward: :math:`\log B(x_s\mid x_t)`, the model's ancestral kernel.
+    """
+
+    x: Float[Array, " d"]
+    log_forward: Float[Array, ""]
+    log_backward: Float[Array, ""]
+
+
+def ancestral_log_probs(
+    process: AbstractDiffusionProcess,
+    s: ScalarLike,
+    t: ScalarLike,
+    x_s: Float[Array, " d"],
+    x_t: Float[Array, " d"],
+    mean_b: Float[Array, " d"],
+    std_b: Float[Array, ""],
+) -> tuple[Float[Array, ""], Float[Array, ""]]:
+    r"""``(log F(x_t | x_s), log B(x_s | x_t))`` for the pair of kernels of one step.
+
+    :math:`F = \mathcal N(a x_s, \sigma^2 I)` from ``process.transition`` and
+    :math:`B = \mathcal N(\mu_B, \sigma_B^2 I)` with ``(mean_b, std_b)`` from
+    :func:`ancestral_reverse_kernel`. For particle processes both are Lebesgue densities on
+    the CoM-free subspace (:func:`path_log_weights`): the backward residual is projected,
+    so a score with a CoM component is ignored.
+    """
+    free = process.n_free_dims(x_t.shape[-1])
+    mean_f, std_f = process.transition(s, t, x_s)
+    log_f = gaussian_log_prob(x_t, mean_f, variance=std_f**2, n_dims=free)
+    residual = process.project(x_s - mean_b)
+    log_b = gaussian_log_prob(residual, 0.0, variance=std_b**2, n_dims=free)
+    return log_f, log_b
+
+
+def ancestral_step(
+    key: PRNGKey,
+    process: AbstractDiffusionProcess,
+    score_fn: ScoreFn,
+    s: ScalarLike,
+    t: ScalarLike,
+    x: Float[Array, " d"],
+    args: Args = None,
+    *,
+    direction: str = "reverse",
+) -> AncestralStep:
+    r"""One step of the ancestral chain between ``s < t`` with both kernel log-densities.
+
+    ``direction="reverse"``: ``x`` is :math:`x_t`; draw :math:`x_s = \mu_B + \sigma_B\,
+    \varepsilon` from the model's ancestral kernel :math:`B(\cdot\mid x_t)` of
+    :func:`ancestral_reverse_kernel` (Ho et al. 2020, Alg. 2; Song et al. 2021, eq. 47).
+    ``direction="forward"``: ``x`` is :math:`x_s`; draw :math:`x_t` from the exact forward
+    kernel :math:`F(\cdot\mid x_s)` (forward paths scored against the model, as in
+    :func:`path_log_weights`). :math:`\varepsilon` = ``process.noise(key, x.shape)``
+    (CoM-free for particles). Either way the step returns :func:`ancestral_log_probs` of the
+    pair, the increments :math:`\pm(\log F - \log B)` of a path's log Radon–Nikodym
+    weight (Crooks 1999).
+    """
+    noise = process.noise(key, x.shape).astype(x.dtype)
+    if direction == "reverse":
+        x_t = x
+        mean_b, std_b = ancestral_reverse_kernel(process, score_fn, s, t, x_t, args)
+        x_s = new = mean_b + std_b * noise
+    elif direction == "forward":
+        x_s = x
+        mean_f, std_f = process.transition(s, t, x_s)
+        x_t = new = mean_f + std_f * noise
+        mean_b, std_b = ancestral_reverse_kernel(process, score_fn, s, t, x_t, args)
+    else:
+        raise ValueError(f"direction must be 'reverse' or 'forward', got {direction!r}")
+    return AncestralStep(new, *ancestral_log_probs(process, s, t, x_s, x_t, mean_b, std_b))
+
+
+def reverse_chain(
+    key: PRNGKey,
+    process: AbstractDiffusionProcess,
+    score_fn: ScoreFn,
+    x_n: Float[Array, " d"],
+    times: Float[Array, " n_plus_1"],
+    args: Args = None,
+) -> tuple[Float[Array, " d"], Float[Array, ""]]:
+    r"""The model's ancestral reverse chain from ``x_n`` at ``times[-1]`` down to ``times[0]``.
+
+    One ``lax.scan`` of :func:`ancestral_step` (step :math:`k` uses ``fold_in(key, k)``),
+    returning :math:`x_0` and the reverse path's log-weight against "prior, then forward
+    kernels" without the target term:
+
+    .. math:: \log w = -\log\pi_T(x_N) + \sum_{k<N}\big[\log F_k(x_{k+1}\mid x_k)
+              - \log B_k(x_k\mid x_{k+1})\big].
+
+    Adding :math:`\log\gamma(x_0)` (e.g. :math:`-\beta U(x_0)`) gives the diffusion-sampler
+    weight with :math:`\mathbb E[w] = Z` for any score (Vargas et al. 2023; Crooks 1999).
+    """
+
+    def step(carry, inputs):
+        x_t, log_w = carry
+        k, s, t = inputs
+        out = ancestral_step(jr.fold_in(key, k), process, score_fn, s, t, x_t, args)
+        return (out.x, log_w + out.log_forward - out.log_backward), None
+
+    n_steps = times.shape[0] - 1
+    ks = jnp.arange(n_steps)[::-1]
+    init = (x_n, -process.prior_log_prob(x_n))
+    (x0, log_w), _ = jax.lax.scan(step, init, (ks, times[:-1][::-1], times[1:][::-1]))
+    return x0, log_w
 
 
 def path_log_weights(
@@ -227,22 +343,16 @@ def path_log_weights(
 
 @eqx.filter_jit
 def _simulate_paths(key, process, score_fn, x, n_paths, n_steps, t0, t1, args):
-    d = x.shape[0]
-    free = process.n_free_dims(d)  # d, or (n-1)D on the CoM-free subspace
     times = jnp.linspace(t0, t1, n_steps + 1, dtype=x.dtype)
 
     def one_path(key):
         def step(carry, inputs):
             x_k, log_w = carry
             k, s, t = inputs
-            mean_f, std_f = process.transition(s, t, x_k)
-            noise = process.noise(jr.fold_in(key, k), (d,)).astype(x.dtype)
-            x_next = mean_f + std_f * noise
-            log_f = gaussian_log_prob(x_next, mean_f, std=std_f, n_dims=free)
-            mean_b, std_b = ancestral_reverse_kernel(process, score_fn, s, t, x_next, args)
-            # project the residual: the pseudo-inverse density on the subspace
-            log_b = gaussian_log_prob(process.project(x_k - mean_b), 0.0, std=std_b, n_dims=free)
-            return (x_next, log_w + log_b - log_f), None
+            out = ancestral_step(
+                jr.fold_in(key, k), process, score_fn, s, t, x_k, args, direction="forward"
+            )
+            return (out.x, log_w + out.log_backward - out.log_forward), None
 
         ks = jnp.arange(n_steps)
         init = (x, jnp.zeros((), x.dtype))

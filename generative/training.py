@@ -18,7 +18,7 @@ since :math:`\|s_\theta - \nabla\log p_{0t}\|^2 = \|\varepsilon_\theta - \vareps
   Sec. 4.1 variance reduction; VP/sub-VP/VE are all supported by inverting the CDF on a
   grid), and the loss is reweighted by :math:`1/q(t)`.
 
-:func:`train` runs on the shared training driver :func:`thermo.fit.fit`: optax steps in
+:func:`train_score_model` runs on the shared training driver :func:`thermo.fit.fit`: optax steps in
 chunks of one compiled ``lax.scan``. Step ``k`` draws its batch and noise from
 ``jr.fold_in(key, k)``, so the result does not depend on how the run is chunked, and a run
 resumed from a checkpoint (``eqx.tree_serialise_leaves`` of ``(model, opt_state, step)``)
@@ -29,6 +29,7 @@ keeps an EMA of the weights in the optimiser state.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Literal, NamedTuple
 
 import jax
@@ -43,9 +44,10 @@ from thermo.fit import EMAState, ema_params, fit, with_ema
 
 from .score import ScoreModel
 
-__all__ = ["dsm_loss", "train", "TrainResult", "EMAState", "with_ema", "ema_model"]
+__all__ = ["dsm_loss", "train_score_model", "TrainResult", "EMAState", "with_ema", "ema_model"]
 
 Weighting = Literal["noise", "likelihood"]
+AugmentFn = Callable[[PRNGKey, Float[Array, "batch d"]], Float[Array, "batch d"]]
 
 # One module-level instance, so that runs with the default optimiser share a compilation.
 _DEFAULT_OPTIMIZER = optax.adam(1e-3)
@@ -73,24 +75,31 @@ def _sample_times(key, n, process, t_min: float, importance: bool, n_grid: int =
 
 
 def dsm_loss(
-    model: ScoreModel,
     key: PRNGKey,
+    model: ScoreModel,
     x0: Float[Array, "batch d"],
     *,
     weighting: Weighting = "noise",
     t_min: float = 1e-3,
     importance_sampling: bool = False,
+    augment_fn: AugmentFn | None = None,
 ) -> Float[Array, ""]:
     r"""Monte Carlo estimate of the denoising score-matching loss on a batch ``x0`` (see module doc).
 
     Args:
-        model: the :class:`~generative.score.ScoreModel` (network + process).
         key: PRNG key for the times and noises.
+        model: the :class:`~generative.score.ScoreModel` (network + process).
         x0: ``(batch, d)`` data (CoM-free for particle processes).
         weighting: ``"noise"`` (:math:`\lambda=\sigma^2`) or ``"likelihood"`` (:math:`\lambda=g^2`).
         t_min: smallest diffusion time (the score blows up as :math:`t\to0`; Song et al.
             use :math:`10^{-5}` for VE and :math:`10^{-3}` for VP in their App. C).
         importance_sampling: for ``"likelihood"``, draw :math:`t\propto g^2/\sigma^2`.
+        augment_fn: optional ``(key, x0) -> x0`` applied to the batch first (an exact
+            symmetry of the data, e.g. :func:`generative.periodic.random_translation`);
+            it takes its own key, split off before the times and noises.
+
+    The noised point is ``process.retract(a x0 + sigma eps)`` and the regression target
+    ``process.denoising_target(x0, xt, eps, sigma)`` (``eps`` for Gaussian kernels).
 
     Returns:
         The scalar loss.
@@ -98,19 +107,23 @@ def dsm_loss(
     if x0.ndim != 2:
         raise ValueError(f"x0 must have shape (batch, d), got {x0.shape}")
     importance = importance_sampling and weighting == "likelihood"
-    return _dsm_loss(model, key, x0, float(t_min), importance, weighting)
+    return _dsm_loss(model, key, x0, float(t_min), importance, weighting, augment_fn)
 
 
-def _dsm_loss(model, key, x0, t_min, importance, weighting):
+def _dsm_loss(model, key, x0, t_min, importance, weighting, augment_fn=None):
     process = model.process
+    if augment_fn is not None:
+        key_aug, key = jr.split(key)
+        x0 = augment_fn(key_aug, x0)
     n, d = x0.shape
     key_t, key_eps = jr.split(key)
     t, inv_q = _sample_times(key_t, n, process, t_min, importance)
     eps = process.noise(key_eps, x0.shape).astype(x0.dtype)
     a, std = jax.vmap(process.marginal_coefficients)(t)
-    xt = a[:, None] * x0 + std[:, None] * eps
+    xt = process.retract(a[:, None] * x0 + std[:, None] * eps)
+    target = process.denoising_target(x0, xt, eps, std[:, None])
     eps_hat = jax.vmap(model.noise_prediction)(t, xt)
-    sq = jnp.sum((eps_hat - eps) ** 2, axis=-1)
+    sq = jnp.sum((eps_hat - target) ** 2, axis=-1)
     if weighting == "noise":
         return jnp.mean(sq) / process.n_free_dims(d)
     if weighting == "likelihood":
@@ -120,7 +133,7 @@ def _dsm_loss(model, key, x0, t_min, importance, weighting):
 
 
 class TrainResult(NamedTuple):
-    """Output of :func:`train`.
+    """Output of :func:`train_score_model`.
 
     Attributes:
         model: the trained :class:`~generative.score.ScoreModel`.
@@ -135,7 +148,7 @@ class TrainResult(NamedTuple):
     start_step: int
 
 
-def train(
+def train_score_model(
     key: PRNGKey,
     model: ScoreModel,
     data: Float[Array, "n d"],
@@ -146,6 +159,7 @@ def train(
     weighting: Weighting = "noise",
     t_min: float = 1e-3,
     importance_sampling: bool = False,
+    augment_fn: AugmentFn | None = None,
     steps_per_call: int = 100,
     checkpoint_path: str | os.PathLike | None = None,
     checkpoint_every: int | None = None,
@@ -165,7 +179,7 @@ def train(
         n_steps: total number of optimiser steps of the run.
         batch_size: examples per step.
         optimizer: an optax transformation (default ``optax.adam(1e-3)``).
-        weighting, t_min, importance_sampling: see :func:`dsm_loss`.
+        weighting, t_min, importance_sampling, augment_fn: see :func:`dsm_loss`.
         steps_per_call: steps per compiled ``lax.scan`` chunk (progress/checkpoint granularity).
         checkpoint_path: file for ``eqx.tree_serialise_leaves`` of ``(model, opt_state, step)``;
             if it exists the run resumes from it.
@@ -196,7 +210,7 @@ def train(
         _dsm_step_loss,
         optimizer,
         n_steps,
-        args=(data, int(batch_size), float(t_min), importance, weighting),
+        args=(data, int(batch_size), float(t_min), importance, weighting, augment_fn),
         steps_per_call=steps_per_call,
         checkpoint_path=checkpoint_path,
         checkpoint_every=checkpoint_every,
@@ -208,10 +222,10 @@ def train(
 
 def _dsm_step_loss(model, key, args):
     """One step's DSM loss: a batch drawn with replacement, then :func:`dsm_loss`'s estimate."""
-    data, batch_size, t_min, importance, weighting = args
+    data, batch_size, t_min, importance, weighting, augment_fn = args
     k_idx, k_loss = jr.split(key)
     idx = jr.randint(k_idx, (batch_size,), 0, data.shape[0])
-    return _dsm_loss(model, k_loss, data[idx], t_min, importance, weighting)
+    return _dsm_loss(model, k_loss, data[idx], t_min, importance, weighting, augment_fn)
 
 
 def ema_model(result: TrainResult) -> ScoreModel:

@@ -456,13 +456,13 @@ CASES = [
     ),
     (
         "sampler sample n 0",
-        lambda: gsamplers.sample(KEY, gsamplers.CMCD(), systems.get("gaussian-2"), 0),
+        lambda: gsamplers.sample_paths(KEY, gsamplers.CMCD(), systems.get("gaussian-2"), 0),
         ValueError,
         "n must",
     ),
     (
         "sampler train n_iters 2.7",
-        lambda: gsamplers.train(
+        lambda: gsamplers.train_sampler(
             KEY, gsamplers.CMCD(), systems.get("gaussian-2"), n_iters=2.7, batch_size=8
         ),
         ValueError,
@@ -484,7 +484,7 @@ CASES = [
     ),
     (
         "torus sample n 0",
-        lambda: gperiodic.sample(KEY, None, None, n_samples=0, n_particles=4),
+        lambda: gperiodic.sample_torus(KEY, None, None, n_samples=0, n_particles=4),
         ValueError,
         "n_samples must",
     ),

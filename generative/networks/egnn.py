@@ -28,6 +28,7 @@ import jax.random as jr
 from jaxtyping import Array, Float
 
 from thermo._typing import PRNGKey, ScalarLike
+from thermo.systems import remove_com
 
 from .mlp import sinusoidal_embedding
 
@@ -197,13 +198,10 @@ class EGNN(eqx.Module):
         n, dim = self.n_particles, self.spatial_dim
         if x.shape != (n * dim,):
             raise ValueError(f"EGNN expects x of shape ({n * dim},), got {x.shape}")
-        pos = x.reshape(n, dim)
-        pos = pos - jnp.mean(pos, axis=0, keepdims=True)
+        pos = remove_com(x, n, dim).reshape(n, dim)
         emb = self.embed(sinusoidal_embedding(t, self.embed_dim).astype(x.dtype))
         h = jnp.broadcast_to(emb, (n, emb.shape[0]))
         y = pos
         for layer in self.layers:
             h, y = layer(h, y)
-        out = y - pos
-        out = out - jnp.mean(out, axis=0, keepdims=True)
-        return out.reshape(n * dim)
+        return remove_com((y - pos).reshape(n * dim), n, dim)

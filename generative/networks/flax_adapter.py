@@ -3,7 +3,7 @@ r"""Adapters that make a flax network (nnx or linen) a network usable everywhere
 The rest of the library speaks equinox: a network is a pytree whose array leaves are the
 trainable parameters, called as ``network(t, x) -> (d,)``. These adapters wrap a flax
 module into exactly that, so it can be put in :class:`generative.score.ScoreModel`,
-trained by :func:`generative.training.train` (optax over the array leaves, selected with
+trained by :func:`generative.training.train_score_model` (optax over the array leaves, selected with
 ``eqx.is_inexact_array``), checkpointed with ``eqx.tree_serialise_leaves``, and used as
 a score in every sampler, likelihood and thermodynamic function.
 

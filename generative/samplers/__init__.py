@@ -15,7 +15,7 @@ Radon–Nikodym weights; it returns a :class:`thermo.paths.PathEnsemble` and its
   incremental weights, resampling, MALA moves; exact whatever the network.
 * :func:`pretrained` — ``pretrained("dw4" | "lj13" | "lj55").sample(key, n)``: committed
   checkpoints with the correction.
-* :func:`train` (optax; ``"kl"`` or ``"log_variance"`` loss), :func:`sample`,
+* :func:`train_sampler` (optax; ``"kl"`` or ``"log_variance"`` loss), :func:`sample_paths`,
   :func:`simulate`, :class:`Control` (score-informed MLP), :func:`as_target`.
 """
 
@@ -23,16 +23,16 @@ from ._cmcd import CMCD as CMCD
 from ._common import AbstractSampler as AbstractSampler
 from ._common import Control as Control
 from ._common import SamplerState as SamplerState
+from ._common import SamplerTrainResult as SamplerTrainResult
 from ._common import Target as Target
-from ._common import TrainResult as TrainResult
 from ._common import as_target as as_target
 from ._common import clip_displacement as clip_displacement
 from ._common import gaussian_log_prob as gaussian_log_prob
 from ._common import kl_loss as kl_loss
 from ._common import log_variance_loss as log_variance_loss
-from ._common import sample as sample
+from ._common import sample_paths as sample_paths
 from ._common import simulate as simulate
-from ._common import train as train
+from ._common import train_sampler as train_sampler
 from ._crooks import CrooksCrossing as CrooksCrossing
 from ._crooks import SwitchingWorks as SwitchingWorks
 from ._crooks import crooks_crossing as crooks_crossing

@@ -46,7 +46,7 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float
 
-from thermo._checks import check_count, check_positive
+from thermo._checks import check_positive
 from thermo._typing import PRNGKey, ScalarLike
 from thermo.kernel import Kernel
 
@@ -55,6 +55,7 @@ from ._common import (
     SamplerState,
     Target,
     _advance,
+    _check_settings,
     _init_state,
     clip_displacement,
 )
@@ -98,20 +99,16 @@ class CMCD(AbstractSampler):
         base_scale: float | None = None,
         max_displacement: float | None = None,
     ):
-        n_steps = check_count(n_steps, "CMCD: n_steps")
-        if max_displacement is not None:
-            check_positive(max_displacement, "CMCD: max_displacement")
-        if not (float(dt) > 0 and math.isfinite(float(dt))):
-            raise ValueError(f"CMCD: dt must be positive and finite, got {dt}")
+        self.n_steps, self.max_displacement = _check_settings(
+            "CMCD", n_steps, max_displacement, dt=dt
+        )
         if base_scale is not None:
             check_positive(base_scale, "CMCD: base_scale")
         check_positive(schedule_power, "CMCD: schedule_power")
         self.control = control
-        self.n_steps = int(n_steps)
         self.dt = float(dt)
         self.schedule_power = float(schedule_power)
         self.base_scale = None if base_scale is None else float(base_scale)
-        self.max_displacement = None if max_displacement is None else float(max_displacement)
 
     @property
     def duration(self) -> float:

@@ -66,11 +66,11 @@ __all__ = [
     "Control",
     "AbstractSampler",
     "simulate",
-    "sample",
+    "sample_paths",
     "kl_loss",
     "log_variance_loss",
-    "TrainResult",
-    "train",
+    "SamplerTrainResult",
+    "train_sampler",
     "gaussian_log_prob",
     "clip_displacement",
 ]
@@ -85,7 +85,7 @@ class Target(eqx.Module):
     r"""An unnormalised target :math:`\tilde\pi(x) = e^{-\beta U(x)}` as the samplers see it.
 
     Attributes:
-        log_prob_fn: ``(dim,) -> ()`` :math:`\log\tilde\pi`, differentiable.
+        logdensity_fn: ``(dim,) -> ()`` :math:`\log\tilde\pi`, differentiable.
         dim: dimension of a flat configuration.
         scale: a natural isotropic scale :math:`s` of the target (``system.prior_scale``),
             the default base / reference standard deviation.
@@ -93,7 +93,7 @@ class Target(eqx.Module):
         log_z: the exact :math:`\log Z` where known (COM-free for particles), else None.
     """
 
-    log_prob_fn: Callable[[Array], Array]
+    logdensity_fn: Callable[[Array], Array]
     dim: int = eqx.field(static=True)
     scale: float = eqx.field(static=True)
     n_particles: int | None = eqx.field(static=True, default=None)
@@ -116,7 +116,7 @@ class Target(eqx.Module):
     def value_and_score(self, x: Float[Array, " dim"]) -> tuple[Array, Array]:
         r""":math:`(\log\tilde\pi(x), P\nabla\log\tilde\pi(x))` — one energy-and-gradient
         evaluation."""
-        value, grad = jax.value_and_grad(self.log_prob_fn)(x)
+        value, grad = jax.value_and_grad(self.logdensity_fn)(x)
         return value, self.project(grad)
 
 
@@ -150,7 +150,7 @@ def as_target(
         system = system_or_log_prob
         n_p = getattr(system, "n_particles", None)
         target = Target(
-            log_prob_fn=system.log_prob,
+            logdensity_fn=system.log_prob,
             dim=int(system.dim),
             scale=float(system.prior_scale if scale is None else scale),
             n_particles=None if n_p is None else int(n_p),
@@ -172,7 +172,7 @@ def as_target(
         raise ValueError(f"target scale must be positive and finite, got {target.scale}")
     key = jr.PRNGKey(0) if check_key is None else check_key
     x = target.scale * jr.normal(key, (8, target.dim))
-    values = jax.vmap(lambda v: target.log_prob_fn(target.project(v)))(x)
+    values = jax.vmap(lambda v: target.logdensity_fn(target.project(v)))(x)
     if values.shape != (8,):
         raise ValueError(
             f"log_prob must map a ({target.dim},) configuration to a scalar; "
@@ -357,6 +357,31 @@ class AbstractSampler(eqx.Module):
         raise NotImplementedError
 
 
+class _FixedDurationSampler(AbstractSampler):
+    """A sampler on a fixed horizon :math:`T` = ``duration`` in ``n_steps`` equal steps."""
+
+    duration: eqx.AbstractVar[float]
+
+    @property
+    def dt(self) -> float:
+        """Step size :math:`\\delta = T/K`."""
+        return self.duration / self.n_steps
+
+
+def _check_settings(
+    who: str, n_steps: int, max_displacement: float | None, **positive: float
+) -> tuple[int, float | None]:
+    """A sampler's validated ``(n_steps, max_displacement)``; every ``positive`` setting must
+    be positive and finite (errors name the sampler ``who`` and the setting)."""
+    n_steps = check_count(n_steps, f"{who}: n_steps")
+    if max_displacement is not None:
+        check_positive(max_displacement, f"{who}: max_displacement")
+    for name, v in positive.items():
+        if not (float(v) > 0 and math.isfinite(float(v))):
+            raise ValueError(f"{who}: {name} must be positive and finite, got {v}")
+    return int(n_steps), None if max_displacement is None else float(max_displacement)
+
+
 def _init_state(target: Target, x: Array, log_weight: Array) -> SamplerState:
     log_p, score = target.value_and_score(x)
     log_p = eqx.error_if(
@@ -392,7 +417,7 @@ def simulate(
     sampler.initial_positions(key_init, target, n)`` and the paths run with
     :func:`thermo.integrate.run_population` ``(key_run, kernel, states, n_steps)``. (The
     CMCD-equals-AIS test relies on exactly this split.) Not jitted (composable); use
-    :func:`sample` for a compiled entry point.
+    :func:`sample_paths` for a compiled entry point.
 
     Returns:
         ``PathEnsemble(samples (n, dim), log_weights (n,), n_energy_evals)`` where
@@ -413,7 +438,7 @@ def _sample_jit(key, sampler, target, n):
     return simulate(key, sampler, target, n)
 
 
-def sample(key: PRNGKey, sampler: AbstractSampler, target: Any, n: int) -> PathEnsemble:
+def sample_paths(key: PRNGKey, sampler: AbstractSampler, target: Any, n: int) -> PathEnsemble:
     r"""Draw ``n`` weighted samples (compiled; one compile per sampler shape and ``n``).
 
     ``target`` may be a system; it is wrapped by :func:`as_target`. The log Z estimate
@@ -444,8 +469,8 @@ def log_variance_loss(log_weights: Float[Array, " n"]) -> Float[Array, ""]:
 _LOSSES = {"kl": (kl_loss, False), "log_variance": (log_variance_loss, True)}
 
 
-class TrainResult(NamedTuple):
-    """What :func:`train` returns.
+class SamplerTrainResult(NamedTuple):
+    """What :func:`train_sampler` returns.
 
     Attributes:
         sampler: the trained sampler.
@@ -459,7 +484,7 @@ class TrainResult(NamedTuple):
     n_energy_evals: int
 
 
-#: Most optimiser steps per compiled chunk of :func:`train` (progress-bar granularity);
+#: Most optimiser steps per compiled chunk of :func:`train_sampler` (progress-bar granularity);
 #: the chunk is the largest divisor of ``n_iters`` not above it, so one shape compiles.
 _TRAIN_CHUNK = 25
 
@@ -478,7 +503,7 @@ def _train_loss(sampler, key, args):
     return loss_fn(ens.log_weights), ens.n_energy_evals
 
 
-def train(
+def train_sampler(
     key: PRNGKey,
     sampler: AbstractSampler,
     target: Any,
@@ -490,7 +515,7 @@ def train(
     clip_norm: float = 1.0,
     optimizer: optax.GradientTransformation | None = None,
     progress: bool | None = None,
-) -> TrainResult:
+) -> SamplerTrainResult:
     r"""Train a sampler's control with optax (Adam and global-norm clipping by default).
 
     Each iteration simulates ``batch_size`` fresh paths (a fresh key per iteration,
@@ -512,7 +537,7 @@ def train(
         progress: tqdm bar (default: on for ``n_iters >= 200``).
 
     Returns:
-        :class:`TrainResult` ``(sampler, losses, n_energy_evals)``.
+        :class:`SamplerTrainResult` ``(sampler, losses, n_energy_evals)``.
 
     Raises:
         ValueError: unknown loss, bad sizes, a control whose dim differs from the target.
@@ -546,4 +571,4 @@ def train(
     )
     # every iteration simulates the same number of paths, so costs the same
     evals = int(result.aux[0]) * int(n_iters)
-    return TrainResult(result.model, result.losses, evals)
+    return SamplerTrainResult(result.model, result.losses, evals)

@@ -38,15 +38,15 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float
 
-from thermo._checks import check_count, check_positive
 from thermo._typing import PRNGKey
 from thermo.kernel import Kernel
 
 from ._common import (
-    AbstractSampler,
     SamplerState,
     Target,
     _advance,
+    _check_settings,
+    _FixedDurationSampler,
     _init_state,
     clip_displacement,
     gaussian_log_prob,
@@ -55,7 +55,7 @@ from ._common import (
 __all__ = ["DDS"]
 
 
-class DDS(AbstractSampler):
+class DDS(_FixedDurationSampler):
     r"""The Denoising Diffusion Sampler (Vargas, Grathwohl & Doucet 2023).
 
     Attributes:
@@ -95,24 +95,14 @@ class DDS(AbstractSampler):
         max_displacement: float | None = None,
         output_scale: float = 1.0,
     ):
-        n_steps = check_count(n_steps, "DDS: n_steps")
-        if max_displacement is not None:
-            check_positive(max_displacement, "DDS: max_displacement")
-        for name, v in (("sigma", sigma), ("duration", duration), ("rate", rate)):
-            if not (float(v) > 0 and math.isfinite(float(v))):
-                raise ValueError(f"DDS: {name} must be positive and finite, got {v}")
+        self.n_steps, self.max_displacement = _check_settings(
+            "DDS", n_steps, max_displacement, sigma=sigma, duration=duration, rate=rate
+        )
         self.control = control
-        self.n_steps = int(n_steps)
         self.sigma = float(sigma)
         self.duration = float(duration)
         self.rate = float(rate)
-        self.max_displacement = None if max_displacement is None else float(max_displacement)
         self.output_scale = float(output_scale)
-
-    @property
-    def dt(self) -> float:
-        """Step size :math:`\\delta = T/K`."""
-        return self.duration / self.n_steps
 
     def initial_positions(
         self, key: PRNGKey, target: Target, n: int, dtype: Any = None
@@ -150,9 +140,9 @@ class DDS(AbstractSampler):
             y_next = mean + sigma * math.sqrt(alpha) * noise
             if detach:
                 y_next = jax.lax.stop_gradient(y_next)
-            inc = gaussian_log_prob(y_next, mean_ref, var=var, n_dims=n_dim) - gaussian_log_prob(
-                y_next, mean, var=var, n_dims=n_dim
-            )
+            inc = gaussian_log_prob(
+                y_next, mean_ref, variance=var, n_dims=n_dim
+            ) - gaussian_log_prob(y_next, mean, variance=var, n_dims=n_dim)
             return _advance(state, y_next, *target.value_and_score(y_next), inc)
 
         return Kernel(init, step)
@@ -163,10 +153,10 @@ class DDS(AbstractSampler):
         r""":math:`\log q_k(x) = \log\mathcal N(x; 0, \sigma^2 I)` at every step ``k``
         (the reference OU chain is stationary; used by the Feynman–Kac correction)."""
         del step
-        return gaussian_log_prob(x, 0.0, var=self.sigma**2, n_dims=target.sub_dim)
+        return gaussian_log_prob(x, 0.0, variance=self.sigma**2, n_dims=target.sub_dim)
 
     def terminal_log_weight(self, target: Target, state: SamplerState) -> Float[Array, ""]:
         r""":math:`\log\tilde\pi(y_K) - \log\mathcal N(y_K; 0, \sigma^2)`."""
         return state.log_prob - gaussian_log_prob(
-            state.position, 0.0, var=self.sigma**2, n_dims=target.sub_dim
+            state.position, 0.0, variance=self.sigma**2, n_dims=target.sub_dim
         )

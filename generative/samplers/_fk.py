@@ -108,7 +108,7 @@ def _move_kernel(sampler, target, param, log_step) -> Kernel:
         return sampler.reference_log_marginal(target, step_k, x)
 
     def logdensity_fn(x):
-        log_p = target.log_prob_fn(target.project(x))
+        log_p = target.logdensity_fn(target.project(x))
         return (1.0 - lam) * log_q(x) + lam * log_p, log_p
 
     inner = mala(logdensity_fn, jnp.exp(log_step), project_fn=target.project, has_aux=True)

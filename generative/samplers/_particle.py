@@ -75,13 +75,14 @@ from jaxtyping import Array, Float
 from thermo._typing import PRNGKey, ScalarLike
 from thermo.fit import fit_steps
 from thermo.paths import PathEnsemble
+from thermo.systems import remove_com
 
 from ..likelihood import log_likelihood
 from ..networks import EGNN
-from ..processes import VE, AbstractDiffusionProcess, gaussian_log_prob, remove_center_of_mass
+from ..processes import VE, AbstractDiffusionProcess
 from ..sampling import sample_probability_flow
 from ..score import ScoreModel
-from ..thermodynamics import ancestral_reverse_kernel
+from ..thermodynamics import reverse_chain
 
 __all__ = [
     "MCScore",
@@ -157,7 +158,9 @@ def mc_score(
     log_w = -beta * energies
     log_w = jnp.where(jnp.isfinite(log_w), log_w, -jnp.inf)
     w = jax.nn.softmax(log_w)
-    g = remove_center_of_mass(-beta * jnp.where(jnp.isfinite(grads), grads, 0.0), particles)
+    g = -beta * jnp.where(jnp.isfinite(grads), grads, 0.0)
+    if particles is not None:
+        g = remove_com(g, *particles)
     score = w @ g
     std_err = jnp.sqrt(jnp.sum(w[:, None] ** 2 * (g - score) ** 2, axis=0))
     return MCScore(score, std_err, 1.0 / jnp.sum(w**2))
@@ -177,7 +180,9 @@ def mc_score_estimate(
 
     ``n_samples`` is :math:`K`; the call costs :math:`K` energy-and-gradient evaluations.
     """
-    eps = remove_center_of_mass(jr.normal(key, (int(n_samples), x.shape[-1]), x.dtype), particles)
+    eps = jr.normal(key, (int(n_samples), x.shape[-1]), x.dtype)
+    if particles is not None:
+        eps = remove_com(eps, *particles)
     return mc_score(energy_fn, x, sigma, eps, beta=beta, particles=particles)
 
 
@@ -189,8 +194,8 @@ def _clip_norm(v: Float[Array, "n d"], max_norm: float | None) -> Float[Array, "
 
 
 def idem_loss(
-    model: ScoreModel,
     key: PRNGKey,
+    model: ScoreModel,
     x0: Float[Array, "batch d"],
     energy_fn: EnergyFn,
     *,
@@ -272,26 +277,13 @@ def reverse_path_log_weights(
         the score network is not counted).
     """
     _check_population(n_samples, n_steps)
-    free = process.n_free_dims(int(dim))
     dtype = jnp.result_type(float)
     times = jnp.linspace(0.0, process.t1, int(n_steps) + 1, dtype=dtype)
     k_prior, k_path = jr.split(key)
     x_n = process.sample_prior(k_prior, (int(n_samples), int(dim))).astype(dtype)
 
     def one(key, x_n):
-        def step(carry, inputs):
-            x_next, log_w = carry
-            k, s, t = inputs
-            mean_b, std_b = ancestral_reverse_kernel(process, score_fn, s, t, x_next)
-            x_k = mean_b + std_b * process.noise(jr.fold_in(key, k), x_next.shape)
-            mean_f, std_f = process.transition(s, t, x_k)
-            log_f = gaussian_log_prob(x_next, mean_f, std=std_f, n_dims=free)
-            log_b = gaussian_log_prob(x_k, mean_b, std=std_b, n_dims=free)
-            return (x_k, log_w + log_f - log_b), None
-
-        ks = jnp.arange(int(n_steps))[::-1]
-        init = (x_n, -process.prior_log_prob(x_n))
-        (x0, log_w), _ = jax.lax.scan(step, init, (ks, times[:-1][::-1], times[1:][::-1]))
+        x0, log_w = reverse_chain(key, process, score_fn, x_n, times)
         return x0, log_w - beta * energy_fn(x0)
 
     x0, log_w = jax.vmap(one)(jr.split(k_path, int(n_samples)), x_n)
@@ -382,8 +374,8 @@ class IDEMSettings:
         return cls(**{**PRESETS[name], **overrides})
 
 
-#: CPU-sized settings per system (iDEM App. C: sigma_max 3 for DW-4, 2 for LJ-13); each
-#: takes about 10 minutes of a shared 2-core CPU (experiments/particle_sampler.py).
+#: CPU-sized settings per system (iDEM App. C: sigma_max 3 for DW-4, 2 for LJ-13); their
+#: wall times are in the outputs of experiments/particle_sampler.py.
 PRESETS: dict[str, dict] = {
     "dw4": {
         "sigma_max": 3.0,
@@ -539,8 +531,8 @@ def idem_outer_step(
         k_idx, k_loss = jr.split(k)
         idx = jr.randint(k_idx, (settings.batch_size,), 0, n_filled)
         return idem_loss(
-            model,
             k_loss,
+            model,
             buffer[idx],
             energy_fn,
             beta=beta,

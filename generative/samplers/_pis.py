@@ -28,7 +28,6 @@ Doucet 2023, Sec. 3).
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import equinox as eqx
@@ -37,17 +36,17 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float
 
-from thermo._checks import check_count, check_positive
 from thermo._typing import PRNGKey
 from thermo.integrate import euler_maruyama_log_prob
 from thermo.kernel import Kernel
 from thermo.sde import SDE
 
 from ._common import (
-    AbstractSampler,
     SamplerState,
     Target,
     _advance,
+    _check_settings,
+    _FixedDurationSampler,
     _init_state,
     clip_displacement,
     gaussian_log_prob,
@@ -56,7 +55,7 @@ from ._common import (
 __all__ = ["PIS"]
 
 
-class PIS(AbstractSampler):
+class PIS(_FixedDurationSampler):
     r"""The Path Integral Sampler (Zhang & Chen 2022) with exact discrete-time weights.
 
     Attributes:
@@ -76,11 +75,11 @@ class PIS(AbstractSampler):
 
     Example:
         >>> import jax.random as jr, thermo.systems as systems
-        >>> from generative.samplers import PIS, Control, train, sample
+        >>> from generative.samplers import PIS, Control, train_sampler, sample_paths
         >>> system = systems.get("gaussian-2")
         >>> pis = PIS(Control(2, jr.PRNGKey(0)), n_steps=32, sigma=1.0)
-        >>> pis = train(jr.PRNGKey(1), pis, system, n_iters=100, batch_size=64).sampler
-        >>> ens = sample(jr.PRNGKey(2), pis, system, 1000)  # PathEnsemble
+        >>> pis = train_sampler(jr.PRNGKey(1), pis, system, n_iters=100, batch_size=64).sampler
+        >>> ens = sample_paths(jr.PRNGKey(2), pis, system, 1000)  # PathEnsemble
     """
 
     control: Any
@@ -98,22 +97,12 @@ class PIS(AbstractSampler):
         duration: float = 1.0,
         max_displacement: float | None = None,
     ):
-        n_steps = check_count(n_steps, "PIS: n_steps")
-        if max_displacement is not None:
-            check_positive(max_displacement, "PIS: max_displacement")
-        for name, v in (("sigma", sigma), ("duration", duration)):
-            if not (float(v) > 0 and math.isfinite(float(v))):
-                raise ValueError(f"PIS: {name} must be positive and finite, got {v}")
+        self.n_steps, self.max_displacement = _check_settings(
+            "PIS", n_steps, max_displacement, sigma=sigma, duration=duration
+        )
         self.control = control
-        self.n_steps = int(n_steps)
         self.sigma = float(sigma)
         self.duration = float(duration)
-        self.max_displacement = None if max_displacement is None else float(max_displacement)
-
-    @property
-    def dt(self) -> float:
-        """Step size :math:`\\delta = T/K`."""
-        return self.duration / self.n_steps
 
     def initial_positions(
         self, key: PRNGKey, target: Target, n: int, dtype: Any = None
@@ -158,12 +147,12 @@ class PIS(AbstractSampler):
         Feynman–Kac correction gives it weight zero; :math:`t_0` is floored at
         :math:`\delta` to stay finite)."""
         t = jnp.maximum(step, 1) * (self.duration / self.n_steps)
-        return gaussian_log_prob(x, 0.0, var=self.sigma**2 * t, n_dims=target.sub_dim)
+        return gaussian_log_prob(x, 0.0, variance=self.sigma**2 * t, n_dims=target.sub_dim)
 
     def terminal_log_weight(self, target: Target, state: SamplerState) -> Float[Array, ""]:
         r""":math:`\log\tilde\pi(x_K) - \log\mathcal N(x_K; 0, \sigma^2 T)` (on the COM-free
         subspace for particles)."""
         var = self.sigma**2 * self.duration
         return state.log_prob - gaussian_log_prob(
-            state.position, 0.0, var=var, n_dims=target.sub_dim
+            state.position, 0.0, variance=var, n_dims=target.sub_dim
         )

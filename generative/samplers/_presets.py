@@ -19,7 +19,14 @@ from thermo._typing import PRNGKey
 from thermo.paths import PathEnsemble
 
 from ._cmcd import CMCD
-from ._common import AbstractSampler, Control, TrainResult, as_target, sample, train
+from ._common import (
+    AbstractSampler,
+    Control,
+    SamplerTrainResult,
+    as_target,
+    sample_paths,
+    train_sampler,
+)
 from ._dds import DDS
 from ._pis import PIS
 
@@ -103,12 +110,12 @@ class FitResult(NamedTuple):
     Attributes:
         ensemble: ``PathEnsemble(samples, log_weights, n_energy_evals)`` of the trained
             sampler (sampling evaluations only).
-        training: the :class:`~generative.samplers.TrainResult` (its ``n_energy_evals``
+        training: the :class:`~generative.samplers.SamplerTrainResult` (its ``n_energy_evals``
             are the training evaluations).
     """
 
     ensemble: PathEnsemble
-    training: TrainResult
+    training: SamplerTrainResult
 
 
 def fit_and_sample(
@@ -124,7 +131,7 @@ def fit_and_sample(
     progress: bool | None = None,
     **sampler_options: Any,
 ) -> FitResult:
-    r"""Build (:func:`make_sampler`), train (:func:`~generative.samplers.train`) and sample.
+    r"""Build (:func:`make_sampler`), train (:func:`~generative.samplers.train_sampler`) and sample.
 
     Example (the COM-free DW-4 :math:`\log Z`, comparable with :func:`thermo.mcmc.ais`):
 
@@ -146,7 +153,7 @@ def fit_and_sample(
     target = as_target(system)
     key_net, key_train, key_sample = jr.split(key, 3)
     sampler = make_sampler(key_net, target, method, **sampler_options)
-    result = train(
+    result = train_sampler(
         key_train,
         sampler,
         target,
@@ -156,5 +163,5 @@ def fit_and_sample(
         learning_rate=learning_rate,
         progress=progress,
     )
-    ensemble = sample(key_sample, result.sampler, target, n_samples)
+    ensemble = sample_paths(key_sample, result.sampler, target, n_samples)
     return FitResult(ensemble, result)

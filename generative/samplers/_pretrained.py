@@ -32,6 +32,7 @@ from jaxtyping import Array, Float
 import thermo.systems as systems
 from thermo._typing import PRNGKey
 from thermo.fit import fit
+from thermo.paths import PathEnsemble
 
 from ._common import _train_loss, as_target
 from ._dds import DDS
@@ -178,6 +179,9 @@ class PretrainedSample(NamedTuple):
         log_z_std: its standard error.
         n_energy_evals: energy-and-gradient evaluations this call spent.
         pareto_k: the largest PSIS tail index met.
+        ensemble: the weighted final SMC population (:class:`thermo.paths.PathEnsemble`)
+            before the final resampling; ``log_z`` is its SMC estimate
+            (:func:`thermo.estimators.estimate_log_z` through :func:`thermo.smc.sequential_monte_carlo`).
     """
 
     samples: Float[Array, "n dim"]
@@ -185,6 +189,7 @@ class PretrainedSample(NamedTuple):
     log_z_std: Float[Array, ""]
     n_energy_evals: int
     pareto_k: Float[Array, ""]
+    ensemble: PathEnsemble
 
 
 class PretrainedSampler(eqx.Module):
@@ -199,7 +204,9 @@ class PretrainedSampler(eqx.Module):
         """``n`` corrected draws (``n`` SMC particles, ``n >= 2``)."""
         system = systems.get(self.config.system)
         r = feynman_kac(key, self.sampler, system, n, n_moves=self.config.n_moves)
-        return PretrainedSample(r.samples, r.log_z, r.log_z_std, int(r.n_energy_evals), r.pareto_k)
+        return PretrainedSample(
+            r.samples, r.log_z, r.log_z_std, int(r.n_energy_evals), r.pareto_k, r.smc.ensemble
+        )
 
 
 def pretrained(name: str, checkpoint_dir: str | Path = CHECKPOINT_DIR) -> PretrainedSampler:

@@ -28,7 +28,7 @@ def test_probability_flow_likelihood_is_exact(process):
         trace="exact",
         rtol=1e-8,
         atol=1e-8,
-        prior_log_prob_fn=p_t.log_prob,
+        prior_logdensity_fn=p_t.log_prob,
     )
     exact = jax.vmap(MIXTURE.log_prob)(POINTS)
     assert out.log_prob.shape == (3,)
@@ -54,7 +54,7 @@ def test_hutchinson_likelihood_is_unbiased():
         # the solve error (~1e-5) is far below the Hutchinson standard error (~1e-2)
         rtol=1e-5,
         atol=1e-5,
-        prior_log_prob_fn=p_t.log_prob,
+        prior_logdensity_fn=p_t.log_prob,
     )
     se = jnp.std(out.log_prob, ddof=1) / jnp.sqrt(64.0)
     print(f"Hutchinson: mean log p = {float(out.log_prob.mean()):.4f} +- {float(se):.4f}")

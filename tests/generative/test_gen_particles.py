@@ -16,10 +16,11 @@ import jax.random as jr
 import numpy as np
 import pytest
 
-from generative.processes import VP, gaussian_log_prob, remove_center_of_mass
+from generative.processes import VP, gaussian_log_prob
 from generative.thermodynamics import elbo, path_log_weights
 from thermo.estimators import estimate_log_z
 from thermo.integrate import euler_maruyama, euler_maruyama_log_prob
+from thermo.systems import remove_com
 
 PARTICLES = (3, 2)  # 3 particles in 2-D: d = 6, CoM-free dimension k = 4
 D = 6
@@ -41,13 +42,13 @@ def test_euler_maruyama_log_prob_rank_deficient_matches_subspace_density():
 
     def one(key):
         k1, k2 = jr.split(key)
-        x = remove_center_of_mass(jr.normal(k1, (D,)), PARTICLES)
+        x = remove_com(jr.normal(k1, (D,)), *PARTICLES)
         g = PROCESS.diffusion_coefficient(t)
         x_next = x + PROCESS.drift(t, x) * dt + g * jnp.sqrt(dt) * PROCESS.noise(k2, (D,))
         got = euler_maruyama_log_prob(PROCESS, t, dt, x, x_next)
         # the same density in orthonormal subspace coordinates z = Q^T r, N(0, g^2 dt I_k)
         z = q.T @ (x_next - x - PROCESS.drift(t, x) * dt)
-        expected = gaussian_log_prob(z, 0.0, std=g * jnp.sqrt(dt), n_dims=K)
+        expected = gaussian_log_prob(z, 0.0, variance=g**2 * dt, n_dims=K)
         return got, expected
 
     got, expected = jax.jit(jax.vmap(one))(keys)
@@ -61,14 +62,14 @@ def test_euler_maruyama_kernel_log_weight_on_subspace_is_finite():
     score = lambda t, x, args: -x  # noqa: E731  (the score of the prior, CoM-free)
     reverse = PROCESS.reverse(score, 0.0, 1.0)
     kernel = euler_maruyama(PROCESS, 0.01, reverse_sde=reverse)
-    x0 = remove_center_of_mass(jr.normal(jr.key(3), (D,)), PARTICLES)
+    x0 = remove_com(jr.normal(jr.key(3), (D,)), *PARTICLES)
     state = kernel.init(x0)
     state, info = jax.jit(kernel.step)(jr.key(4), state)
     assert bool(jnp.isfinite(info.log_weight_increment))
     assert jnp.allclose(state.position.reshape(3, 2).sum(0), 0.0, atol=1e-12)
 
 
-MU = remove_center_of_mass(jnp.array([1.0, -0.5, 0.3, 0.8, -0.2, 0.1]), PARTICLES)
+MU = remove_com(jnp.array([1.0, -0.5, 0.3, 0.8, -0.2, 0.1]), *PARTICLES)
 
 
 class LinearScore(eqx.Module):
@@ -82,7 +83,7 @@ class LinearScore(eqx.Module):
 
     def __call__(self, t, x, args=None):
         a, s = PROCESS.marginal_coefficients(t)
-        return -remove_center_of_mass(x - a * self.mean, PARTICLES) / (a**2 * self.var + s**2)
+        return -remove_com(x - a * self.mean, *PARTICLES) / (a**2 * self.var + s**2)
 
 
 def _reverse_chain_log_prob(mean, var, x, n_steps):
@@ -101,7 +102,7 @@ def _reverse_chain_log_prob(mean, var, x, n_steps):
         big_a = (1.0 - sd**2 * prec) / a
         m = big_a * m + sd**2 * prec * a_t * mean / a
         c = big_a**2 * c + sd**2
-    return gaussian_log_prob(x, m, std=jnp.sqrt(c), n_dims=K)
+    return gaussian_log_prob(x, m, variance=c, n_dims=K)
 
 
 @pytest.mark.parametrize(
@@ -111,7 +112,7 @@ def _reverse_chain_log_prob(mean, var, x, n_steps):
 )
 def test_particle_path_weights_unbiased(score_mean, score_var):
     n_steps, n_paths = 10, 4000
-    x = remove_center_of_mass(jnp.array([0.6, 0.1, -0.4, 0.5, 0.2, -0.3]), PARTICLES)
+    x = remove_com(jnp.array([0.6, 0.1, -0.4, 0.5, 0.2, -0.3]), *PARTICLES)
     paths = path_log_weights(
         jr.key(7),
         PROCESS,

@@ -6,8 +6,9 @@ import jax.random as jr
 import pytest
 
 from generative.exact import exact_score_fn, gaussian_kl_to_standard, marginal_mixture
-from generative.processes import VE, VP, SubVP, remove_center_of_mass
+from generative.processes import VE, VP, SubVP
 from generative.schedules import CosineSchedule, LinearSchedule
+from thermo.systems import remove_com
 
 from ._gen_fixtures import MIXTURE
 
@@ -77,7 +78,7 @@ def test_exact_mixture_score_is_gradient_of_marginal():
 def test_particle_process_is_com_free():
     vp = VP(particles=(4, 2))
     x = jr.normal(jr.key(1), (8,))
-    xt, eps = vp.sample_marginal(jr.key(2), 0.5, remove_center_of_mass(x, (4, 2)))
+    xt, eps = vp.sample_marginal(jr.key(2), 0.5, remove_com(x, 4, 2))
     assert jnp.allclose(xt.reshape(4, 2).sum(0), 0.0, atol=1e-12)
     assert jnp.allclose(eps.reshape(4, 2).sum(0), 0.0, atol=1e-12)
     g = vp.diffusion(0.5, x)
@@ -90,4 +91,4 @@ def test_bad_arguments_raise():
     with pytest.raises(ValueError):
         VE(sigma_min=1.0, sigma_max=0.5)
     with pytest.raises(ValueError):
-        remove_center_of_mass(jnp.zeros(7), (4, 2))
+        remove_com(jnp.zeros(7), 4, 2)

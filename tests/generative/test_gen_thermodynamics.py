@@ -24,10 +24,10 @@ from generative.exact import (
 from generative.processes import VE, VP
 from generative.thermodynamics import (
     elbo,
-    entropy_production,
     importance_log_likelihood,
     monte_carlo_marginal,
     path_log_weights,
+    relaxation_entropy_production,
 )
 from thermo.estimators import estimate_log_z
 
@@ -53,7 +53,7 @@ def test_entropy_production_identity_gaussian():
         p_t = marginal_mixture(vp, GAUSSIAN, t)
         return _gauss_hermite_nodes(p_t.means[0], p_t.covs[0])
 
-    production = jax.jit(lambda: entropy_production(vp, score, nodes, n_time=64))()
+    production = jax.jit(lambda: relaxation_entropy_production(vp, score, nodes, n_time=64))()
     p_t = marginal_mixture(vp, GAUSSIAN, vp.t1)
     kl_drop = gaussian_kl_to_standard(GAUSS_MEAN, GAUSS_COV) - gaussian_kl_to_standard(
         p_t.means[0], p_t.covs[0]
@@ -85,7 +85,7 @@ def test_entropy_production_identity_mixture_1d():
 
     production, kl0, kl1 = jax.jit(
         lambda: (
-            entropy_production(vp, score, nodes, n_time=64),
+            relaxation_entropy_production(vp, score, nodes, n_time=64),
             kl_to_standard(0.0),
             kl_to_standard(vp.t1),
         )
@@ -103,7 +103,9 @@ def test_entropy_production_monte_carlo_within_error():
     keys = jr.split(jr.key(4), 16)
     batches = jax.jit(
         jax.vmap(
-            lambda k, x: entropy_production(vp, score, monte_carlo_marginal(k, vp, x), n_time=32)
+            lambda k, x: relaxation_entropy_production(
+                vp, score, monte_carlo_marginal(k, vp, x), n_time=32
+            )
         )
     )(keys, x0)
     p_t = marginal_mixture(vp, GAUSSIAN, vp.t1)

@@ -10,7 +10,7 @@ import pytest
 from generative.networks import MLP
 from generative.processes import VP
 from generative.score import ScoreModel
-from generative.training import dsm_loss, train
+from generative.training import dsm_loss, train_score_model
 
 from ._gen_fixtures import MIXTURE
 
@@ -28,11 +28,11 @@ def test_dsm_loss_decreases(weighting):
     model = _model()
     loss_fn = eqx.filter_jit(
         lambda m: dsm_loss(
-            m, jr.key(99), DATA[:1024], weighting=weighting, importance_sampling=True
+            jr.key(99), m, DATA[:1024], weighting=weighting, importance_sampling=True
         )
     )
     before = loss_fn(model)
-    result = train(
+    result = train_score_model(
         jr.key(2),
         model,
         DATA,
@@ -51,11 +51,13 @@ def test_dsm_loss_decreases(weighting):
 
 def test_checkpoint_resume_reproduces_uninterrupted_run(tmp_path):
     kwargs = dict(batch_size=64, steps_per_call=10, progress=False)
-    straight = train(jr.key(5), _model(), DATA, n_steps=40, **kwargs)
+    straight = train_score_model(jr.key(5), _model(), DATA, n_steps=40, **kwargs)
     path = tmp_path / "ckpt.eqx"
-    first = train(jr.key(5), _model(), DATA, n_steps=20, checkpoint_path=path, **kwargs)
+    first = train_score_model(jr.key(5), _model(), DATA, n_steps=20, checkpoint_path=path, **kwargs)
     assert first.start_step == 0 and path.exists()
-    resumed = train(jr.key(5), _model(), DATA, n_steps=40, checkpoint_path=path, **kwargs)
+    resumed = train_score_model(
+        jr.key(5), _model(), DATA, n_steps=40, checkpoint_path=path, **kwargs
+    )
     assert resumed.start_step == 20 and resumed.losses.shape == (20,)
     a = jax.tree_util.tree_leaves(eqx.filter(straight.model, eqx.is_inexact_array))
     b = jax.tree_util.tree_leaves(eqx.filter(resumed.model, eqx.is_inexact_array))
@@ -65,4 +67,6 @@ def test_checkpoint_resume_reproduces_uninterrupted_run(tmp_path):
 
 def test_train_rejects_bad_data():
     with pytest.raises(ValueError):
-        train(jr.key(0), _model(), jnp.full((10, 2), jnp.nan), n_steps=1, progress=False)
+        train_score_model(
+            jr.key(0), _model(), jnp.full((10, 2), jnp.nan), n_steps=1, progress=False
+        )

@@ -12,13 +12,14 @@ import pytest
 from generative.periodic import (
     PeriodicScoreNet,
     WrappedVE,
-    dsm_loss,
-    sample,
-    train,
+    sample_torus,
+    torus_dsm_loss,
+    train_torus_score,
     wrap,
     wrapped_gaussian_log_prob,
     wrapped_gaussian_score,
 )
+from generative.processes import AbstractDiffusionProcess
 
 _BOX = np.array([[3.0, 0.3, 0.0], [0.0, 3.2, 0.2], [0.0, 0.0, 3.4]])  # triclinic
 _N = 8
@@ -84,7 +85,7 @@ def test_reverse_sampler_with_exact_score_recovers_the_target():
     def exact_score(sigma, u):
         return wrapped_gaussian_score(u, mu, jnp.sqrt(s0**2 + sigma**2))
 
-    u = sample(jr.key(6), exact_score, proc, n_samples=2000, n_particles=1, n_steps=200)
+    u = sample_torus(jr.key(6), exact_score, proc, n_samples=2000, n_particles=1, n_steps=200)
     c = np.cos(2 * np.pi * (np.asarray(u[:, 0, :]) - np.asarray(mu))).ravel()
     target = np.exp(-2 * np.pi**2 * s0**2)
     se = c.std(ddof=1) / np.sqrt(c.size)
@@ -103,12 +104,29 @@ def test_dsm_training_reduces_the_loss_below_its_start(net_fn):
     data = jnp.concatenate(
         [data, jnp.zeros((256, _N - 2, 3)) + jnp.arange(_N - 2)[:, None] / 8 + 0.06], 1
     )
-    res = train(jr.key(8), net, data, proc, n_steps=40, batch_size=16, n_chunks=1)
+    res = train_torus_score(jr.key(8), net, data, proc, n_steps=40, batch_size=16, n_chunks=1)
     loss_fn = eqx.filter_jit(
-        lambda n, k: jax.vmap(lambda kk: dsm_loss(n, kk, data[:32], proc))(jr.split(k, 16))
+        lambda n, k: jax.vmap(lambda kk: torus_dsm_loss(kk, n, data[:32], proc))(jr.split(k, 16))
     )
     before = np.asarray(loss_fn(net, jr.key(9)))
     after = np.asarray(loss_fn(res.net, jr.key(9)))
     diff = before - after
     assert diff.mean() > 4 * diff.std(ddof=1) / np.sqrt(diff.size), (before.mean(), after.mean())
     assert np.all(np.isfinite(res.losses)) and res.losses.shape == (40,)
+
+
+def test_wrapped_ve_is_a_shared_process_and_checks_its_arguments():
+    # The torus process is a process of the shared type: its marginal width is sigma(t)
+    # (SMLD convention), it wraps after a step, and its DSM target is the wrapped score.
+    proc = WrappedVE(sigma_min=1e-2, sigma_max=0.6)
+    assert isinstance(proc, AbstractDiffusionProcess)
+    a, std = proc.marginal_coefficients(0.5)
+    assert float(a) == 1.0 and abs(float(std) - float(proc.sigma(0.5))) < 1e-15
+    np.testing.assert_array_equal(np.asarray(proc.retract(jnp.array([-0.25, 1.5]))), [0.75, 0.5])
+    x0, xt = jnp.full((1, 3), 0.1), jnp.array([[0.95, 0.2, 0.1]])
+    target = proc.denoising_target(x0, xt, None, jnp.full((1, 1), 0.3))
+    np.testing.assert_allclose(
+        np.asarray(target), -0.3 * np.asarray(wrapped_gaussian_score(xt, x0, 0.3))
+    )
+    with pytest.raises(ValueError, match="sigma_min < sigma_max"):
+        WrappedVE(sigma_min=0.6, sigma_max=0.1)

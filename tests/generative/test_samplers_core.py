@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 import thermo.systems as systems
-from generative.samplers import CMCD, DDS, PIS, Control, as_target, sample, train
+from generative.samplers import CMCD, DDS, PIS, Control, as_target, sample_paths, train_sampler
 from thermo.estimators import estimate_log_z
 from thermo.integrate import overdamped_langevin, run_population
 from thermo.protocols import Protocol
@@ -91,7 +91,7 @@ def test_optimal_control_weights_vary_only_by_discretisation(name):
                 sigma=1.0,
                 duration=4.0,
             )
-        ens = sample(jr.PRNGKey(11), sampler, GAUSS, N_PATHS)
+        ens = sample_paths(jr.PRNGKey(11), sampler, GAUSS, N_PATHS)
         est = estimate_log_z(ens.log_weights)
         v, se = _var_and_se(ens.log_weights)
         variances.append((v, se))
@@ -127,7 +127,7 @@ def test_cmcd_without_control_is_annealed_langevin_ais():
     cmcd = CMCD(None, n_steps=20, dt=0.5, schedule_power=2.0)
     key = jr.PRNGKey(3)
     n = 64
-    ens = sample(key, cmcd, target, n)
+    ens = sample_paths(key, cmcd, target, n)
 
     s0 = cmcd.scale(target)
     protocol = Protocol(
@@ -170,8 +170,8 @@ def test_cmcd_log_variance_training_reduces_variance_and_stays_unbiased():
     target = as_target(lambda x: -0.5 * jnp.sum((x - mean) ** 2) / s**2, dim=2, scale=1.0)
     log_z = math.log(2 * math.pi * s**2)
     cmcd = CMCD(Control(2, jr.PRNGKey(0), width=16, depth=1), n_steps=16, dt=0.05)
-    before = sample(jr.PRNGKey(5), cmcd, target, N_PATHS)
-    result = train(
+    before = sample_paths(jr.PRNGKey(5), cmcd, target, N_PATHS)
+    result = train_sampler(
         jr.PRNGKey(6),
         cmcd,
         target,
@@ -180,7 +180,7 @@ def test_cmcd_log_variance_training_reduces_variance_and_stays_unbiased():
         loss="log_variance",
         learning_rate=3e-3,
     )
-    after = sample(jr.PRNGKey(7), result.sampler, target, N_PATHS)
+    after = sample_paths(jr.PRNGKey(7), result.sampler, target, N_PATHS)
     v0, se0 = _var_and_se(before.log_weights)
     v1, se1 = _var_and_se(after.log_weights)
     est0, est1 = estimate_log_z(before.log_weights), estimate_log_z(after.log_weights)
@@ -206,9 +206,9 @@ def test_bad_input_fails_clearly():
     with pytest.raises(ValueError, match="dim"):
         as_target(lambda x: -jnp.sum(x**2))
     with pytest.raises(ValueError, match="control has dim 3"):
-        train(jr.PRNGKey(0), PIS(Control(3, jr.PRNGKey(0))), GAUSS, n_iters=1, batch_size=4)
+        train_sampler(jr.PRNGKey(0), PIS(Control(3, jr.PRNGKey(0))), GAUSS, n_iters=1, batch_size=4)
     with pytest.raises(ValueError, match="loss must be"):
-        train(
+        train_sampler(
             jr.PRNGKey(0),
             PIS(Control(2, jr.PRNGKey(0))),
             GAUSS,
@@ -219,4 +219,4 @@ def test_bad_input_fails_clearly():
     with pytest.raises(ValueError, match="n_steps"):
         CMCD(None, n_steps=0)
     with pytest.raises(ValueError, match="no trainable"):
-        train(jr.PRNGKey(0), CMCD(None), GAUSS, n_iters=1, batch_size=4)
+        train_sampler(jr.PRNGKey(0), CMCD(None), GAUSS, n_iters=1, batch_size=4)

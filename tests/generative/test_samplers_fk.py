@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 import thermo.systems as systems
-from generative.samplers import CMCD, DDS, as_target, feynman_kac, make_sampler, sample
+from generative.samplers import CMCD, DDS, as_target, feynman_kac, make_sampler, sample_paths
 from thermo.estimators import estimate_log_z
 
 # The DDS reference step per stage, sigma*sqrt(1 - exp(-2 rate delta)), must be small
@@ -113,7 +113,7 @@ def test_rescue_of_a_bad_network(case):
         output_scale=1.0 / target.scale**2,
         max_displacement=target.scale,
     )
-    raw = estimate_log_z(sample(jr.PRNGKey(0), raw_sampler, target, _N))
+    raw = estimate_log_z(sample_paths(jr.PRNGKey(0), raw_sampler, target, _N))
     assert abs(float(raw.value) - log_z) > 4.0 * float(raw.std_err)
     z = _z_scores(bad, target, log_z)
     assert np.all(np.abs(z) < 4.0), z

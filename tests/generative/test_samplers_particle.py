@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import thermo.systems as systems
-from generative.processes import VE, remove_center_of_mass
+from generative.processes import VE
 from generative.samplers._particle import (
     IDEMSettings,
     idem_loss,
@@ -27,6 +27,7 @@ from generative.samplers._particle import (
     train_idem,
 )
 from thermo.estimators import estimate_log_z
+from thermo.systems import remove_com
 
 # A harmonic "cluster": U = k/2 sum_i |x_i - xbar|^2, E(n)-invariant. On the CoM-free
 # subspace (dimension (n-1)D) the Boltzmann density is N(0, P/(beta k)), so
@@ -56,7 +57,7 @@ _ENERGY3 = harmonic_energy(N3, D3)
 
 @pytest.mark.parametrize("n_mc", [64, 4096])
 def test_mc_score_matches_exact_noised_score_within_its_standard_error(n_mc):
-    x = remove_center_of_mass(jr.normal(jr.key(11), (N3 * D3,), jnp.float64), (N3, D3))
+    x = remove_com(jr.normal(jr.key(11), (N3 * D3,), jnp.float64), N3, D3)
     sigma = 0.7
     exact = -x / (1.0 / (BETA * K_SPRING) + sigma**2)
     est = jax.jit(
@@ -79,7 +80,7 @@ def test_mc_score_is_e_n_equivariant_on_dw4():
     n, dim = system.n_particles, system.spatial_dim
     k_x, k_e = jr.split(jr.key(7))
     x = 2.0 * jr.normal(k_x, (n * dim,), jnp.float64)
-    eps = remove_center_of_mass(jr.normal(k_e, (32, n * dim), jnp.float64), (n, dim))
+    eps = remove_com(jr.normal(k_e, (32, n * dim), jnp.float64), n, dim)
 
     @jax.jit
     def score(x, eps):
@@ -163,16 +164,14 @@ def trained():
 
 
 def test_training_decreases_the_loss_on_a_fixed_batch(trained):
-    x0 = remove_center_of_mass(
-        jr.normal(jr.key(1), (256, N2 * D2), jnp.float64) / math.sqrt(K_SPRING), (N2, D2)
-    )
+    x0 = remove_com(jr.normal(jr.key(1), (256, N2 * D2), jnp.float64) / math.sqrt(K_SPRING), N2, D2)
     init = init_idem(jr.split(jr.key(42))[0], N2, D2, _SETTINGS).model
 
     @eqx.filter_jit
     def loss(model):
         return idem_loss(
-            model,
             jr.key(9),
+            model,
             x0,
             _ENERGY2,
             beta=BETA,
@@ -192,9 +191,7 @@ def test_training_decreases_the_loss_on_a_fixed_batch(trained):
 
 
 def test_trained_score_approaches_the_exact_noised_score(trained):
-    x0 = remove_center_of_mass(
-        jr.normal(jr.key(2), (512, N2 * D2), jnp.float64) / math.sqrt(K_SPRING), (N2, D2)
-    )
+    x0 = remove_com(jr.normal(jr.key(2), (512, N2 * D2), jnp.float64) / math.sqrt(K_SPRING), N2, D2)
     t = jnp.linspace(0.05, 1.0, 512)
     init = init_idem(jr.split(jr.key(42))[0], N2, D2, _SETTINGS).model
 
