@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 
+from experiments.materials_co2_widom import RASPA_SCRIPT as WIDOM_SCRIPT
 from thermo.materials import (
     fugacities,
     gcmc_init,
@@ -38,32 +39,12 @@ from thermo.materials import (
 
 __all__ = ["RASPA_SCRIPT", "main", "raspa_gcmc"]
 
-#: argv = CIF path, init cycles, cycles, start molecules, seed; prints one JSON line.
-RASPA_SCRIPT = r"""
-import json, sys, time, warnings
-warnings.filterwarnings("ignore")
-import ase.io
-import raspalib as r
-cif, init, cycles, n0, seed = sys.argv[1], *map(int, sys.argv[2:6])
-atoms = ase.io.read(cif)
-ff = r.ForceField(
-    pseudo_atoms=[r.PseudoAtom("O", True, 15.9994, -1.025, 0.0, 8),
-                  r.PseudoAtom("Si", True, 28.0855, 2.05, 0.0, 14),
-                  r.PseudoAtom("C_co2", False, 12.0, 0.6512, 0.0, 6),
-                  r.PseudoAtom("O_co2", False, 15.9994, -0.3256, 0.0, 8)],
-    parameters=[r.VDWParameters(53.0, 3.30), r.VDWParameters(22.0, 2.30),
-                r.VDWParameters(29.933, 2.745), r.VDWParameters(85.671, 3.017)],
-    mixing_rule=r.ForceField.MixingRule.LORENTZ_BERTHELOT, cutoff_framework_vdw=12.0,
-    cutoff_molecule_vdw=12.0, cutoff_coulomb=12.0, shifted=True, tail_corrections=False,
-    use_charge=True)
-types, charges = {"O": 0, "Si": 1}, {"O": -1.025, "Si": 2.05}
-fw_atoms = [r.Atom(tuple(f), charges[s], 1.0, 0, types[s], 0, 0, True)
-            for f, s in zip(atoms.get_scaled_positions(), atoms.get_chemical_symbols())]
-fw = r.Framework(ff, "MFI_SI", r.SimulationBox(*atoms.cell.cellpar()[:3]), 1, fw_atoms,
-                 [2, 2, 2])
-co2 = [r.Atom((0.0, 0.0, 1.149), -0.3256, 1.0, 0, 3, 0, 0, False),
-       r.Atom((0.0, 0.0, 0.0), 0.6512, 1.0, 0, 2, 0, 0, False),
-       r.Atom((0.0, 0.0, -1.149), -0.3256, 1.0, 0, 3, 0, 0, False)]
+#: argv = CIF path, cycles, seed, init cycles, start molecules; prints one JSON line. The
+#: force field, framework and molecule are those of the Widom experiment's RASPA script.
+RASPA_SCRIPT = (
+    WIDOM_SCRIPT.split("comp = r.Component")[0]
+    + r"""
+init, n0 = int(sys.argv[4]), int(sys.argv[5])
 moves = r.MCMoveProbabilities(translation_probability=0.5, rotation_probability=0.5,
                               reinsertion_cbmc_probability=0.5, swap_probability=1.0)
 comp = r.Component(ff, "CO2", 304.1282, 7377300.0, 0.22394, co2,
@@ -78,6 +59,7 @@ print(json.dumps({"wall_s": wall, "cycles": init + cycles,
                   "n_final": list(mc.systems[0].number_of_molecules_per_component),
                   "loading_per_uc": mean / 8, "loading_std_err": err / 8}))
 """
+)
 
 
 def raspa_gcmc(cif: str, init: int, cycles: int, n_start: int, seed: int) -> dict:
@@ -88,7 +70,7 @@ def raspa_gcmc(cif: str, init: int, cycles: int, n_start: int, seed: int) -> dic
         if not python or not os.path.exists(python):
             return {"error": "raspalib is not importable here and $RASPA_PYTHON is unset"}
     proc = subprocess.run(
-        [python, "-c", RASPA_SCRIPT, cif, str(init), str(cycles), str(n_start), str(seed)],
+        [python, "-c", RASPA_SCRIPT, cif, str(cycles), str(seed), str(init), str(n_start)],
         capture_output=True,
         text=True,
         timeout=3600,
@@ -107,6 +89,7 @@ def main(
     n_boxes: int = 2,
 ) -> dict:
     """Time ours (1 and ``n_boxes`` boxes) and RASPA3; moves per second and the ratio."""
+    jax.config.update("jax_enable_x64", True)  # benchmark entry point: float64 as the experiment
     cif = shared_materials_path("MFI_SI.cif")  # the reference input; raises if absent
     atoms = read_structure(cif)
     steps = steps or (500 if quick else 5000)
@@ -126,7 +109,7 @@ def main(
         states, _ = gcmc_sample_batched(jr.split(jr.key(0), b), system, states, steps)
         jax.block_until_ready(states)
         first[b] = time.perf_counter() - t0
-        for i in range(3 if not quick else 1):  # equilibrate from empty (~26 molecules)
+        for i in range(5 if not quick else 1):  # equilibrate from empty (~26 molecules)
             states, _ = gcmc_sample_batched(jr.split(jr.key(10 + i), b), system, states, steps)
         times = []
         for i in range(n_repeats):

@@ -232,3 +232,16 @@ def test_bad_input_fails_fast():
         g.gcmc_system(a, temperature=300.0, fugacities=[1.0])
     with pytest.raises(ValueError, match="eos"):
         g.fugacities(["CO2"], 300.0, 1e5, eos="virial")
+
+
+def test_blocking_error_sees_correlated_blocks():
+    from experiments.materials_co2_gcmc import blocking_std_err
+
+    y = np.random.default_rng(0).normal(size=64)
+    se_iid = y.std(ddof=1) / np.sqrt(y.size)
+    doubled = np.repeat(
+        y, 2
+    )  # perfectly correlated neighbours: the plain SE is ~1/sqrt(2) too small
+    assert doubled.std(ddof=1) / np.sqrt(doubled.size) < 0.75 * se_iid
+    assert blocking_std_err(doubled) >= se_iid * (1 - 1e-12)
+    assert np.isnan(blocking_std_err([1.0]))

@@ -71,7 +71,13 @@ import numpy as np
 from jax.scipy.special import erfc
 
 from .._checks import check_count, check_positive
-from .adsorption import K_BOLTZMANN, _bin_lists, _fourier_grid, _random_rotation
+from .adsorption import (
+    K_BOLTZMANN,
+    _bin_lists,
+    _fourier_grid,
+    _framework_charge_array,
+    _random_rotation,
+)
 from .cells import box_matrix, check_cutoff, replicas_for_cutoff
 from .ewald import COULOMB_CONSTANT_RASPA, EwaldKVectors, _self_exclusion, ewald_parameters
 from .lj import lj_pair
@@ -420,15 +426,8 @@ def gcmc_system(
         frame_symbols = big.get_chemical_symbols()
         if framework_charges is None:
             q_frame = np.zeros(len(big))
-        elif isinstance(framework_charges, dict):
-            missing = sorted(set(frame_symbols) - set(framework_charges))
-            if missing:
-                raise ValueError(f"no framework charge for elements {missing}")
-            q_frame = np.array([float(framework_charges[s]) for s in frame_symbols])
-        else:
-            q_uc = np.asarray(framework_charges, dtype=np.float64).reshape(-1)
-            if q_uc.shape != (len(atoms),):
-                raise ValueError(f"framework_charges must have {len(atoms)} entries")
+        else:  # ase's repeat tiles whole unit cells
+            q_uc = _framework_charge_array(atoms, framework_charges)
             q_frame = np.tile(q_uc, int(np.prod(reps)))
     if len(reps) != 3 or min(reps) < 1:
         raise ValueError(f"unit_cells must be three positive integers, got {reps}")
