@@ -169,7 +169,9 @@ def run(config: Config, ctx) -> dict:
     se = blocking_std_err(loading_blocks)
     w_blocks = np.asarray(carry["widom_sum"]).sum(1) / np.asarray(carry["widom_count"]).sum(1)
     weight = float(w_blocks.mean())
-    w_se = float(w_blocks.std(ddof=1) / np.sqrt(n_prod)) if n_prod > 1 else float("nan")
+    w_se = blocking_std_err(w_blocks)
+    # Grand-canonical Widom identity <N> = beta f V <W> (exact): a consistency check.
+    bfv_uc = float(np.exp(np.asarray(system.log_beta_f_v)[0])) / n_uc
     att = np.asarray(carry["attempts"]).sum(axis=(0, 1))
     acc = np.asarray(carry["accepted"]).sum(axis=(0, 1))
     prod_wall = float(np.asarray(carry["wall"])[n_eq:].sum())
@@ -187,6 +189,7 @@ def run(config: Config, ctx) -> dict:
         "loading_molecules_per_uc": {"value": loading, "std_err": se, "n_blocks": n_prod},
         "loading_std_err_of_block_means": se_plain,
         "widom_weight": {"value": weight, "std_err": w_se},
+        "loading_from_widom_identity": {"value": bfv_uc * weight, "std_err": bfv_uc * w_se},
         "acceptance": {
             m: float(a / t) if t else None
             for m, a, t in zip(
