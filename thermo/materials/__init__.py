@@ -1,4 +1,4 @@
-"""Materials sampling: periodic cells, hard-cut LJ, NVT sampling, free energies, adsorption.
+"""Materials sampling: periodic cells, hard-cut LJ, NVT sampling, free energies, adsorption, GCMC.
 
 See issue 9. Reduced LJ units unless stated; adsorption energies in K (``/k_B``).
 """
@@ -42,6 +42,17 @@ from .free_energy import third_virial_coefficient as third_virial_coefficient
 from .free_energy import virial_pressure_series as virial_pressure_series
 from .free_energy import widom_chemical_potential as widom_chemical_potential
 from .free_energy import widom_excess_free_energy as widom_excess_free_energy
+from .gcmc import GCMCState as GCMCState
+from .gcmc import GCMCStats as GCMCStats
+from .gcmc import GCMCSystem as GCMCSystem
+from .gcmc import fugacities as fugacities
+from .gcmc import gcmc_init as gcmc_init
+from .gcmc import gcmc_sample as gcmc_sample
+from .gcmc import gcmc_sample_batched as gcmc_sample_batched
+from .gcmc import gcmc_step as gcmc_step
+from .gcmc import gcmc_system as gcmc_system
+from .gcmc import gcmc_total_energy as gcmc_total_energy
+from .gcmc import peng_robinson_fugacity_coefficients as peng_robinson_fugacity_coefficients
 from .lj import lj_energy_fn as lj_energy_fn
 from .lj import lj_neighbor_energy_fn as lj_neighbor_energy_fn
 from .lj import lj_pair as lj_pair
