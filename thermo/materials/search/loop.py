@@ -150,7 +150,6 @@ class _Strategy:
         n = len(space)
         self.order = np.asarray(jr.permutation(jr.fold_in(key, 0), n))
         self.gp = None
-        self.cost_gp = None
         # multi-fidelity initial design: n_init candidates, each at every fidelity
         design = max_diverse_design(space.features, int(self.order[0]), min(n_init, n))
         self.design = [(int(i), lvl) for i in design for lvl in range(n_fid)]
