@@ -66,7 +66,8 @@ class Config:
     Attributes:
         strategies: strategies replayed.
         n_seeds: seeded runs per strategy.
-        n_init: random initial evaluations.
+        n_init: initial design size (:func:`thermo.materials.search.run_loop`: for the
+            multi-fidelity search, that many max-diverse COFs at both fidelities, as published).
     """
 
     strategies: Annotated[tuple[str, ...], Choices(STRATEGIES, accept=_known_strategies)] = (

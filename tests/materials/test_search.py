@@ -206,3 +206,69 @@ def test_kill_and_resume(tmp_path):
     exec(_CHILD.format(root=root, db=str(tmp_path / "f.db"), lat=0.0, executor="None"), ns)
     ref = [(e.candidate, e.fidelity) for e in fresh.evaluations()]
     assert pairs == ref
+
+
+def test_log_expected_improvement_matches_log_ei_and_stays_finite():
+    """Where plain EI is representable, LogEI equals its log; far in the tail, where EI
+    underflows to 0, LogEI stays finite, decreasing in |z|, and follows the asymptote
+    log h(z) ~ -z^2/2 - log(2 pi)/2 - 2 log|z| (Mills-ratio expansion)."""
+    mean = np.array([3.0, 1.0, 0.0, -1.0, -4.0, -10.0])
+    sd = np.array([1.0, 0.5, 2.0, 1.0, 1.0, 1.0])
+    np.testing.assert_allclose(
+        search.log_expected_improvement(mean, sd, 1.0),
+        np.log(search.expected_improvement(mean, sd, 1.0)),
+        rtol=1e-9,
+    )
+    z = -np.array([40.0, 60.0, 100.0])
+    assert np.all(search.expected_improvement(z, 1.0, 0.0) == 0.0)
+    lg = search.log_expected_improvement(z, 1.0, 0.0)
+    assert np.all(np.isfinite(lg)) and np.all(np.diff(lg) < 0)
+    asym = -0.5 * z**2 - 0.5 * np.log(2 * np.pi) - 2 * np.log(-z)
+    # next term of the expansion: h(z) ~ phi(z)/z^2 (1 - 3/z^2 + ...)
+    assert np.all(np.abs(lg - asym) < 4 / z**2), (lg, asym)
+
+
+def test_max_diverse_design_is_farthest_point():
+    """On a line, from the middle point, the farthest-point design takes one end (ties go to
+    the lowest index), then the other end, then the point nearest an end."""
+    x = np.array([[0.0], [0.1], [0.5], [0.9], [1.0]])
+    assert search.max_diverse_design(x, 2, 4) == [2, 0, 4, 1]
+    # scaling or shifting a column does not change the design (features are min-max scaled)
+    assert search.max_diverse_design(np.c_[x * 10 + 3, x], 2, 4) == [2, 0, 4, 1]
+
+
+def test_multi_fidelity_design_and_cost_ratio():
+    """The multi-fidelity search starts with n_init candidates at both fidelities, and
+    charges a candidate with a known cheap cost that cost times the observed ratio."""
+    x, v, c = _library()
+    c = np.stack(
+        [c[0] * np.linspace(1.0, 2.0, c.shape[1]), c[0] * 10 * np.linspace(1.0, 2.0, c.shape[1])]
+    )
+    r = search.replay(
+        jr.PRNGKey(1), x, v, c, budget=1e9, strategy="multi_fidelity", max_evaluations=8, n_init=3
+    )
+    design = r.history[:6]
+    assert [lvl for _, lvl in design] == [0, 1] * 3
+    assert [i for i, _ in design[::2]] == [i for i, _ in design[1::2]]
+    from thermo.materials.search.loop import _State, _Strategy
+
+    idx = np.array([i for i, _ in r.history])
+    lvl = np.array([lv for _, lv in r.history])
+    st = _State(x.shape[0], 2, idx, lvl, v[lvl, idx], c[lvl, idx], set(r.history))
+    strat = _Strategy(
+        "multi_fidelity",
+        jr.PRNGKey(1),
+        search.CandidateSpace(x),
+        2,
+        n_init=3,
+        cost_guess=[1.0, 1.0],
+        lambda0=1.0,
+        lambda_rate=0.1,
+        cost_model=True,
+    )
+    est = strat._expected_costs(st)
+    seen = np.unique(idx[lvl == 0])
+    # the cost ratio is exactly 10 here, so its log-variance is 0 and the estimate is exact
+    np.testing.assert_allclose(est[1, seen], c[1, seen], rtol=1e-12)
+    unseen = np.setdiff1d(np.arange(x.shape[0]), seen)
+    np.testing.assert_allclose(est[1, unseen], c[1, idx[lvl == 1]].mean(), rtol=1e-12)

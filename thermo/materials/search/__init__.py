@@ -13,6 +13,8 @@ from .fidelity import ReplayFidelity as ReplayFidelity
 from .loop import STRATEGIES as STRATEGIES
 from .loop import SearchResult as SearchResult
 from .loop import expected_improvement as expected_improvement
+from .loop import log_expected_improvement as log_expected_improvement
+from .loop import max_diverse_design as max_diverse_design
 from .loop import replay as replay
 from .loop import run_loop as run_loop
 from .store import Evaluation as Evaluation

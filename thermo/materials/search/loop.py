@@ -7,12 +7,18 @@ resumed loop takes the same decisions):
 * ``"single_fidelity"``: expected improvement (Jones, Schonlau & Welch 1998) of a GP on the
   top fidelity only, :math:`\mathrm{EI} = \sigma\,[z\Phi(z)+\varphi(z)]`,
   :math:`z = (\mu - f^\star)/\sigma`.
-* ``"multi_fidelity"``: the candidate maximising EI of the *top-fidelity* latent under the
-  multi-fidelity GP; the fidelity maximising the reduction of that latent's posterior
-  variance per unit expected cost,
-  :math:`\mathrm{Cov}[f_L(x), y_l(x)]^2 / (\mathrm{Var}[y_l(x)]\,c_l)` (a variance-reduction-
-  per-cost rule in the spirit of multi-fidelity knowledge gradient / MF-MES, Wu et al. 2019,
-  Takeno et al. 2020; not the published study's BoTorch acquisition).
+* ``"multi_fidelity"``: the augmented EI of Gantzler et al. (Digital Discovery 2023, after
+  Huang et al. 2006): an initial design of ``n_init`` candidates, each run at every fidelity,
+  chosen by farthest-point (max-min distance) design from a random seed candidate; then the
+  pair :math:`(x, l)` maximising
+  :math:`\mathrm{EI}_L(x)\,\rho_l(x)\,/\,\hat c_l(x)`, with :math:`\mathrm{EI}_L` the
+  expected improvement of the top-fidelity latent over the best top-fidelity value seen,
+  :math:`\rho_l(x) = \mathrm{corr}[f_l(x), f_L(x)]` under the multi-fidelity GP posterior
+  (:math:`\rho_L = 1`), and :math:`\hat c_l(x)` the expected cost. The score is compared in
+  log space (LogEI, Ament et al. 2023) so that it still ranks candidates where EI underflows.
+  The published rule uses the mean cost per fidelity; ``cost_model=True`` (the default)
+  charges a candidate already run at the cheapest fidelity its own cheap cost times the
+  mean cost ratio (see ``_Strategy._expected_costs``).
 * ``"boltzmann"``: proposals drawn exactly from :math:`p(m)\propto\exp(\lambda_t s(m))` over
   the candidates not yet seen at the top fidelity, with :math:`s` the standardised GP
   posterior mean of the top fidelity and :math:`\lambda_t = \lambda_0 + \dot\lambda\,t`
@@ -35,6 +41,7 @@ from typing import NamedTuple
 
 import jax.random as jr
 import numpy as np
+from scipy.special import erfcx
 from scipy.stats import norm
 
 from .executors import InProcessExecutor
@@ -42,7 +49,15 @@ from .fidelity import CandidateSpace, ReplayFidelity
 from .store import Evaluation, EvaluationStore, code_version
 from .surrogate import MultiFidelityGP
 
-__all__ = ["STRATEGIES", "SearchResult", "expected_improvement", "replay", "run_loop"]
+__all__ = [
+    "STRATEGIES",
+    "SearchResult",
+    "expected_improvement",
+    "log_expected_improvement",
+    "max_diverse_design",
+    "replay",
+    "run_loop",
+]
 
 STRATEGIES = ("random", "single_fidelity", "multi_fidelity", "boltzmann")
 
@@ -72,6 +87,26 @@ def expected_improvement(mean, sd, best):
     return (mean - best) * norm.cdf(z) + sd * norm.pdf(z)
 
 
+def log_expected_improvement(mean, sd, best):
+    r""":math:`\log\mathrm{EI} = \log\sigma + \log h(z)`, :math:`h(z) = \varphi(z) + z\Phi(z)`,
+    evaluated stably in the far tail (LogEI, Ament et al., NeurIPS 2023, eq. 9): for
+    :math:`z \le -1`, :math:`\log h(z) = -z^2/2 - \tfrac12\log 2\pi +
+    \log\big(1 - \sqrt{\pi/2}\,|z|\,\mathrm{erfcx}(-z/\sqrt2)\big)`, so candidates whose plain EI
+    underflows to zero still rank correctly. Shapes as :func:`expected_improvement`.
+    """
+    mean, sd = np.asarray(mean, float), np.maximum(np.asarray(sd, float), 1e-12)
+    z0 = (mean - best) / sd
+    z = np.atleast_1d(z0).astype(float)
+    out = np.empty_like(z)
+    hi = z > -1
+    zh = z[hi]
+    out[hi] = np.log(norm.pdf(zh) + zh * norm.cdf(zh))
+    zl = z[~hi]
+    t = np.sqrt(np.pi / 2) * np.abs(zl) * erfcx(-zl / np.sqrt(2))
+    out[~hi] = -0.5 * zl**2 - 0.5 * np.log(2 * np.pi) + np.log1p(-np.minimum(t, 1 - 1e-300))
+    return out.reshape(np.shape(z0)) + np.log(sd)
+
+
 @dataclasses.dataclass
 class _State:
     n: int
@@ -83,14 +118,41 @@ class _State:
     done: set
 
 
+def max_diverse_design(features, seed_index: int, k: int) -> list[int]:
+    r"""Farthest-point (max-min distance) design of ``k`` candidates starting at ``seed_index``.
+
+    Features are min-max scaled to :math:`[0, 1]` per column; each next candidate maximises
+    its distance to the nearest one chosen so far (Gantzler et al. 2023's initial design).
+    ``features (n, d)``; returns ``k`` distinct indices.
+    """
+    f = np.asarray(features, float)
+    span = f.max(0) - f.min(0)
+    x = (f - f.min(0)) / np.where(span > 0, span, 1.0)
+    ids = [int(seed_index)]
+    dist = np.linalg.norm(x - x[seed_index], axis=1)
+    for _ in range(k - 1):
+        nxt = int(np.argmax(dist))
+        if dist[nxt] <= 0:
+            break
+        ids.append(nxt)
+        dist = np.minimum(dist, np.linalg.norm(x - x[nxt], axis=1))
+    return ids
+
+
 class _Strategy:
-    def __init__(self, name, key, space, n_fid, *, n_init, cost_guess, lambda0, lambda_rate):
+    def __init__(
+        self, name, key, space, n_fid, *, n_init, cost_guess, lambda0, lambda_rate, cost_model
+    ):
         self.name, self.key, self.space, self.n_fid = name, key, space, n_fid
         self.n_init, self.cost_guess = n_init, np.asarray(cost_guess, float)
         self.lambda0, self.lambda_rate = lambda0, lambda_rate
+        self.cost_model = cost_model
         n = len(space)
         self.order = np.asarray(jr.permutation(jr.fold_in(key, 0), n))
         self.gp = None
+        # multi-fidelity initial design: n_init candidates, each at every fidelity
+        design = max_diverse_design(space.features, int(self.order[0]), min(n_init, n))
+        self.design = [(int(i), lvl) for i in design for lvl in range(n_fid)]
 
     def _expected_cost(self, s: _State, lvl: int) -> float:
         m = s.lvl == lvl
@@ -120,12 +182,16 @@ class _Strategy:
                 return self._next_random(s, top, min(q, self.n_init - int((s.lvl == top).sum())))
             gp, lv = self._fit(s, True)
             return self._ei_top(s, gp, lv, q, fidelity=top)
-        # multi-fidelity strategies start from n_init random cheap evaluations
+        if self.name == "multi_fidelity":
+            todo = [p for p in self.design if p not in s.done]
+            if todo:
+                return todo[:q]
+            gp, _ = self._fit(s, False)
+            return self._multi_fidelity(s, gp, q)
+        # the Boltzmann search starts from n_init random cheap evaluations
         if len(s.y) < self.n_init:
             return self._next_random(s, 0, min(q, self.n_init - len(s.y)))
         gp, lv = self._fit(s, False)
-        if self.name == "multi_fidelity":
-            return self._multi_fidelity(s, gp, q)
         return self._boltzmann(s, gp, q)
 
     def _open(self, s: _State, top: int) -> np.ndarray:
@@ -146,24 +212,58 @@ class _Strategy:
         order = np.argsort(-ei, kind="stable")
         return [(int(i), fidelity) for i in order[:q] if np.isfinite(ei[i])]
 
+    def _expected_costs(self, s: _State) -> np.ndarray:
+        r"""``(n_fid, n)`` expected cost of each pair.
+
+        Without ``cost_model``: the mean cost charged at each fidelity so far (Gantzler et
+        al.'s cost ratio). With it, a candidate whose cheapest fidelity has been run is charged
+        :math:`\hat c_l(x) = c_0(x)\,\hat r_l`: both simulations scale with the same
+        framework (atoms, cell volume), so the cost ratio, not the cost, is shared;
+        :math:`\hat r_l = \exp(\overline{\log r} + \tfrac12 s^2_{\log r})` is the log-normal
+        mean of the ratios :math:`c_l(x)/c_0(x)` seen on candidates run at both.
+        """
+        mean = np.array([self._expected_cost(s, lvl) for lvl in range(self.n_fid)])
+        out = np.repeat(mean[:, None], s.n, axis=1)
+        if not self.cost_model:
+            return out
+        c0 = {int(i): float(c) for i, lvl, c in zip(s.idx, s.lvl, s.cost, strict=True) if lvl == 0}
+        seen = np.array(sorted(c0), int)
+        for lvl in range(1, self.n_fid):
+            pairs = [
+                np.log(c / c0[int(i)])
+                for i, lv, c in zip(s.idx, s.lvl, s.cost, strict=True)
+                if lv == lvl and int(i) in c0
+            ]
+            if not pairs or not len(seen):
+                continue
+            log_r = np.asarray(pairs)
+            var = log_r.var(ddof=1) if len(log_r) > 1 else 0.0
+            ratio = np.exp(log_r.mean() + 0.5 * var)
+            out[lvl, seen] = np.array([c0[int(i)] for i in seen]) * ratio
+        return out
+
     def _multi_fidelity(self, s, gp, q):
         top = self.n_fid - 1
-        picks = self._ei_top(s, gp, top, q, fidelity=top)
-        noise = gp.noise_var()
-        out = []
-        for cand, _ in picks:
-            _, sd_top = gp.predict(top, [cand])
-            best_l, best_v = top, -np.inf
-            for lvl in range(self.n_fid):
-                if (cand, lvl) in s.done:
-                    continue
-                _, sd_l = gp.predict(lvl, [cand])
-                c = gp.cross_cov(top, lvl, [cand])[0] if lvl != top else sd_top[0] ** 2
-                v = c**2 / (sd_l[0] ** 2 + noise[lvl]) / self._expected_cost(s, lvl)
-                if v > best_v:
-                    best_l, best_v = lvl, v
-            out.append((cand, best_l))
-        return out
+        mean, sd = gp.predict(top)
+        log_ei = log_expected_improvement(mean, sd, self._best_top(s, gp, top))
+        log_cost = np.log(self._expected_costs(s))
+        score = np.empty((self.n_fid, s.n))
+        for lvl in range(self.n_fid):
+            if lvl == top:
+                score[lvl] = log_ei - log_cost[lvl]
+                continue
+            _, sd_l = gp.predict(lvl)
+            rho = gp.cross_cov(lvl, top) / np.maximum(sd_l * sd, 1e-300)
+            with np.errstate(divide="ignore"):
+                score[lvl] = log_ei + np.log(np.maximum(rho, 0.0)) - log_cost[lvl]
+        for c, lvl in s.done:
+            score[lvl, c] = -np.inf
+        flat = np.argsort(-score, axis=None, kind="stable")[:q]
+        return [
+            (int(c), int(lvl))
+            for lvl, c in zip(*np.unravel_index(flat, score.shape), strict=True)
+            if score[lvl, c] > -np.inf
+        ]
 
     def _boltzmann(self, s, gp, q):
         top = self.n_fid - 1
@@ -230,6 +330,7 @@ def run_loop(
     max_evaluations: int | None = None,
     lambda0: float = 1.0,
     lambda_rate: float = 0.1,
+    cost_model: bool = True,
 ) -> SearchResult:
     """Run (or resume) a search until ``budget`` is spent.
 
@@ -248,12 +349,16 @@ def run_loop(
         executor: :class:`InProcessExecutor` (default), ``ProcessPoolExecutor`` or
             ``DaskExecutor``.
         batch_size: pairs proposed and run concurrently per round.
-        n_init: random evaluations before the surrogate is used (cheap tier for the
-            multi-fidelity strategies, top tier for ``single_fidelity``).
+        n_init: initial design size: random top-tier evaluations for ``single_fidelity``,
+            random cheap-tier ones for ``boltzmann``, and for ``multi_fidelity`` that many
+            max-diverse candidates each run at every fidelity.
         cost_guess: expected cost per fidelity before any is charged (default: mean of a
             ``ReplayFidelity``'s costs, else 1).
         stop_index: stop once this candidate has been evaluated at the top fidelity.
         max_evaluations: stop after this many evaluations in total.
+        lambda0, lambda_rate: the Boltzmann search's inverse temperature schedule.
+        cost_model: ``multi_fidelity`` only: per-candidate expected costs from the candidate's
+            cheap-tier cost and the observed cost ratio (else the mean cost per fidelity).
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
@@ -277,6 +382,7 @@ def run_loop(
         cost_guess=cost_guess,
         lambda0=lambda0,
         lambda_rate=lambda_rate,
+        cost_model=cost_model,
     )
     evals = store.evaluations()
     task = _Evaluate(fidelities)
