@@ -1,7 +1,13 @@
-"""Pieces shared by the materials experiments (one timed Widom run and its metrics)."""
+"""Pieces shared by the materials experiments (one timed Widom run and its metrics, and
+the one way RASPA3 peer runs are launched)."""
 
 from __future__ import annotations
 
+import importlib.util
+import json
+import os
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -11,7 +17,31 @@ import numpy as np
 
 from thermo.materials import WidomResult, widom
 
-__all__ = ["raspa3_comparison", "timed_widom"]
+__all__ = ["raspa3_comparison", "run_raspa_script", "timed_widom"]
+
+
+def run_raspa_script(
+    script: str, *args: object, python: str | None = None, timeout: int = 3600
+) -> dict:
+    """Run a RASPA3 driver script (``python -c script *args``) and parse its last JSON line.
+
+    The interpreter is ``python`` if given, else this one when ``raspalib`` (RASPA3's Python
+    package) is importable here, else ``$RASPA_PYTHON``. Returns ``{"error": why}`` instead
+    of raising when RASPA3 is not available or the run fails, so a missing peer never loses
+    the project's own results.
+    """
+    if python is None:
+        python = sys.executable
+        if importlib.util.find_spec("raspalib") is None:
+            python = os.environ.get("RASPA_PYTHON", "")
+    if not python or not os.path.exists(python):
+        return {"error": "raspalib is not importable here and $RASPA_PYTHON is unset"}
+    proc = subprocess.run(
+        [python, "-c", script, *map(str, args)], capture_output=True, text=True, timeout=timeout
+    )
+    if proc.returncode != 0:
+        return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr else "failed"}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def timed_widom(

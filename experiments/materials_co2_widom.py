@@ -25,17 +25,12 @@ charges), with no RASPA3 comparison.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
-import json
-import os
-import subprocess
-import sys
 from typing import Annotated
 
 import numpy as np
 
 from experiments._config import Count, NonNegativeInt, Positive, Range, Seed
-from experiments._materials import raspa3_comparison, timed_widom
+from experiments._materials import raspa3_comparison, run_raspa_script, timed_widom
 from experiments._runner import uncached_stage
 from thermo.materials import (
     adsorption_force_field,
@@ -96,20 +91,7 @@ print(json.dumps({"wall_s": wall, "n_insertions": n, "weight": w,
 
 def raspa_widom(cif: str, cycles: int, seed: int) -> dict:
     """RASPA3's infinite-dilution CO2 Widom run (:data:`RASPA_SCRIPT`); ``{"error"}`` if absent."""
-    python = sys.executable
-    if importlib.util.find_spec("raspalib") is None:
-        python = os.environ.get("RASPA_PYTHON", "")
-        if not python or not os.path.exists(python):
-            return {"error": "raspalib is not importable here and $RASPA_PYTHON is unset"}
-    proc = subprocess.run(
-        [python, "-c", RASPA_SCRIPT, cif, str(cycles), str(seed)],
-        capture_output=True,
-        text=True,
-        timeout=3600,
-    )
-    if proc.returncode != 0:
-        return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr else "failed"}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_raspa_script(RASPA_SCRIPT, cif, cycles, seed)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,10 +14,7 @@ an equilibration from empty, the median of ``n_repeats`` timed blocks, per box, 
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
-import subprocess
 import sys
 import time
 
@@ -26,6 +23,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 
+from experiments._materials import run_raspa_script
 from experiments.materials_co2_widom import RASPA_SCRIPT as WIDOM_SCRIPT
 from thermo.materials import (
     fugacities,
@@ -64,20 +62,7 @@ print(json.dumps({"wall_s": wall, "cycles": init + cycles,
 
 def raspa_gcmc(cif: str, init: int, cycles: int, n_start: int, seed: int) -> dict:
     """Run :data:`RASPA_SCRIPT`; ``{"error": ...}`` when raspalib is not available."""
-    python = sys.executable
-    if importlib.util.find_spec("raspalib") is None:
-        python = os.environ.get("RASPA_PYTHON", "")
-        if not python or not os.path.exists(python):
-            return {"error": "raspalib is not importable here and $RASPA_PYTHON is unset"}
-    proc = subprocess.run(
-        [python, "-c", RASPA_SCRIPT, cif, str(cycles), str(seed), str(init), str(n_start)],
-        capture_output=True,
-        text=True,
-        timeout=3600,
-    )
-    if proc.returncode != 0:
-        return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr else "failed"}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_raspa_script(RASPA_SCRIPT, cif, cycles, seed, init, n_start)
 
 
 def main(

@@ -3,9 +3,8 @@ r"""Widom insertions per second: methane in MFI (2×2×2 cells), ours vs RASPA3 
 Peers, timed in the same run as ours:
 
 * **RASPA3** through its PyPI package ``raspalib`` (3.1.0, a cp311 wheel), which the
-  project does not depend on: it lives in a separate virtual environment
-  (``python3 -m venv /tmp/raspa-venv && /tmp/raspa-venv/bin/pip install raspalib``;
-  another interpreter via ``$RASPA_PYTHON``) and is driven in a subprocess by the script
+  project does not depend on (it is in the ``bench`` extra): this interpreter when it
+  imports ``raspalib``, else the one ``$RASPA_PYTHON`` names, driven in a subprocess by the script
   :data:`RASPA_SCRIPT` (the model of RASPA3's example 7: TraPPE-zeo O/Si + TraPPE CH4,
   Lorentz–Berthelot, shifted at 12 Å, no tail, no charges, 2×2×2 cells, 300 K, the
   framework given atom by atom in P1). Its rate is Widom insertions over the wall time
@@ -25,16 +24,15 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import tempfile
 import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 
+from experiments._materials import run_raspa_script
 from thermo.materials import framework_energy_fn, load_force_field, widom
 from thermo.materials.structures import read_structure, shared_materials_path
 
@@ -101,9 +99,6 @@ def numpy_widom_energies(atoms, frac_points, unit_cells=(2, 2, 2)):
 
 def raspa_widom(atoms, cycles: int, seed: int, python: str | None = None) -> dict:
     """Run :data:`RASPA_SCRIPT` under the raspalib interpreter; ``{"error": ...}`` if absent."""
-    python = python or os.environ.get("RASPA_PYTHON", "/tmp/raspa-venv/bin/python")
-    if not Path(python).exists():
-        return {"error": f"no raspalib interpreter at {python} (set $RASPA_PYTHON)"}
     ff = load_force_field()
     data = {
         "cell": atoms.cell.cellpar().tolist(),
@@ -118,17 +113,9 @@ def raspa_widom(atoms, cycles: int, seed: int, python: str | None = None) -> dic
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(data, f)
     try:
-        proc = subprocess.run(
-            [python, "-c", RASPA_SCRIPT, f.name, str(cycles), str(seed)],
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
+        return run_raspa_script(RASPA_SCRIPT, f.name, cycles, seed, python=python, timeout=900)
     finally:
         os.unlink(f.name)
-    if proc.returncode != 0:
-        return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr else "failed"}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def main(
