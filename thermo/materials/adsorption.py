@@ -120,6 +120,16 @@ class WidomResult(NamedTuple):
     unit_cells: tuple[int, int, int]
 
 
+def _ewald_kvectors(cell_rows, r_cut, precision, alpha=None, kmax=None) -> EwaldKVectors:
+    """The k-vectors for a requested accuracy (:func:`ewald_parameters`), with ``alpha`` or
+    ``kmax`` overriding the automatic choice where given."""
+    if alpha is None or kmax is None:
+        auto_alpha, auto_kmax = ewald_parameters(cell_rows, r_cut, precision)
+        alpha = auto_alpha if alpha is None else alpha
+        kmax = auto_kmax if kmax is None else kmax
+    return EwaldKVectors(cell_rows, alpha=float(alpha), kmax=kmax)
+
+
 def _mixed_parameters(ff: dict, symbols: list[str], site: str):
     atoms = ff["atoms"]
     missing = sorted(set(symbols) - set(atoms))
@@ -233,12 +243,7 @@ def framework_energy_fn(
         q_uc = _framework_charge_array(atoms, framework_charges)
         q_big = np.tile(q_uc, int(np.prod(reps)))  # ase's repeat tiles whole unit cells
         cell_rows = supercell.T
-        alpha, kmax = ewald_alpha, ewald_kmax
-        if alpha is None or kmax is None:
-            auto_alpha, auto_kmax = ewald_parameters(cell_rows, r_cut, ewald_precision)
-            alpha = auto_alpha if alpha is None else alpha
-            kmax = auto_kmax if kmax is None else kmax
-        kv = EwaldKVectors(cell_rows, alpha=float(alpha), kmax=kmax)
+        kv = _ewald_kvectors(cell_rows, r_cut, ewald_precision, ewald_alpha, ewald_kmax)
         cj = jnp.asarray(cell_rows)
         const = coulomb_constant * float(
             _self_exclusion(

@@ -74,12 +74,13 @@ from .._checks import check_count, check_positive
 from .adsorption import (
     K_BOLTZMANN,
     _bin_lists,
+    _ewald_kvectors,
     _fourier_grid,
     _framework_charge_array,
     _random_rotation,
 )
 from .cells import box_matrix, check_cutoff, replicas_for_cutoff
-from .ewald import COULOMB_CONSTANT_RASPA, EwaldKVectors, _self_exclusion, ewald_parameters
+from .ewald import COULOMB_CONSTANT_RASPA, _self_exclusion
 from .lj import lj_pair
 from .molecules import Molecule, adsorption_force_field
 from .structures import load_framework
@@ -482,12 +483,7 @@ def gcmc_system(
 
     coulomb = bool(np.any(q_site != 0))
     if coulomb:
-        alpha, kmax = ewald_alpha, ewald_kmax
-        if alpha is None or kmax is None:
-            auto_alpha, auto_kmax = ewald_parameters(supercell_rows, r_cut, ewald_precision)
-            alpha = auto_alpha if alpha is None else alpha
-            kmax = auto_kmax if kmax is None else kmax
-        kv = EwaldKVectors(supercell_rows, alpha=float(alpha), kmax=kmax)
+        kv = _ewald_kvectors(supercell_rows, r_cut, ewald_precision, ewald_alpha, ewald_kmax)
         k_ranges, weights, s_frame = _fourier_grid(kv, frame_frac, q_frame, supercell_rows.T)
         cj = jnp.asarray(supercell_rows)
         consts = []
