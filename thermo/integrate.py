@@ -477,7 +477,7 @@ def euler_maruyama(
         noise = jr.normal(key, brownian_shape(g, x), x.dtype)
         x_next = x + sde.drift(t, x, args) * dt + diffusion_matvec(g, noise) * jnp.sqrt(dt)
         k_next = state.step + 1
-        t_next = (t0 + k_next * dt).astype(x.dtype)
+        t_next = (t0 + k_next.astype(jnp.result_type(dt)) * dt).astype(x.dtype)
         if reverse_sde is None:
             inc = jnp.zeros((), x.dtype)
         else:
@@ -594,7 +594,7 @@ def overdamped_langevin(
             lam_next = protocol.lam(t0)
             evals = 1
         else:
-            lam_next = protocol.lam(t0 + k_next * dt)
+            lam_next = protocol.lam(t0 + k_next.astype(jnp.result_type(dt)) * dt)
             u_x, g_x = _value_and_grad(protocol, x, lam_next)
             evals = 2
         d_work = u_x - state.energy
@@ -767,7 +767,7 @@ def baoab(
             lam_next = protocol.lam(t0)
             evals = 1
         else:
-            lam_next = protocol.lam(t0 + k_next * dt)
+            lam_next = protocol.lam(t0 + k_next.astype(jnp.result_type(dt)) * dt)
             u_x, g_x = _value_and_grad(protocol, x, lam_next)
             evals = 2
         d_work = u_x - state.energy
