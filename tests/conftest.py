@@ -16,5 +16,9 @@ book do.
 import jax
 
 jax.config.update("jax_enable_x64", True)
+# jax-md 0.2.29 multiplies int64 by float32 while importing (jax_md.rigid_body): import it
+# once here, before promotion turns strict, so the library's `from jax_md import ...` works.
+import jax_md  # noqa: E402, F401
+
 jax.config.update("jax_numpy_dtype_promotion", "strict")
 jax.config.update("jax_numpy_rank_promotion", "raise")
