@@ -281,14 +281,14 @@ def predictor_corrector(
         x = state.position
         n = x.shape[0]
         k_next = state.step + 1
-        clock = jnp.asarray(t0 + state.step * h, x.dtype)
+        clock = jnp.asarray(t0 + state.step.astype(jnp.result_type(h)) * h, x.dtype)
 
         def predict(k, xi):
             em = integrate.EulerMaruyamaState(xi, clock, state.step, jnp.zeros((), x.dtype))
             return predictor.step(k, em)[0].position
 
         x = jax.vmap(predict)(jr.split(key_p, n), x)
-        t_next = t1 - k_next * h  # forward time after the predictor step
+        t_next = t1 - k_next.astype(jnp.result_type(h)) * h  # forward time after the predictor step
         a_step, _ = process.transition_coefficients(t_next, t_next + h)
         alpha = a_step**2
 
