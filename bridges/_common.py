@@ -412,8 +412,8 @@ def coupling_stats(
 ) -> tuple[Float[Array, "d d"], Float[Array, "d d"]]:
     r"""Sample cross-covariance :math:`\widehat{\mathrm{Cov}}(X_0, X_1)` and :math:`\widehat{\mathrm{Cov}}(X_1)` (``n - 1`` normalised)."""
     n = x0.shape[0]
-    x0c = x0 - x0.mean(0)
-    x1c = x1 - x1.mean(0)
+    x0c = x0 - x0.mean(0)[None]
+    x1c = x1 - x1.mean(0)[None]
     return x0c.T @ x1c / (n - 1), x1c.T @ x1c / (n - 1)
 
 

@@ -101,7 +101,7 @@ def _gaussian_logpdf_terms(means, covs):
 
 def _component_logpdfs(x, means, prec, log_norm):
     """``log N(x; m_k, P_k^{-1})`` for all k: ``x`` of shape ``(d,)`` -> ``(K,)`` (einsums only)."""
-    dev = x - means
+    dev = x[None] - means
     return log_norm - 0.5 * jnp.einsum("ki,kij,kj->k", dev, prec, dev)
 
 
@@ -181,7 +181,7 @@ class GMMBenchmark(_MixtureConditional):
 def _mixture_moments(log_beta, means, covs):
     beta = jnp.exp(log_beta)
     mean = beta @ means
-    dev = means - mean
+    dev = means - mean[None]
     cov = jnp.einsum("k,kij->ij", beta, covs) + jnp.einsum("k,ki,kj->ij", beta, dev, dev)
     return mean, cov
 
@@ -220,7 +220,7 @@ def make_benchmark(
     s_inv = jnp.linalg.inv(s)
     s_tilde = jnp.linalg.inv(eye[None] / eps + s_inv)
     s_tilde = 0.5 * (s_tilde + jnp.swapaxes(s_tilde, 1, 2))
-    prec_pot, log_norm_pot = _gaussian_logpdf_terms(m, s + eps * eye)
+    prec_pot, log_norm_pot = _gaussian_logpdf_terms(m, s + eps * eye[None])
     bench = GMMBenchmark(
         eps=jnp.asarray(eps, dtype),
         log_w=log_w,
@@ -332,7 +332,7 @@ class LightSB(_MixtureConditional):
         r""":math:`\log v_\theta(y)` for a batch ``y`` of shape ``(n, d)``."""
         prec, log_norm = _gaussian_logpdf_terms(self.r, self.eps * self.scale())
         comp = jax.vmap(lambda yi: _component_logpdfs(yi, self.r, prec, log_norm))(y)
-        return logsumexp(self.log_alpha + comp, axis=-1)
+        return logsumexp(self.log_alpha[None, :] + comp, axis=-1)
 
     def _logits(self, x, s):
         return self.log_alpha + (jnp.einsum("i,kij,j->k", x, s, x) + 2.0 * self.r @ x) / (
@@ -422,7 +422,7 @@ def fit_lightsb(
         log_alpha=jnp.zeros((n_components,), init_points.dtype),
         r=jnp.asarray(init_points),
         chol_raw=jnp.zeros((n_components, dim, dim), init_points.dtype)
-        + 0.5 * jnp.log(init_scale) * jnp.eye(dim, dtype=init_points.dtype),
+        + 0.5 * jnp.log(init_scale) * jnp.eye(dim, dtype=init_points.dtype)[None],
         eps=float(eps),
     )
     result = fit(

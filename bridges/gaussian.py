@@ -61,7 +61,7 @@ def sqrtm_psd(m: Float[Array, "d d"]) -> Float[Array, "d d"]:
     """Symmetric square root of a symmetric positive semi-definite matrix (by ``eigh``)."""
     m = 0.5 * (m + m.T)
     w, v = jnp.linalg.eigh(m)
-    return (v * jnp.sqrt(jnp.clip(w, 0.0))) @ v.T
+    return (v * jnp.sqrt(jnp.clip(w, 0.0))[None, :]) @ v.T
 
 
 def entropic_cross_covariance(
@@ -90,7 +90,7 @@ def entropic_cross_covariance(
     m = 4.0 * r0 @ cov1 @ r0
     lam, u = jnp.linalg.eigh(0.5 * (m + m.T))
     lam = jnp.clip(lam, 0.0)
-    d_minus_s = (u * (lam / (jnp.sqrt(lam + s**2) + s))) @ u.T
+    d_minus_s = (u * (lam / (jnp.sqrt(lam + s**2) + s))[None, :]) @ u.T
     return 0.5 * (r0 @ d_minus_s @ r0_inv)
 
 
@@ -189,14 +189,14 @@ class GaussianBridge(eqx.Module):
         joint_mean = jnp.concatenate([self.mu0, self.mu1])
         chol = jnp.linalg.cholesky(self.joint_cov())
         z = jr.normal(key, (n, 2 * self.dim), dtype=self.cov0.dtype)
-        xy = joint_mean + z @ chol.T
+        xy = joint_mean[None] + z @ chol.T
         return xy[:, : self.dim], xy[:, self.dim :]
 
     def sample_marginal(self, key: PRNGKey, t: ScalarLike, n: int) -> Float[Array, "n d"]:
         r"""``n`` exact draws from :math:`\mathcal N(\mu_t, \Sigma_t)`."""
         chol = jnp.linalg.cholesky(self.cov(t))
         z = jr.normal(key, (n, self.dim), dtype=self.cov0.dtype)
-        return self.mean(t) + z @ chol.T
+        return self.mean(t)[None] + z @ chol.T
 
     def kl_to_reference(self) -> Float[Array, ""]:
         r"""KL of the bridge's path measure to the reference started from the same :math:`\mathcal N(\mu_0,\Sigma_0)`.

@@ -106,7 +106,10 @@ def _entropic_plan(x, y, sigma, threshold, max_iterations):
     geom = pointcloud.PointCloud(x, y, cost_fn=costs.SqEuclidean(), epsilon=eps, scale_cost=1.0)
     prob = linear_problem.LinearProblem(geom)
     solver = ott_sinkhorn.Sinkhorn(threshold=threshold, max_iterations=max_iterations)
-    out = solver(prob)
+    # ott-jax 0.6.0's marginal error computes |.| ** norm_error[:, None] on shapes (n,), (1, 1)
+    # and a float ** int64 power: allow rank and standard dtype promotion inside the solve
+    with jax.numpy_rank_promotion("allow"), jax.numpy_dtype_promotion("standard"):
+        out = solver(prob)
     return EntropicPlan(
         matrix=out.matrix,
         f=out.f,
@@ -126,8 +129,8 @@ def plan_cross_covariance(
     """
     a = plan_matrix.sum(axis=1)
     b = plan_matrix.sum(axis=0)
-    xc = x - a @ x
-    yc = y - b @ y
+    xc = x - (a @ x)[None]
+    yc = y - (b @ y)[None]
     return xc.T @ plan_matrix @ yc
 
 
@@ -148,7 +151,7 @@ class SinkhornBridge(eqx.Module):
 
     def conditional_weights(self, t: ScalarLike, z: Float[Array, " d"]) -> Float[Array, " m"]:
         r""":math:`w_j(t,z)`: estimated law of :math:`X_1` given :math:`X_t = z` on the targets."""
-        sq = jnp.sum((z - self.y) ** 2, axis=-1)
+        sq = jnp.sum((z[None] - self.y) ** 2, axis=-1)
         return jax.nn.softmax((self.g - sq / (1.0 - t)) / self.epsilon)
 
     def drift(self, t: ScalarLike, z: Float[Array, " d"], args: Args = None) -> Float[Array, " d"]:

@@ -299,9 +299,9 @@ def predictor_corrector(
         x = state.position
         n = x.shape[0]
         k_next = state.step + 1
-        clock = jnp.asarray(t0 + state.step * h, x.dtype)
+        clock = jnp.asarray(t0 + state.step.astype(jnp.result_type(h)) * h, x.dtype)
 
-        t_next = t1 - k_next * h  # forward time after the predictor step
+        t_next = t1 - k_next.astype(jnp.result_type(h)) * h  # forward time after the predictor step
 
         def predict(k, xi):
             if predictor == "ancestral":

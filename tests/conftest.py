@@ -1,4 +1,13 @@
-"""Test configuration: float64 everywhere, as the estimators' exact checks need it.
+"""Test configuration: float64 everywhere, strict dtype promotion, rank-promotion errors.
+
+x64 because the estimators' exact checks need it. Strict dtype promotion
+(``jax_numpy_dtype_promotion="strict"``) turns every implicit float32/float64 or
+int/float mix into an error, and ``jax_numpy_rank_promotion="raise"`` turns every implicit
+broadcast between arrays of different rank into one (STYLE.md), so the library's casts
+and broadcasts are written out. Where a dependency itself breaks these rules, the call
+into it is wrapped in ``jax.numpy_dtype_promotion("standard")`` /
+``jax.numpy_rank_promotion("allow")`` with a comment naming the dependency, at the
+narrowest place.
 
 The library itself never flips global JAX flags; only tests, experiments and the
 book do.
@@ -7,3 +16,9 @@ book do.
 import jax
 
 jax.config.update("jax_enable_x64", True)
+# jax-md 0.2.29 multiplies int64 by float32 while importing (jax_md.rigid_body): import it
+# once here, before promotion turns strict, so the library's `from jax_md import ...` works.
+import jax_md  # noqa: E402, F401
+
+jax.config.update("jax_numpy_dtype_promotion", "strict")
+jax.config.update("jax_numpy_rank_promotion", "raise")

@@ -122,7 +122,9 @@ def fit_steps(
         p, s = carry
         value, grads = grad_fn(p, k)
         loss, aux = value if has_aux else (value, None)
-        updates, s = optimizer.update(grads, s, p)
+        # optax 0.2.8 (adam's bias correction) computes float ** int32 step count
+        with jax.numpy_dtype_promotion("standard"):
+            updates, s = optimizer.update(grads, s, p)
         p = optax.apply_updates(p, updates)
         return (p, s), (loss, aux)
 
@@ -310,7 +312,9 @@ def with_ema(
     def update(updates, state, params=None):
         if params is None:
             raise ValueError("with_ema needs the parameters in update(updates, state, params)")
-        updates, inner = optimizer.update(updates, state.inner, params)
+        # optax 0.2.8 (adam's bias correction) computes float ** int32 step count
+        with jax.numpy_dtype_promotion("standard"):
+            updates, inner = optimizer.update(updates, state.inner, params)
         new_params = optax.apply_updates(params, updates)
         if warmup:
             k = state.count.astype(jnp.float32)

@@ -86,7 +86,7 @@ def systematic_resampling(key: PRNGKey, log_weights: Float[Array, " n"]) -> Int[
     n = log_weights.shape[0]
     w = jnp.exp(log_weights - logsumexp(log_weights))
     cdf = jnp.cumsum(w)
-    u = (jr.uniform(key, dtype=cdf.dtype) + jnp.arange(n)) / n
+    u = (jr.uniform(key, dtype=cdf.dtype) + jnp.arange(n, dtype=cdf.dtype)) / n
     return jnp.clip(jnp.searchsorted(cdf, u, side="right"), 0, n - 1)
 
 

@@ -77,9 +77,14 @@ def _worker(impl: str, n_states: int, n_per_state: int, n_repeats: int) -> dict:
 
         logging.getLogger("pymbar").setLevel(logging.ERROR)
 
+        import jax
+
+        # pymbar 4.0.3's JAX solvers broadcast by rank promotion and mix int64 N_k with float64;
+        # its calls run under allow/standard promotion (the tests turn both strict)
         def run():
-            m = pymbar.MBAR(u_kn, n_k)
-            d = m.compute_free_energy_differences()
+            with jax.numpy_rank_promotion("allow"), jax.numpy_dtype_promotion("standard"):
+                m = pymbar.MBAR(u_kn, n_k)
+                d = m.compute_free_energy_differences()
             return np.asarray(m.f_k), np.asarray(d["dDelta_f"][0])
 
     elif impl == "fastmbar":

@@ -54,9 +54,13 @@ def _apply_tail(mlp: eqx.nn.MLP, pre: Array, activation, final_activation) -> Ar
     the same function as ``mlp`` with a scalar activation, applied to the last axis."""
     y = activation(pre)
     for layer in mlp.layers[1:-1]:
-        y = activation(y @ layer.weight.T + layer.bias)
+        y = activation(
+            y @ layer.weight.T + jnp.broadcast_to(layer.bias, (*y.shape[:-1], layer.bias.shape[0]))
+        )
     last = mlp.layers[-1]
-    return final_activation(y @ last.weight.T + last.bias)
+    return final_activation(
+        y @ last.weight.T + jnp.broadcast_to(last.bias, (*y.shape[:-1], last.bias.shape[0]))
+    )
 
 
 class EGNNLayer(eqx.Module):
@@ -142,7 +146,9 @@ class EGNNLayer(eqx.Module):
         mask = 1.0 - jnp.eye(n, dtype=x.dtype)
         m = m * mask[..., None]
         c0 = self.coord_mlp.layers[0]
-        w = _apply_tail(self.coord_mlp, m @ c0.weight.T + c0.bias, self.activation, _identity)
+        w = _apply_tail(
+            self.coord_mlp, m @ c0.weight.T + c0.bias[None, None, :], self.activation, _identity
+        )
         w = w * mask[..., None]  # (n, n, 1)
         x = x + jnp.sum(diff / (dist + 1.0) * w, axis=1) / (n - 1)
         h = h + jax.vmap(self.node_mlp)(jnp.concatenate([h, jnp.sum(m, axis=1)], axis=-1))

@@ -91,7 +91,7 @@ def test_legendre_basis_is_orthogonal():
     ts = jnp.asarray(0.5 * (nodes + 1.0))
     phi = jax.vmap(lambda t: _legendre_basis(t, 6))(ts)
     gram = (phi * jnp.asarray(0.5 * weights)[:, None]).T @ phi
-    np.testing.assert_allclose(gram, jnp.diag(1.0 / (2 * jnp.arange(6) + 1.0)), atol=1e-12)
+    np.testing.assert_allclose(gram, jnp.diag(1.0 / (2 * jnp.arange(6.0) + 1.0)), atol=1e-12)
 
 
 def test_reference_process_is_far(task):

@@ -32,7 +32,7 @@ class HarmonicParticles(ParticleSystem):
 
     def _energy(self, x):
         pos = x.reshape(self.n_particles, self.spatial_dim)
-        return 0.5 * self.k * jnp.sum((pos - jnp.mean(pos, axis=0)) ** 2)
+        return 0.5 * self.k * jnp.sum((pos - jnp.mean(pos, axis=0)[None]) ** 2)
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ N_PARTICLES, DIM = 5, 3
 
 def _random_rotation(key, dim):
     q, r = jnp.linalg.qr(jr.normal(key, (dim, dim)))
-    q = q * jnp.sign(jnp.diag(r))  # Haar-distributed orthogonal matrix
+    q = q * jnp.sign(jnp.diag(r))[None, :]  # Haar-distributed orthogonal matrix
     return q.at[:, 0].multiply(jnp.sign(jnp.linalg.det(q)))  # a proper rotation
 
 
@@ -35,7 +35,7 @@ def test_egnn_score_is_rotation_permutation_equivariant(egnn_score):
 
     def transform(v, translate):
         p = v.reshape(N_PARTICLES, DIM) @ rot.T
-        return (p[perm] + (shift if translate else 0.0)).reshape(-1)
+        return (p[perm] + (shift[None] if translate else 0.0)).reshape(-1)
 
     score = jax.jit(lambda x: egnn_score(0.37, x))
     out = score(x)
@@ -63,8 +63,9 @@ def test_flax_nnx_adapter_matches_module_and_trains():
 
     class Net(nnx.Module):
         def __init__(self, d, rngs):
-            self.l1 = nnx.Linear(d + 1, 16, rngs=rngs)
-            self.l2 = nnx.Linear(16, d, rngs=rngs)
+            # float64 parameters: the inputs are float64 (x64) and promotion is strict
+            self.l1 = nnx.Linear(d + 1, 16, param_dtype=jnp.float64, rngs=rngs)
+            self.l2 = nnx.Linear(16, d, param_dtype=jnp.float64, rngs=rngs)
 
         def __call__(self, t, x):
             return self.l2(nnx.silu(self.l1(jnp.concatenate([x, jnp.atleast_1d(t)]))))
@@ -90,7 +91,9 @@ def test_flax_linen_adapter_matches_module():
     class Net(nn.Module):
         @nn.compact
         def __call__(self, t, x):
-            return nn.Dense(x.shape[-1])(jnp.concatenate([x, jnp.atleast_1d(t)]))
+            return nn.Dense(x.shape[-1], param_dtype=jnp.float64)(
+                jnp.concatenate([x, jnp.atleast_1d(t)])
+            )
 
     module = Net()
     x = jnp.array([0.3, -0.1])

@@ -42,7 +42,7 @@ def _gauss_hermite_nodes(mean, cov, n=3):
     zz = jnp.stack(jnp.meshgrid(z, z, indexing="ij"), -1).reshape(-1, 2)
     ww = jnp.outer(w, w).reshape(-1)
     chol = jnp.linalg.cholesky(cov)
-    return mean + zz @ chol.T, ww / ww.sum()
+    return mean[None, :] + zz @ chol.T, ww / ww.sum()
 
 
 def test_entropy_production_identity_gaussian():

@@ -39,7 +39,7 @@ def points():
 def test_translation_invariance_and_periodicity(net_fn, points):
     net, f = net_fn
     s = f(net, 0.1, points)
-    shifted = f(net, 0.1, wrap(points + jnp.array([0.3, 0.7, 0.2])))
+    shifted = f(net, 0.1, wrap(points + jnp.array([0.3, 0.7, 0.2])[None]))
     assert float(jnp.max(jnp.abs(shifted - s))) < 1e-6
     images = jnp.zeros_like(points).at[2].set(jnp.array([1.0, -2.0, 3.0]))
     assert float(jnp.max(jnp.abs(f(net, 0.1, points + images) - s))) < 1e-6
@@ -62,7 +62,7 @@ def test_wrapped_gaussian_score_matches_finite_differences():
     log_p = jax.jit(jax.vmap(wrapped_gaussian_log_prob, (0, None, None)))
     for sigma in (0.05, 0.3, 0.6):
         eye = h * jnp.eye(6)
-        fd = (log_p(u + eye, mean, sigma) - log_p(u - eye, mean, sigma)) / (2 * h)
+        fd = (log_p(u[None] + eye, mean, sigma) - log_p(u[None] - eye, mean, sigma)) / (2 * h)
         score = wrapped_gaussian_score(u, mean, sigma)
         np.testing.assert_allclose(np.asarray(score), np.asarray(fd), atol=1e-6 / sigma**2)
 
@@ -102,7 +102,7 @@ def test_dsm_training_reduces_the_loss_below_its_start(net_fn):
     base = jnp.array([[0.1, 0.1, 0.1], [0.45, 0.5, 0.55]])
     data = wrap(base + 0.03 * jr.normal(jr.key(7), (256, 2, 3)))
     data = jnp.concatenate(
-        [data, jnp.zeros((256, _N - 2, 3)) + jnp.arange(_N - 2)[:, None] / 8 + 0.06], 1
+        [data, jnp.zeros((256, _N - 2, 3)) + jnp.arange(_N - 2)[None, :, None] / 8 + 0.06], 1
     )
     res = train_torus_score(jr.key(8), net, data, proc, n_steps=40, batch_size=16, n_chunks=1)
     loss_fn = eqx.filter_jit(

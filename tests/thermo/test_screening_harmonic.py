@@ -29,7 +29,10 @@ def _ring(n=8, k=2.0, a=1.0):
         d = jax.vmap(disp)(jnp.roll(r, -1, axis=0), r) - bond
         return 0.5 * k * jnp.sum(d**2)
 
-    r0 = jnp.stack([jnp.arange(n) * a, jnp.full(n, 5.0), jnp.full(n, 5.0)], axis=1)
+    r0 = jnp.stack(
+        [jnp.arange(n, dtype=jnp.result_type(float)) * a, jnp.full(n, 5.0), jnp.full(n, 5.0)],
+        axis=1,
+    )
     return energy, r0
 
 
@@ -85,7 +88,7 @@ def test_unstable_structure_is_flagged():
     with pytest.raises(ValueError, match="not a stable minimum"):
         anharmonic_free_energy(
             jr.key(0),
-            lambda x: jnp.sum(x**2 * jnp.array([1.0, -1.0, 2.0])),
+            lambda x: jnp.sum(x**2 * jnp.array([1.0, -1.0, 2.0])[None]),
             jnp.ones((1, 3)),
             temperature=T,
             n_zero_modes=0,

@@ -257,7 +257,7 @@ def test_lj_regularisation_leaves_physical_distances_unchanged():
 def _random_clusters(key, n, spread, count):
     """Mackay icosahedra (nearest neighbours at 1) with Gaussian noise of std ``spread``."""
     pos = systems.mackay_icosahedron({13: 1, 55: 2}[n], 1.0)
-    return jnp.asarray(pos.ravel()) + spread * jr.normal(key, (count, n * 3))
+    return jnp.asarray(pos.ravel())[None] + spread * jr.normal(key, (count, n * 3))
 
 
 def test_dem_lj_is_twice_standard_lj_at_half_the_temperature_plus_restraint():

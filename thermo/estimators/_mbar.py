@@ -197,7 +197,7 @@ def _factor(h, n_k):
     a common shift of f) is lifted by a rank-one term, unsampled states get a unit diagonal.
     Returns ``(chol, ok)``; callers fall back to an eigen-pseudo-inverse when not ok."""
     sampled = n_k > 0
-    scale = jnp.maximum(jnp.trace(h) / jnp.maximum(jnp.sum(sampled), 1), 1e-300)
+    scale = jnp.maximum(jnp.trace(h) / jnp.maximum(jnp.sum(sampled), 1).astype(h.dtype), 1e-300)
     v = n_k / jnp.sum(n_k)
     h_reg = h + scale * jnp.outer(v, v) / jnp.sum(v**2) + jnp.diag(jnp.where(sampled, 0.0, 1.0))
     chol = jnp.linalg.cholesky(h_reg)
@@ -671,7 +671,7 @@ class MBAR:
         u_n = self._u_kn_device()[0] if u_n is None else self._check_extra(u_n[None, :], "u_n")[0]
         idx = jnp.searchsorted(jnp.asarray(edges, dtype), x_n, side="right") - 1
         n_bins = edges.shape[0] - 1
-        in_bin = idx[None, :] == jnp.arange(n_bins)[:, None]
+        in_bin = idx[None, :] == jnp.arange(n_bins, dtype=idx.dtype)[:, None]
         a = jnp.where(in_bin, -u_n[None, :] - self.log_denominator_n[None, :], -jnp.inf)
         occupied = jnp.any(in_bin, axis=1)
         f_b = -logsumexp(a, axis=1)

@@ -142,7 +142,8 @@ def estimate_log_z(
         n = log_w.shape[0]
         w_norm = jnp.exp(log_w - logsumexp(log_w))
         eve_mass = jax.ops.segment_sum(w_norm, resampling.eve_indices, num_segments=n)
-        factor = (n / (n - 1.0)) ** (resampling.n_resampling + 1.0)
+        n_stages = resampling.n_resampling.astype(jnp.result_type(float)) + 1.0
+        factor = ((n / (n - 1.0)) ** n_stages).astype(log_w.dtype)
         rel_var = jnp.maximum(1.0 - factor * (1.0 - jnp.sum(eve_mass**2)), 0.0)
         k = jnp.maximum(k, resampling.max_pareto_k) if n >= 10 else k
         est = est._replace(std_err=jnp.sqrt(rel_var), pareto_k=k)

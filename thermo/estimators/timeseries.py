@@ -51,11 +51,11 @@ def _g_from_series(da, db, length, mintime, fast):
     zero-padded) series ``da, db``; traced ``length`` so one compile serves every suffix."""
     n_max = da.shape[0]
     n_fft = 2 * n_max
-    sigma2 = jnp.sum(da * db) / length
+    sigma2 = jnp.sum(da * db) / jnp.asarray(length, dtype=da.dtype)
     ab = _lagged_products(da, db, n_fft)[:n_max]
     ba = _lagged_products(db, da, n_fft)[:n_max]
     t = jnp.arange(n_max)
-    denom = 2.0 * (length - t) * sigma2
+    denom = 2.0 * (length - t).astype(sigma2.dtype) * sigma2
     c = (ab + ba) / jnp.where(t < length, denom, 1.0)
     if fast:
         # Evaluated lags 1, 2, 4, 7, ...: t_j = 1 + j(j+1)/2 with increment j + 1.
@@ -71,7 +71,9 @@ def _g_from_series(da, db, length, mintime, fast):
     # Terms before the first stopping lag (and within the series) contribute.
     before_stop = jnp.cumsum(stop) == 0
     keep = valid & before_stop
-    g = 1.0 + jnp.sum(jnp.where(keep, 2.0 * c_l * (1.0 - lags / length) * incr, 0.0))
+    g = 1.0 + jnp.sum(
+        jnp.where(keep, 2.0 * c_l * (1.0 - lags / length) * incr.astype(c_l.dtype), 0.0)
+    )
     return jnp.maximum(g, 1.0), sigma2
 
 
@@ -196,12 +198,12 @@ def _g_of_suffixes(a, starts, fast, batch_size):
     def one(t0):
         length = n - t0
         mask = t >= t0
-        mean = jnp.sum(jnp.where(mask, a, 0.0)) / length
+        mean = jnp.sum(jnp.where(mask, a, 0.0)) / length.astype(a.dtype)
         # Shift the suffix to the front so that lags are measured within it.
         d = jnp.roll(jnp.where(mask, a - mean, 0.0), -t0)
         g, sigma2 = _g_from_series(d, d, length, 3, fast)
         # pymbar: a constant suffix (zero variance) gets g = n - t0 + 1.
-        return jnp.where(sigma2 > 0, g, length + 1.0)
+        return jnp.where(sigma2 > 0, g, length.astype(g.dtype) + 1.0)
 
     return lax.map(one, starts, batch_size=batch_size)
 

@@ -78,7 +78,10 @@ def _gaussian_log_prob_psd(r: Array, cov: Array) -> Array:
         safe = jnp.where(keep, lam, 1.0)
         z2 = jnp.where(keep, (vec.T @ r) ** 2 / safe, 0.0)
         rank = jnp.sum(keep)
-        return -0.5 * jnp.sum(z2) - 0.5 * jnp.sum(jnp.log(safe)) - 0.5 * rank * jnp.log(2 * jnp.pi)
+        rank_term = (0.5 * rank.astype(jnp.result_type(float)) * jnp.log(2 * jnp.pi)).astype(
+            cov.dtype
+        )
+        return -0.5 * jnp.sum(z2) - 0.5 * jnp.sum(jnp.log(safe)) - rank_term
 
     return jax.lax.cond(singular, pseudo_inverse, full_rank, None)
 
@@ -172,7 +175,7 @@ def euler_maruyama(
         noise = jr.normal(key, brownian_shape(g, x), x.dtype)
         x_next = x + sde.drift(t, x, args) * dt + diffusion_matvec(g, noise) * jnp.sqrt(dt)
         k_next = state.step + 1
-        t_next = (t0 + k_next * dt).astype(x.dtype)
+        t_next = (t0 + k_next.astype(jnp.result_type(dt)) * dt).astype(x.dtype)
         if reverse_sde is None:
             inc = jnp.zeros((), x.dtype)
         else:

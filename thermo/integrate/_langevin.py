@@ -111,7 +111,7 @@ def overdamped_langevin(
             lam_next = protocol.lam(t0)
             evals = 1
         else:
-            lam_next = protocol.lam(t0 + k_next * dt)
+            lam_next = protocol.lam(t0 + k_next.astype(jnp.result_type(dt)) * dt)
             u_x, g_x = _value_and_grad(protocol, x, lam_next)
             evals = 2
         d_work = u_x - state.energy

@@ -122,7 +122,9 @@ def relax(
     def step(carry):
         x, state = carry
         value, grad = value_and_grad(x, state=state)
-        updates, state = opt.update(grad, state, x, value=value, grad=grad, value_fn=energy_fn)
+        # optax 0.2.8's lbfgs mixes its int32 memory index with int64 under x64
+        with jax.numpy_dtype_promotion("standard"):
+            updates, state = opt.update(grad, state, x, value=value, grad=grad, value_fn=energy_fn)
         return optax.apply_updates(x, updates), state
 
     def cond(carry):

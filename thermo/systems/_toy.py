@@ -293,11 +293,15 @@ class ManyWell(System):
 
         def log_ratio(y):  # log f(y) - log g(y) - log M, per coordinate
             y2 = y * y
-            log_f = -(coefficients[0] * y2 * y2 + coefficients[1] * y2 + coefficients[2] * y)
-            log_f = log_f - coefficients[3]
-            z = (y[..., None] - mu) / sigma
-            log_g = logsumexp(log_w - 0.5 * z * z - jnp.log(sigma), axis=-1) - 0.5 * _LOG_2PI
-            return log_f - log_g - log_m
+            c = coefficients[:, None]  # (4, 1, dim) against y of shape (n, dim)
+            log_f = -(c[0] * y2 * y2 + c[1] * y2 + c[2] * y)
+            log_f = log_f - c[3]
+            z = (y[..., None] - mu[None]) / sigma[None]
+            log_g = (
+                logsumexp(log_w[None] - 0.5 * z * z - jnp.log(sigma)[None], axis=-1)
+                - 0.5 * _LOG_2PI
+            )
+            return log_f - log_g - jnp.broadcast_to(log_m, log_f.shape)
 
         def propose(key):
             key_c, key_x, key_u = jr.split(key, 3)

@@ -105,7 +105,9 @@ def _fit(p: GPParams, x, lvl, y, mask, n_steps):
     def step(carry, _):
         q, s = carry
         g = jax.grad(loss)(q)
-        upd, s2 = _OPT.update(g, s, q)
+        # optax 0.2.8 (adam's bias correction) computes float ** int32 step count
+        with jax.numpy_dtype_promotion("standard"):
+            upd, s2 = _OPT.update(g, s, q)
         return (optax.apply_updates(q, upd), s2), None
 
     (p, _), _ = jax.lax.scan(step, (p, _OPT.init(p)), None, length=n_steps)
