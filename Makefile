@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_WORKERS ?= 2
 
-.PHONY: all venv run test tour book chromium bench lint format clean
+.PHONY: all venv run test test-strict tour book chromium bench lint format clean
 
 all: test
 
@@ -24,6 +24,10 @@ run: $(STAMP)
 ## The test suite (pytest-xdist on 2 workers).
 test: $(STAMP)
 	$(PY) -m pytest -n $(PYTEST_WORKERS) -m "not slow" tests
+
+## The suite under strict dtype promotion and rank-promotion errors (not yet clean).
+test-strict: $(STAMP)
+	STOCHTHERMO_STRICT_PROMOTION=1 $(PY) -m pytest -n $(PYTEST_WORKERS) -m "not slow" tests
 
 ## Run the README's Python blocks as written (python -m experiments.readme_tour).
 tour: $(STAMP)
