@@ -1,4 +1,4 @@
-"""Materials sampling: periodic cells, hard-cut LJ, NVT sampling, free energies, adsorption, GCMC.
+"""Materials sampling: periodic cells, hard-cut LJ, NVT sampling, free energies, adsorption, GCMC, QEq.
 
 See issue 9. Reduced LJ units unless stated; adsorption energies in K (``/k_B``).
 """
@@ -81,6 +81,11 @@ from .nvt import displacement_mc as displacement_mc
 from .nvt import langevin_kernel as langevin_kernel
 from .nvt import lj_observables as lj_observables
 from .nvt import sample_lj_fluid as sample_lj_fluid
+from .qeq import COULOMB_CONSTANT_EV as COULOMB_CONSTANT_EV
+from .qeq import QEqResult as QEqResult
+from .qeq import ewald_coulomb_matrix as ewald_coulomb_matrix
+from .qeq import qeq_charges as qeq_charges
+from .qeq import qeq_parameters as qeq_parameters
 from .solid import FrenkelLadd as FrenkelLadd
 from .solid import einstein_energy as einstein_energy
 from .solid import einstein_log_partition_com as einstein_log_partition_com

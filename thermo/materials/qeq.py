@@ -1,0 +1,352 @@
+r"""Charge equilibration (QEq, Rappé & Goddard 1991) for periodic frameworks, in JAX.
+
+Rappé & Goddard (1991, *J. Phys. Chem.* 95, 3358) write the energy of a set of
+atomic charges :math:`q` as
+
+.. math::
+
+    E(q) = \sum_i \Big(\chi_i q_i + \tfrac12 J_i q_i^2\Big)
+         + \tfrac12 \sum_{i \ne j} q_i q_j J_{ij},
+
+:math:`\chi_i` the electronegativity and :math:`J_i` the idempotential (hardness) of
+element :math:`i` (``data/qeq.json``: the paper's Table I, the other elements from UFF,
+Rappé et al. 1992, Table 1; transcribed from Open Babel's ``data/qeq.txt``), and
+minimise it subject to :math:`\sum_i q_i = Q`. With the Lagrange multiplier
+:math:`\mu` (the equalised electronegativity, :math:`\partial E/\partial q_i = \mu`)
+this is one linear system,
+
+.. math::
+
+    \begin{pmatrix} H & 1 \\ 1^T & 0 \end{pmatrix}
+    \begin{pmatrix} q \\ -\mu \end{pmatrix} =
+    \begin{pmatrix} -\chi \\ Q \end{pmatrix},\qquad
+    H = \operatorname{diag}(J) + C A,
+
+solved exactly (``jnp.linalg.solve``, float64). In a periodic cell :math:`A` is the
+Ewald Coulomb matrix, :math:`\tfrac12 q^T A q = U/C` with :math:`U` the energy of
+:func:`thermo.materials.ewald_energy` (real + reciprocal + self + net-charge terms,
+tin-foil boundary; each charge is its own molecule), so atom :math:`i` also interacts
+with its own periodic images; :math:`C` = 14.399645 eV·Å (CODATA 2018, as
+:data:`thermo.materials.COULOMB_CONSTANT_CODATA` but in eV).
+
+Two interactions :math:`J_{ij}(r)` are implemented:
+
+* ``shielding="gaussian"`` (default): each charge is a spherical Gaussian
+  :math:`\rho_i \propto e^{-a_i r^2}` whose Coulomb self-energy is :math:`J_i`,
+  :math:`C\sqrt{2 a_i/\pi} = J_i`, so that :math:`J_{ij}(r) = C\,\operatorname{erf}(
+  \beta_{ij} r)/r`, :math:`\beta_{ij} = \sqrt{a_i a_j/(a_i + a_j)}`, tends to the
+  hardness at contact (the role of the Slater orbitals of Rappé & Goddard, eq. 7-8;
+  the Gaussian form is the one of Open Babel's ``qeq.cpp``, whose "radius" is
+  :math:`1/\sqrt{a_i}`). In the Ewald sum this subtracts
+  :math:`\sum_n \operatorname{erfc}(\beta_{ij}|r_{ij}+n|)/|r_{ij}+n|` in real space.
+  Rappé & Goddard's charge-dependent hydrogen hardness (their eq. 9) is not used.
+* ``shielding="none"``: point charges, :math:`J_{ij} = C/r_{ij}`. This energy is
+  unbounded below when bonded atoms are close (C–H at 1.09 Å: :math:`J_C + J_H <
+  2C/r`), so the constrained Hessian is checked and a ``ValueError`` names the
+  problem.
+
+Ewald parameters come from a requested relative accuracy with the DL_POLY rule of
+:func:`thermo.materials.ewald_parameters`; the real-space sum runs over explicit
+lattice translations, so the cutoff need not fit in the cell.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.special import erfc
+
+from .cells import replicas_for_cutoff
+from .ewald import EwaldKVectors, ewald_parameters
+from .structures import DATA_DIR
+
+__all__ = [
+    "COULOMB_CONSTANT_EV",
+    "QEqResult",
+    "ewald_coulomb_matrix",
+    "qeq_charges",
+    "qeq_parameters",
+]
+
+#: :math:`e/(4\pi\varepsilon_0\,\text{Å})` in V, i.e. the Coulomb constant in eV·Å
+#: (CODATA 2018: e exact, :math:`\varepsilon_0` = 8.8541878128e-12 F/m).
+COULOMB_CONSTANT_EV = 1.602176634e-19 / (4.0 * math.pi * 8.8541878128e-12 * 1e-10)
+
+
+@functools.lru_cache(maxsize=1)
+def qeq_parameters() -> dict:
+    r"""``{element: (chi, J)}`` in eV (``data/qeq.json``; module docstring for sources)."""
+    with open(os.path.join(DATA_DIR, "qeq.json")) as f:
+        raw = json.load(f)
+    return {el: (float(c), float(j)) for el, (c, j) in raw["elements"].items()}
+
+
+class QEqResult(NamedTuple):
+    """Result of :func:`qeq_charges`.
+
+    Attributes:
+        charges: ``(n,)`` e, summing to the requested total.
+        electronegativity: the equalised :math:`\\mu = \\partial E/\\partial q_i`, eV.
+        energy: :math:`E(q)` at the minimum, eV.
+        alpha: Ewald splitting, Å⁻¹; kmax: the k-cube; r_cut: real-space cutoff, Å.
+    """
+
+    charges: np.ndarray
+    electronegativity: float
+    energy: float
+    alpha: float
+    kmax: tuple[int, int, int]
+    r_cut: float
+
+
+def _shifts(cell_rows: np.ndarray, r_real: float) -> np.ndarray:
+    """Integer translations covering every image within ``r_real`` of a wrapped pair."""
+    widths = 1.0 / np.linalg.norm(np.linalg.inv(cell_rows), axis=0)
+    m = [int(math.ceil(r_real / w)) + 1 for w in widths]
+    grid = np.meshgrid(*[np.arange(-k, k + 1) for k in m], indexing="ij")
+    return np.stack(grid, -1).reshape(-1, 3).astype(np.float64)
+
+
+@functools.partial(jax.jit, static_argnames=("gaussian",))
+def _real_space_matrix(frac, cell, shifts, alpha, beta, r_cut, r_shield, *, gaussian):
+    """:math:`\\sum_n' [\\operatorname{erfc}(\\alpha r) - \\operatorname{erfc}(\\beta r)]/r`."""
+    n = frac.shape[0]
+    d0 = frac[:, None, :] - frac[None, :, :]
+    d0 = d0 - jnp.round(d0)
+    eye = jnp.eye(n, dtype=bool)
+
+    def body(acc, s):
+        d = (d0 + s) @ cell
+        r2 = jnp.sum(d * d, axis=-1)
+        self_term = eye & jnp.all(s == 0)
+        r = jnp.sqrt(jnp.where(self_term, 1.0, r2))
+        val = jnp.where((r < r_cut) & ~self_term, erfc(alpha * r) / r, 0.0)
+        if gaussian:
+            val = val - jnp.where((r < r_shield) & ~self_term, erfc(beta * r) / r, 0.0)
+        return acc + val, None
+
+    out, _ = jax.lax.scan(body, jnp.zeros((n, n)), shifts)
+    return out
+
+
+@jax.jit
+def _reciprocal_matrix(kvectors, weights, positions):
+    phase = kvectors @ positions.T  # (K, n)
+    c, s = jnp.cos(phase), jnp.sin(phase)
+    return 2.0 * ((c.T * weights) @ c + (s.T * weights) @ s)
+
+
+def _check_cell_positions(positions, cell):
+    p = np.asarray(positions, dtype=np.float64)
+    c = np.asarray(cell, dtype=np.float64)
+    if p.ndim != 2 or p.shape[1] != 3 or p.shape[0] < 1:
+        raise ValueError(f"positions must have shape (n, 3) with n >= 1, got {p.shape}")
+    if c.shape != (3, 3) or not np.linalg.det(c) > 0:
+        raise ValueError("cell must be a (3, 3) right-handed matrix of cell vectors as rows")
+    if not (np.all(np.isfinite(p)) and np.all(np.isfinite(c))):
+        raise ValueError("positions and cell must be finite")
+    return p, c
+
+
+def _auto_ewald(cell_rows, r_cut, precision):
+    """DL_POLY :math:`(\\alpha, k_{\\max})` for ``r_cut``, via the smallest fitting supercell."""
+    reps = np.asarray(replicas_for_cutoff(cell_rows.T, r_cut))
+    alpha, kmax_super = ewald_parameters(cell_rows * reps[:, None], r_cut, precision)
+    # unit-cell index n is supercell index n * reps: |n| <= kmax_super / reps
+    kmax = tuple(max(1, int(math.ceil(k / r))) for k, r in zip(kmax_super, reps, strict=True))
+    return alpha, kmax
+
+
+def _gaussian_exponents(hardness: np.ndarray) -> np.ndarray:
+    """:math:`a_i = (\\pi/2)(J_i/C)^2`, so that :math:`C\\sqrt{2a_i/\\pi} = J_i` (Å⁻²)."""
+    return 0.5 * math.pi * (hardness / COULOMB_CONSTANT_EV) ** 2
+
+
+def _shield_cutoff(beta_min: float, precision: float) -> float:
+    """Smallest r with erfc(beta_min r) <= precision (bisection)."""
+    lo, hi = 0.0, 1.0
+    while math.erfc(beta_min * hi) > precision:
+        hi *= 2.0
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if math.erfc(beta_min * mid) > precision else (lo, mid)
+    return hi
+
+
+def ewald_coulomb_matrix(
+    positions,
+    cell,
+    *,
+    alpha: float,
+    kmax,
+    r_cut: float,
+    exponents=None,
+    precision: float = 1e-12,
+) -> np.ndarray:
+    r"""Periodic Coulomb matrix :math:`A` (Å⁻¹) with :math:`U = \tfrac{C}{2} q^T A q`.
+
+    .. math::
+
+        A_{ij} = \sum_n{}' \frac{\operatorname{erfc}(\alpha r_{ij,n})}{r_{ij,n}}
+            + \frac{4\pi}{V}\sum_{k\ne0} \frac{e^{-k^2/4\alpha^2}}{k^2}\cos(k\cdot r_{ij})
+            - \frac{2\alpha}{\sqrt\pi}\delta_{ij} - \frac{\pi}{V\alpha^2},
+
+    :math:`r_{ij,n} = |r_i - r_j + n|` over lattice translations :math:`n` within
+    ``r_cut`` (the prime drops :math:`i = j, n = 0`), the k-sum over the cube
+    :math:`|n_a| \le k_{\max,a}`; the last term is the neutralising background, so
+    :math:`\tfrac{C}{2}q^TAq` is :func:`thermo.materials.ewald_energy` for any
+    :math:`\sum q`. With Gaussian ``exponents`` :math:`a_i` (Å⁻²) the real-space
+    sum also subtracts :math:`\operatorname{erfc}(\beta_{ij} r)/r`,
+    :math:`\beta_{ij} = \sqrt{a_i a_j/(a_i+a_j)}` (Gaussian charges; module docstring),
+    out to where :math:`\operatorname{erfc}(\beta r) <` ``precision``.
+
+    Args:
+        positions: ``(n, 3)`` Å; cell: ``(3, 3)`` cell vectors as rows, Å.
+        alpha: Å⁻¹; kmax: three integers; r_cut: real-space cutoff, Å (any size).
+        exponents: optional ``(n,)`` Gaussian exponents, Å⁻².
+        precision: truncation of the Gaussian correction.
+
+    Returns:
+        ``(n, n)`` symmetric matrix, Å⁻¹.
+    """
+    p, c = _check_cell_positions(positions, cell)
+    if not (alpha > 0 and r_cut > 0):
+        raise ValueError(f"alpha and r_cut must be positive, got {alpha}, {r_cut}")
+    kv = EwaldKVectors(c, alpha=alpha, kmax=kmax)
+    gaussian = exponents is not None
+    if gaussian:
+        a = np.asarray(exponents, dtype=np.float64).reshape(-1)
+        if a.shape != (p.shape[0],) or not np.all(a > 0):
+            raise ValueError(f"exponents must be ({p.shape[0]},) and positive")
+        beta = np.sqrt(a[:, None] * a[None, :] / (a[:, None] + a[None, :]))
+        r_shield = _shield_cutoff(float(beta.min()), precision)
+    else:
+        beta, r_shield = np.ones((p.shape[0], p.shape[0])), 0.0
+    r_real = max(float(r_cut), r_shield)
+    frac = p @ np.linalg.inv(c)
+    real = _real_space_matrix(
+        jnp.asarray(frac % 1.0),
+        jnp.asarray(c),
+        jnp.asarray(_shifts(c, r_real)),
+        float(alpha),
+        jnp.asarray(beta),
+        float(r_cut),
+        float(r_shield),
+        gaussian=gaussian,
+    )
+    rec = _reciprocal_matrix(kv.kvectors, kv.weights, jnp.asarray(p))
+    n = p.shape[0]
+    a_mat = real + rec - 2.0 * alpha / math.sqrt(math.pi) * jnp.eye(n)
+    a_mat = a_mat - math.pi / (kv.volume * alpha**2)
+    return np.asarray(0.5 * (a_mat + a_mat.T))
+
+
+@jax.jit
+def _solve_qeq(hessian, chi, total_charge, basis):
+    n = chi.shape[0]
+    kkt = jnp.block([[hessian, jnp.ones((n, 1))], [jnp.ones((1, n)), jnp.zeros((1, 1))]])
+    rhs = jnp.concatenate([-chi, total_charge[None]])
+    sol = jnp.linalg.solve(kkt, rhs)
+    q, mu = sol[:n], -sol[n]
+    energy = chi @ q + 0.5 * q @ hessian @ q
+    curvature = jnp.linalg.eigvalsh(basis.T @ hessian @ basis)
+    return q, mu, energy, jnp.min(curvature) if n > 1 else jnp.inf
+
+
+def _neutral_basis(n: int) -> np.ndarray:
+    """Orthonormal ``(n, n - 1)`` basis of the charge-conserving subspace."""
+    if n == 1:
+        return np.zeros((1, 1))
+    m = np.eye(n)[:, : n - 1] - 1.0 / n
+    q, _ = np.linalg.qr(np.concatenate([np.ones((n, 1)) / math.sqrt(n), m], axis=1))
+    return q[:, 1:]
+
+
+def qeq_charges(
+    symbols,
+    positions,
+    cell,
+    total_charge: float = 0.0,
+    *,
+    shielding: str = "gaussian",
+    precision: float = 1e-10,
+    r_cut: float = 12.0,
+    alpha: float | None = None,
+    kmax=None,
+    parameters: dict | None = None,
+) -> QEqResult:
+    r"""QEq charges of a periodic structure (module docstring for the equations).
+
+    Args:
+        symbols: ``n`` element symbols.
+        positions: ``(n, 3)`` Å. cell: ``(3, 3)`` cell vectors as rows, Å (an
+            ``ase.Atoms``' ``get_positions()`` and ``cell.array``).
+        total_charge: :math:`Q`, e (0 for a framework).
+        shielding: ``"gaussian"`` (Gaussian-orbital :math:`J_{ij}`) or ``"none"``
+            (point charges).
+        precision: relative Ewald accuracy that sets :math:`(\alpha, k_{\max})`
+            (:func:`thermo.materials.ewald_parameters`) unless both are given.
+        r_cut: real-space cutoff, Å (explicit images, so it may exceed the cell).
+        alpha, kmax: explicit Ewald parameters (Å⁻¹, three integers).
+        parameters: ``{element: (chi, J)}`` in eV, default :func:`qeq_parameters`.
+
+    Returns:
+        :class:`QEqResult`. Raises ``ValueError`` on unknown elements, a
+        non-finite total charge, or an energy that is unbounded below on
+        :math:`\sum q = Q` (the constrained Hessian is not positive definite).
+    """
+    symbols = list(symbols)
+    p, c = _check_cell_positions(positions, cell)
+    if len(symbols) != p.shape[0]:
+        raise ValueError(f"{len(symbols)} symbols for {p.shape[0]} positions")
+    table = qeq_parameters() if parameters is None else parameters
+    unknown = sorted(set(symbols) - set(table))
+    if unknown:
+        raise ValueError(f"no QEq parameters (chi, J) for elements {unknown}")
+    if not math.isfinite(total_charge):
+        raise ValueError(f"total_charge must be finite, got {total_charge}")
+    if shielding not in ("gaussian", "none"):
+        raise ValueError(f"shielding must be 'gaussian' or 'none', got {shielding!r}")
+    if not r_cut > 0:
+        raise ValueError(f"r_cut must be positive, got {r_cut}")
+    if (alpha is None) != (kmax is None):
+        raise ValueError("give both alpha and kmax, or neither")
+    if alpha is None:
+        alpha, kmax = _auto_ewald(c, float(r_cut), precision)
+    chi = np.array([table[s][0] for s in symbols], dtype=np.float64)
+    hard = np.array([table[s][1] for s in symbols], dtype=np.float64)
+    if not np.all(hard > 0):
+        raise ValueError("QEq hardnesses J must be positive")
+    exponents = _gaussian_exponents(hard) if shielding == "gaussian" else None
+    a_mat = ewald_coulomb_matrix(
+        p, c, alpha=alpha, kmax=kmax, r_cut=r_cut, exponents=exponents, precision=precision
+    )
+    hessian = np.diag(hard) + COULOMB_CONSTANT_EV * a_mat
+    q, mu, energy, curvature = _solve_qeq(
+        jnp.asarray(hessian),
+        jnp.asarray(chi),
+        jnp.asarray(float(total_charge)),
+        jnp.asarray(_neutral_basis(p.shape[0])),
+    )
+    if not float(curvature) > 0:
+        raise ValueError(
+            f"QEq energy is unbounded below at fixed total charge (smallest constrained "
+            f"curvature {float(curvature):.3g} eV); with shielding={shielding!r} the "
+            "hardnesses cannot hold the Coulomb attraction of close atoms (use "
+            "shielding='gaussian' or check the structure for overlapping atoms)"
+        )
+    return QEqResult(
+        charges=np.asarray(q),
+        electronegativity=float(mu),
+        energy=float(energy),
+        alpha=float(alpha),
+        kmax=tuple(int(k) for k in kmax),
+        r_cut=float(r_cut),
+    )
