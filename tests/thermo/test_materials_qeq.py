@@ -160,3 +160,32 @@ def test_core_mof_qeq_and_co2_henry():
         framework_charges=res.charges,
     )
     assert np.isfinite(w.henry) and w.henry > 0 and w.henry_std_err > 0
+
+
+def test_default_screening_set_follows_its_rule():
+    pytest.importorskip("CoRE_MOF", reason="PyPI package core-mof not installed")
+    chosen = tm.default_screening_set(200)
+    assert len(chosen) == 200 and chosen["filename"].is_unique
+    assert np.all(chosen["PLD"] >= tm.CO2_KINETIC_DIAMETER)
+    assert np.all(np.diff(chosen["n_atoms"]) >= 0)
+    known = set(tm.uff_parameters()) & set(tm.qeq_parameters())
+    assert all({"C", "H"} <= set(e.split()) <= known for e in chosen["elements"])
+    # no eligible structure with fewer atoms was left out
+    table = tm.core_mof_descriptors()
+    counts = tm.core_mof_atom_counts()
+    eligible = table[
+        (table["PLD"] >= tm.CO2_KINETIC_DIAMETER)
+        & table["DISORDER"].isna()
+        & (table["Extension"] != "charged")
+    ]
+    left = [
+        counts[f][0]
+        for f in eligible["filename"]
+        if f not in set(chosen["filename"]) and {"C", "H"} <= set(counts[f][1]) <= known
+    ]
+    assert min(left) >= chosen["n_atoms"].iloc[-1]
+    # the CIF row count is the atom count ASE reads
+    first, last = chosen["filename"].iloc[0], chosen["filename"].iloc[-1]
+    loaded = tm.load_core_mofs([first, last])
+    assert len(loaded[first]) == chosen["n_atoms"].iloc[0]
+    assert len(loaded[last]) == chosen["n_atoms"].iloc[-1]

@@ -34,6 +34,12 @@ from .ewald import ewald_fourier_energy as ewald_fourier_energy
 from .ewald import ewald_kvectors as ewald_kvectors
 from .ewald import ewald_parameters as ewald_parameters
 from .ewald import structure_factor as structure_factor
+from .frameworks import CO2_KINETIC_DIAMETER as CO2_KINETIC_DIAMETER
+from .frameworks import core_mof_atom_counts as core_mof_atom_counts
+from .frameworks import core_mof_descriptors as core_mof_descriptors
+from .frameworks import default_screening_set as default_screening_set
+from .frameworks import framework_charges as framework_charges
+from .frameworks import load_core_mofs as load_core_mofs
 from .free_energy import density_integration as density_integration
 from .free_energy import gauss_legendre_densities as gauss_legendre_densities
 from .free_energy import gauss_lobatto_densities as gauss_lobatto_densities
