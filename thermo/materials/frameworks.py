@@ -39,7 +39,7 @@ __all__ = [
     "load_core_mofs",
 ]
 
-#: Kinetic diameter of CO₂, Å (Breck 1974, *Zeolite Molecular Sieves*, Table 8.14).
+#: Kinetic diameter of CO₂, Å (Breck 1974, *Zeolite Molecular Sieves*, Wiley; N₂ 3.64 Å).
 CO2_KINETIC_DIAMETER = 3.3
 
 _DATASETS = ("2014", "2019-ASR", "2019-FSR")

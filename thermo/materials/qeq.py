@@ -45,6 +45,14 @@ Two interactions :math:`J_{ij}(r)` are implemented:
   2C/r`), so the constrained Hessian is checked and a ``ValueError`` names the
   problem.
 
+Limits of the model: QEq with these neutral-atom parameters has no bound on a charge
+(Rappé & Goddard's hydrogen treatment and charge limits are not implemented), and in
+ionic metal–oxygen clusters the Coulomb attraction nearly cancels :math:`\sum J_i`,
+so metal charges can exceed the formal oxidation state by far. The solution is the
+exact minimiser of the model; whether the charges are usable for adsorption is a
+question about the model (EQeq, Wilmer, Kim & Snurr 2012, *J. Phys. Chem. Lett.* 3,
+2506, was built for MOFs for this reason).
+
 Ewald parameters come from a requested relative accuracy with the DL_POLY rule of
 :func:`thermo.materials.ewald_parameters`; the real-space sum runs over explicit
 lattice translations, so the cutoff need not fit in the cell.
