@@ -35,11 +35,11 @@ Two interactions :math:`J_{ij}(r)` are implemented:
   :math:`\rho_i \propto e^{-a_i r^2}` whose Coulomb self-energy is :math:`J_i`,
   :math:`C\sqrt{2 a_i/\pi} = J_i`, so that :math:`J_{ij}(r) = C\,\operatorname{erf}(
   \beta_{ij} r)/r`, :math:`\beta_{ij} = \sqrt{a_i a_j/(a_i + a_j)}`, tends to the
-  hardness at contact (the role of the Slater orbitals of Rappé & Goddard, eq. 7-8;
+  hardness at contact (the role of the Slater orbitals of Rappé & Goddard;
   the Gaussian form is the one of Open Babel's ``qeq.cpp``, whose "radius" is
   :math:`1/\sqrt{a_i}`). In the Ewald sum this subtracts
   :math:`\sum_n \operatorname{erfc}(\beta_{ij}|r_{ij}+n|)/|r_{ij}+n|` in real space.
-  Rappé & Goddard's charge-dependent hydrogen hardness (their eq. 9) is not used.
+  Rappé & Goddard's charge-dependent hydrogen hardness is not used.
 * ``shielding="none"``: point charges, :math:`J_{ij} = C/r_{ij}`. This energy is
   unbounded below when bonded atoms are close (C–H at 1.09 Å: :math:`J_C + J_H <
   2C/r`), so the constrained Hessian is checked and a ``ValueError`` names the
