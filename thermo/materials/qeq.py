@@ -131,7 +131,7 @@ def _real_space_matrix(frac, cell, shifts, alpha, beta, r_cut, r_shield, *, gaus
     eye = jnp.eye(n, dtype=bool)
 
     def body(acc, s):
-        d = (d0 + s) @ cell
+        d = (d0 + s[None, None, :]) @ cell
         r2 = jnp.sum(d * d, axis=-1)
         self_term = eye & jnp.all(s == 0)
         r = jnp.sqrt(jnp.where(self_term, 1.0, r2))
@@ -148,7 +148,7 @@ def _real_space_matrix(frac, cell, shifts, alpha, beta, r_cut, r_shield, *, gaus
 def _reciprocal_matrix(kvectors, weights, positions):
     phase = kvectors @ positions.T  # (K, n)
     c, s = jnp.cos(phase), jnp.sin(phase)
-    return 2.0 * ((c.T * weights) @ c + (s.T * weights) @ s)
+    return 2.0 * ((c.T * weights[None, :]) @ c + (s.T * weights[None, :]) @ s)
 
 
 def _check_cell_positions(positions, cell):
