@@ -299,12 +299,12 @@ def _ar_draws(rng, x, rho, var, ell, beta, n_draws):
 def test_autoregressive_gp_recovers_rho():
     """Data drawn exactly from f_1 = rho f_0 + delta (rho = 1.5): the fitted rho is within
     4 Laplace standard errors (inverse Hessian of the negative log posterior) of the truth,
-    and the fit has converged (gradient of the loss in rho ~ 0)."""
+    and the fit has converged (gradient of the loss ~ 0)."""
     import jax
     from jax.flatten_util import ravel_pytree
 
     rng = np.random.default_rng(3)
-    n, rho = 60, 1.5
+    n, rho = 40, 1.5
     x = rng.uniform(-3, 3, size=(n, 1))
     f = _ar_draws(rng, x, rho, (1.0, 0.2), (1.0, 0.5), (0.5, -1.0), 1)[0]
     noise = 1e-3
@@ -312,7 +312,7 @@ def test_autoregressive_gp_recovers_rho():
     idx = np.concatenate([np.arange(n), hi])
     lvl = np.concatenate([np.zeros(n, int), np.ones(len(hi), int)])
     y = f[lvl, idx] + np.sqrt(noise) * rng.standard_normal(len(idx))
-    gp = search.AutoregressiveGP(x, 2)
+    gp = search.AutoregressiveGP(x, 2, n_steps=1500)  # the loop's warm refits add steps
     gp.fit(idx, lvl, y)
     flat, unravel = ravel_pytree(gp.params)
 
@@ -320,12 +320,12 @@ def test_autoregressive_gp_recovers_rho():
         q = unravel(v)
         return -(surrogate.ar_log_marginal_likelihood(q, *gp._data) + surrogate._ar_prior(q))
 
-    g = jax.grad(loss)(flat)
-    h = jax.hessian(loss)(flat)
+    g = jax.jit(jax.grad(loss))(flat)
+    h = jax.jit(jax.hessian(loss))(flat)
     marker = jax.tree.map(jnp.zeros_like, gp.params)._replace(rho=jnp.ones(1))
     i_rho = int(np.flatnonzero(np.asarray(ravel_pytree(marker)[0]))[0])
     se = float(np.sqrt(np.linalg.inv(np.asarray(h))[i_rho, i_rho]))
-    assert abs(float(g[i_rho])) < 1e-2
+    assert float(jnp.max(jnp.abs(g))) < 1e-6  # a stationary point of the loss
     assert 0 < se < 0.5, se
     assert abs(gp.rho()[0] - rho) < 4 * se, (gp.rho()[0], se)
 

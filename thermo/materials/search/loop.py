@@ -14,7 +14,10 @@ resumed loop takes the same decisions):
   :math:`\mathrm{EI}_L(x)\,\rho_l(x)\,/\,\hat c_l(x)`, with :math:`\mathrm{EI}_L` the
   expected improvement of the top-fidelity latent over the best top-fidelity value seen,
   :math:`\rho_l(x) = \mathrm{corr}[f_l(x), f_L(x)]` under the multi-fidelity GP posterior
-  (:math:`\rho_L = 1`), and :math:`\hat c_l(x)` the expected cost. The score is compared in
+  (:math:`\rho_L = 1`; by default the Kennedy-O'Hagan autoregressive co-kriging
+  :class:`~thermo.materials.search.surrogate.AutoregressiveGP`, whose correlation varies
+  with :math:`x` and approaches 1 where the cheap value is known, ``surrogate="coregional"``
+  for :class:`~thermo.materials.search.surrogate.MultiFidelityGP`), and :math:`\hat c_l(x)` the expected cost. The score is compared in
   log space (LogEI, Ament et al. 2023) so that it still ranks candidates where EI underflows.
   The published rule uses the mean cost per fidelity; ``cost_model=True`` (the default)
   charges a candidate already run at the cheapest fidelity its own cheap cost times the

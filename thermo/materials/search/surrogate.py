@@ -1,6 +1,11 @@
-r"""A multi-fidelity Gaussian process over a finite candidate library, in JAX.
+r"""Multi-fidelity Gaussian processes over a finite candidate library, in JAX.
 
-Kernel (intrinsic coregionalisation / "fidelity as input" product kernel, Kennedy &
+Two models, with one interface (``fit``, ``predict``, ``cross_cov``, ``noise_var``):
+:class:`AutoregressiveGP`, Kennedy & O'Hagan's (2000) autoregressive co-kriging
+:math:`f_l = \rho_{l-1} f_{l-1} + \delta_l` with its own GP per level (the multi-fidelity
+search's default), and :class:`MultiFidelityGP`, below.
+
+:class:`MultiFidelityGP` kernel (intrinsic coregionalisation / "fidelity as input" product kernel, Kennedy &
 O'Hagan 2000; Álvarez, Rosasco & Lawrence 2012):
 
 .. math:: k\big((x,l),(x',l')\big) = B_{ll'}\,\exp\!\Big(-\tfrac12\sum_j (x_j-x'_j)^2/\ell_j^2\Big),
@@ -26,7 +31,19 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-__all__ = ["GPParams", "MultiFidelityGP", "init_params", "posterior", "log_marginal_likelihood"]
+__all__ = [
+    "AR_PRIOR",
+    "ARParams",
+    "AutoregressiveGP",
+    "GPParams",
+    "MultiFidelityGP",
+    "ar_log_marginal_likelihood",
+    "ar_posterior_cov",
+    "init_ar_params",
+    "init_params",
+    "log_marginal_likelihood",
+    "posterior",
+]
 
 _JITTER = 1e-6
 
