@@ -113,13 +113,25 @@ def test_replay_validates_inputs():
         search.replay(jr.PRNGKey(0), x, v, c, budget=10, strategy="bogus")
     with pytest.raises(ValueError, match="positive"):
         search.replay(jr.PRNGKey(0), x, v, -c, budget=10, strategy="random")
+    with pytest.raises(ValueError, match="surrogate"):
+        search.replay(jr.PRNGKey(0), x, v, c, budget=10, strategy="random", surrogate="bogus")
 
 
-@pytest.mark.parametrize("strategy", ["single_fidelity", "multi_fidelity", "boltzmann"])
-def test_model_strategies_find_best_cheaper_than_random(strategy):
+@pytest.mark.parametrize(
+    ("strategy", "gp"),
+    [
+        ("single_fidelity", "autoregressive"),
+        ("multi_fidelity", "autoregressive"),
+        ("multi_fidelity", "coregional"),
+        ("boltzmann", "autoregressive"),
+    ],
+)
+def test_model_strategies_find_best_cheaper_than_random(strategy, gp):
     x, v, c = _library()
     best = int(np.argmax(v[1]))
-    r = search.replay(jr.PRNGKey(0), x, v, c, budget=1e9, strategy=strategy, stop_index=best)
+    r = search.replay(
+        jr.PRNGKey(0), x, v, c, budget=1e9, strategy=strategy, stop_index=best, surrogate=gp
+    )
     assert r.best_index == best
     assert len(set(r.history)) == len(r.history)
     # random's expected cost is about half the top-tier total

@@ -114,10 +114,12 @@ def _prior(p: GPParams) -> jax.Array:
 _OPT = optax.adam(0.05)
 
 
-@functools.partial(jax.jit, static_argnums=5)
-def _fit(p: GPParams, x, lvl, y, mask, n_steps):
+@functools.partial(jax.jit, static_argnums=(0, 1, 7))
+def _adam(lml_fn, prior_fn, p, x, lvl, y, mask, n_steps):
+    """``n_steps`` Adam steps on ``-(lml_fn(p, x, lvl, y, mask) + prior_fn(p))``."""
+
     def loss(q):
-        return -(log_marginal_likelihood(q, x, lvl, y, mask) + _prior(q))
+        return -(lml_fn(q, x, lvl, y, mask) + prior_fn(q))
 
     def step(carry, _):
         q, s = carry
@@ -127,6 +129,10 @@ def _fit(p: GPParams, x, lvl, y, mask, n_steps):
 
     (p, _), _ = jax.lax.scan(step, (p, _OPT.init(p)), None, length=n_steps)
     return p
+
+
+def _fit(p: GPParams, x, lvl, y, mask, n_steps):
+    return _adam(log_marginal_likelihood, _prior, p, x, lvl, y, mask, n_steps)
 
 
 @jax.jit
@@ -171,8 +177,14 @@ class MultiFidelityGP:
         n_steps: Adam steps for the first fit; ``n_warm`` for later (warm-started) fits.
     """
 
+    _fit_fn = staticmethod(_fit)
+
     def __init__(self, features, n_fidelities: int, *, n_steps: int = 200, n_warm: int = 30):
         f = np.asarray(features, dtype=float)
+        if f.ndim != 2:
+            raise ValueError(f"features must be (n, d), got shape {f.shape}")
+        if n_fidelities < 1:
+            raise ValueError(f"n_fidelities must be >= 1, got {n_fidelities}")
         sd = f.std(0)
         self.x = jnp.asarray((f - f.mean(0)) / np.where(sd > 0, sd, 1.0))
         self.n_fidelities = n_fidelities
@@ -187,6 +199,10 @@ class MultiFidelityGP:
         n = len(y)
         if n == 0:
             raise ValueError("fit needs at least one observation")
+        if not (idx.shape == lvl.shape == y.shape):
+            raise ValueError(f"idx, lvl, y shapes differ: {idx.shape}, {lvl.shape}, {y.shape}")
+        if lvl.min() < 0 or lvl.max() >= self.n_fidelities:
+            raise ValueError(f"fidelity indices must be in [0, {self.n_fidelities})")
         self.mu = float(y.mean())
         self.sd = float(y.std()) if n > 1 and y.std() > 0 else 1.0
         m = _bucket(n)
@@ -199,7 +215,7 @@ class MultiFidelityGP:
             jnp.asarray(np.concatenate([np.ones(n), np.zeros(pad)])),
         )
         steps = self.n_warm if self._fitted else self.n_steps
-        self.params = _fit(self.params, *data, steps)
+        self.params = type(self)._fit_fn(self.params, *data, steps)
         self._fitted = True
         self._data = data
         return self
@@ -294,10 +310,6 @@ def _ar_coef(p: ARParams) -> jax.Array:
     return jnp.stack(rows)
 
 
-def _ar_noise(p: ARParams) -> jax.Array:
-    return jnp.exp(jnp.clip(p.log_noise, np.log(1e-6), np.log(10.0)))
-
-
 def _ar_kernel(p: ARParams, xa, la, xb, lb):
     r""":math:`\mathrm{cov}[f_a(x), f_b(x')] = \sum_j C_{aj}C_{bj}\,\sigma_j^2
     \exp(-\tfrac12\sum_i (x_i-x'_i)^2/\ell_{ji}^2)`."""
@@ -316,7 +328,7 @@ def _ar_mean(p: ARParams, lvl) -> jax.Array:
 
 
 def _ar_gram(p, x, lvl, mask):
-    k = _ar_kernel(p, x, lvl, x, lvl) + jnp.diag(_ar_noise(p)[lvl] + _JITTER)
+    k = _ar_kernel(p, x, lvl, x, lvl) + jnp.diag(_noise(p)[lvl] + _JITTER)
     mm = mask[:, None] * mask[None, :]
     return k * mm + jnp.diag(1.0 - mask)
 
@@ -351,19 +363,8 @@ def _ar_prior(p: ARParams) -> jax.Array:
     )
 
 
-@functools.partial(jax.jit, static_argnums=5)
 def _ar_fit(p: ARParams, x, lvl, y, mask, n_steps):
-    def loss(q):
-        return -(ar_log_marginal_likelihood(q, x, lvl, y, mask) + _ar_prior(q))
-
-    def step(carry, _):
-        q, s = carry
-        g = jax.grad(loss)(q)
-        upd, s2 = _OPT.update(g, s, q)
-        return (optax.apply_updates(q, upd), s2), None
-
-    (p, _), _ = jax.lax.scan(step, (p, _OPT.init(p)), None, length=n_steps)
-    return p
+    return _adam(ar_log_marginal_likelihood, _ar_prior, p, x, lvl, y, mask, n_steps)
 
 
 @jax.jit
@@ -388,7 +389,7 @@ def ar_posterior_cov(p: ARParams, x, lvl, y, mask, xs, la, lb):
     )
 
 
-class AutoregressiveGP:
+class AutoregressiveGP(MultiFidelityGP):
     r"""Kennedy-O'Hagan autoregressive co-kriging over a finite candidate library.
 
     Model (Kennedy & O'Hagan, Biometrika 87, 1 (2000), eq. 2; Le Gratiet, 2013):
@@ -411,46 +412,11 @@ class AutoregressiveGP:
         n_steps: Adam steps for the first fit; ``n_warm`` for later (warm-started) fits.
     """
 
-    def __init__(self, features, n_fidelities: int, *, n_steps: int = 300, n_warm: int = 50):
-        f = np.asarray(features, dtype=float)
-        if f.ndim != 2:
-            raise ValueError(f"features must be (n, d), got shape {f.shape}")
-        if n_fidelities < 1:
-            raise ValueError(f"n_fidelities must be >= 1, got {n_fidelities}")
-        sd = f.std(0)
-        self.x = jnp.asarray((f - f.mean(0)) / np.where(sd > 0, sd, 1.0))
-        self.n_fidelities = n_fidelities
-        self.params = init_ar_params(f.shape[1], n_fidelities)
-        self.n_steps, self.n_warm = n_steps, n_warm
-        self._fitted = False
-        self._data = None
+    _fit_fn = staticmethod(_ar_fit)
 
-    def fit(self, idx, lvl, y) -> AutoregressiveGP:
-        """Fit to observations ``y`` of candidates ``idx`` at fidelities ``lvl``."""
-        idx, lvl, y = (np.asarray(a) for a in (idx, lvl, y))
-        n = len(y)
-        if n == 0:
-            raise ValueError("fit needs at least one observation")
-        if not (idx.shape == lvl.shape == y.shape):
-            raise ValueError(f"idx, lvl, y shapes differ: {idx.shape}, {lvl.shape}, {y.shape}")
-        if lvl.min() < 0 or lvl.max() >= self.n_fidelities:
-            raise ValueError(f"fidelity indices must be in [0, {self.n_fidelities})")
-        self.mu = float(y.mean())
-        self.sd = float(y.std()) if n > 1 and y.std() > 0 else 1.0
-        m = _bucket(n)
-        pad = m - n
-        xi = np.concatenate([idx, np.zeros(pad, int)])
-        data = (
-            self.x[xi],
-            jnp.asarray(np.concatenate([lvl, np.zeros(pad, int)])),
-            jnp.asarray(np.concatenate([(y - self.mu) / self.sd, np.zeros(pad)])),
-            jnp.asarray(np.concatenate([np.ones(n), np.zeros(pad)])),
-        )
-        steps = self.n_warm if self._fitted else self.n_steps
-        self.params = _ar_fit(self.params, *data, steps)
-        self._fitted = True
-        self._data = data
-        return self
+    def __init__(self, features, n_fidelities: int, *, n_steps: int = 300, n_warm: int = 50):
+        super().__init__(features, n_fidelities, n_steps=n_steps, n_warm=n_warm)
+        self.params = init_ar_params(self.x.shape[1], n_fidelities)
 
     def _post(self, la: int, lb: int, idx):
         xs = self.x if idx is None else self.x[np.asarray(idx)]
@@ -483,7 +449,3 @@ class AutoregressiveGP:
     def rho(self):
         """Fitted scale factors ``(L-1,)`` (standardised and original units agree: one scale)."""
         return np.asarray(self.params.rho)
-
-    def noise_var(self):
-        """Per-fidelity noise variances in original units."""
-        return np.asarray(_ar_noise(self.params)) * self.sd**2
