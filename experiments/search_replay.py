@@ -23,7 +23,7 @@ import jax.random as jr
 import numpy as np
 
 from experiments._config import Choices, Count
-from thermo.materials.search import STRATEGIES
+from thermo.materials.search import STRATEGIES, SURROGATES
 
 
 def _known_strategies(value) -> bool:
@@ -68,6 +68,8 @@ class Config:
         n_seeds: seeded runs per strategy.
         n_init: initial design size (:func:`thermo.materials.search.run_loop`: for the
             multi-fidelity search, that many max-diverse COFs at both fidelities, as published).
+        surrogate: the multi-fidelity search's GP: ``"autoregressive"`` (Kennedy-O'Hagan
+            co-kriging) or ``"coregional"`` (one shared fidelity correlation).
     """
 
     strategies: Annotated[tuple[str, ...], Choices(STRATEGIES, accept=_known_strategies)] = (
@@ -75,6 +77,7 @@ class Config:
     )
     n_seeds: Count = 30
     n_init: Count = 3
+    surrogate: Annotated[str, Choices(SURROGATES)] = "autoregressive"
 
     @classmethod
     def quick(cls) -> Config:
@@ -82,12 +85,22 @@ class Config:
         return cls(strategies=("random",), n_seeds=5)
 
 
-def _one(key, strategy, data, n_init):
+def _one(key, strategy, data, n_init, surrogate):
     from thermo.materials.search import replay
 
     _, f, v, c = data
     best = int(np.argmax(v[1]))
-    r = replay(key, f, v, c, budget=1e9, strategy=strategy, stop_index=best, n_init=n_init)
+    r = replay(
+        key,
+        f,
+        v,
+        c,
+        budget=1e9,
+        strategy=strategy,
+        stop_index=best,
+        n_init=n_init,
+        surrogate=surrogate,
+    )
     return {
         "cost_to_find_h": float(r.cost[-1]),
         "n_evaluations": len(r.history),
@@ -116,7 +129,11 @@ def run(config: Config, ctx) -> dict:
             ctx.stage(
                 f"{strat}_{s}",
                 lambda s=s, strat=strat, si=si: _one(
-                    jr.fold_in(jr.fold_in(ctx.key, si), s), strat, data, config.n_init
+                    jr.fold_in(jr.fold_in(ctx.key, si), s),
+                    strat,
+                    data,
+                    config.n_init,
+                    config.surrogate,
                 ),
             )
             for s in range(config.n_seeds)

@@ -113,13 +113,25 @@ def test_replay_validates_inputs():
         search.replay(jr.PRNGKey(0), x, v, c, budget=10, strategy="bogus")
     with pytest.raises(ValueError, match="positive"):
         search.replay(jr.PRNGKey(0), x, v, -c, budget=10, strategy="random")
+    with pytest.raises(ValueError, match="surrogate"):
+        search.replay(jr.PRNGKey(0), x, v, c, budget=10, strategy="random", surrogate="bogus")
 
 
-@pytest.mark.parametrize("strategy", ["single_fidelity", "multi_fidelity", "boltzmann"])
-def test_model_strategies_find_best_cheaper_than_random(strategy):
+@pytest.mark.parametrize(
+    ("strategy", "gp"),
+    [
+        ("single_fidelity", "autoregressive"),
+        ("multi_fidelity", "autoregressive"),
+        ("multi_fidelity", "coregional"),
+        ("boltzmann", "autoregressive"),
+    ],
+)
+def test_model_strategies_find_best_cheaper_than_random(strategy, gp):
     x, v, c = _library()
     best = int(np.argmax(v[1]))
-    r = search.replay(jr.PRNGKey(0), x, v, c, budget=1e9, strategy=strategy, stop_index=best)
+    r = search.replay(
+        jr.PRNGKey(0), x, v, c, budget=1e9, strategy=strategy, stop_index=best, surrogate=gp
+    )
     assert r.best_index == best
     assert len(set(r.history)) == len(r.history)
     # random's expected cost is about half the top-tier total
@@ -272,3 +284,164 @@ def test_multi_fidelity_design_and_cost_ratio():
     np.testing.assert_allclose(est[1, seen], c[1, seen], rtol=1e-12)
     unseen = np.setdiff1d(np.arange(x.shape[0]), seen)
     np.testing.assert_allclose(est[1, unseen], c[1, idx[lvl == 1]].mean(), rtol=1e-12)
+
+
+# --------------------------------------------------------------------------------------
+# Kennedy-O'Hagan autoregressive co-kriging (surrogate.AutoregressiveGP)
+# --------------------------------------------------------------------------------------
+
+
+def _se(xa, xb, ell):
+    d2 = ((xa[:, None, :] - xb[None, :, :]) / ell) ** 2
+    return np.exp(-0.5 * d2.sum(-1))
+
+
+def _ar_draws(rng, x, rho, var, ell, beta, n_draws):
+    """Joint prior draws of ``(f_0(x), f_1(x))`` from the generative AR(1) model itself:
+    independent GPs for f_0 and delta, f_1 = rho f_0 + delta. ``(n_draws, 2, n)``."""
+    n = x.shape[0]
+    out = []
+    for j in range(2):
+        k = var[j] * _se(x, x, ell[j]) + 1e-10 * np.eye(n)
+        out.append(beta[j] + rng.standard_normal((n_draws, n)) @ np.linalg.cholesky(k).T)
+    f0, delta = out
+    return np.stack([f0, rho * f0 + delta], axis=1)
+
+
+def test_autoregressive_gp_recovers_rho():
+    """Data drawn exactly from f_1 = rho f_0 + delta (rho = 1.5): the fitted rho is within
+    4 Laplace standard errors (inverse Hessian of the negative log posterior) of the truth,
+    and the fit has converged (gradient of the loss ~ 0)."""
+    import jax
+    from jax.flatten_util import ravel_pytree
+
+    rng = np.random.default_rng(3)
+    n, rho = 40, 1.5
+    x = rng.uniform(-3, 3, size=(n, 1))
+    f = _ar_draws(rng, x, rho, (1.0, 0.2), (1.0, 0.5), (0.5, -1.0), 1)[0]
+    noise = 1e-3
+    hi = np.arange(0, n, 2)  # high fidelity on every other low-fidelity point
+    idx = np.concatenate([np.arange(n), hi])
+    lvl = np.concatenate([np.zeros(n, int), np.ones(len(hi), int)])
+    y = f[lvl, idx] + np.sqrt(noise) * rng.standard_normal(len(idx))
+    gp = search.AutoregressiveGP(x, 2, n_steps=1500)  # the loop's warm refits add steps
+    gp.fit(idx, lvl, y)
+    flat, unravel = ravel_pytree(gp.params)
+
+    def loss(v):
+        q = unravel(v)
+        return -(surrogate.ar_log_marginal_likelihood(q, *gp._data) + surrogate._ar_prior(q))
+
+    g = jax.jit(jax.grad(loss))(flat)
+    h = jax.jit(jax.hessian(loss))(flat)
+    marker = jax.tree.map(jnp.zeros_like, gp.params)._replace(rho=jnp.ones(1))
+    i_rho = int(np.flatnonzero(np.asarray(ravel_pytree(marker)[0]))[0])
+    se = float(np.sqrt(np.linalg.inv(np.asarray(h))[i_rho, i_rho]))
+    assert float(jnp.max(jnp.abs(g))) < 1e-6  # a stationary point of the loss
+    assert 0 < se < 0.5, se
+    assert abs(gp.rho()[0] - rho) < 4 * se, (gp.rho()[0], se)
+
+
+def _fixed_ar(x, idx, lvl, y, *, rho, var, ell, noise):
+    gp = search.AutoregressiveGP(x, 2)
+    gp.fit(idx, lvl, y)  # sets the standardisation and the padded data
+    gp.params = surrogate.ARParams(
+        jnp.log(jnp.asarray(ell, float)),
+        jnp.log(jnp.asarray(var, float)),
+        jnp.asarray([rho], float),
+        jnp.zeros(2),
+        jnp.log(jnp.asarray(noise, float)),
+    )
+    return gp
+
+
+def test_autoregressive_gp_interpolates_and_matches_closed_form():
+    """Noise-free (1e-6, the model's floor) low and high data at the same points: the posterior mean
+    reproduces both fidelities' data, the variance there is ~0, and mean/variance/covariance
+    elsewhere equal the closed form built from the model's definition in numpy."""
+    rng = np.random.default_rng(4)
+    x = rng.uniform(-2, 2, size=(12, 2))
+    f = _ar_draws(rng, x, 0.7, (1.0, 0.3), ((1.0, 1.5), (0.6, 0.8)), (0.0, 0.0), 1)[0]
+    obs = np.arange(8)
+    idx = np.concatenate([obs, obs])
+    lvl = np.repeat([0, 1], 8)
+    y = f[lvl, idx]
+    ell = np.array([[1.0, 1.5], [0.6, 0.8]])
+    s2 = 1e-6  # the smallest noise the model allows
+    gp = _fixed_ar(x, idx, lvl, y, rho=0.7, var=(1.0, 0.3), ell=ell, noise=(s2, s2))
+    # in standardised units the variances are scaled by 1/sd^2: compare in those units
+    sd, mu = gp.sd, gp.mu
+    xs = np.asarray(gp.x)  # the model's (standardised) features
+    for level in (0, 1):
+        mean, s = gp.predict(level, obs)
+        np.testing.assert_allclose(mean, f[level, obs], atol=1e-4 * sd)
+        # the latent's variance at a datum is at most that datum's noise (+ the jitter)
+        assert np.all((s / sd) ** 2 <= s2 + surrogate._JITTER), s
+    # closed form (standardised units: kernel variances as set, data (y - mu)/sd)
+    k0, k1 = (v * _se(xs, xs, e) for v, e in zip((1.0, 0.3), ell, strict=True))
+    blocks = {(0, 0): k0, (0, 1): 0.7 * k0, (1, 0): 0.7 * k0, (1, 1): 0.49 * k0 + k1}
+    kyy = np.block([[blocks[a, b][np.ix_(obs, obs)] for b in (0, 1)] for a in (0, 1)])
+    kyy += (s2 + surrogate._JITTER) * np.eye(16)
+    new = np.arange(8, 12)
+    ys = (y - mu) / sd
+    for level in (0, 1):
+        ksy = np.hstack([blocks[level, b][np.ix_(new, obs)] for b in (0, 1)])
+        m_ref = ksy @ np.linalg.solve(kyy, ys) * sd + mu
+        v_ref = np.diag(blocks[level, level][np.ix_(new, new)] - ksy @ np.linalg.solve(kyy, ksy.T))
+        mean, s = gp.predict(level, new)
+        np.testing.assert_allclose(mean, m_ref, rtol=1e-6, atol=1e-8)
+        np.testing.assert_allclose(s**2, v_ref * sd**2, rtol=1e-5, atol=1e-10)
+    k0y = np.hstack([blocks[0, b][np.ix_(new, obs)] for b in (0, 1)])
+    k1y = np.hstack([blocks[1, b][np.ix_(new, obs)] for b in (0, 1)])
+    c_ref = np.diag(blocks[0, 1][np.ix_(new, new)] - k0y @ np.linalg.solve(kyy, k1y.T))
+    np.testing.assert_allclose(gp.cross_cov(0, 1, new), c_ref * sd**2, rtol=1e-5, atol=1e-10)
+
+
+def test_autoregressive_gp_variance_at_observed_high_point_is_noise():
+    """A high-fidelity observation with noise s2 = 1e-4, 18 length scales (standardised
+    features: spacing 0.89, length scale 0.05) from any other
+    data and unobserved at the low fidelity: posterior variance K s2 / (K + s2) ~ s2."""
+    x = np.array([[0.0], [10.0], [20.0], [30.0]])
+    idx = np.array([0, 1, 2, 3])
+    lvl = np.array([0, 0, 1, 1])
+    y = np.array([0.3, -0.2, 1.1, 0.4])
+    s2 = 1e-4
+    gp = _fixed_ar(x, idx, lvl, y, rho=0.9, var=(1.0, 0.2), ell=[[0.05], [0.05]], noise=(s2, s2))
+    _, s = gp.predict(1, [2])
+    k = 0.81 * 1.0 + 0.2
+    s2j = s2 + surrogate._JITTER  # the Gram matrix carries the jitter too
+    expect = k * s2j / (k + s2j)
+    np.testing.assert_allclose((s[0] / gp.sd) ** 2, expect, rtol=1e-6)
+    assert abs(expect / s2 - 1) < 2e-2
+    np.testing.assert_allclose(gp.noise_var(), s2 * gp.sd**2, rtol=1e-10)
+
+
+def test_autoregressive_gp_correlation_matches_monte_carlo():
+    """Posterior correlation corr[f_0(x), f_1(x) | y] against a Monte Carlo estimate: joint
+    prior draws of (data, latents) from the generative model (independent GPs, f_1 = rho
+    f_0 + delta, noise added) and the residual correlation after the least-squares regression
+    of the latents on the data, which for Gaussians is the posterior correlation. Tolerance:
+    4 standard errors, (1 - r^2) / sqrt(N)."""
+    rng = np.random.default_rng(5)
+    x = rng.uniform(-2, 2, size=(9, 1))
+    obs_lo, obs_hi, test = np.arange(6), np.array([0, 1]), np.arange(6, 9)
+    rho, var, ell, s2 = 0.8, (1.0, 0.4), ((1.0,), (0.7,)), (0.05, 0.02)
+    n_draws = 40000
+    f = _ar_draws(rng, x, rho, var, ell, (0.0, 0.0), n_draws)  # (N, 2, 9)
+    y_lo = f[:, 0, obs_lo] + np.sqrt(s2[0]) * rng.standard_normal((n_draws, len(obs_lo)))
+    y_hi = f[:, 1, obs_hi] + np.sqrt(s2[1]) * rng.standard_normal((n_draws, len(obs_hi)))
+    a = np.hstack([np.ones((n_draws, 1)), y_lo, y_hi])
+    lat = np.hstack([f[:, 0, test], f[:, 1, test]])
+    resid = lat - a @ np.linalg.lstsq(a, lat, rcond=None)[0]
+    nt = len(test)
+    r_mc = np.array([np.corrcoef(resid[:, i], resid[:, nt + i])[0, 1] for i in range(nt)])
+    # the model with the same (fixed) hyperparameters; the data values do not enter the
+    # posterior covariance, only the design; sd = 1 keeps standardised units = model units
+    idx = np.concatenate([obs_lo, obs_hi])
+    lvl = np.concatenate([np.zeros(len(obs_lo), int), np.ones(len(obs_hi), int)])
+    gp = _fixed_ar(x, idx, lvl, np.zeros(len(idx)), rho=rho, var=var, ell=ell, noise=s2)
+    assert gp.sd == 1.0
+    r = gp.correlation(0, 1, test)
+    se = (1 - r**2) / np.sqrt(n_draws)
+    assert np.all(np.abs(r - r_mc) < 4 * se), (r, r_mc, se)
+    assert np.all(r < 0.99)  # a non-trivial check: the test points are not fully determined

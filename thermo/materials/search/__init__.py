@@ -11,6 +11,7 @@ from .fidelity import CandidateSpace as CandidateSpace
 from .fidelity import Fidelity as Fidelity
 from .fidelity import ReplayFidelity as ReplayFidelity
 from .loop import STRATEGIES as STRATEGIES
+from .loop import SURROGATES as SURROGATES
 from .loop import SearchResult as SearchResult
 from .loop import expected_improvement as expected_improvement
 from .loop import log_expected_improvement as log_expected_improvement
@@ -19,6 +20,7 @@ from .loop import replay as replay
 from .loop import run_loop as run_loop
 from .store import Evaluation as Evaluation
 from .store import EvaluationStore as EvaluationStore
+from .surrogate import AutoregressiveGP as AutoregressiveGP
 from .surrogate import MultiFidelityGP as MultiFidelityGP
 from .surrogate import log_marginal_likelihood as log_marginal_likelihood
 from .surrogate import posterior as posterior

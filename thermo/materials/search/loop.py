@@ -14,7 +14,10 @@ resumed loop takes the same decisions):
   :math:`\mathrm{EI}_L(x)\,\rho_l(x)\,/\,\hat c_l(x)`, with :math:`\mathrm{EI}_L` the
   expected improvement of the top-fidelity latent over the best top-fidelity value seen,
   :math:`\rho_l(x) = \mathrm{corr}[f_l(x), f_L(x)]` under the multi-fidelity GP posterior
-  (:math:`\rho_L = 1`), and :math:`\hat c_l(x)` the expected cost. The score is compared in
+  (:math:`\rho_L = 1`; by default the Kennedy-O'Hagan autoregressive co-kriging
+  :class:`~thermo.materials.search.surrogate.AutoregressiveGP`, whose correlation varies
+  with :math:`x` and approaches 1 where the cheap value is known, ``surrogate="coregional"``
+  for :class:`~thermo.materials.search.surrogate.MultiFidelityGP`), and :math:`\hat c_l(x)` the expected cost. The score is compared in
   log space (LogEI, Ament et al. 2023) so that it still ranks candidates where EI underflows.
   The published rule uses the mean cost per fidelity; ``cost_model=True`` (the default)
   charges a candidate already run at the cheapest fidelity its own cheap cost times the
@@ -47,10 +50,11 @@ from scipy.stats import norm
 from .executors import InProcessExecutor
 from .fidelity import CandidateSpace, ReplayFidelity
 from .store import Evaluation, EvaluationStore, code_version
-from .surrogate import MultiFidelityGP
+from .surrogate import AutoregressiveGP, MultiFidelityGP
 
 __all__ = [
     "STRATEGIES",
+    "SURROGATES",
     "SearchResult",
     "expected_improvement",
     "log_expected_improvement",
@@ -60,6 +64,7 @@ __all__ = [
 ]
 
 STRATEGIES = ("random", "single_fidelity", "multi_fidelity", "boltzmann")
+SURROGATES = ("autoregressive", "coregional")
 
 
 class SearchResult(NamedTuple):
@@ -141,12 +146,24 @@ def max_diverse_design(features, seed_index: int, k: int) -> list[int]:
 
 class _Strategy:
     def __init__(
-        self, name, key, space, n_fid, *, n_init, cost_guess, lambda0, lambda_rate, cost_model
+        self,
+        name,
+        key,
+        space,
+        n_fid,
+        *,
+        n_init,
+        cost_guess,
+        lambda0,
+        lambda_rate,
+        cost_model,
+        surrogate="autoregressive",
     ):
         self.name, self.key, self.space, self.n_fid = name, key, space, n_fid
         self.n_init, self.cost_guess = n_init, np.asarray(cost_guess, float)
         self.lambda0, self.lambda_rate = lambda0, lambda_rate
         self.cost_model = cost_model
+        self.surrogate = surrogate
         n = len(space)
         self.order = np.asarray(jr.permutation(jr.fold_in(key, 0), n))
         self.gp = None
@@ -170,7 +187,9 @@ class _Strategy:
                 self.gp = MultiFidelityGP(self.space.features, 1)
             return self.gp.fit(s.idx[m], np.zeros(m.sum(), int), s.y[m]), 0
         if self.gp is None:
-            self.gp = MultiFidelityGP(self.space.features, self.n_fid)
+            ar = self.name == "multi_fidelity" and self.surrogate == "autoregressive"
+            cls = AutoregressiveGP if ar else MultiFidelityGP
+            self.gp = cls(self.space.features, self.n_fid)
         return self.gp.fit(s.idx, s.lvl, s.y), top
 
     def propose(self, s: _State, q: int) -> list[tuple[int, int]]:
@@ -331,6 +350,7 @@ def run_loop(
     lambda0: float = 1.0,
     lambda_rate: float = 0.1,
     cost_model: bool = True,
+    surrogate: str = "autoregressive",
 ) -> SearchResult:
     """Run (or resume) a search until ``budget`` is spent.
 
@@ -359,6 +379,10 @@ def run_loop(
         lambda0, lambda_rate: the Boltzmann search's inverse temperature schedule.
         cost_model: ``multi_fidelity`` only: per-candidate expected costs from the candidate's
             cheap-tier cost and the observed cost ratio (else the mean cost per fidelity).
+        surrogate: ``multi_fidelity`` only: ``"autoregressive"`` (default,
+            :class:`~thermo.materials.search.surrogate.AutoregressiveGP`, Kennedy-O'Hagan
+            co-kriging) or ``"coregional"`` (:class:`MultiFidelityGP`, one shared fidelity
+            correlation and length scales). ``boltzmann`` always uses the coregional GP.
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
@@ -366,6 +390,8 @@ def run_loop(
         raise ValueError("need at least one fidelity")
     if not (np.isfinite(budget) and budget > 0):
         raise ValueError(f"budget must be positive and finite, got {budget}")
+    if surrogate not in SURROGATES:
+        raise ValueError(f"surrogate must be one of {SURROGATES}, got {surrogate!r}")
     if batch_size < 1 or n_init < 1:
         raise ValueError("batch_size and n_init must be >= 1")
     n_fid = len(fidelities)
@@ -383,6 +409,7 @@ def run_loop(
         lambda0=lambda0,
         lambda_rate=lambda_rate,
         cost_model=cost_model,
+        surrogate=surrogate,
     )
     evals = store.evaluations()
     task = _Evaluate(fidelities)
