@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-import equinox as eqx
 import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float, Int
@@ -13,7 +12,13 @@ from jaxtyping import Array, Float, Int
 from .._typing import PRNGKey, ScalarLike
 from ..kernel import Kernel
 from ..protocols import Protocol, as_protocol
-from ._common import _check_position, _positive, _value_and_grad
+from ._common import (
+    _check_position,
+    _initial_energy,
+    _positive,
+    _switch_protocol,
+    _value_and_grad,
+)
 
 
 class BAOABState(NamedTuple):
@@ -126,7 +131,6 @@ def baoab(
     _positive(dt, "dt")
     _positive(friction, "friction")
     _positive(mass, "mass")
-    static = protocol.static
     c1 = jnp.exp(-friction * dt)
     c2 = jnp.sqrt(-jnp.expm1(-2.0 * friction * dt))  # sqrt(1 - c1^2), stable for small dt
 
@@ -140,25 +144,14 @@ def baoab(
         p = jnp.zeros_like(x) if momentum is None else jnp.asarray(momentum, x.dtype)
         if p.shape != x.shape:
             raise ValueError(f"momentum shape {p.shape} differs from position shape {x.shape}")
-        u, g = _value_and_grad(protocol, x, protocol.lam(t0))
-        u = eqx.error_if(u, ~jnp.isfinite(u), "energy is not finite at the initial position")
-        zero = jnp.zeros((), u.dtype)
+        u, g, zero = _initial_energy(protocol, x, t0)
         return BAOABState(
             x, p, u, g, jnp.zeros((), jnp.int32), zero, zero, zero, zero, jnp.ones((), jnp.int32)
         )
 
     def step(key: PRNGKey, state: BAOABState):
         x, p = state.position, state.momentum
-        k_next = state.step + 1
-        if static:
-            u_x, g_x = state.energy, state.grad
-            lam_next = protocol.lam(t0)
-            evals = 1
-        else:
-            lam_next = protocol.lam(t0 + k_next.astype(jnp.result_type(dt)) * dt)
-            u_x, g_x = _value_and_grad(protocol, x, lam_next)
-            evals = 2
-        d_work = u_x - state.energy
+        k_next, lam_next, u_x, g_x, d_work, evals = _switch_protocol(protocol, x, state, t0, dt)
         h_start = u_x + kinetic(p)
         p = p - 0.5 * dt * g_x  # B
         x = x + 0.5 * dt * p / mass  # A

@@ -53,6 +53,25 @@ def _default_max_steps(t0, t1, dt0, dtmin, adaptive: bool) -> int:
     return max(2 * n + 1, 16**4) if adaptive else max(n, 1) + 1
 
 
+def _diffeqsolve(terms, solver, t0, t1, dt0, x0, args, saveat, controller, max_steps):
+    """The one ``diffeqsolve`` call of :func:`solve` and :func:`solve_ode`; ``saveat``
+    defaults to the final time only."""
+    if saveat is None:
+        saveat = dfx.SaveAt(t1=True)
+    return dfx.diffeqsolve(
+        terms,
+        solver,
+        t0,
+        t1,
+        dt0,
+        x0,
+        args,
+        saveat=saveat,
+        stepsize_controller=controller,
+        max_steps=max_steps,
+    )
+
+
 @eqx.filter_jit
 def solve(
     key: PRNGKey,
@@ -119,8 +138,6 @@ def solve(
         max_steps = check_count(max_steps, "max_steps")
     if solver is None:
         solver = dfx.Euler()
-    if saveat is None:
-        saveat = dfx.SaveAt(t1=True)
     g_struct = jax.eval_shape(lambda: sde.diffusion(t0, x0, args))
     _check_diffusion_shape(g_struct.shape, d)
     bm_shape = (g_struct.shape[1],) if len(g_struct.shape) == 2 else (d,)
@@ -148,18 +165,7 @@ def solve(
         controller = dfx.ConstantStepSize()
     if max_steps is None:
         max_steps = _default_max_steps(t0, t1, dt0, dtmin, adaptive)
-    return dfx.diffeqsolve(
-        terms,
-        solver,
-        t0,
-        t1,
-        dt0,
-        x0,
-        args,
-        saveat=saveat,
-        stepsize_controller=controller,
-        max_steps=max_steps,
-    )
+    return _diffeqsolve(terms, solver, t0, t1, dt0, x0, args, saveat, controller, max_steps)
 
 
 @eqx.filter_jit
@@ -207,18 +213,7 @@ def solve_ode(
         check_finite(dt0, "dt0")  # negative when integrating backwards
     if solver is None:
         solver = dfx.Tsit5()
-    if saveat is None:
-        saveat = dfx.SaveAt(t1=True)
     field = ode.vector_field if isinstance(ode, ProbabilityFlowODE) else ode
-    return dfx.diffeqsolve(
-        dfx.ODETerm(lambda t, y, a: field(t, y, a)),
-        solver,
-        t0,
-        t1,
-        dt0,
-        x0,
-        args,
-        saveat=saveat,
-        stepsize_controller=dfx.PIDController(rtol=rtol, atol=atol),
-        max_steps=max_steps,
-    )
+    terms = dfx.ODETerm(lambda t, y, a: field(t, y, a))
+    controller = dfx.PIDController(rtol=rtol, atol=atol)
+    return _diffeqsolve(terms, solver, t0, t1, dt0, x0, args, saveat, controller, max_steps)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
-import equinox as eqx
 import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float, Int
@@ -13,7 +12,13 @@ from jaxtyping import Array, Float, Int
 from .._typing import PRNGKey, ScalarLike
 from ..kernel import Kernel
 from ..protocols import Protocol, as_protocol
-from ._common import _check_position, _positive, _value_and_grad
+from ._common import (
+    _check_position,
+    _initial_energy,
+    _positive,
+    _switch_protocol,
+    _value_and_grad,
+)
 
 
 class LangevinState(NamedTuple):
@@ -92,29 +97,17 @@ def overdamped_langevin(
     protocol = as_protocol(energy)
     _positive(beta, "beta")
     _positive(dt, "dt")
-    static = protocol.static
 
     def init(position: Float[Array, " d"]) -> LangevinState:
         x = _check_position(position, "position")
-        u, g = _value_and_grad(protocol, x, protocol.lam(t0))
-        u = eqx.error_if(u, ~jnp.isfinite(u), "energy is not finite at the initial position")
-        zero = jnp.zeros((), u.dtype)
+        u, g, zero = _initial_energy(protocol, x, t0)
         return LangevinState(
             x, u, g, jnp.zeros((), jnp.int32), zero, zero, zero, jnp.ones((), jnp.int32)
         )
 
     def step(key: PRNGKey, state: LangevinState):
         x = state.position
-        k_next = state.step + 1
-        if static:
-            u_x, g_x = state.energy, state.grad
-            lam_next = protocol.lam(t0)
-            evals = 1
-        else:
-            lam_next = protocol.lam(t0 + k_next.astype(jnp.result_type(dt)) * dt)
-            u_x, g_x = _value_and_grad(protocol, x, lam_next)
-            evals = 2
-        d_work = u_x - state.energy
+        k_next, lam_next, u_x, g_x, d_work, evals = _switch_protocol(protocol, x, state, t0, dt)
         mean_f = x - dt * g_x
         x_next = mean_f + jnp.sqrt(2.0 * dt / beta) * jr.normal(key, x.shape, x.dtype)
         u_next, g_next = _value_and_grad(protocol, x_next, lam_next)
