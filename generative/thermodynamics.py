@@ -35,7 +35,7 @@ the entropy produced along the paths.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import NamedTuple, TypedDict, Unpack
 
 import equinox as eqx
 import jax
@@ -61,6 +61,7 @@ __all__ = [
     "reverse_chain",
     "path_log_weights",
     "importance_log_likelihood",
+    "PathWeightOptions",
     "elbo",
     "ELBO",
 ]
@@ -269,18 +270,37 @@ def reverse_chain(
     Adding :math:`\log\gamma(x_0)` (e.g. :math:`-\beta U(x_0)`) gives the diffusion-sampler
     weight with :math:`\mathbb E[w] = Z` for any score (Vargas et al. 2023; Crooks 1999).
     """
+    return _ancestral_scan(
+        key, process, score_fn, x_n, -process.prior_log_prob(x_n), times, args, "reverse"
+    )
+
+
+def _ancestral_scan(key, process, score_fn, x, log_w, times, args, direction):
+    r"""One ``lax.scan`` of :func:`ancestral_step` over the ascending grid ``times``.
+
+    ``direction="reverse"`` runs from ``times[-1]`` down to ``times[0]`` adding
+    :math:`\log F_k - \log B_k` to ``log_w`` (:func:`reverse_chain`); ``"forward"`` runs up
+    adding :math:`\log B_k - \log F_k` (:func:`path_log_weights`). Step :math:`k` (the
+    interval ``times[k], times[k+1]``) uses ``fold_in(key, k)``. Returns the end point and
+    the accumulated log-weight.
+    """
+    ks = jnp.arange(times.shape[0] - 1)
+    lower, upper = times[:-1], times[1:]
+    if direction == "reverse":
+        ks, lower, upper = ks[::-1], lower[::-1], upper[::-1]
 
     def step(carry, inputs):
-        x_t, log_w = carry
+        x_k, log_w = carry
         k, s, t = inputs
-        out = ancestral_step(jr.fold_in(key, k), process, score_fn, s, t, x_t, args)
-        return (out.x, log_w + out.log_forward - out.log_backward), None
+        out = ancestral_step(
+            jr.fold_in(key, k), process, score_fn, s, t, x_k, args, direction=direction
+        )
+        if direction == "reverse":
+            return (out.x, log_w + out.log_forward - out.log_backward), None
+        return (out.x, log_w + out.log_backward - out.log_forward), None
 
-    n_steps = times.shape[0] - 1
-    ks = jnp.arange(n_steps)[::-1]
-    init = (x_n, -process.prior_log_prob(x_n))
-    (x0, log_w), _ = jax.lax.scan(step, init, (ks, times[:-1][::-1], times[1:][::-1]))
-    return x0, log_w
+    (x, log_w), _ = jax.lax.scan(step, (x, log_w), (ks, lower, upper))
+    return x, log_w
 
 
 def path_log_weights(
@@ -346,20 +366,26 @@ def _simulate_paths(key, process, score_fn, x, n_paths, n_steps, t0, t1, args):
     times = jnp.linspace(t0, t1, n_steps + 1, dtype=x.dtype)
 
     def one_path(key):
-        def step(carry, inputs):
-            x_k, log_w = carry
-            k, s, t = inputs
-            out = ancestral_step(
-                jr.fold_in(key, k), process, score_fn, s, t, x_k, args, direction="forward"
-            )
-            return (out.x, log_w + out.log_backward - out.log_forward), None
-
-        ks = jnp.arange(n_steps)
-        init = (x, jnp.zeros((), x.dtype))
-        (x_n, log_w), _ = jax.lax.scan(step, init, (ks, times[:-1], times[1:]))
+        zero = jnp.zeros((), x.dtype)
+        x_n, log_w = _ancestral_scan(key, process, score_fn, x, zero, times, args, "forward")
         return x_n, log_w + process.prior_log_prob(x_n)
 
     return jax.vmap(one_path)(jr.split(key, n_paths))
+
+
+class PathWeightOptions(TypedDict, total=False):
+    r"""The keyword options of :func:`path_log_weights`, which
+    :func:`importance_log_likelihood` passes on (defaults there).
+
+    Attributes:
+        n_steps: steps :math:`N` of the chain. Default 100.
+        t_min: start :math:`t_{\min}` of the time grid. Default 0.
+        args: passed to the score.
+    """
+
+    n_steps: int
+    t_min: float
+    args: Args
 
 
 def importance_log_likelihood(
@@ -368,20 +394,15 @@ def importance_log_likelihood(
     score_fn: ScoreFn,
     x: Float[Array, " d"],
     n_paths: int,
-    *,
-    n_steps: int = 100,
-    t_min: float = 0.0,
-    args: Args = None,
+    **options: Unpack[PathWeightOptions],
 ) -> Estimate:
     r"""Importance-sampled :math:`\log p_\theta(x) \approx \log\tfrac1n\sum_i e^{\log w_i}`.
 
-    The path weights of :func:`path_log_weights` through the shared estimator
+    The path weights of :func:`path_log_weights` (same arguments, ``options`` as
+    :class:`PathWeightOptions`) through the shared estimator
     :func:`thermo.estimators.estimate_log_z` (value, delta-method standard error, ESS).
     """
-    paths = path_log_weights(
-        key, process, score_fn, x, n_paths, n_steps=n_steps, t_min=t_min, args=args
-    )
-    return estimate_log_z(paths.log_weights)
+    return estimate_log_z(path_log_weights(key, process, score_fn, x, n_paths, **options))
 
 
 class ELBO(NamedTuple):
