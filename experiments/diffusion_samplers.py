@@ -137,21 +137,20 @@ def _reference(system, name: str, key, n: int) -> tuple[np.ndarray, str]:
 
 
 def _learned(method: str, system, name: str, config: Config, key) -> dict[str, Any]:
-    from generative.samplers import (
-        DEFAULT_LOSS,
-        as_target,
-        make_sampler,
-        sample_paths,
-        train_sampler,
-    )
+    from generative.samplers import DEFAULT_LOSS, sample_paths
 
-    target = as_target(system)
-    loss = DEFAULT_LOSS[method]
+    from ._samplers import train_learned_sampler
+
     key_net, key_train, key_sample = jr.split(key, 3)
-    sampler = make_sampler(
+    t0 = time.perf_counter()
+    target, result = train_learned_sampler(
         key_net,
-        target,
+        key_train,
+        system,
         method,
+        n_iters=config.n_iters,
+        batch_size=config.batch_size,
+        learning_rate=config.learning_rate,
         n_steps=config.n_steps,
         width=config.width,
         depth=config.depth,
@@ -159,16 +158,6 @@ def _learned(method: str, system, name: str, config: Config, key) -> dict[str, A
         cmcd_schedule_power=config.cmcd_schedule_power,
         dds_duration=config.dds_duration,
         max_displacement=config.max_displacement,
-    )
-    t0 = time.perf_counter()
-    result = train_sampler(
-        key_train,
-        sampler,
-        target,
-        n_iters=config.n_iters,
-        batch_size=config.batch_size,
-        loss=loss,
-        learning_rate=config.learning_rate,
     )
     jax.block_until_ready(result.losses)
     t_train = time.perf_counter() - t0
@@ -185,7 +174,7 @@ def _learned(method: str, system, name: str, config: Config, key) -> dict[str, A
         "sample_evals": int(ens.n_energy_evals),
         "train_s": t_train,
         "sample_s": t_sample,
-        "loss": f"{loss}: {losses[:n10].mean():.3g} -> {losses[-n10:].mean():.3g}",
+        "loss": f"{DEFAULT_LOSS[method]}: {losses[:n10].mean():.3g} -> {losses[-n10:].mean():.3g}",
     }
 
 
