@@ -360,34 +360,24 @@ def _learned_sampler_batch(method: str):
     """
 
     def build(ctx, system, config: Config, batch: int, train_data):
-        from generative.samplers import (
-            DEFAULT_LOSS,
-            as_target,
-            make_sampler,
-            sample_paths,
-            train_sampler,
-        )
+        from generative.samplers import sample_paths
 
-        target = as_target(system)
+        from ._samplers import train_learned_sampler
+
         key_net, key_train = jr.split(jr.fold_in(ctx.key, _SAMPLER_KEYS[method]))
-        sampler = make_sampler(
+        target, trained = train_learned_sampler(
             key_net,
-            target,
+            key_train,
+            system,
             method,
+            n_iters=config.sampler_train_iters,
+            batch_size=config.sampler_batch_size,
+            learning_rate=config.sampler_learning_rate,
+            progress=ctx.progress,
             n_steps=config.sampler_steps,
             width=config.sampler_width,
             depth=config.sampler_depth,
             cmcd_dt=config.cmcd_dt,
-        )
-        trained = train_sampler(
-            key_train,
-            sampler,
-            target,
-            n_iters=config.sampler_train_iters,
-            batch_size=config.sampler_batch_size,
-            loss=DEFAULT_LOSS[method],
-            learning_rate=config.sampler_learning_rate,
-            progress=ctx.progress,
         )
         model = trained.sampler
 
