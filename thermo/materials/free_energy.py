@@ -64,6 +64,7 @@ from jaxtyping import Array, Float
 
 from .._checks import check_count, check_positive
 from ..estimators import estimate_log_z
+from ..estimators._path import _log_mean_exp_with_error
 from ..estimators._ti import gauss_legendre
 from .cells import box_matrix, periodic_space
 from .lj import lj_pair, tail_energy_per_particle
@@ -330,7 +331,8 @@ def widom_chemical_potential(
         def one(k, positions):
             frac = jr.uniform(k, (n_insertions, 3), dtype=positions.dtype)
             u = jax.vmap(lambda f: ghost_energy(positions, t_j @ f))(frac)
-            return jax.scipy.special.logsumexp(-beta * u) - jnp.log(n_insertions)
+            # the per-configuration log-mean-exp of the shared estimator (traced: no checks)
+            return _log_mean_exp_with_error(-beta * u).value
 
         return jax.lax.map(lambda a: one(*a), (keys, conf))
 
