@@ -12,7 +12,9 @@
 * :func:`dsbm`: iterative Markovian fitting / bridge matching (Shi et al. 2023);
 * :mod:`bridges.benchmark`: the Gaussian-mixture benchmark with a known plan (Gushchin et
   al. 2023), cBW2-UVP, and the LightSB solver (Korotin et al. 2024);
-* :mod:`bridges.thermodynamics`: KL to the reference and work along a bridge.
+* :mod:`bridges.thermodynamics`: KL to the reference and work along a bridge;
+* :func:`path_ensemble`: a bridge's simulated paths as a :class:`thermo.paths.PathEnsemble`
+  with their Girsanov weights against the reference (:mod:`bridges.paths`).
 """
 
 from ._common import AffineDrift as AffineDrift
@@ -28,6 +30,8 @@ from .gaussian import gaussian_bridge as gaussian_bridge
 from .gaussian import plug_in_floor as plug_in_floor
 from .ipf import IPFResult as IPFResult
 from .ipf import ipf as ipf
+from .paths import BridgePaths as BridgePaths
+from .paths import path_ensemble as path_ensemble
 from .sinkhorn import EntropicPlan as EntropicPlan
 from .sinkhorn import SinkhornBridge as SinkhornBridge
 from .sinkhorn import entropic_plan as entropic_plan
@@ -38,6 +42,8 @@ from .thermodynamics import girsanov_kl as girsanov_kl
 
 __all__ = [
     "AffineDrift",
+    "BridgePaths",
+    "path_ensemble",
     "LightSB",
     "cbw2_uvp",
     "fit_lightsb",

@@ -29,7 +29,7 @@ from thermo.sde import AbstractSDE
 
 __all__ = [
     "AffineDrift",
-    "BridgeFit",
+    "BridgeResult",
     "BridgeFitOptions",
     "BridgeIteration",
     "NetworkSDE",
@@ -205,6 +205,11 @@ class BridgeFitOptions(TypedDict, total=False):
         ema_decay: decay of the parameter EMA returned by each fit (0: last iterate).
             Default 0.99.
         final_lr_fraction: end of the cosine step-size schedule, relative. Default 0.01.
+        n_sim_steps: Euler–Maruyama steps :math:`N` of the simulated paths (and, for IPF,
+            of the fitted chains). Default: the method's (:class:`BridgeIteration`), 20 for
+            IPF and 50 for DSBM.
+        progress: a tqdm bar over the iterations with the two half-fits' recent losses.
+            Default off.
     """
 
     n_iterations: int
@@ -216,6 +221,8 @@ class BridgeFitOptions(TypedDict, total=False):
     network: str
     ema_decay: float
     final_lr_fraction: float
+    n_sim_steps: int
+    progress: bool
 
 
 class TrainSettings(NamedTuple):
@@ -258,25 +265,62 @@ class BridgeIteration(NamedTuple):
         init_fn: ``init_fn(setup) -> state``, the state before the first iteration.
         iteration_fn: ``iteration_fn(setup, keys, state) -> (state, (losses_a, losses_b))``,
             one iteration from four keys; the loss curves of its two half-fits.
+        networks_fn: ``networks_fn(state) -> (forward, backward)``, the fitted drifts.
+        result_type: the :class:`BridgeResult` subclass the method returns.
+        n_sim_steps: the default number of Euler steps of its paths.
         desc: the progress bar's name.
         labels: the two half-fits' names on the progress bar.
     """
 
     init_fn: Callable[[BridgeFitSetup], Any]
     iteration_fn: Callable[[BridgeFitSetup, list, Any], tuple[Any, tuple[Array, Array]]]
+    networks_fn: Callable[[Any], tuple[eqx.Module, eqx.Module]]
+    result_type: type
+    n_sim_steps: int
     desc: str
     labels: tuple[str, str]
 
 
-class BridgeFit(NamedTuple):
-    """What :func:`fit_bridge` returns: the setup, the final state of the iteration, the
-    ``(n_iterations, 2, n_train_steps)`` losses and the wall time (seconds, compilation
-    included)."""
+class BridgeResult(NamedTuple):
+    """What :func:`fit_bridge` returns (as the method's subclass, :class:`bridges.IPFResult`
+    or :class:`bridges.DSBMResult`, which say how each network is read).
 
-    setup: BridgeFitSetup
-    state: Any
+    Attributes:
+        forward: network ``f(t, x)``, the forward drift on ``[0, 1]``.
+        backward: network ``b(t, x)``, the backward drift, in the forward time ``t``.
+        sigma: reference diffusion coefficient.
+        n_sim_steps: number ``N`` of Euler steps of the simulated (and, for IPF, fitted) paths.
+        losses: ``(n_iterations, 2, n_train_steps)`` the two half-fits' losses, in the
+            order of the method's iteration.
+        n_iterations: iterations done (each one forward + one backward fit).
+        wall_time: seconds spent, compilation included.
+    """
+
+    forward: eqx.Module
+    backward: eqx.Module
+    sigma: Float[Array, ""]
+    n_sim_steps: int
     losses: Float[Array, "n_iterations 2 n_train_steps"]
+    n_iterations: int
     wall_time: float
+
+    def forward_sde(self) -> NetworkSDE:
+        """The learned forward bridge ``dX = f(t, X) dt + sigma dB`` as a thermo SDE."""
+        return NetworkSDE(self.forward, self.sigma)
+
+    def backward_sde(self) -> NetworkSDE:
+        """The learned backward bridge in the clock ``s = 1 - t`` (from ``p1`` to ``p0``)."""
+        return NetworkSDE(self.backward, self.sigma, reverse_time=True)
+
+    def path_ensemble(self, key: PRNGKey, x: Float[Array, "n d"], *, backward: bool = False):
+        r""":func:`bridges.path_ensemble` of :meth:`forward_sde` from ``x`` (samples of ``p0``),
+        or of :meth:`backward_sde` from samples of ``p1``, on ``n_sim_steps`` steps:
+        the paths as a :class:`thermo.paths.PathEnsemble` with their Girsanov weights
+        against the reference :math:`\sigma dB` (a :class:`bridges.BridgePaths`)."""
+        from .paths import path_ensemble
+
+        sde = self.backward_sde() if backward else self.forward_sde()
+        return path_ensemble(key, sde, x, self.n_sim_steps)
 
 
 def fit_bridge(
@@ -286,7 +330,7 @@ def fit_bridge(
     sigma: Any,
     *,
     method: BridgeIteration,
-    n_sim_steps: int,
+    n_sim_steps: int | None = None,
     progress: bool = False,
     n_iterations: int = 4,
     n_train_steps: int = 2000,
@@ -297,18 +341,21 @@ def fit_bridge(
     network: str = "affine_mlp",
     ema_decay: float = 0.99,
     final_lr_fraction: float = 0.01,
-) -> BridgeFit:
+) -> BridgeResult:
     r"""The one alternating-fit driver of :func:`bridges.ipf` and :func:`bridges.dsbm`.
 
     Checks the marginals (:func:`check_marginal_samples`) and the settings
-    (:class:`BridgeFitOptions`) at the boundary, casts ``sigma`` to the samples' dtype and
+    (:class:`BridgeFitOptions`; ``n_sim_steps`` defaults to ``method.n_sim_steps``) at
+    the boundary, casts ``sigma`` to the samples' dtype and
     builds the forward and backward drift networks (:func:`make_drift_network`) from two
     keys split off ``key``. Then it runs ``n_iterations`` alternating pairs of half-fits
     of ``method`` (:class:`BridgeIteration`): iteration :math:`i` splits the running key
     into five (the carried key and four for the iteration) and calls
     ``method.iteration_fn(setup, keys, state)`` from ``state = method.init_fn(setup)``.
     With ``progress`` a tqdm bar over iterations (``method.desc``) shows the mean of each
-    half-fit's last 100 losses, named ``method.labels``.
+    half-fit's last 100 losses, named ``method.labels``. Returns a
+    ``method.result_type`` (:class:`BridgeResult`) holding ``method.networks_fn`` of the
+    final state.
     """
     start = time.perf_counter()
     x0, x1 = check_marginal_samples(x0, x1, n_iterations)
@@ -331,7 +378,9 @@ def fit_bridge(
         n_iterations=n_iterations,
         n_train_steps=check_count(n_train_steps, "n_train_steps"),
         batch_size=check_count(batch_size, "batch_size"),
-        n_sim_steps=check_count(n_sim_steps, "n_sim_steps"),
+        n_sim_steps=check_count(
+            method.n_sim_steps if n_sim_steps is None else n_sim_steps, "n_sim_steps"
+        ),
     )
     from tqdm.auto import tqdm
 
@@ -349,7 +398,16 @@ def fit_bridge(
                         labels[1]: f"{float(loss_b[-100:].mean()):.4g}",
                     }
                 )
-    return BridgeFit(setup, state, jnp.stack(all_losses), time.perf_counter() - start)
+    forward, backward = method.networks_fn(state)
+    return method.result_type(
+        forward=forward,
+        backward=backward,
+        sigma=setup.sigma,
+        n_sim_steps=setup.n_sim_steps,
+        losses=jnp.stack(all_losses),
+        n_iterations=setup.n_iterations,
+        wall_time=time.perf_counter() - start,
+    )
 
 
 def fit_regression(

@@ -24,7 +24,7 @@ accumulating. Each IMF step does not increase the KL to the Schrödinger bridge
 
 from __future__ import annotations
 
-from typing import NamedTuple, Unpack
+from typing import Unpack
 
 import equinox as eqx
 import jax.numpy as jnp
@@ -37,6 +37,7 @@ from ._common import (
     BridgeFitOptions,
     BridgeFitSetup,
     BridgeIteration,
+    BridgeResult,
     NetworkSDE,
     fit_bridge,
     fit_regression,
@@ -46,32 +47,16 @@ from ._common import (
 __all__ = ["DSBMResult", "dsbm", "bridge_matching_batch"]
 
 
-class DSBMResult(NamedTuple):
-    """Output of :func:`dsbm`.
+class DSBMResult(BridgeResult):
+    """Output of :func:`dsbm` (fields of :class:`bridges._common.BridgeResult`).
 
-    Attributes:
-        forward: network ``v(t, x)``, the forward drift on ``[0, 1]``.
-        backward: network ``v(t, x)``, the backward drift (in forward time ``t``).
-        sigma: reference diffusion coefficient.
-        losses: ``(n_iterations, 2, n_train_steps)`` regression losses (forward, backward).
-        n_iterations: IMF iterations done (each one forward + one backward fit).
-        wall_time: seconds spent, compilation included.
+    ``forward`` is the forward drift ``v(t, x)`` on ``[0, 1]``, ``backward`` the backward
+    drift (in forward time ``t``), ``n_sim_steps`` the Euler steps of the regenerated
+    couplings, ``losses[:, 0]`` the forward and ``losses[:, 1]`` the backward regression
+    losses, ``n_iterations`` IMF iterations (each one forward + one backward fit).
     """
 
-    forward: eqx.Module
-    backward: eqx.Module
-    sigma: Float[Array, ""]
-    losses: Float[Array, "n_iterations 2 n_train_steps"]
-    n_iterations: int
-    wall_time: float
-
-    def forward_sde(self) -> NetworkSDE:
-        """The learned forward bridge ``dX = v(t, X) dt + sigma dB`` as a thermo SDE."""
-        return NetworkSDE(self.forward, self.sigma)
-
-    def backward_sde(self) -> NetworkSDE:
-        """The learned backward bridge in the clock ``s = 1 - t`` (from ``p1`` to ``p0``)."""
-        return NetworkSDE(self.backward, self.sigma, reverse_time=True)
+    __slots__ = ()
 
 
 def bridge_matching_batch(
@@ -156,7 +141,15 @@ def _dsbm_iteration(setup: BridgeFitSetup, keys, state):
     return (fwd, bwd, x0_hat, x1), (loss_f, loss_b)
 
 
-_DSBM = BridgeIteration(_dsbm_init, _dsbm_iteration, desc="DSBM", labels=("fwd", "bwd"))
+_DSBM = BridgeIteration(
+    _dsbm_init,
+    _dsbm_iteration,
+    networks_fn=lambda state: state[:2],
+    result_type=DSBMResult,
+    n_sim_steps=50,
+    desc="DSBM",
+    labels=("fwd", "bwd"),
+)
 
 
 def dsbm(
@@ -164,9 +157,6 @@ def dsbm(
     x0: Float[Array, "n d"],
     x1: Float[Array, "m d"],
     sigma: ScalarLike,
-    *,
-    n_sim_steps: int = 50,
-    progress: bool = False,
     **options: Unpack[BridgeFitOptions],
 ) -> DSBMResult:
     r"""Diffusion Schrödinger Bridge Matching between samples ``x0 ~ p0`` and ``x1 ~ p1``.
@@ -183,25 +173,13 @@ def dsbm(
         key: PRNG key.
         x0, x1: ``(n, d)`` and ``(m, d)`` samples of the two marginals.
         sigma: reference diffusion coefficient.
-        n_sim_steps: Euler–Maruyama steps used to regenerate couplings.
-        progress: a tqdm bar over iterations with the two fits' recent losses.
         **options: :class:`bridges._common.BridgeFitOptions` (``n_iterations`` IMF
             iterations, each fitting the forward then the backward drift;
             ``n_train_steps``, ``batch_size``, ``width``, ``depth``, ``learning_rate``,
-            ``network``, ``ema_decay``, ``final_lr_fraction``).
+            ``network``, ``ema_decay``, ``final_lr_fraction``; ``n_sim_steps``, default
+            50, the Euler–Maruyama steps used to regenerate couplings; ``progress``).
 
     Returns:
         :class:`DSBMResult`.
     """
-    fit = fit_bridge(
-        key, x0, x1, sigma, method=_DSBM, n_sim_steps=n_sim_steps, progress=progress, **options
-    )
-    fwd, bwd, _, _ = fit.state
-    return DSBMResult(
-        forward=fwd,
-        backward=bwd,
-        sigma=fit.setup.sigma,
-        losses=fit.losses,
-        n_iterations=fit.setup.n_iterations,
-        wall_time=fit.wall_time,
-    )
+    return fit_bridge(key, x0, x1, sigma, method=_DSBM, **options)

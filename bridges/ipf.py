@@ -26,7 +26,7 @@ the discrete-time bridge has exactly the continuous static coupling.
 
 from __future__ import annotations
 
-from typing import NamedTuple, Unpack
+from typing import Unpack
 
 import equinox as eqx
 import jax
@@ -40,6 +40,7 @@ from ._common import (
     BridgeFitOptions,
     BridgeFitSetup,
     BridgeIteration,
+    BridgeResult,
     NetworkSDE,
     fit_bridge,
     fit_regression,
@@ -49,34 +50,17 @@ from ._common import (
 __all__ = ["IPFResult", "ipf"]
 
 
-class IPFResult(NamedTuple):
-    """Output of :func:`ipf`.
+class IPFResult(BridgeResult):
+    """Output of :func:`ipf` (fields of :class:`bridges._common.BridgeResult`).
 
-    Attributes:
-        forward: network ``f(t, x)``, the forward drift (used at ``t_k``).
-        backward: network ``b(t, x)``, the backward drift (used at ``t_{k+1}``).
-        sigma: reference diffusion coefficient.
-        n_sim_steps: number ``N`` of Euler steps the drifts were fitted for.
-        losses: ``(n_iterations, 2, n_train_steps)`` (backward fit, forward fit).
-        n_iterations: IPF iterations (each one backward + one forward fit).
-        wall_time: seconds spent, compilation included.
+    ``forward`` is the forward drift ``f(t, x)`` (used at ``t_k``), ``backward`` the
+    backward drift ``b(t, x)`` (used at ``t_{k+1}``), ``n_sim_steps`` the number ``N`` of
+    Euler steps the drifts were fitted for (simulate :meth:`forward_sde` and
+    :meth:`backward_sde` with it), ``losses[:, 0]`` the backward and ``losses[:, 1]`` the
+    forward fits, ``n_iterations`` IPF iterations (each one backward + one forward fit).
     """
 
-    forward: eqx.Module
-    backward: eqx.Module
-    sigma: Float[Array, ""]
-    n_sim_steps: int
-    losses: Float[Array, "n_iterations 2 n_train_steps"]
-    n_iterations: int
-    wall_time: float
-
-    def forward_sde(self) -> NetworkSDE:
-        """The learned forward bridge as a thermo SDE (simulate with ``n_sim_steps`` steps)."""
-        return NetworkSDE(self.forward, self.sigma)
-
-    def backward_sde(self) -> NetworkSDE:
-        """The learned backward bridge in the clock ``s = 1 - t``."""
-        return NetworkSDE(self.backward, self.sigma, reverse_time=True)
+    __slots__ = ()
 
 
 class _Zero(eqx.Module):
@@ -136,7 +120,15 @@ def _ipf_iteration(setup: BridgeFitSetup, keys, state):
     return (fwd, fwd, bwd), (loss_b, loss_f)
 
 
-_IPF = BridgeIteration(_ipf_init, _ipf_iteration, desc="IPF", labels=("bwd", "fwd"))
+_IPF = BridgeIteration(
+    _ipf_init,
+    _ipf_iteration,
+    networks_fn=lambda state: state[1:],
+    result_type=IPFResult,
+    n_sim_steps=20,
+    desc="IPF",
+    labels=("bwd", "fwd"),
+)
 
 
 def ipf(
@@ -144,15 +136,12 @@ def ipf(
     x0: Float[Array, "n d"],
     x1: Float[Array, "m d"],
     sigma: ScalarLike,
-    *,
-    n_sim_steps: int = 20,
-    progress: bool = False,
     **options: Unpack[BridgeFitOptions],
 ) -> IPFResult:
     r"""Diffusion Schrödinger Bridge (IPF with mean matching) between samples of ``p0`` and ``p1``.
 
-    Reference :math:`\sigma dB` on :math:`[0,1]`, ``n_sim_steps`` Euler steps; see the
-    module docstring. Each iteration fits the backward drift on cached forward paths
+    Reference :math:`\sigma dB` on :math:`[0,1]`, ``n_sim_steps`` Euler steps (default 20);
+    see the module docstring. Each iteration fits the backward drift on cached forward paths
     (from ``x0``), then the forward drift on cached backward paths (from ``x1``). Networks
     are :class:`bridges._common.AffineDrift` by default (``network`` as in
     :func:`bridges.dsbm`), warm-started across iterations, fitted by Adam with a cosine
@@ -168,16 +157,4 @@ def ipf(
     Returns:
         :class:`IPFResult`.
     """
-    fit = fit_bridge(
-        key, x0, x1, sigma, method=_IPF, n_sim_steps=n_sim_steps, progress=progress, **options
-    )
-    _, fwd, bwd = fit.state
-    return IPFResult(
-        forward=fwd,
-        backward=bwd,
-        sigma=fit.setup.sigma,
-        n_sim_steps=fit.setup.n_sim_steps,
-        losses=fit.losses,
-        n_iterations=fit.setup.n_iterations,
-        wall_time=fit.wall_time,
-    )
+    return fit_bridge(key, x0, x1, sigma, method=_IPF, **options)
