@@ -21,7 +21,7 @@ which at :math:`t = 0` reproduces the rows of the Sinkhorn plan.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, TypedDict, Unpack
 
 import equinox as eqx
 import jax
@@ -39,6 +39,7 @@ __all__ = [
     "EntropicPlan",
     "SinkhornBridge",
     "SinkhornBridgeSDE",
+    "SinkhornOptions",
     "entropic_plan",
     "epsilon_from_sigma",
     "plan_cross_covariance",
@@ -177,19 +178,30 @@ class SinkhornBridgeSDE(AbstractSDE):
         return self.bridge.sigma
 
 
+class SinkhornOptions(TypedDict, total=False):
+    """The keyword options of :func:`entropic_plan`, which :func:`sinkhorn_bridge` passes on.
+
+    Attributes:
+        threshold: ott-jax's Sinkhorn convergence threshold. Default 1e-6.
+        max_iterations: Sinkhorn iterations at the most. Default 5000.
+    """
+
+    threshold: float
+    max_iterations: int
+
+
 def sinkhorn_bridge(
     x: Float[Array, "n d"],
     y: Float[Array, "m d"],
     sigma: ScalarLike,
-    *,
-    threshold: float = 1e-6,
-    max_iterations: int = 5000,
+    **options: Unpack[SinkhornOptions],
 ) -> tuple[SinkhornBridge, EntropicPlan]:
     """Fit the Sinkhorn bridge from source samples ``x`` to target samples ``y``.
 
+    The plan is :func:`entropic_plan` ``(x, y, sigma, **options)`` (:class:`SinkhornOptions`).
     Returns the bridge (whose drift uses only ``y`` and ``g``) and the static plan.
     """
-    plan = entropic_plan(x, y, sigma, threshold=threshold, max_iterations=max_iterations)
+    plan = entropic_plan(x, y, sigma, **options)
     bridge = SinkhornBridge(
         y=jnp.asarray(y), g=plan.g, epsilon=plan.epsilon, sigma=jnp.asarray(sigma, dtype=y.dtype)
     )
