@@ -416,9 +416,8 @@ def _molecule_energy_fn(
             real = pad_qq[:, nbrs] * jax.scipy.special.erfc(kv.alpha * r_safe) / r_safe
             u = u + jnp.sum(jnp.where(r < r_cut, real, 0.0))
             # e^{i k.r} = prod_a e^{2 pi i n_a f_a}: three short exponentials per site.
-            e = [
-                jnp.exp(2j * jnp.pi * site_frac[:, a, None] * k_range[a][None, :]) for a in range(3)
-            ]
+            phases = [2.0 * jnp.pi * site_frac[:, a, None] * k_range[a][None, :] for a in range(3)]
+            e = [jnp.exp(jax.lax.complex(jnp.zeros_like(p), p)) for p in phases]
             s_m = jnp.einsum("s,si,sj,sk->ijk", site_q.astype(e[0].dtype), e[0], e[1], e[2])
             cross = 2.0 * jnp.real(jnp.conj(s_f) * s_m) + jnp.abs(s_m) ** 2
             u = u + const + coulomb_constant * jnp.sum(weights * cross)
