@@ -193,7 +193,7 @@ def test_one_molecule_matches_widom_insertion_energy():
         centre = frac @ system.cell
         one = state._replace(
             centres=state.centres.at[0].set(centre),
-            sites=state.sites.at[0].set(centre + system.site_offsets[0] @ rot.T),
+            sites=state.sites.at[0].set(centre[None, :] + system.site_offsets[0] @ rot.T),
             occupied=state.occupied.at[0].set(True),
         )
         expected = float(jax.jit(energy_fn)(frac, rot))

@@ -50,7 +50,7 @@ def test_two_particle_mean_energy_is_exact():
     n_chains, n_steps, burn = 256, 300, 20
     x0 = jr.uniform(jr.key(11), (n_chains, 2, 3), minval=0.0, maxval=L2)
     # start from a non-overlapping pair
-    x0 = x0.at[:, 1].set(jnp.mod(x0[:, 0] + jnp.array([1.4, 0.0, 0.0]), L2))
+    x0 = x0.at[:, 1].set(jnp.mod(x0[:, 0] + jnp.array([1.4, 0.0, 0.0])[None, :], L2))
     states = jax.vmap(kernel.init)(x0)
 
     mean, se = _mean_energy(kernel, states, jr.key(12), n_steps, burn)

@@ -92,7 +92,8 @@ def _sample(temperature, spring, lam, step, n_chains, n_sweeps, key):
     u_lat = float(lj_energy_fn(_DISP, r_cut=1.45)(sites))
 
     def obs(s, i):
-        return jnp.stack([einstein_energy(s, spring), s.u_pair - u_lat, i.acceptance_rate])
+        acc = i.acceptance_rate.astype(s.u_pair.dtype)  # the sweep's rate is float32
+        return jnp.stack([einstein_energy(s, spring), s.u_pair - u_lat, acc])
 
     @jax.jit
     def go(keys):

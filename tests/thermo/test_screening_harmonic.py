@@ -15,6 +15,7 @@ from thermo.materials._harmonic import (
     anharmonic_free_energy,
     harmonic_free_energy,
 )
+from thermo.materials.cells import standard_promotion
 from thermo.systems import remove_com
 
 T = 0.5
@@ -22,11 +23,11 @@ T = 0.5
 
 def _ring(n=8, k=2.0, a=1.0):
     """N particles on a periodic ring (box N a along x) joined by vector springs of stiffness k."""
-    disp, _ = space.periodic(jnp.array([n * a, 10.0, 10.0]))
+    disp = standard_promotion(space.periodic(jnp.array([n * a, 10.0, 10.0]))[0])
     bond = jnp.array([a, 0.0, 0.0])
 
     def energy(r):
-        d = jax.vmap(disp)(jnp.roll(r, -1, axis=0), r) - bond
+        d = jax.vmap(disp)(jnp.roll(r, -1, axis=0), r) - bond[None, :]
         return 0.5 * k * jnp.sum(d**2)
 
     r0 = jnp.stack(
@@ -57,13 +58,13 @@ def test_simple_cubic_crystal_spectrum():
     ell, k, a = 3, 1.5, 1.1
     g = np.stack(np.meshgrid(*[np.arange(ell)] * 3, indexing="ij"), -1).reshape(-1, 3)
     r0 = jnp.asarray(g * a, dtype=float)
-    disp, _ = space.periodic(ell * a)
+    disp = standard_promotion(space.periodic(ell * a)[0])
     nbr = [np.ravel_multi_index(((g + e) % ell).T, (ell,) * 3) for e in np.eye(3, dtype=int)]
 
     def energy(r):
         tot = 0.0
         for d_axis, idx in enumerate(nbr):
-            d = jax.vmap(disp)(r[idx], r) - a * jnp.eye(3)[d_axis]
+            d = jax.vmap(disp)(r[idx], r) - a * jnp.eye(3)[d_axis][None, :]
             tot = tot + 0.5 * k * jnp.sum(d**2)
         return tot
 

@@ -53,7 +53,7 @@ from jaxtyping import Array, Float, Int
 
 from ..systems import relax
 from ._harmonic import anharmonic_free_energy, harmonic_free_energy
-from .cells import perpendicular_widths, replicas_for_cutoff
+from .cells import perpendicular_widths, replicas_for_cutoff, standard_promotion
 from .lj import lj_pair
 
 __all__ = [
@@ -121,7 +121,7 @@ def binary_lj_energy(
     """
     box = params["box"]
     species = params["species"]
-    disp, _ = space.periodic_general(box, fractional_coordinates=False)
+    disp = standard_promotion(space.periodic_general(box, fractional_coordinates=False)[0])
     pair_disp = jax.vmap(jax.vmap(lambda a, b: disp(a, b, box=box), (None, 0)), (0, None))
     dr = pair_disp(positions, positions)
     n = positions.shape[0]

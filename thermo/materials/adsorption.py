@@ -63,7 +63,7 @@ from jax.sharding import Mesh, PartitionSpec
 from jax_md import space
 
 from .._checks import check_count, check_positive
-from .cells import box_matrix, check_cutoff, replicas_for_cutoff
+from .cells import box_matrix, check_cutoff, periodic_space, replicas_for_cutoff
 from .ewald import (
     COULOMB_CONSTANT_RASPA,
     EwaldKVectors,
@@ -222,7 +222,7 @@ def framework_energy_fn(
     eps = jnp.asarray(np.stack([p[0] for p in params]))  # (n_sites, M)
     sig = jnp.asarray(np.stack([p[1] for p in params]))
     offsets_frac = jnp.asarray(np.linalg.solve(supercell, offsets.T).T)  # (n_sites, 3)
-    disp_fn, _ = space.periodic_general(jnp.asarray(supercell), fractional_coordinates=True)
+    disp_fn, _ = periodic_space(supercell, fractional_coordinates=True)
     inv_super = jnp.asarray(np.linalg.inv(supercell))
     t_super = jnp.asarray(supercell)
 
@@ -382,8 +382,9 @@ def _molecule_energy_fn(
     else:
         lists, n_bins = np.arange(m)[None, :], np.ones(3, dtype=int)
     lists = jnp.asarray(lists)
-    n_bins_j = jnp.asarray(n_bins)
-    strides = jnp.asarray([n_bins[1] * n_bins[2], n_bins[2], 1])
+    n_bins_j = jnp.asarray(n_bins, dtype=jnp.int32)
+    n_bins_f = jnp.asarray(np.asarray(n_bins, dtype=np.float64))
+    strides = jnp.asarray([n_bins[1] * n_bins[2], n_bins[2], 1], dtype=jnp.int32)
     reps_j = jnp.asarray(reps_a)
     pad = lambda a, v: jnp.asarray(np.concatenate([a, np.full(a.shape[:-1] + (1,), v)], -1))  # noqa: E731
     pad_frac = jnp.asarray(np.concatenate([frame_frac, np.zeros((1, 3))]))
@@ -400,7 +401,7 @@ def _molecule_energy_fn(
     def energy_fn(frac, rotation):
         if bin_width is not None:
             u_uc = jnp.mod(frac * reps_j, 1.0)
-            b = jnp.minimum((u_uc * n_bins_j).astype(jnp.int32), n_bins_j - 1)
+            b = jnp.minimum((u_uc * n_bins_f).astype(jnp.int32), n_bins_j - 1)
             nbrs = lists[jnp.sum(b * strides)]
             centre = u_uc / reps_j
         else:
@@ -415,9 +416,8 @@ def _molecule_energy_fn(
             real = pad_qq[:, nbrs] * jax.scipy.special.erfc(kv.alpha * r_safe) / r_safe
             u = u + jnp.sum(jnp.where(r < r_cut, real, 0.0))
             # e^{i k.r} = prod_a e^{2 pi i n_a f_a}: three short exponentials per site.
-            e = [
-                jnp.exp(2j * jnp.pi * site_frac[:, a, None] * k_range[a][None, :]) for a in range(3)
-            ]
+            phases = [2.0 * jnp.pi * site_frac[:, a, None] * k_range[a][None, :] for a in range(3)]
+            e = [jnp.exp(jax.lax.complex(jnp.zeros_like(p), p)) for p in phases]
             s_m = jnp.einsum("s,si,sj,sk->ijk", site_q.astype(e[0].dtype), e[0], e[1], e[2])
             cross = 2.0 * jnp.real(jnp.conj(s_f) * s_m) + jnp.abs(s_m) ** 2
             u = u + const + coulomb_constant * jnp.sum(weights * cross)
@@ -441,14 +441,15 @@ def _binned_energy_fn(frame_frac, eps, sig, supercell, reps, r_cut, shift, bin_w
     pad_eps = jnp.asarray(np.concatenate([eps, [0.0]]))
     pad_sig = jnp.asarray(np.concatenate([sig, [1.0]]))
     pad_far = jnp.asarray(np.concatenate([np.zeros(m), [np.inf]]))
-    n_bins_j = jnp.asarray(n_bins)
+    n_bins_j = jnp.asarray(n_bins, dtype=jnp.int32)
+    n_bins_f = jnp.asarray(np.asarray(n_bins, dtype=np.float64))
     reps_j = jnp.asarray(reps_a)
-    strides = jnp.asarray([n_bins[1] * n_bins[2], n_bins[2], 1])
+    strides = jnp.asarray([n_bins[1] * n_bins[2], n_bins[2], 1], dtype=jnp.int32)
 
     def energy_fn(frac, rotation):
         del rotation
         u_uc = jnp.mod(frac * reps_j, 1.0)
-        b = jnp.minimum((u_uc * n_bins_j).astype(jnp.int32), n_bins_j - 1)
+        b = jnp.minimum((u_uc * n_bins_f).astype(jnp.int32), n_bins_j - 1)
         nbrs = lists[jnp.sum(b * strides)]
         x = u_uc / reps_j
         dr = jax.vmap(lambda f: disp_fn(x, f))(pad_frac[nbrs])
@@ -479,18 +480,19 @@ def _make_grid_energy(energy_fn, n_grid: tuple[int, int, int], chunk: int):
     pts = jnp.stack(jnp.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
     eye = jnp.eye(3)
     grid = jax.lax.map(lambda p: energy_fn(p, eye), pts, batch_size=chunk).reshape(n_grid)
-    shape = jnp.asarray(n_grid)
+    shape = jnp.asarray(n_grid, dtype=jnp.int32)
+    shape_f = jnp.asarray(np.asarray(n_grid, dtype=np.float64))
 
     def interp(frac, rotation):
         del rotation
-        x = jnp.mod(frac, 1.0) * shape
+        x = jnp.mod(frac, 1.0) * shape_f
         i0 = jnp.floor(x).astype(jnp.int32)
-        t = x - i0
+        t = x - i0.astype(x.dtype)
         out = 0.0
         for dx in (0, 1):
             for dy in (0, 1):
                 for dz in (0, 1):
-                    idx = jnp.mod(i0 + jnp.array([dx, dy, dz]), shape)
+                    idx = jnp.mod(i0 + jnp.array([dx, dy, dz], dtype=jnp.int32), shape)
                     wgt = (
                         (t[0] if dx else 1 - t[0])
                         * (t[1] if dy else 1 - t[1])

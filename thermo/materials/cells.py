@@ -16,14 +16,20 @@ iff :math:`r_c \le w_{\min}/2`; :func:`check_cutoff` enforces it and
 :func:`replicas_for_cutoff` gives the smallest supercell that satisfies it.
 
 Displacements and neighbour lists are jax-md's (``space``, ``partition``); this
-module only picks the right constructor and checks the geometry.
+module only picks the right constructor and checks the geometry. jax-md 0.2.29's
+``space`` mixes its float32 literals (``f32(0.5)``, ``f32(1.0)``) into float64 positions,
+which JAX's strict dtype promotion rejects; :func:`standard_promotion` runs such a
+function under standard promotion (the values are unchanged: 0.5 and 1.0 are exact).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 from collections.abc import Callable
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jax_md import partition, space
@@ -37,8 +43,26 @@ __all__ = [
     "perpendicular_widths",
     "periodic_space",
     "replicas_for_cutoff",
+    "standard_promotion",
     "volume",
 ]
+
+
+def standard_promotion(fn: Callable) -> Callable:
+    """``fn`` traced under JAX's standard dtype promotion, for a jax-md space function.
+
+    jax-md 0.2.29's ``space.periodic``/``periodic_general`` displacement and shift
+    functions add its float32 constants (``f32(0.5) * side``, ``f32(1.0)``) to the
+    caller's float64 arrays, an implicit float32/float64 mix that strict promotion
+    rejects. Standard promotion gives the float64 result it always gave.
+    """
+
+    @functools.wraps(fn)
+    def wrapped(*args, **kwargs):
+        with jax.numpy_dtype_promotion("standard"):
+            return fn(*args, **kwargs)
+
+    return wrapped
 
 
 def box_matrix(box) -> np.ndarray:
@@ -130,8 +154,12 @@ def periodic_space(
     """
     t = box_matrix(box)
     if is_orthorhombic(t) and not fractional_coordinates:
-        return space.periodic(jnp.asarray(np.diag(t)))
-    return space.periodic_general(jnp.asarray(t), fractional_coordinates=fractional_coordinates)
+        disp, shift = space.periodic(jnp.asarray(np.diag(t)))
+    else:
+        disp, shift = space.periodic_general(
+            jnp.asarray(t), fractional_coordinates=fractional_coordinates
+        )
+    return standard_promotion(disp), standard_promotion(shift)
 
 
 def neighbor_list(
@@ -166,7 +194,7 @@ def neighbor_list(
     fmt = (
         partition.NeighborListFormat.OrderedSparse if sparse else partition.NeighborListFormat.Dense
     )
-    return partition.neighbor_list(
+    fns = partition.neighbor_list(
         displacement_fn,
         box_arg,
         r_cutoff + skin,
@@ -175,6 +203,15 @@ def neighbor_list(
         fractional_coordinates=fractional_coordinates,
         format=fmt,
     )
+
+    # jax-md 0.2.29's list builder compares int32 with int64 indices (mask_self_fn):
+    # allocation, updates and the list's own ``update_fn`` run under standard promotion
+    def allocate(position, extra_capacity: int = 0, **kwargs):
+        with jax.numpy_dtype_promotion("standard"):
+            nbrs = fns.allocate(position, extra_capacity, **kwargs)
+        return dataclasses.replace(nbrs, update_fn=standard_promotion(nbrs.update_fn))
+
+    return partition.NeighborListFns(allocate, standard_promotion(fns.update))
 
 
 def wrap_fractional(frac: Float[Array, "n 3"]) -> Float[Array, "n 3"]:

@@ -582,9 +582,10 @@ def _framework_energy(system: GCMCSystem, sites, centre, s):
     """LJ + real-space Coulomb of one molecule with the framework (binned atom lists)."""
     uc = (centre @ system.inv_cell) * system.reps
     shift = jnp.floor(uc)
-    b = jnp.clip((jnp.mod(uc, 1.0) * system.n_bins).astype(jnp.int32), 0, system.n_bins - 1)
+    n_bins_f = system.n_bins.astype(uc.dtype)
+    b = jnp.clip((jnp.mod(uc, 1.0) * n_bins_f).astype(jnp.int32), 0, system.n_bins - 1)
     nbrs = system.bin_lists[jnp.sum(b * system.bin_strides)]
-    shifted_sites = sites - (shift / system.reps) @ system.cell  # into the first unit cell
+    shifted_sites = sites - ((shift / system.reps) @ system.cell)[None, :]  # into the first cell
     d = _min_image(shifted_sites[:, None, :] - system.frame_positions[nbrs][None], system)
     r = jnp.sqrt(jnp.sum(d * d, axis=-1)) + system.frame_far[nbrs][None, :]
     keep = system.site_mask[s][:, None] & (r < system.r_cut)
@@ -628,7 +629,8 @@ def _pair_energy(system: GCMCSystem, state: GCMCState, sites, s, slot):
 def _molecule_structure_factor(system: GCMCSystem, sites, s):
     """:math:`s_m(k)` of one molecule on the k-grid, as products of three 1D exponentials."""
     frac = sites @ system.inv_cell
-    e = [jnp.exp(2j * jnp.pi * frac[:, a, None] * system.k_ranges[a][None, :]) for a in range(3)]
+    phases = [2.0 * jnp.pi * frac[:, a, None] * system.k_ranges[a][None, :] for a in range(3)]
+    e = [jnp.exp(jax.lax.complex(jnp.zeros_like(p), p)) for p in phases]
     q = system.site_charges[s].astype(e[0].dtype)
     return jnp.einsum("s,si,sj,sk->ijk", q, e[0], e[1], e[2])
 
@@ -652,7 +654,7 @@ def _rotation_about_axis(key, max_angle):
 
 def _wrap(centre, sites, system):
     shift = jnp.floor(centre @ system.inv_cell) @ system.cell
-    return centre - shift, sites - shift
+    return centre - shift, sites - shift[None, :]
 
 
 def gcmc_step(key, system: GCMCSystem, state: GCMCState):
@@ -666,30 +668,36 @@ def gcmc_step(key, system: GCMCSystem, state: GCMCState):
     move = jr.categorical(keys[0], system.move_logits)
     s_pick = jr.categorical(keys[1], system.species_logits)
     occ = state.occupied
-    n_by = jnp.sum(occ[:, None] & (state.species[:, None] == jnp.arange(system.n_species)), 0)
+    species_ids = jnp.arange(system.n_species, dtype=state.species.dtype)[None, :]
+    n_by = jnp.sum(occ[:, None] & (state.species[:, None] == species_ids), 0)
     n_tot = jnp.sum(occ)
     has_free = ~jnp.all(occ)
     free_slot = jnp.argmin(occ)
     any_slot = jr.categorical(keys[2], jnp.where(occ, 0.0, -jnp.inf))
-    sp_slot = jr.categorical(keys[2], jnp.where(occ & (state.species == s_pick), 0.0, -jnp.inf))
+    sp_slot = jr.categorical(
+        keys[2],
+        jnp.where(occ & (state.species == s_pick.astype(state.species.dtype)), 0.0, -jnp.inf),
+    )
     is_ins, is_del = move == _INSERT, move == _DELETE
     slot = jnp.where(is_ins, free_slot, jnp.where(is_del, sp_slot, any_slot))
     slot = jnp.clip(slot, 0, system.capacity - 1)
     valid = jnp.where(is_ins, has_free, jnp.where(is_del, n_by[s_pick] > 0, n_tot > 0))
     s_old = state.species[slot]
-    s_new = jnp.where(is_ins, s_pick, s_old).astype(state.species.dtype)
+    s_new = jnp.where(is_ins, s_pick.astype(s_old.dtype), s_old)
     old_c, old_sites = state.centres[slot], state.sites[slot]
 
     disp = jr.uniform(keys[3], (3,), minval=-1.0, maxval=1.0) * system.max_displacement
     rot_small = _rotation_about_axis(keys[4], system.max_rotation)
     rot_rand = _random_rotation(keys[5], 2)
     pos_rand = jr.uniform(keys[6], (3,)) @ system.cell
-    rand_sites = pos_rand + system.site_offsets[s_new] @ rot_rand.T
+    rand_sites = pos_rand[None, :] + system.site_offsets[s_new] @ rot_rand.T
     new_c = jnp.where(move == _TRANSLATE, old_c + disp, jnp.where(move == _ROTATE, old_c, pos_rand))
     new_sites = jnp.where(
         move == _TRANSLATE,
-        old_sites + disp,
-        jnp.where(move == _ROTATE, old_c + (old_sites - old_c) @ rot_small.T, rand_sites),
+        old_sites + disp[None, :],
+        jnp.where(
+            move == _ROTATE, old_c[None, :] + (old_sites - old_c[None, :]) @ rot_small.T, rand_sites
+        ),
     )
     new_c, new_sites = _wrap(new_c, new_sites, system)
 
@@ -760,11 +768,15 @@ def _sample(key, system: GCMCSystem, state: GCMCState, n_steps: int):
         st, acc = carry
         st, info = gcmc_step(k, system, st)
         n = jnp.sum(
-            st.occupied[:, None] & (st.species[:, None] == jnp.arange(system.n_species)), 0
+            st.occupied[:, None]
+            & (
+                st.species[:, None] == jnp.arange(system.n_species, dtype=st.species.dtype)[None, :]
+            ),
+            0,
         ).astype(acc.sum_n.dtype)
         onehot_move = jax.nn.one_hot(info["move"], 5)
         ins = (info["move"] == _INSERT) & info["valid"]
-        onehot_sp = jax.nn.one_hot(info["species"], system.n_species) * ins
+        onehot_sp = jax.nn.one_hot(info["species"], system.n_species) * ins.astype(acc.sum_n.dtype)
         acc = GCMCStats(
             n_steps=acc.n_steps + 1,
             sum_n=acc.sum_n + n,
@@ -772,7 +784,7 @@ def _sample(key, system: GCMCSystem, state: GCMCState, n_steps: int):
             widom_sum=acc.widom_sum + onehot_sp * info["widom"],
             widom_count=acc.widom_count + onehot_sp,
             attempts=acc.attempts + onehot_move,
-            accepted=acc.accepted + onehot_move * info["accepted"],
+            accepted=acc.accepted + onehot_move * info["accepted"].astype(onehot_move.dtype),
             sum_energy=acc.sum_energy + st.energy,
         )
         return (st, acc), None

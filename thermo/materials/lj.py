@@ -39,9 +39,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import jax
 import jax.numpy as jnp
 from jax_md import smap, space
 from jaxtyping import Array, Float
+
+from .cells import standard_promotion
 
 __all__ = [
     "lj_pair",
@@ -57,6 +60,14 @@ __all__ = [
 # Below this fraction of sigma the pair energy is clamped (huge, finite): it keeps
 # (sigma/r)^6 finite in float32 so that s12 - s6 is +inf at worst, never NaN.
 _R_MIN_FRACTION = 1e-3
+
+
+def _jax_md_pair_energy(smap_fn, pair, displacement_fn):
+    # jax-md 0.2.29: canonicalize_displacement_or_metric probes displacement_fn with
+    # float32 inputs and smap's sums scale by f32(0.5), both float32/float64 mixes
+    with jax.numpy_dtype_promotion("standard"):
+        metric = space.canonicalize_displacement_or_metric(displacement_fn)
+    return standard_promotion(smap_fn(pair, metric))
 
 
 def _inv_powers(r, sigma):
@@ -124,7 +135,7 @@ def lj_energy_fn(
     def pair(dr, **kw):
         return lj_pair(dr, sigma, epsilon, r_cut, shift)
 
-    return smap.pair(pair, space.canonicalize_displacement_or_metric(displacement_fn))
+    return _jax_md_pair_energy(smap.pair, pair, displacement_fn)
 
 
 def lj_virial_fn(
@@ -143,7 +154,7 @@ def lj_virial_fn(
     def pair(dr, **kw):
         return lj_pair_virial(dr, sigma, epsilon, r_cut)
 
-    return smap.pair(pair, space.canonicalize_displacement_or_metric(displacement_fn))
+    return _jax_md_pair_energy(smap.pair, pair, displacement_fn)
 
 
 def lj_neighbor_energy_fn(
@@ -164,7 +175,7 @@ def lj_neighbor_energy_fn(
     def pair(dr, **kw):
         return lj_pair(dr, sigma, epsilon, r_cut, shift)
 
-    return smap.pair_neighbor_list(pair, space.canonicalize_displacement_or_metric(displacement_fn))
+    return _jax_md_pair_energy(smap.pair_neighbor_list, pair, displacement_fn)
 
 
 def tail_energy_per_particle(density, sigma: float = 1.0, epsilon: float = 1.0, r_cut: float = 2.5):

@@ -151,7 +151,7 @@ def metropolis_sweep(
         accept = jnp.log(jr.uniform(k_u, (), dtype=pos.dtype)) < -beta * d_u
         pos = pos.at[i].set(jnp.where(accept, new, old))
         aux = jax.tree.map(lambda a, b: jnp.where(accept, a, b), aux_new, aux)
-        return (pos, aux, n_acc + accept), None
+        return (pos, aux, n_acc + accept.astype(jnp.int32)), None
 
     carry = (positions, aux, jnp.zeros((), jnp.int32))
     (pos, aux, n_acc), _ = jax.lax.scan(move, carry, jr.split(key, n_moves))

@@ -261,8 +261,9 @@ def _lj_fluid_chains(
     from jax_md import space
 
     from ..kernel import run as run_kernel
+    from .cells import standard_promotion
 
-    disp, shift = space.periodic(sides)
+    disp, shift = map(standard_promotion, space.periodic(sides))
     kernel = displacement_mc(disp, shift, temperature=temperature, step_size=step_size, r_cut=r_cut)
     n_chains, n = states.positions.shape[:2]
     if mode == "adapt":
