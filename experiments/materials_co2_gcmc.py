@@ -5,14 +5,24 @@ al. 2013) with charges Si +2.05, O −1.025; CO₂ of García-Sánchez et al. 20
 Berthelot, LJ shifted at 12 Å, no tail correction; Ewald with RASPA's relative precision
 1e-6 (the set-up of :mod:`experiments.materials_co2_widom`); moves translation,
 rotation, reinsertion (0.5 each) and swap (1.0, half insertions, half deletions), as
-the example's input; fugacity from Peng–Robinson (RASPA's default). The manual reports
-3.286 ± 0.033 molecules per unit cell and a Widom weight 30.66 ± 0.44 sampled during
-the run; this run reports the loading with its standard error by blocking over the block means
-(:func:`blocking_std_err`; blocks of ``steps_per_block`` moves after
-``n_equilibration_blocks`` discarded ones; the plain SE of the block means is reported
-too, it is smaller: the swap and reinsertion acceptances are 3% and 0.7%, so the loading
-decorrelates slowly) and whether it lies within 2 combined standard errors, and the Widom weight of its
-insertion attempts (test insertions into the sampled states, the same estimator).
+the example's input, the swaps and reinsertions configurational-bias with ``n_trials``
+Rosenbluth trials (RASPA3's 10; :func:`thermo.materials.gcmc_system`); fugacity from
+Peng–Robinson (RASPA's default). The manual reports 3.286 ± 0.033 molecules per unit
+cell and a Widom weight 30.66 ± 0.44 sampled during the run.
+
+The standard error is the spread between ``n_boxes`` independent boxes (each started
+empty with its own key, ``n_equilibration_blocks`` blocks of ``steps_per_block`` moves
+discarded, then ``n_blocks`` production blocks): the boxes' mean loadings are independent,
+so :math:`\sigma/\sqrt{B}` of them does not depend on a guessed correlation time. The
+boxes are split into two halves, two independent box sets reported with their own means
+and SE and their z against each other. The blocking SE of the box-averaged block means
+(:func:`blocking_std_err`) is reported too as a cross-check. The loading is compared with
+RASPA3 (within 2 combined SE), and the Widom weight of the insertion attempts (the
+Rosenbluth estimate, test insertions into the sampled states) with the manual's; the
+GC Widom identity :math:`\langle N\rangle = \beta f V\langle W\rangle` is a
+consistency check. The boxes run one after another through one compiled
+:func:`~thermo.materials.gcmc_sample` (under ``vmap`` the CBMC trials' ``lax.cond`` would
+become a select, so every move would pay for them).
 
 Resumable: one block is one step of ``ctx.loop``, checkpointed every
 ``checkpoint_every`` blocks (``python -m experiments run materials_co2_gcmc`` continues
@@ -39,7 +49,7 @@ from experiments.materials_co2_widom import _framework
 from thermo.materials import (
     fugacities,
     gcmc_init,
-    gcmc_sample_batched,
+    gcmc_sample,
     gcmc_system,
     gcmc_total_energy,
     load_molecule,
@@ -55,16 +65,18 @@ RASPA3_WEIGHT_ERR = 0.44
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    """Settings (defaults: the full run, sized for about 30 min on a loaded 2-core machine).
+    """Settings (defaults: the full run, about 30-40 min on a loaded 2-core machine).
 
     Attributes:
         seed: PRNG seed.
         temperature: K; pressure: Pa.
         eos: fugacity from ``"peng-robinson"`` (RASPA's default) or ``"ideal"``.
-        n_boxes: independent boxes run side by side (``vmap``).
+        n_boxes: independent boxes (the SE is their spread); an even number, split into two
+            box sets.
         capacity: molecule slots per box.
+        n_trials: configurational-bias trials of the swaps and reinsertions (1: plain).
         steps_per_block: MC moves per block and box.
-        n_equilibration_blocks: blocks discarded (the run starts empty).
+        n_equilibration_blocks: blocks discarded (each box starts empty).
         n_blocks: production blocks.
         checkpoint_every: blocks between checkpoints.
         max_displacement: Å; max_rotation: rad.
@@ -75,25 +87,30 @@ class Config:
     temperature: Positive = 353.0
     pressure: Positive = 1.0e5
     eos: Annotated[str, Choices(("peng-robinson", "ideal"))] = "peng-robinson"
-    n_boxes: Count = 1
+    n_boxes: Count = 8
     capacity: Count = 64
-    steps_per_block: Count = 10_000
-    n_equilibration_blocks: Count = 5
-    n_blocks: Count = 80
-    checkpoint_every: Count = 5
+    n_trials: Count = 10
+    steps_per_block: Count = 5_000
+    n_equilibration_blocks: Count = 3
+    n_blocks: Count = 10
+    checkpoint_every: Count = 1
     max_displacement: Positive = 1.0
     max_rotation: Positive = 0.5
     ewald_precision: Annotated[float, Range(0.0, 1.0, low_open=True, high_open=True)] = 1e-6
 
     @classmethod
     def quick(cls) -> Config:
-        """A smoke setting (one compile, a few hundred moves): not converged."""
-        return cls(steps_per_block=100, n_equilibration_blocks=1, n_blocks=3, checkpoint_every=2)
+        """A smoke setting (one compile, a few hundred moves in two boxes): not converged."""
+        return cls(
+            n_boxes=2, steps_per_block=100, n_equilibration_blocks=1, n_blocks=3, checkpoint_every=2
+        )
 
 
 def run(config: Config, ctx) -> dict:
     """Build the system, run the blocks through ``ctx.loop`` and summarise (module docstring)."""
     atoms, ff_name, charges, label, _ = _framework()
+    if config.n_boxes % 2:
+        raise ValueError(f"n_boxes must be even (two box sets), got {config.n_boxes}")
     co2 = load_molecule("CO2", "garcia-sanchez-2009")
     f = fugacities(["CO2"], config.temperature, config.pressure, eos=config.eos)
     system = gcmc_system(
@@ -107,6 +124,7 @@ def run(config: Config, ctx) -> dict:
         ewald_precision=config.ewald_precision,
         max_displacement=config.max_displacement,
         max_rotation=config.max_rotation,
+        n_trials=config.n_trials,
     )
     n_uc = int(np.prod(system.unit_cells))
     b, n_eq, n_prod = config.n_boxes, config.n_equilibration_blocks, config.n_blocks
@@ -124,10 +142,14 @@ def run(config: Config, ctx) -> dict:
 
     def body(key, carry, i):
         t0 = time.perf_counter()
-        state, stats = gcmc_sample_batched(
-            jr.split(key, b), system, carry["state"], config.steps_per_block
-        )
-        stats = jax.tree.map(np.asarray, stats)
+        new_states, blocks = [], []
+        for k, box_key in enumerate(jr.split(key, b)):  # one compiled sampler, box by box
+            one = jax.tree.map(lambda x, k=k: x[k], carry["state"])
+            one, stats = gcmc_sample(box_key, system, one, config.steps_per_block)
+            new_states.append(one)
+            blocks.append(jax.tree.map(np.asarray, stats))
+        state = jax.tree.map(lambda *xs: jnp.stack(xs), *new_states)
+        stats = jax.tree.map(lambda *xs: np.stack(xs), *blocks)
         out = dict(carry, state=state)
         out["wall"] = carry["wall"].copy()
         out["wall"][i] = time.perf_counter() - t0
@@ -152,7 +174,7 @@ def run(config: Config, ctx) -> dict:
         n_eq + n_prod,
         name="gcmc_blocks",
         every=config.checkpoint_every,
-        desc=f"GCMC CO2/{label} ({config.steps_per_block} moves per block)",
+        desc=f"GCMC CO2/{label} ({b} boxes x {config.steps_per_block} moves per block)",
     )
     state = carry["state"]
     if bool(np.any(np.asarray(state.overflow))):
@@ -163,13 +185,16 @@ def run(config: Config, ctx) -> dict:
         terms = gcmc_total_energy(system, one)
         drift.append(abs(float(one.energy) - terms["total"]))
 
-    loading_blocks = np.asarray(carry["n_mean"]).mean(axis=1) / n_uc  # (n_prod,)
-    loading = float(loading_blocks.mean())
-    se_plain = float(loading_blocks.std(ddof=1) / np.sqrt(n_prod)) if n_prod > 1 else float("nan")
-    se = blocking_std_err(loading_blocks)
-    w_blocks = np.asarray(carry["widom_sum"]).sum(1) / np.asarray(carry["widom_count"]).sum(1)
-    weight = float(w_blocks.mean())
-    w_se = blocking_std_err(w_blocks)
+    n_mean = np.asarray(carry["n_mean"])  # (n_prod, b)
+    per_box = n_mean.mean(axis=0) / n_uc  # (b,) independent
+    loading, se = _mean_se(per_box)
+    sets = [_mean_se(half) for half in (per_box[: b // 2], per_box[b // 2 :])]
+    z_sets = (sets[0][0] - sets[1][0]) / float(np.hypot(sets[0][1], sets[1][1]))
+    loading_blocks = n_mean.mean(axis=1) / n_uc  # (n_prod,) box-averaged block means
+    se_blocking = blocking_std_err(loading_blocks)
+    w_sum, w_count = np.asarray(carry["widom_sum"]), np.asarray(carry["widom_count"])
+    w_box = w_sum.sum(0) / w_count.sum(0)  # (b,)
+    weight, w_se = _mean_se(w_box)
     # Grand-canonical Widom identity <N> = beta f V <W> (exact): a consistency check.
     bfv_uc = float(np.exp(np.asarray(system.log_beta_f_v)[0])) / n_uc
     att = np.asarray(carry["attempts"]).sum(axis=(0, 1))
@@ -186,8 +211,15 @@ def run(config: Config, ctx) -> dict:
         "unit_cells": list(system.unit_cells),
         "fugacity_pa": float(f[0]),
         "eos": config.eos,
-        "loading_molecules_per_uc": {"value": loading, "std_err": se, "n_blocks": n_prod},
-        "loading_std_err_of_block_means": se_plain,
+        "n_trials": config.n_trials,
+        "loading_molecules_per_uc": {"value": loading, "std_err": se, "n_boxes": b},
+        "loading_per_box": per_box.tolist(),
+        "box_sets": [
+            {"boxes": list(r), "value": m, "std_err": e}
+            for r, (m, e) in zip((range(b // 2), range(b // 2, b)), sets, strict=True)
+        ],
+        "box_sets_z": float(z_sets),
+        "loading_blocking_std_err": se_blocking,
         "widom_weight": {"value": weight, "std_err": w_se},
         "loading_from_widom_identity": {"value": bfv_uc * weight, "std_err": bfv_uc * w_se},
         "acceptance": {
@@ -202,12 +234,15 @@ def run(config: Config, ctx) -> dict:
         "mean_energy_K": float(np.asarray(carry["energy_mean"]).mean()),
         "energy_drift_K": float(max(drift)),
         "moves": int(moves),
+        "moves_per_box": int(n_prod * config.steps_per_block),
         "raspa_cycles": float(moves / max(20.0, n_total)),
     }
     msg = (
-        f"{label}: loading {loading:.4f} +- {se:.4f} molecules/uc ({n_prod} blocks of "
-        f"{config.steps_per_block} moves x {b} boxes), <W> = {weight:.2f} +- {w_se:.2f}, "
-        f"energy drift {max(drift):.2e} K"
+        f"{label}: loading {loading:.4f} +- {se:.4f} molecules/uc ({b} boxes x {n_prod} "
+        f"blocks of {config.steps_per_block} moves, k = {config.n_trials}; box sets "
+        f"{sets[0][0]:.3f} +- {sets[0][1]:.3f} and {sets[1][0]:.3f} +- {sets[1][1]:.3f}, "
+        f"z = {z_sets:+.2f}; blocking SE {se_blocking:.4f}), <W> = {weight:.2f} +- "
+        f"{w_se:.2f}, energy drift {max(drift):.2e} K"
     )
     if label == "MFI":
         z = (loading - RASPA3_LOADING) / float(np.hypot(se, RASPA3_LOADING_ERR))
@@ -223,8 +258,15 @@ def run(config: Config, ctx) -> dict:
     if prod_wall > 0:
         msg += f"; {moves / prod_wall:.0f} moves/s"
     ctx.log(msg)
-    _figure(ctx, loading_blocks, se, label)
+    _figure(ctx, n_mean / n_uc, se, label)
     return out
+
+
+def _mean_se(values) -> tuple[float, float]:
+    """Mean and standard error (sample SD / sqrt(n)) of independent values."""
+    x = np.asarray(values, dtype=np.float64)
+    se = float(x.std(ddof=1) / np.sqrt(x.size)) if x.size > 1 else float("nan")
+    return float(x.mean()), se
 
 
 def blocking_std_err(block_means, min_blocks: int = 10) -> float:
@@ -246,15 +288,17 @@ def blocking_std_err(block_means, min_blocks: int = 10) -> float:
 
 
 def _figure(ctx, loading_blocks, se, label):
+    """Running mean of each box's loading, with RASPA3's band (``loading_blocks (n, B)``)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    x = np.arange(1, len(loading_blocks) + 1)
-    ax.plot(x, loading_blocks, ".", color="0.6", label="block means")
-    ax.plot(x, np.cumsum(loading_blocks) / x, "-", color="C0", label="running mean")
+    x = np.arange(1, loading_blocks.shape[0] + 1)
+    ax.plot(x, np.cumsum(loading_blocks, axis=0) / x[:, None], "-", color="0.6", lw=0.8)
+    mean = loading_blocks.mean(axis=1)
+    ax.plot(x, np.cumsum(mean) / x, "-", color="C0", lw=2, label="running mean, all boxes")
     if label == "MFI":
         ax.axhspan(
             RASPA3_LOADING - 2 * RASPA3_LOADING_ERR,
@@ -265,6 +309,6 @@ def _figure(ctx, loading_blocks, se, label):
         )
     ax.set_xlabel("production block")
     ax.set_ylabel("CO$_2$ per unit cell")
-    ax.set_title(f"GCMC CO$_2$ in {label}, final SE {se:.3f}")
+    ax.set_title(f"GCMC CO$_2$ in {label}: boxes (grey), SE {se:.3f}")
     ax.legend(fontsize=8)
     ctx.save_figure(fig, "loading")

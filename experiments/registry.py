@@ -38,6 +38,7 @@ _MODULES: dict[str, str] = {
     "materials_mfi_widom": "experiments.materials_mfi_widom",
     "materials_co2_widom": "experiments.materials_co2_widom",
     "materials_co2_gcmc": "experiments.materials_co2_gcmc",
+    "materials_raspa_side_by_side": "experiments.materials_raspa_side_by_side",
     "materials_nist_lj": "experiments.materials_nist_lj",
     "materials_screening": "experiments.materials_screening",
     "materials_periodic_generative": "experiments.materials_periodic_generative",

@@ -2,11 +2,16 @@
 
 * Ideal gas (binary): :math:`N_s` is Poisson with mean :math:`\\beta f_s V`; the mean and
   the variance are checked within 4 standard errors over independent vmapped boxes.
+  With configurational-bias swaps (``n_trials = 4``) every trial weight is 1, so this
+  checks the :math:`1/k` normalisation of the Rosenbluth weights.
 * Interacting LJ binary mixture: the grand-canonical Widom identity
   :math:`\\langle N_s\\rangle = \\beta f_s V\\,\\langle e^{-\\beta\\Delta U_s}\\rangle`
   (the test insertions being the insertion attempts) holds exactly for correct
   acceptance rules; checked within 4 SE, and the interactions shift
-  :math:`\\langle N\\rangle` from the ideal value by many SE (the check has power).
+  :math:`\\langle N\\rangle` from the ideal value by many SE (the check has power);
+  with plain moves and with configurational-bias insertion, deletion and reinsertion
+  (:math:`k = 4`, the insertion attempt's :math:`W/k` the Widom estimate), whose
+  :math:`\\langle N_s\\rangle` must also agree with each other.
 * Energies: the incrementally updated energy and :math:`S(k)` equal a fresh recompute;
   one molecule's energy equals :func:`thermo.materials.framework_energy_fn`'s; the
   Fourier term equals :func:`thermo.materials.ewald_fourier_energy` (RASPA3-matched),
@@ -46,25 +51,36 @@ def _atom(name, epsilon, sigma):
 _N_BOXES, _N_STEPS = 16, 2000
 
 
-def _fluid(epsilons, fugacities, temperature):
+def _fluid(epsilons, fugacities, temperature, n_trials=1):
+    moves = {"translation": 1.0, "insertion": 1.0, "deletion": 1.0}
+    if n_trials > 1:
+        moves["reinsertion"] = 0.5
     return g.gcmc_system(
         [_atom("A", epsilons[0], 3.73), _atom("B", epsilons[1], 3.60)],
         temperature=temperature,
         fugacities=fugacities,
         cell=25.0 * np.eye(3),
         capacity=64,
-        move_probabilities={"translation": 1.0, "insertion": 1.0, "deletion": 1.0},
+        move_probabilities=moves,
+        n_trials=n_trials,
     )
+
+
+_STATS = {}
 
 
 def _box_stats(system, seed):
     """Equilibrate, then sample ``_N_BOXES`` independent boxes; per-box :class:`GCMCStats`."""
+    tag = (seed, system.n_trials, float(system.pair_epsilon[0, 0, 0, 0]))
+    if tag in _STATS:
+        return _STATS[tag]
     k_eq, k_prod = jr.split(jr.key(seed))
     states = jax.vmap(lambda _: g.gcmc_init(system))(jnp.arange(_N_BOXES))
     states, _ = g.gcmc_sample_batched(jr.split(k_eq, _N_BOXES), system, states, _N_STEPS)
     states, stats = g.gcmc_sample_batched(jr.split(k_prod, _N_BOXES), system, states, _N_STEPS)
     assert not bool(jnp.any(states.overflow))
-    return jax.tree.map(np.asarray, stats)
+    _STATS[tag] = jax.tree.map(np.asarray, stats)
+    return _STATS[tag]
 
 
 def _z(values, truth):
@@ -74,8 +90,9 @@ def _z(values, truth):
     return (values.mean(axis=0) - truth) / se
 
 
-def test_ideal_gas_binary_is_poisson():
-    system = _fluid((0.0, 0.0), [1.0e6, 0.5e6], 300.0)
+@pytest.mark.parametrize("n_trials", [1, 4])
+def test_ideal_gas_binary_is_poisson(n_trials):
+    system = _fluid((0.0, 0.0), [1.0e6, 0.5e6], 300.0, n_trials)
     bfv = np.exp(np.asarray(system.log_beta_f_v))  # 3.62, 1.81
     stats = _box_stats(system, seed=20261203)
     mean = stats.sum_n / stats.n_steps[:, None]  # (boxes, species)
@@ -84,8 +101,12 @@ def test_ideal_gas_binary_is_poisson():
     assert np.all(np.abs(_z(var, bfv)) < 4.0), (var.mean(0), bfv)  # Poisson: var = mean
 
 
-def test_lj_mixture_obeys_the_widom_identity():
-    system = _fluid((148.0, 171.0), [5.0e6, 2.5e6], 300.0)
+_MIXTURE = ((148.0, 171.0), [5.0e6, 2.5e6], 300.0)
+
+
+@pytest.mark.parametrize("n_trials", [1, 4])
+def test_lj_mixture_obeys_the_widom_identity(n_trials):
+    system = _fluid(*_MIXTURE, n_trials)
     bfv = np.exp(np.asarray(system.log_beta_f_v))  # 18.9, 9.4
     stats = _box_stats(system, seed=7)
     mean_n = stats.sum_n / stats.n_steps[:, None]
@@ -94,6 +115,19 @@ def test_lj_mixture_obeys_the_widom_identity():
     assert np.all(np.abs(z_identity) < 4.0), z_identity
     assert np.all(np.abs(_z(mean_n, bfv)) > 4.0), (mean_n.mean(0), bfv)  # non-ideal
     assert np.all(stats.accepted[:, 3] > 0) and np.all(stats.accepted[:, 4] > 0)
+
+
+def test_cbmc_and_plain_swaps_sample_the_same_loading():
+    plain = _box_stats(_fluid(*_MIXTURE, 1), seed=7)
+    cbmc = _box_stats(_fluid(*_MIXTURE, 4), seed=7)
+    n_plain = plain.sum_n / plain.n_steps[:, None]
+    n_cbmc = cbmc.sum_n / cbmc.n_steps[:, None]
+    se = np.hypot(*(n.std(axis=0, ddof=1) / np.sqrt(n.shape[0]) for n in (n_plain, n_cbmc)))
+    z = (n_cbmc.mean(0) - n_plain.mean(0)) / se
+    assert np.all(np.abs(z) < 4.0), z
+    # the biased swaps are accepted more often (the point of CBMC)
+    rate = [s.accepted[:, 3].sum() / s.attempts[:, 3].sum() for s in (plain, cbmc)]
+    assert rate[1] > rate[0], rate
 
 
 def _lj(r, epsilon, sigma):
@@ -124,6 +158,7 @@ def charged_run():
         r_cut=8.5,
         ewald_alpha=0.3,
         ewald_kmax=(5, 5, 5),
+        n_trials=3,  # configurational-bias swaps and reinsertions
     )
     state, _ = g.gcmc_sample(jr.key(11), system, g.gcmc_init(system), 600)
     return co2, atoms, q, system, state

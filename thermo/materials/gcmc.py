@@ -19,7 +19,24 @@ The grand-canonical ensemble at temperature :math:`T`, volume :math:`V` and fuga
 Orientations are drawn uniformly, so no orientational factor enters the swap rules (the
 rigid molecule's orientational partition function cancels against the ideal-gas
 reservoir's). The species of an insertion or deletion is drawn with fixed probabilities,
-the same for both, so they cancel too. The centre of a molecule is the mean of its site
+the same for both, so they cancel too.
+
+With ``n_trials`` :math:`k > 1` the insertion, deletion and reinsertion are
+configurational-bias moves for the rigid molecule (Frenkel & Smit 2002, ch. 13; RASPA3
+does the same with :math:`k = 10`): :math:`k` trial placements (uniform position and
+orientation, independent) are weighted by the Boltzmann factor of the trial energy
+:math:`u` (everything but the Ewald Fourier term), one is chosen with probability
+:math:`e^{-\beta u_j}/W`, :math:`W = \sum_j e^{-\beta u_j}`, and the Fourier change
+:math:`\Delta U_F` of the chosen one enters the acceptance directly. The old molecule's
+weight :math:`W_o` sums its own :math:`e^{-\beta u}` and :math:`k-1` fresh trials in
+the state without it. Insertion accepts with
+:math:`\min(1, \frac{\beta f_s V}{N_s+1}\frac{W}{k}e^{-\beta\Delta U_F})`, deletion
+with :math:`\min(1, \frac{N_s}{\beta f_s V}\frac{k}{W_o}e^{-\beta\Delta U_F})`,
+reinsertion with :math:`\min(1, \frac{W}{W_o}e^{-\beta\Delta U_F})`; the insertion
+attempt's :math:`\frac{W}{k}e^{-\beta\Delta U_F}` is an unbiased estimate of the Widom
+average :math:`\langle e^{-\beta\Delta U}\rangle`.
+
+The centre of a molecule is the mean of its site
 positions (the centre of mass for the symmetric CO₂, N₂ and CH₄ models).
 
 The energy is RASPA3's model (Dubbeldam et al. 2024, *J. Chem. Theory Comput.* 20,
@@ -253,6 +270,7 @@ class GCMCSystem(eqx.Module):
     max_displacement: jax.Array  # Å
     max_rotation: jax.Array  # rad
     capacity: int = eqx.field(static=True)
+    n_trials: int = eqx.field(static=True)  # CBMC trials k (1: plain moves)
     n_species: int = eqx.field(static=True)
     n_sites: int = eqx.field(static=True)
     coulomb: bool = eqx.field(static=True)
@@ -332,6 +350,7 @@ def gcmc_system(
     max_displacement: float = 1.0,
     max_rotation: float = 0.5,
     bin_width: float | None = 2.0,
+    n_trials: int = 1,
 ) -> GCMCSystem:
     r"""Build a :class:`GCMCSystem` (module docstring for the model and the moves).
 
@@ -361,6 +380,8 @@ def gcmc_system(
             (default uniform).
         max_displacement: :math:`\delta`, Å; max_rotation: :math:`\theta`, rad.
         bin_width: framework bin width, Å (``None``: visit every framework atom).
+        n_trials: configurational-bias trials :math:`k` of the insertion, deletion and
+            reinsertion (module docstring); 1 gives the plain moves. RASPA3 uses 10.
     """
     mols = [molecules] if isinstance(molecules, Molecule) else list(molecules)
     if not mols or not all(isinstance(m, Molecule) for m in mols):
@@ -375,6 +396,7 @@ def gcmc_system(
         raise ValueError(f"fugacities must have {n_sp} entries (one per species), got {f.shape}")
     check_positive(f, "fugacities")
     capacity = check_count(capacity, "capacity")
+    n_trials = check_count(n_trials, "n_trials")
     check_positive(r_cut, "r_cut")
     check_positive(max_displacement, "max_displacement")
     check_positive(max_rotation, "max_rotation")
@@ -547,6 +569,7 @@ def gcmc_system(
         max_displacement=jnp.asarray(float(max_displacement)),
         max_rotation=jnp.asarray(float(max_rotation)),
         capacity=capacity,
+        n_trials=n_trials,
         n_species=n_sp,
         n_sites=n_s,
         coulomb=coulomb,
@@ -657,14 +680,37 @@ def _wrap(centre, sites, system):
     return centre - shift, sites - shift[None, :]
 
 
+def _trial_energy(system: GCMCSystem, state: GCMCState, sites, centre, s, slot):
+    """The CBMC trial energy of one molecule: everything but the Fourier term (clamped)."""
+    u = _framework_energy(system, sites, centre, s) + _pair_energy(system, state, sites, s, slot)
+    return jnp.minimum(u, _ENERGY_CLAMP)
+
+
+def _random_placements(key, system: GCMCSystem, s, n):
+    """``n`` uniform positions with uniform orientations of species ``s``: centres, sites."""
+    k_pos, k_rot = jr.split(key)
+    centres = jr.uniform(k_pos, (n, 3)) @ system.cell
+    rots = jax.vmap(lambda k: _random_rotation(k, 2))(jr.split(k_rot, n))
+    sites = centres[:, None, :] + jnp.einsum("sj,nij->nsi", system.site_offsets[s], rots)
+    return centres, sites
+
+
 def gcmc_step(key, system: GCMCSystem, state: GCMCState):
     r"""One GCMC move (module docstring): ``(state, info)`` with ``info`` a dict.
 
+    With ``system.n_trials`` :math:`k > 1` the insertion, deletion and reinsertion are
+    configurational-bias moves (module docstring); the extra trials are evaluated under
+    ``lax.cond``, so only those moves pay for them (under ``vmap`` the branch becomes a
+    select and every step pays).
+
     ``info``: ``move`` (index into :data:`MOVES`), ``accepted``, ``valid`` (the move was
     possible: a molecule to move or delete, a free slot to insert into), ``species``
-    of the swap, ``widom`` (:math:`e^{-\beta\Delta U}` of an insertion attempt, else 0).
+    of the swap, ``widom`` (the insertion attempt's Rosenbluth estimate of
+    :math:`\langle e^{-\beta\Delta U}\rangle`, :math:`\frac{W}{k}e^{-\beta\Delta U_F}`,
+    else 0).
     """
-    keys = jr.split(key, 8)
+    k_trials = system.n_trials
+    keys = jr.split(key, 9)
     move = jr.categorical(keys[0], system.move_logits)
     s_pick = jr.categorical(keys[1], system.species_logits)
     occ = state.occupied
@@ -679,61 +725,88 @@ def gcmc_step(key, system: GCMCSystem, state: GCMCState):
         jnp.where(occ & (state.species == s_pick.astype(state.species.dtype)), 0.0, -jnp.inf),
     )
     is_ins, is_del = move == _INSERT, move == _DELETE
+    is_local = (move == _TRANSLATE) | (move == _ROTATE)
     slot = jnp.where(is_ins, free_slot, jnp.where(is_del, sp_slot, any_slot))
     slot = jnp.clip(slot, 0, system.capacity - 1)
     valid = jnp.where(is_ins, has_free, jnp.where(is_del, n_by[s_pick] > 0, n_tot > 0))
     s_old = state.species[slot]
     s_new = jnp.where(is_ins, s_pick.astype(s_old.dtype), s_old)
     old_c, old_sites = state.centres[slot], state.sites[slot]
+    old_present, new_present = ~is_ins, ~is_del
 
+    # New candidates: the displaced/rotated molecule, or k uniform placements.
     disp = jr.uniform(keys[3], (3,), minval=-1.0, maxval=1.0) * system.max_displacement
     rot_small = _rotation_about_axis(keys[4], system.max_rotation)
-    rot_rand = _random_rotation(keys[5], 2)
-    pos_rand = jr.uniform(keys[6], (3,)) @ system.cell
-    rand_sites = pos_rand[None, :] + system.site_offsets[s_new] @ rot_rand.T
-    new_c = jnp.where(move == _TRANSLATE, old_c + disp, jnp.where(move == _ROTATE, old_c, pos_rand))
-    new_sites = jnp.where(
-        move == _TRANSLATE,
-        old_sites + disp[None, :],
-        jnp.where(
-            move == _ROTATE, old_c[None, :] + (old_sites - old_c[None, :]) @ rot_small.T, rand_sites
-        ),
+    rand_c, rand_sites = _random_placements(keys[5], system, s_new, k_trials)
+    local_c = jnp.where(move == _TRANSLATE, old_c + disp, old_c)
+    local_sites = jnp.where(
+        move == _TRANSLATE, old_sites + disp[None, :], old_c[None, :] + (old_sites - old_c[None, :]) @ rot_small.T
     )
-    new_c, new_sites = _wrap(new_c, new_sites, system)
+    cand_c = rand_c.at[0].set(jnp.where(is_local, local_c, rand_c[0]))
+    cand_sites = rand_sites.at[0].set(jnp.where(is_local, local_sites, rand_sites[0]))
+    cand_c, cand_sites = jax.vmap(lambda c, x: _wrap(c, x, system))(cand_c, cand_sites)
+    u_new0 = _trial_energy(system, state, cand_sites[0], cand_c[0], s_new, slot)
+    u_old0 = _trial_energy(system, state, old_sites, old_c, s_old, slot)
+    if k_trials > 1:
+        many_new = new_present & ~is_local & valid
+        many_old = old_present & ~is_local & valid
 
-    old_present, new_present = ~is_ins, ~is_del
-    u_old = _framework_energy(system, old_sites, old_c, s_old) + _pair_energy(
-        system, state, old_sites, s_old, slot
-    )
-    u_new = _framework_energy(system, new_sites, new_c, s_new) + _pair_energy(
-        system, state, new_sites, s_new, slot
-    )
-    u_old = jnp.where(old_present & valid, u_old, 0.0)
-    u_new = jnp.where(new_present & valid, jnp.minimum(u_new, _ENERGY_CLAMP), 0.0)
-    delta_u = u_new - u_old
+        def trials_fn(centres, sites, s):  # one species for all trials: no per-trial gathers
+            return jax.vmap(lambda c, x: _trial_energy(system, state, x, c, s, slot))(
+                centres, sites
+            )
+
+        no_trials = jnp.full(k_trials - 1, jnp.inf)
+        u_new_rest = jax.lax.cond(
+            many_new, lambda: trials_fn(cand_c[1:], cand_sites[1:], s_new), lambda: no_trials
+        )
+        old_rand_c, old_rand_sites = _random_placements(keys[6], system, s_old, k_trials - 1)
+        old_rand_c, old_rand_sites = jax.vmap(lambda c, x: _wrap(c, x, system))(
+            old_rand_c, old_rand_sites
+        )
+        u_old_rest = jax.lax.cond(
+            many_old, lambda: trials_fn(old_rand_c, old_rand_sites, s_old), lambda: no_trials
+        )
+        log_w_new = -system.beta * jnp.concatenate([u_new0[None], u_new_rest])
+        log_w_old = -system.beta * jnp.concatenate([u_old0[None], u_old_rest])
+        pick = jr.categorical(keys[7], log_w_new)
+        log_k = jnp.log(jnp.asarray(float(k_trials)))
+        log_rosen_new = jax.scipy.special.logsumexp(log_w_new) - jnp.where(many_new, log_k, 0.0)
+        log_rosen_old = jax.scipy.special.logsumexp(log_w_old) - jnp.where(many_old, log_k, 0.0)
+    else:
+        pick = jnp.zeros((), dtype=jnp.int32)
+        log_rosen_new, log_rosen_old = -system.beta * u_new0, -system.beta * u_old0
+    new_c, new_sites = cand_c[pick], cand_sites[pick]
+    u_new = jnp.concatenate([u_new0[None], u_new_rest])[pick] if k_trials > 1 else u_new0
+
+    u_new = jnp.where(new_present & valid, u_new, 0.0)
+    u_old = jnp.where(old_present & valid, u_old0, 0.0)
+    log_rosen_new = jnp.where(new_present & valid, log_rosen_new, 0.0)
+    log_rosen_old = jnp.where(old_present & valid, log_rosen_old, 0.0)
     if system.coulomb:
         ds_new = _molecule_structure_factor(system, new_sites, s_new)
         ds_old = _molecule_structure_factor(system, old_sites, s_old)
         ds = jnp.where(new_present, ds_new, 0.0) - jnp.where(old_present, ds_old, 0.0)
         ds = jnp.where(valid, ds, 0.0)
-        delta_u = (
-            delta_u
-            + _fourier_delta(system, state.structure_factor, ds)
+        delta_fourier = (
+            _fourier_delta(system, state.structure_factor, ds)
             + jnp.where(is_ins, system.self_constant[s_new], 0.0)
             - jnp.where(is_del, system.self_constant[s_old], 0.0)
         )
-        delta_u = jnp.minimum(delta_u, _ENERGY_CLAMP)
+        delta_fourier = jnp.where(valid, jnp.minimum(delta_fourier, _ENERGY_CLAMP), 0.0)
     else:
         ds = jnp.zeros_like(state.structure_factor)
+        delta_fourier = jnp.zeros(())
+    delta_u = u_new - u_old + delta_fourier
     n_s = n_by[s_pick].astype(delta_u.dtype)
     log_bias = jnp.where(
         is_ins,
         system.log_beta_f_v[s_pick] - jnp.log(n_s + 1.0),
         jnp.where(is_del, jnp.log(jnp.maximum(n_s, 1.0)) - system.log_beta_f_v[s_pick], 0.0),
     )
-    log_acc = -system.beta * delta_u + log_bias
-    accepted = valid & (jnp.log(jr.uniform(keys[7])) < log_acc)
-    widom = jnp.where(is_ins & valid, jnp.exp(-system.beta * delta_u), 0.0)
+    log_acc = log_rosen_new - log_rosen_old - system.beta * delta_fourier + log_bias
+    accepted = valid & (jnp.log(jr.uniform(keys[8])) < log_acc)
+    widom = jnp.where(is_ins & valid, jnp.exp(log_rosen_new - system.beta * delta_fourier), 0.0)
 
     put = accepted & new_present
     new_state = GCMCState(
