@@ -47,6 +47,7 @@ _MODULES: dict[str, str] = {
     "diffusion_samplers": "experiments.diffusion_samplers",
     "particle_sampler": "experiments.particle_sampler",
     "search_replay": "experiments.search_replay",
+    "search_live": "experiments.search_live",
 }
 
 

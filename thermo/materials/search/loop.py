@@ -22,14 +22,23 @@ resumed loop takes the same decisions):
   The published rule uses the mean cost per fidelity; ``cost_model=True`` (the default)
   charges a candidate already run at the cheapest fidelity its own cheap cost times the
   mean cost ratio (see ``_Strategy._expected_costs``).
-* ``"boltzmann"``: proposals drawn exactly from :math:`p(m)\propto\exp(\lambda_t s(m))` over
-  the candidates not yet seen at the top fidelity, with :math:`s` the standardised GP
-  posterior mean of the top fidelity and :math:`\lambda_t = \lambda_0 + \dot\lambda\,t`
-  annealed; delayed acceptance (Christen & Fox 2005): the cheap tier is evaluated first, and
-  the proposal reaches the expensive tier with probability
-  :math:`\min(1, e^{\lambda_t(\tilde s(y) - \tilde s(x))})`, where :math:`\tilde s` is the
-  surrogate's top-fidelity mean after the cheap result and :math:`x` the chain's state (the
-  best candidate known at the top fidelity: the second stage runs at zero temperature).
+* ``"boltzmann"``: the search as sampling (:mod:`thermo.materials.search.boltzmann`), a
+  delayed-acceptance chain (Christen & Fox 2005) over the candidates with target
+  :math:`\pi_t(m) \propto e^{\lambda_t s(m)}`, :math:`s` the standardised surrogate mean of
+  the top fidelity, :math:`\lambda_t = \lambda_0 + \dot\lambda\,t` annealed with the number
+  :math:`t` of evaluations. After the same initial design as ``multi_fidelity``, a proposal
+  :math:`y` is drawn from :math:`e^{\lambda_t s}` over the candidates not yet seen at the top
+  fidelity by adaptive-tempering SMC (:func:`~thermo.materials.search.boltzmann.boltzmann_smc`,
+  whose moves are delayed-acceptance steps screened by the cheapest fidelity's surrogate
+  mean). Then the fidelities are the stages: :math:`y` is evaluated at the cheapest fidelity
+  it lacks, the surrogate refitted, and it goes on to the next fidelity with probability
+  :math:`\min(1, e^{\lambda_t([s'(y)-s(y)] - [s'(x)-s(x)])})` (the stage ratio for an
+  independence proposal, :math:`s` the scores before, :math:`s'` after the evaluation,
+  :math:`x` the chain's state); a proposal that passes the top fidelity becomes the state.
+  Only the survivors of the cheap stages reach the expensive ones. The chain's state and the
+  scores a decision needs are written with each evaluation (``inputs["da"]``), so a resumed
+  search takes the same decisions. As the surrogate changes after every evaluation this is
+  an adaptive search, not an exact sampler (the fixed-score kernel is exact; tested).
 
 Costs are in the units of the fidelities' costs. The expected cost of a fidelity before it is
 run is the mean cost charged at it so far (``cost_guess`` before that).
@@ -121,6 +130,7 @@ class _State:
     y: np.ndarray
     cost: np.ndarray
     done: set
+    inputs: list = dataclasses.field(default_factory=list)
 
 
 def max_diverse_design(features, seed_index: int, k: int) -> list[int]:
@@ -167,6 +177,7 @@ class _Strategy:
         n = len(space)
         self.order = np.asarray(jr.permutation(jr.fold_in(key, 0), n))
         self.gp = None
+        self.meta: dict = {}
         # multi-fidelity initial design: n_init candidates, each at every fidelity
         design = max_diverse_design(space.features, int(self.order[0]), min(n_init, n))
         self.design = [(int(i), lvl) for i in design for lvl in range(n_fid)]
@@ -187,7 +198,7 @@ class _Strategy:
                 self.gp = MultiFidelityGP(self.space.features, 1)
             return self.gp.fit(s.idx[m], np.zeros(m.sum(), int), s.y[m]), 0
         if self.gp is None:
-            ar = self.name == "multi_fidelity" and self.surrogate == "autoregressive"
+            ar = self.surrogate == "autoregressive"
             cls = AutoregressiveGP if ar else MultiFidelityGP
             self.gp = cls(self.space.features, self.n_fid)
         return self.gp.fit(s.idx, s.lvl, s.y), top
@@ -207,11 +218,12 @@ class _Strategy:
                 return todo[:q]
             gp, _ = self._fit(s, False)
             return self._multi_fidelity(s, gp, q)
-        # the Boltzmann search starts from n_init random cheap evaluations
-        if len(s.y) < self.n_init:
-            return self._next_random(s, 0, min(q, self.n_init - len(s.y)))
-        gp, lv = self._fit(s, False)
-        return self._boltzmann(s, gp, q)
+        # the Boltzmann search starts from the multi-fidelity initial design
+        todo = [p for p in self.design if p not in s.done]
+        if todo:
+            return todo[:q]
+        gp, _ = self._fit(s, False)
+        return self._boltzmann(s, gp)
 
     def _open(self, s: _State, top: int) -> np.ndarray:
         return np.array([(i, top) not in s.done for i in range(s.n)])
@@ -284,35 +296,52 @@ class _Strategy:
             if score[lvl, c] > -np.inf
         ]
 
-    def _boltzmann(self, s, gp, q):
+    def _scores(self, gp, level):
+        mean, _ = gp.predict(level)
+        return (mean - mean.mean()) / (mean.std() + 1e-12)
+
+    def _boltzmann(self, s, gp):
+        from .boltzmann import boltzmann_smc
+
         top = self.n_fid - 1
         step = len(s.y)
         key = jr.fold_in(self.key, 1 + step)
-        lam = self.lambda0 + self.lambda_rate * step
-        mean, _ = gp.predict(top)
-        score = (mean - mean.mean()) / (mean.std() + 1e-12)
-        m_top = s.lvl == top
-        cur = score[s.idx[m_top][np.argmax(s.y[m_top])]] if m_top.any() else -np.inf
-        opn = self._open(s, top)
-        # a cheap evaluation just finished: the delayed-acceptance test for that proposal
-        last_c, last_l = (int(s.idx[-1]), int(s.lvl[-1])) if step else (-1, -1)
         u_key, p_key = jr.split(key)
-        if last_l == 0 and top > 0 and opn[last_c] and step > self.n_init - 1:
-            u = float(jr.uniform(u_key))
-            if np.log(u) < lam * (score[last_c] - cur):
-                return [(last_c, top)]
-        logits = np.where(opn, lam * score, -np.inf)
-        # proposals not yet seen by the cheap tier (seen and rejected ones stay rejected)
-        seen_cheap = np.array([(i, 0) in s.done for i in range(s.n)])
-        logits = np.where(seen_cheap & (top > 0), -np.inf, logits)
-        if not np.isfinite(logits).any():
-            logits = np.where(opn, lam * score, -np.inf)
-            if not np.isfinite(logits).any():
-                return []
-        g = np.asarray(jr.gumbel(p_key, (s.n,)))
-        cand = int(np.argmax(logits + g))
-        lvl = 0 if (cand, 0) not in s.done else top
-        return [(cand, lvl)][:q]
+        lam = self.lambda0 + self.lambda_rate * step
+        score = self._scores(gp, top)
+        opn = self._open(s, top)
+        da = s.inputs[-1].get("da") if s.inputs else None
+        x = -1 if da is None else int(da["x"])
+        sx = float(score[x]) if x >= 0 else 0.0
+        if da is not None:
+            y = int(da["y"])
+            # the stage just evaluated: pass on with the delayed-acceptance probability
+            log_alpha = da["lam"] * ((score[y] - da["score_y"]) - (sx - da["score_x"]))
+            passed = np.log(float(jr.uniform(u_key))) < min(0.0, float(log_alpha))
+            if passed and s.lvl[-1] == top:
+                x, sx = y, float(score[y])  # accepted: the chain moves to y
+            elif passed:
+                nxt = next(lvl for lvl in range(self.n_fid) if (y, lvl) not in s.done)
+                return self._da_pair(y, nxt, x, score, sx, da["lam"])
+        if not opn.any():
+            return []
+        cheap = self._scores(gp, 0)
+        res = boltzmann_smc(
+            p_key, np.stack([cheap, score]), lam, mask=opn, n_particles=self.n_particles
+        )
+        w = np.asarray(res.log_weights, float)
+        w = np.exp(w - w.max())
+        g_key = jr.fold_in(p_key, 1)
+        pick = int(jr.choice(g_key, len(w), p=w / w.sum()))
+        y = int(np.asarray(res.samples)[pick, 0])
+        nxt = next(lvl for lvl in range(self.n_fid) if (y, lvl) not in s.done)
+        return self._da_pair(y, nxt, x, score, sx, lam)
+
+    def _da_pair(self, y, lvl, x, score, sx, lam):
+        self.meta[(y, lvl)] = {
+            "da": {"x": x, "y": y, "lam": lam, "score_y": float(score[y]), "score_x": sx}
+        }
+        return [(y, lvl)]
 
 
 class _Evaluate:
@@ -351,6 +380,7 @@ def run_loop(
     lambda_rate: float = 0.1,
     cost_model: bool = True,
     surrogate: str = "autoregressive",
+    n_particles: int = 256,
 ) -> SearchResult:
     """Run (or resume) a search until ``budget`` is spent.
 
@@ -379,10 +409,11 @@ def run_loop(
         lambda0, lambda_rate: the Boltzmann search's inverse temperature schedule.
         cost_model: ``multi_fidelity`` only: per-candidate expected costs from the candidate's
             cheap-tier cost and the observed cost ratio (else the mean cost per fidelity).
-        surrogate: ``multi_fidelity`` only: ``"autoregressive"`` (default,
+        surrogate: ``multi_fidelity`` and ``boltzmann``: ``"autoregressive"`` (default,
             :class:`~thermo.materials.search.surrogate.AutoregressiveGP`, Kennedy-O'Hagan
             co-kriging) or ``"coregional"`` (:class:`MultiFidelityGP`, one shared fidelity
-            correlation and length scales). ``boltzmann`` always uses the coregional GP.
+            correlation and length scales).
+        n_particles: ``boltzmann`` only: SMC population drawing each proposal.
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
@@ -394,6 +425,8 @@ def run_loop(
         raise ValueError(f"surrogate must be one of {SURROGATES}, got {surrogate!r}")
     if batch_size < 1 or n_init < 1:
         raise ValueError("batch_size and n_init must be >= 1")
+    if n_particles < 2:
+        raise ValueError(f"n_particles must be >= 2, got {n_particles}")
     n_fid = len(fidelities)
     if cost_guess is None:
         cost_guess = [f.mean_cost if isinstance(f, ReplayFidelity) else 1.0 for f in fidelities]
@@ -411,6 +444,7 @@ def run_loop(
         cost_model=cost_model,
         surrogate=surrogate,
     )
+    strat.n_particles = int(n_particles)
     evals = store.evaluations()
     task = _Evaluate(fidelities)
     version = code_version()
@@ -426,6 +460,7 @@ def run_loop(
             np.array([e.result for e in evals], float),
             np.array([e.cost for e in evals], float),
             {(e.candidate, e.fidelity) for e in evals},
+            [e.inputs for e in evals],
         )
 
     def finished(s):
@@ -447,9 +482,8 @@ def run_loop(
             break
         items = [(c, lvl, _seed(key, c, lvl, n_fid)) for c, lvl in pairs]
         for (c, lvl, seed), (value, cost, wall) in executor.map_unordered(task, items):
-            e = Evaluation(
-                c, lvl, value, cost, wall, seed, {"candidate": c, "fidelity": lvl}, version
-            )
+            inputs = {"candidate": c, "fidelity": lvl, **strat.meta.pop((c, lvl), {})}
+            e = Evaluation(c, lvl, value, cost, wall, seed, inputs, version)
             store.add(e)
             evals.append(e)
     s = state()
