@@ -11,7 +11,9 @@ along a free path, Å), surface areas and void fractions.
 Reading one CIF from the package decompresses the archive (a few seconds), so
 :func:`load_core_mofs` and :func:`core_mof_atom_counts` read many in one pass.
 Framework LJ parameters are UFF (:func:`thermo.materials.uff_parameters`, all
-elements H–Lr), framework charges QEq (:func:`framework_charges`).
+elements H–Lr), framework charges EQeq by default (Wilmer, Kim & Snurr 2012) or QEq
+(:func:`framework_charges`), and :func:`henry_coefficients` gives a framework's Henry
+coefficients for several adsorbates (Widom insertion with Ewald electrostatics).
 """
 
 from __future__ import annotations
@@ -25,17 +27,21 @@ from importlib import resources
 
 import ase
 import ase.io
+import jax.random as jr
 import numpy as np
 
-from .molecules import uff_parameters
-from .qeq import qeq_charges, qeq_parameters
+from .adsorption import widom
+from .molecules import Molecule, adsorption_force_field, uff_parameters
+from .qeq import eqeq_charges, eqeq_parameters, qeq_charges, qeq_parameters
 
 __all__ = [
     "CO2_KINETIC_DIAMETER",
     "core_mof_atom_counts",
     "core_mof_descriptors",
     "default_screening_set",
+    "CHARGE_MODELS",
     "framework_charges",
+    "henry_coefficients",
     "load_core_mofs",
 ]
 
@@ -43,6 +49,9 @@ __all__ = [
 CO2_KINETIC_DIAMETER = 3.3
 
 _DATASETS = ("2014", "2019-ASR", "2019-FSR")
+
+#: Charge models of :func:`framework_charges` -> the function giving their element tables.
+CHARGE_MODELS = {"eqeq": eqeq_parameters, "qeq": qeq_parameters}
 
 
 def _check_dataset(dataset: str) -> None:
@@ -151,13 +160,23 @@ def load_core_mofs(names, dataset: str = "2019-ASR") -> dict:
     return out
 
 
-def framework_charges(atoms: ase.Atoms, total_charge: float = 0.0, **kwargs) -> np.ndarray:
-    r"""QEq charges ``(n,)`` (e) of a periodic framework (:func:`thermo.materials.qeq_charges`).
+def framework_charges(
+    atoms: ase.Atoms, total_charge: float = 0.0, *, method: str = "eqeq", **kwargs
+) -> np.ndarray:
+    r"""Charges ``(n,)`` (e) of a periodic framework from charge equilibration.
 
-    Gaussian-shielded QEq on the Ewald Coulomb matrix, Rappé & Goddard 1991 / UFF
-    parameters; keyword arguments go to :func:`thermo.materials.qeq_charges`.
+    ``method="eqeq"`` (default, the screening model): EQeq, Wilmer, Kim & Snurr 2012
+    (:func:`thermo.materials.eqeq_charges`: charge centres at common oxidation states,
+    NIST ionisation energies, :math:`\lambda = 1.2`); ``method="qeq"``:
+    Gaussian-shielded QEq, Rappé & Goddard 1991 / UFF parameters
+    (:func:`thermo.materials.qeq_charges`; unbounded metal charges in MOFs, see its
+    module docstring). Both on the Ewald Coulomb matrix; keyword arguments go to the
+    chosen function.
     """
-    res = qeq_charges(
+    if method not in CHARGE_MODELS:
+        raise ValueError(f"unknown charge method {method!r}; known {sorted(CHARGE_MODELS)}")
+    solve = eqeq_charges if method == "eqeq" else qeq_charges
+    res = solve(
         atoms.get_chemical_symbols(),
         atoms.get_positions(),
         atoms.cell.array,
@@ -173,6 +192,7 @@ def default_screening_set(
     *,
     min_pld: float = CO2_KINETIC_DIAMETER,
     require_elements: tuple[str, ...] = ("C", "H"),
+    charge_model: str = "eqeq",
 ):
     r"""The ``n`` CoRE MOFs screened by default, by a fixed rule (``pandas.DataFrame``).
 
@@ -183,7 +203,9 @@ def default_screening_set(
     QEq at total charge 0 assumes), that contain ``require_elements`` (default C and
     H: an organic linker with its hydrogens; the smallest CoRE MOF 2019 cells
     include linkers whose hydrogens are missing, such as 10-atom Cd–C cells) and
-    whose elements all have UFF and QEq parameters; then take the ``n`` with the fewest atoms in the unit cell (ties by
+    whose elements all have UFF parameters and parameters of ``charge_model`` (default
+    EQeq, :data:`CHARGE_MODELS`; EQeq has no data for Ru, Pt and U, whose next
+    ionisation energies NIST does not tabulate); then take the ``n`` with the fewest atoms in the unit cell (ties by
     name), so that the Ewald and LJ sums of a screen stay cheap on 2 cores.
 
     Returns:
@@ -194,9 +216,11 @@ def default_screening_set(
         raise ValueError(f"n must be a positive integer, got {n!r}")
     if not min_pld > 0:
         raise ValueError(f"min_pld must be positive, got {min_pld}")
+    if charge_model not in CHARGE_MODELS:
+        raise ValueError(f"unknown charge_model {charge_model!r}; known {sorted(CHARGE_MODELS)}")
     table = core_mof_descriptors(dataset)
     counts = core_mof_atom_counts(dataset)
-    known = set(uff_parameters()) & set(qeq_parameters())
+    known = set(uff_parameters()) & set(CHARGE_MODELS[charge_model]())
     keep = table[
         (table["PLD"] >= min_pld)
         & table["DISORDER"].isna()
@@ -212,3 +236,83 @@ def default_screening_set(
         raise ValueError(f"only {len(keep)} structures satisfy the rule, {n} requested")
     cols = ["filename", "n_atoms", "elements", "PLD", "LCD", "LFPD", "AV_VF", "All_Metals"]
     return keep.loc[:, cols].head(n).reset_index(drop=True)
+
+
+def henry_coefficients(
+    key,
+    framework: ase.Atoms,
+    molecules,
+    *,
+    temperature: float = 313.0,
+    n_insertions: int = 65_536,
+    n_blocks: int = 8,
+    chunk_size: int = 256,
+    charges: str | np.ndarray | None = "eqeq",
+    framework_lj: str | dict = "uff",
+    r_cut: float = 12.0,
+    ewald_precision: float = 1e-6,
+    bin_width: float | None = 2.0,
+) -> dict:
+    r"""Henry coefficients of several rigid adsorbates in one rigid framework (Widom insertion).
+
+    For each molecule, :func:`thermo.materials.widom` with the force field of
+    :func:`thermo.materials.adsorption_force_field` (framework LJ ``framework_lj``,
+    default UFF, Rappé et al. 1992; Lorentz–Berthelot; shifted at ``r_cut``; no tail
+    correction) and, when the framework is charged, the Ewald molecule–framework
+    Coulomb energy:
+
+    .. math:: K_H = \frac{\langle e^{-\beta\Delta U}\rangle V_{\rm uc}}{k_BT},
+       \qquad q_{\rm st} = -\Big(\frac{\langle\Delta U\,e^{-\beta\Delta U}\rangle}
+       {\langle e^{-\beta\Delta U}\rangle} - k_BT\Big).
+
+    Args:
+        key: PRNG key; molecule ``i`` uses ``fold_in(key, i)``.
+        framework: ``ase.Atoms`` (unit cell; e.g. from :func:`load_core_mofs`).
+        molecules: sequence of :class:`thermo.materials.Molecule` (distinct names).
+        temperature: K.
+        n_insertions, n_blocks, chunk_size: as :func:`thermo.materials.widom` (the
+            standard error is that of the ``n_blocks`` block means).
+        charges: ``"eqeq"`` or ``"qeq"`` (computed by :func:`framework_charges`), a
+            ``(n_atoms,)`` array (e), or ``None`` (LJ only).
+        framework_lj: ``"uff"``, ``"trappe-zeo"`` or an ``{element: {"epsilon",
+            "sigma"}}`` dict.
+        r_cut: LJ and real-space Ewald cutoff, Å.
+        ewald_precision: relative accuracy of the Ewald sum.
+        bin_width: framework bin width for the insertions, Å.
+
+    Returns:
+        ``{molecule name: WidomResult}`` (``henry`` in molecules per unit cell per Pa,
+        ``henry_mol_per_kg_pa``, ``isosteric_heat_kj_mol``, their standard errors).
+    """
+    mols = list(molecules)
+    if not mols or not all(isinstance(m, Molecule) for m in mols):
+        raise TypeError("molecules must be a non-empty sequence of Molecules")
+    if len({m.name for m in mols}) != len(mols):
+        raise ValueError(f"molecule names must be distinct, got {[m.name for m in mols]}")
+    if not isinstance(framework, ase.Atoms):
+        raise TypeError(f"framework must be an ase.Atoms, got {type(framework).__name__}")
+    if isinstance(charges, str):
+        q = framework_charges(framework, method=charges)
+    elif charges is None:
+        q = None
+    else:
+        q = np.asarray(charges, dtype=np.float64).reshape(-1)
+        if q.shape != (len(framework),):
+            raise ValueError(f"charges must have {len(framework)} entries, got {q.shape}")
+    out = {}
+    for i, mol in enumerate(mols):
+        ff = adsorption_force_field(mol, framework_lj, r_cut=r_cut)
+        out[mol.name] = widom(
+            jr.fold_in(key, i),
+            framework,
+            adsorbate=mol.name,
+            temperature=temperature,
+            n_insertions=n_insertions,
+            n_blocks=n_blocks,
+            chunk_size=chunk_size,
+            force_field=ff,
+            framework_charges=q,
+            ewald_precision=ewald_precision,
+            bin_width=bin_width,
+        )
+    return out
