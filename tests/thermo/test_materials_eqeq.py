@@ -103,6 +103,38 @@ def test_irmof1_charges_are_physical():
     assert np.abs(q_qeq - q).max() > 0.05  # the two models are distinct
 
 
+def test_padded_henry_kernel_matches_framework_energy_fn():
+    """henry_coefficients' padded, shape-stable energy is framework_energy_fn's, exactly."""
+    import jax
+    import jax.random as jr
+
+    from thermo.materials import frameworks
+    from thermo.materials.adsorption import _random_rotation
+
+    # one Na-Cl pair in a 10 A cube: open space, so insertions have weight
+    at = ase.Atoms(
+        "NaCl", positions=[[1.0, 1.0, 1.0], [3.6, 1.3, 1.2]], cell=np.eye(3) * 10.0, pbc=True
+    )
+    q = tm.framework_charges(at)
+    mol = tm.load_molecule("CO2")
+    ff = tm.adsorption_force_field(mol, "uff")
+    energy_fn, _ = tm.framework_energy_fn(at, adsorbate="CO2", force_field=ff, framework_charges=q)
+    # padded: 4 sites (one padding), 256 framework slots (54 atoms), a larger k-grid
+    arrays, _ = frameworks._insertion_pair(at, mol, q, "uff", 12.0, 1e-6, 4, 256, (9, 17, 17))
+    ins = frameworks._Insertion(**jax.tree.map(jax.numpy.asarray, arrays))
+    for k in jr.split(jr.key(11), 4):
+        k_pos, k_rot = jr.split(k)
+        frac, rot = jr.uniform(k_pos, (3,)), _random_rotation(k_rot, 3)
+        u_ref = float(energy_fn(frac, rot))
+        u = float(frameworks._insertion_energy(ins, frac, rot))
+        assert abs(u - u_ref) < 1e-10 * max(1.0, abs(u_ref))
+    res = tm.henry_coefficients(
+        jr.key(0), at, [mol], n_insertions=256, n_blocks=2, chunk_size=128, charges=q
+    )["CO2"]
+    assert res.n_insertions == 256 and res.henry_std_err > 0
+    assert res.henry == pytest.approx(tm.henry_from_weight(res.weight, at.cell.volume, 313.0))
+
+
 def test_bad_input_fails_fast():
     symbols, pos, cell = _triclinic_structure()
     with pytest.raises(ValueError, match=r"no EQeq parameters .*'U'"):
@@ -114,3 +146,10 @@ def test_bad_input_fails_fast():
     at = ase.build.bulk("NaCl", "rocksalt", a=5.64, cubic=True)
     with pytest.raises(ValueError, match="unknown charge method"):
         tm.framework_charges(at, method="ddec")
+    co2 = tm.load_molecule("CO2")
+    with pytest.raises(ValueError, match="charges must be"):
+        tm.henry_coefficients(None, at, [co2], charges=np.zeros(3))
+    with pytest.raises(ValueError, match="distinct"):
+        tm.henry_coefficients(None, at, [co2, co2])
+    with pytest.raises(ValueError, match="smaller than"):
+        tm.henry_coefficients(None, at, [co2], n_insertions=10, charges=None)
