@@ -55,6 +55,7 @@ from thermo.materials import (
     load_core_mofs,
     load_molecule,
 )
+from thermo.materials.gcmc import MOVES
 
 __all__ = ["Config", "run", "selectivity"]
 
@@ -348,13 +349,7 @@ def _gcmc(config, ctx, atoms, name, co2, n2, key) -> dict:
         "selectivity_gcmc": {"value": float(sel), "std_err": float(sel_se)},
         "moves": int(moves),
         "acceptance": {
-            mv: float(a / t) if t else None
-            for mv, a, t in zip(
-                ("translation", "rotation", "reinsertion", "insertion", "deletion"),
-                acc,
-                att,
-                strict=True,
-            )
+            mv: float(a / t) if t else None for mv, a, t in zip(MOVES, acc, att, strict=True)
         },
         "moves_per_s": float(moves / wall) if wall > 0 else None,
     }

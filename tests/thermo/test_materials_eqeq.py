@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import thermo.materials as tm
+from tests.thermo.test_materials_qeq import _triclinic_structure
 from thermo.materials import qeq
 
 C_EV = qeq.COULOMB_CONSTANT_EV
@@ -16,14 +17,6 @@ def _eqeq(atoms, **kw):
     return qeq.eqeq_charges(
         atoms.get_chemical_symbols(), atoms.get_positions(), atoms.cell.array, **kw
     )
-
-
-def _triclinic_structure():
-    rng = np.random.default_rng(1234)  # fixed structure, any draw is a valid test case
-    cell = np.array([[9.0, 0.0, 0.0], [1.2, 10.0, 0.0], [0.5, -0.7, 11.0]])
-    frac = rng.uniform(size=(7, 3))
-    symbols = ["Si", "O", "O", "Zn", "C", "H", "N"]
-    return symbols, frac @ cell, cell
 
 
 @pytest.mark.parametrize("total", [0.0, 1.0])
