@@ -41,6 +41,7 @@ _MODULES: dict[str, str] = {
     "materials_raspa_side_by_side": "experiments.materials_raspa_side_by_side",
     "materials_nist_lj": "experiments.materials_nist_lj",
     "materials_screening": "experiments.materials_screening",
+    "materials_mof_screen": "experiments.materials_mof_screen",
     "materials_periodic_generative": "experiments.materials_periodic_generative",
     "materials_crystal_generative": "experiments.materials_crystal_generative",
     "mcmc_baselines": "experiments.mcmc_baselines",

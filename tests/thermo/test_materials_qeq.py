@@ -169,7 +169,7 @@ def test_default_screening_set_follows_its_rule():
     assert len(chosen) == 200 and chosen["filename"].is_unique
     assert np.all(chosen["PLD"] >= tm.CO2_KINETIC_DIAMETER)
     assert np.all(np.diff(chosen["n_atoms"]) >= 0)
-    known = set(tm.uff_parameters()) & set(tm.qeq_parameters())
+    known = set(tm.uff_parameters()) & set(tm.eqeq_parameters())
     assert all({"C", "H"} <= set(e.split()) <= known for e in chosen["elements"])
     # no eligible structure with fewer atoms was left out
     table = tm.core_mof_descriptors()

@@ -34,11 +34,13 @@ from .ewald import ewald_fourier_energy as ewald_fourier_energy
 from .ewald import ewald_kvectors as ewald_kvectors
 from .ewald import ewald_parameters as ewald_parameters
 from .ewald import structure_factor as structure_factor
+from .frameworks import CHARGE_MODELS as CHARGE_MODELS
 from .frameworks import CO2_KINETIC_DIAMETER as CO2_KINETIC_DIAMETER
 from .frameworks import core_mof_atom_counts as core_mof_atom_counts
 from .frameworks import core_mof_descriptors as core_mof_descriptors
 from .frameworks import default_screening_set as default_screening_set
 from .frameworks import framework_charges as framework_charges
+from .frameworks import henry_coefficients as henry_coefficients
 from .frameworks import load_core_mofs as load_core_mofs
 from .free_energy import density_integration as density_integration
 from .free_energy import gauss_legendre_densities as gauss_legendre_densities
@@ -88,7 +90,11 @@ from .nvt import langevin_kernel as langevin_kernel
 from .nvt import lj_observables as lj_observables
 from .nvt import sample_lj_fluid as sample_lj_fluid
 from .qeq import COULOMB_CONSTANT_EV as COULOMB_CONSTANT_EV
+from .qeq import EQEQ_HYDROGEN_AFFINITY as EQEQ_HYDROGEN_AFFINITY
+from .qeq import EQEQ_LAMBDA as EQEQ_LAMBDA
 from .qeq import QEqResult as QEqResult
+from .qeq import eqeq_charges as eqeq_charges
+from .qeq import eqeq_parameters as eqeq_parameters
 from .qeq import ewald_coulomb_matrix as ewald_coulomb_matrix
 from .qeq import qeq_charges as qeq_charges
 from .qeq import qeq_parameters as qeq_parameters

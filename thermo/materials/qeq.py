@@ -53,6 +53,38 @@ exact minimiser of the model; whether the charges are usable for adsorption is a
 question about the model (EQeq, Wilmer, Kim & Snurr 2012, *J. Phys. Chem. Lett.* 3,
 2506, was built for MOFs for this reason).
 
+**EQeq** (:func:`eqeq_charges`; Wilmer, Kim & Snurr 2012, *J. Phys. Chem. Lett.* 3,
+2506) keeps the energy form but expands each atom's energy about a *charge centre*
+:math:`c_i` (its common oxidation state in MOFs, 0 for non-metals) with measured
+ionisation energies :math:`H_k` (:math:`H_0` the electron affinity; ``data/eqeq.json``,
+NIST values, its header for the sources):
+
+.. math::
+
+    E_i(q) = E_i(c_i) + \chi_i^*(q - c_i) + \tfrac12 J_i (q - c_i)^2,\qquad
+    \chi_i^* = \tfrac12(H_{c_i+1} + H_{c_i}),\quad J_i = H_{c_i+1} - H_{c_i},
+
+the parabola through :math:`E_i(c_i - 1), E_i(c_i), E_i(c_i + 1)`; so
+:math:`\chi_i = \chi_i^* - c_i J_i` in the QEq form above (hydrogen's electron
+affinity is EQeq's fitted :math:`-2` eV, :data:`EQEQ_HYDROGEN_AFFINITY`). The pair
+interaction is the screened Coulomb kernel with an orbital-overlap term,
+
+.. math::
+
+    J_{ij}(R) = \frac{\lambda}{2}\, C\Big[\frac1R + e^{-a_{ij}^2R^2}\big(2a_{ij} -
+    a_{ij}^2 R - \frac1R\big)\Big],\qquad a_{ij} = \frac{\sqrt{J_iJ_j}}{C},
+
+summed over the periodic images (the :math:`1/R` part by Ewald, :math:`A` above; the
+overlap part, which decays as a Gaussian, directly), so :math:`H = \operatorname{diag}(J)
++ \tfrac{\lambda}{2}C(A + O)`. :math:`\lambda = 1.2` (:data:`EQEQ_LAMBDA`) is the
+paper's dielectric screening parameter; with the factor :math:`\tfrac12` of the
+paper's reference implementation (Open Babel's ``eqeq.cpp``, P. Fuller 2013, the
+WilmerLab EQeq code) the Coulomb interaction is divided by an effective dielectric
+constant :math:`2/\lambda = 1.67`. At contact the kernel tends to
+:math:`\lambda\sqrt{J_iJ_j}`, so the energy stays bounded. The large :math:`J_i` of
+an ion about its oxidation state (Zn²⁺: :math:`H_3 - H_2` = 21.8 eV) is what keeps the
+metal charges near and below :math:`c_i`.
+
 Ewald parameters come from a requested relative accuracy with the DL_POLY rule of
 :func:`thermo.materials.ewald_parameters`; the real-space sum runs over explicit
 lattice translations, so the cutoff need not fit in the cell.
@@ -77,7 +109,11 @@ from .structures import DATA_DIR
 
 __all__ = [
     "COULOMB_CONSTANT_EV",
+    "EQEQ_HYDROGEN_AFFINITY",
+    "EQEQ_LAMBDA",
     "QEqResult",
+    "eqeq_charges",
+    "eqeq_parameters",
     "ewald_coulomb_matrix",
     "qeq_charges",
     "qeq_parameters",
@@ -87,6 +123,13 @@ __all__ = [
 #: (CODATA 2018: e exact, :math:`\varepsilon_0` = 8.8541878128e-12 F/m).
 COULOMB_CONSTANT_EV = 1.602176634e-19 / (4.0 * math.pi * 8.8541878128e-12 * 1e-10)
 
+#: EQeq's dielectric screening parameter :math:`\lambda` (Wilmer, Kim & Snurr 2012).
+EQEQ_LAMBDA = 1.2
+
+#: EQeq's fitted electron affinity of hydrogen, eV (Wilmer, Kim & Snurr 2012; its
+#: reference code's default ``hI0``), used instead of the measured 0.754 eV.
+EQEQ_HYDROGEN_AFFINITY = -2.0
+
 
 @functools.lru_cache(maxsize=1)
 def qeq_parameters() -> dict:
@@ -94,6 +137,19 @@ def qeq_parameters() -> dict:
     with open(os.path.join(DATA_DIR, "qeq.json")) as f:
         raw = json.load(f)
     return {el: (float(c), float(j)) for el, (c, j) in raw["elements"].items()}
+
+
+@functools.lru_cache(maxsize=1)
+def eqeq_parameters() -> dict:
+    r"""``{element: (c, H_c, H_{c+1})}``: EQeq charge centre (e) and ionisation energies (eV).
+
+    ``data/eqeq.json`` (its header: NIST ionisation energies and electron affinities,
+    the EQeq distribution's charge centres); :math:`H_0` is the electron affinity,
+    hydrogen's the measured 0.754 eV (:func:`eqeq_charges` applies EQeq's fit).
+    """
+    with open(os.path.join(DATA_DIR, "eqeq.json")) as f:
+        raw = json.load(f)
+    return {el: (int(c), float(h0), float(h1)) for el, (c, h0, h1) in raw["elements"].items()}
 
 
 class QEqResult(NamedTuple):
@@ -277,6 +333,46 @@ def _neutral_basis(n: int) -> np.ndarray:
     return q[:, 1:]
 
 
+def _check_inputs(symbols, positions, cell, total_charge, table, r_cut, alpha, kmax, model):
+    symbols = list(symbols)
+    p, c = _check_cell_positions(positions, cell)
+    if len(symbols) != p.shape[0]:
+        raise ValueError(f"{len(symbols)} symbols for {p.shape[0]} positions")
+    unknown = sorted(set(symbols) - set(table))
+    if unknown:
+        raise ValueError(f"no {model} for elements {unknown}")
+    if not math.isfinite(total_charge):
+        raise ValueError(f"total_charge must be finite, got {total_charge}")
+    if not r_cut > 0:
+        raise ValueError(f"r_cut must be positive, got {r_cut}")
+    if (alpha is None) != (kmax is None):
+        raise ValueError("give both alpha and kmax, or neither")
+    return symbols, p, c
+
+
+def _equilibrate(p, c, total_charge, chi, hessian, alpha, kmax, r_cut, what) -> QEqResult:
+    """Solve the KKT system of the charge energy; fail fast if it is unbounded below."""
+    q, mu, energy, curvature = _solve_qeq(
+        jnp.asarray(hessian),
+        jnp.asarray(chi),
+        jnp.asarray(float(total_charge)),
+        jnp.asarray(_neutral_basis(p.shape[0])),
+    )
+    if not float(curvature) > 0:
+        raise ValueError(
+            f"QEq energy is unbounded below at fixed total charge (smallest constrained "
+            f"curvature {float(curvature):.3g} eV); {what}"
+        )
+    return QEqResult(
+        charges=np.asarray(q),
+        electronegativity=float(mu),
+        energy=float(energy),
+        alpha=float(alpha),
+        kmax=tuple(int(k) for k in kmax),
+        r_cut=float(r_cut),
+    )
+
+
 def qeq_charges(
     symbols,
     positions,
@@ -310,22 +406,12 @@ def qeq_charges(
         non-finite total charge, or an energy that is unbounded below on
         :math:`\sum q = Q` (the constrained Hessian is not positive definite).
     """
-    symbols = list(symbols)
-    p, c = _check_cell_positions(positions, cell)
-    if len(symbols) != p.shape[0]:
-        raise ValueError(f"{len(symbols)} symbols for {p.shape[0]} positions")
     table = qeq_parameters() if parameters is None else parameters
-    unknown = sorted(set(symbols) - set(table))
-    if unknown:
-        raise ValueError(f"no QEq parameters (chi, J) for elements {unknown}")
-    if not math.isfinite(total_charge):
-        raise ValueError(f"total_charge must be finite, got {total_charge}")
+    symbols, p, c = _check_inputs(
+        symbols, positions, cell, total_charge, table, r_cut, alpha, kmax, "QEq parameters (chi, J)"
+    )
     if shielding not in ("gaussian", "none"):
         raise ValueError(f"shielding must be 'gaussian' or 'none', got {shielding!r}")
-    if not r_cut > 0:
-        raise ValueError(f"r_cut must be positive, got {r_cut}")
-    if (alpha is None) != (kmax is None):
-        raise ValueError("give both alpha and kmax, or neither")
     if alpha is None:
         alpha, kmax = _auto_ewald(c, float(r_cut), precision)
     chi = np.array([table[s][0] for s in symbols], dtype=np.float64)
@@ -337,24 +423,141 @@ def qeq_charges(
         p, c, alpha=alpha, kmax=kmax, r_cut=r_cut, exponents=exponents, precision=precision
     )
     hessian = np.diag(hard) + COULOMB_CONSTANT_EV * a_mat
-    q, mu, energy, curvature = _solve_qeq(
-        jnp.asarray(hessian),
-        jnp.asarray(chi),
-        jnp.asarray(float(total_charge)),
-        jnp.asarray(_neutral_basis(p.shape[0])),
+    return _equilibrate(
+        p,
+        c,
+        total_charge,
+        chi,
+        hessian,
+        alpha,
+        kmax,
+        r_cut,
+        f"with shielding={shielding!r} the hardnesses cannot hold the Coulomb attraction "
+        "of close atoms (use shielding='gaussian' or check the structure for overlapping "
+        "atoms)",
     )
-    if not float(curvature) > 0:
-        raise ValueError(
-            f"QEq energy is unbounded below at fixed total charge (smallest constrained "
-            f"curvature {float(curvature):.3g} eV); with shielding={shielding!r} the "
-            "hardnesses cannot hold the Coulomb attraction of close atoms (use "
-            "shielding='gaussian' or check the structure for overlapping atoms)"
-        )
-    return QEqResult(
-        charges=np.asarray(q),
-        electronegativity=float(mu),
-        energy=float(energy),
-        alpha=float(alpha),
-        kmax=tuple(int(k) for k in kmax),
-        r_cut=float(r_cut),
+
+
+@jax.jit
+def _overlap_matrix(frac, cell, shifts, a, r_max):
+    """:math:`\\sum_n' e^{-a_{ij}^2R^2}(2a_{ij} - a_{ij}^2R - 1/R)`, images within ``r_max``."""
+    n = frac.shape[0]
+    d0 = frac[:, None, :] - frac[None, :, :]
+    d0 = d0 - jnp.round(d0)
+    eye = jnp.eye(n, dtype=bool)
+
+    def body(acc, s):
+        d = (d0 + s[None, None, :]) @ cell
+        r2 = jnp.sum(d * d, axis=-1)
+        skip = (eye & jnp.all(s == 0)) | (r2 >= r_max * r_max)
+        r = jnp.sqrt(jnp.where(skip, 1.0, r2))
+        val = jnp.exp(-a * a * r * r) * (2.0 * a - a * a * r - 1.0 / r)
+        return acc + jnp.where(skip, 0.0, val), None
+
+    out, _ = jax.lax.scan(body, jnp.zeros((n, n)), shifts)
+    return out
+
+
+def _overlap_cutoff(a_min: float, precision: float) -> float:
+    """Smallest r beyond which :math:`e^{-a^2r^2}(2a + a^2 r + 1/r) \\le` ``precision``."""
+
+    def bound(r):
+        return math.exp(-a_min * a_min * r * r) * (2.0 * a_min + a_min * a_min * r + 1.0 / r)
+
+    lo, hi = 1e-3, 1.0
+    while bound(hi) > precision:
+        hi *= 2.0
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if bound(mid) > precision else (lo, mid)
+    return hi
+
+
+def eqeq_charges(
+    symbols,
+    positions,
+    cell,
+    total_charge: float = 0.0,
+    *,
+    screening: float = EQEQ_LAMBDA,
+    hydrogen_affinity: float = EQEQ_HYDROGEN_AFFINITY,
+    precision: float = 1e-10,
+    r_cut: float = 12.0,
+    alpha: float | None = None,
+    kmax=None,
+    parameters: dict | None = None,
+) -> QEqResult:
+    r"""EQeq charges of a periodic structure (Wilmer, Kim & Snurr 2012; module docstring).
+
+    Minimises :math:`E(q) = \sum_i(\chi_i q_i + \tfrac12 J_i q_i^2) + \tfrac12
+    \sum_{i\ne j} q_iq_j J_{ij}` at :math:`\sum_i q_i = Q`, with
+    :math:`J_i = H_{c_i+1} - H_{c_i}`, :math:`\chi_i = \tfrac12(H_{c_i+1} + H_{c_i}) -
+    c_iJ_i` and the periodic :math:`J_{ij}` of the module docstring (Ewald for the
+    :math:`\tfrac{\lambda}{2}C/R` part). One linear solve, float64.
+
+    Args:
+        symbols: ``n`` element symbols. positions: ``(n, 3)`` Å. cell: ``(3, 3)`` cell
+            vectors as rows, Å.
+        total_charge: :math:`Q`, e (0 for a framework).
+        screening: :math:`\lambda` (default 1.2, the paper's); the Coulomb kernel is
+            :math:`\tfrac{\lambda}{2}C/R`.
+        hydrogen_affinity: :math:`H_0` of hydrogen, eV (default EQeq's fitted −2.0;
+            the measured value is 0.754).
+        precision: relative Ewald accuracy and truncation of the overlap sum.
+        r_cut: real-space cutoff, Å; alpha, kmax: explicit Ewald parameters.
+        parameters: ``{element: (c, H_c, H_{c+1})}``, default :func:`eqeq_parameters`.
+
+    Returns:
+        :class:`QEqResult`. Raises ``ValueError`` on elements without EQeq data, a
+        non-positive ``screening`` or hardness, a non-finite total charge, or an
+        energy unbounded below at fixed total charge.
+    """
+    table = dict(eqeq_parameters() if parameters is None else parameters)
+    symbols, p, c = _check_inputs(
+        symbols,
+        positions,
+        cell,
+        total_charge,
+        table,
+        r_cut,
+        alpha,
+        kmax,
+        "EQeq parameters (c, H_c, H_c+1)",
+    )
+    if not (math.isfinite(screening) and screening > 0):
+        raise ValueError(f"screening (lambda) must be positive, got {screening}")
+    if not math.isfinite(hydrogen_affinity):
+        raise ValueError(f"hydrogen_affinity must be finite, got {hydrogen_affinity}")
+    if "H" in table:
+        centre_h, _, h1 = table["H"]
+        table["H"] = (centre_h, float(hydrogen_affinity) if centre_h == 0 else table["H"][1], h1)
+    if alpha is None:
+        alpha, kmax = _auto_ewald(c, float(r_cut), precision)
+    centre = np.array([table[s][0] for s in symbols], dtype=np.float64)
+    h_c = np.array([table[s][1] for s in symbols], dtype=np.float64)
+    h_c1 = np.array([table[s][2] for s in symbols], dtype=np.float64)
+    hard = h_c1 - h_c
+    if not np.all(hard > 0):
+        bad = sorted({s for s, j in zip(symbols, hard, strict=True) if not j > 0})
+        raise ValueError(f"EQeq hardness H_c+1 - H_c must be positive; not for {bad}")
+    chi = 0.5 * (h_c1 + h_c) - centre * hard
+    a = np.sqrt(hard[:, None] * hard[None, :]) / COULOMB_CONSTANT_EV
+    r_ov = _overlap_cutoff(float(a.min()), precision)
+    frac = jnp.asarray((p @ np.linalg.inv(c)) % 1.0)
+    overlap = _overlap_matrix(
+        frac, jnp.asarray(c), jnp.asarray(_shifts(c, r_ov)), jnp.asarray(a), float(r_ov)
+    )
+    a_mat = ewald_coulomb_matrix(p, c, alpha=alpha, kmax=kmax, r_cut=r_cut, precision=precision)
+    kernel = 0.5 * float(screening) * COULOMB_CONSTANT_EV
+    hessian = np.diag(hard) + kernel * (a_mat + np.asarray(0.5 * (overlap + overlap.T)))
+    return _equilibrate(
+        p,
+        c,
+        total_charge,
+        chi,
+        hessian,
+        alpha,
+        kmax,
+        r_cut,
+        "check the structure for overlapping atoms",
     )
