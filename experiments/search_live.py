@@ -45,8 +45,8 @@ tier in 5-fold cross-validation) of each tier against the oracle; cost per disco
 loop's overhead (surrogate fits and acquisition, wall time) as a fraction of the replayed
 cost.
 
-``python -m experiments run search_live`` (``--quick``: 6 candidates, tiers 0, 1 and the
-oracle at a few insertions, 2 seeds).
+``python -m experiments run search_live`` (``--quick``: four pinned candidates, the
+geometry tier and the oracle at 1,024 insertions, three strategies, 2 seeds).
 """
 
 from __future__ import annotations

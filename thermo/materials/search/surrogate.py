@@ -322,7 +322,7 @@ def _ar_kernel(p: ARParams, xa, la, xb, lb):
     )  # (L, na, nb)
     c = _ar_coef(p)
     w = c[la][:, None, :] * c[lb][None, :, :]  # (na, nb, L)
-    return jnp.einsum("abj,jab->ab", w * var, jnp.exp(-0.5 * d2))
+    return jnp.einsum("abj,jab->ab", w * var[None, None, :], jnp.exp(-0.5 * d2))
 
 
 def _ar_mean(p: ARParams, lvl) -> jax.Array:
