@@ -161,12 +161,27 @@ def _images(n_images: int, dtype) -> Array:
     return jnp.arange(-n_images, n_images + 1, dtype=dtype)
 
 
+def _image_displacements(u, mean, n_images: int) -> Array:
+    """``(*u.shape, 2K+1)``: the minimum-image ``u - mean`` shifted by every image ``k``."""
+    d = minimum_image(u - jnp.broadcast_to(mean, u.shape))[..., None]
+    return d + _images(n_images, u.dtype).reshape((1,) * u.ndim + (-1,))
+
+
+def _image_axis(sigma, u) -> Array:
+    """``sigma`` (a scalar or broadcasting against ``u`` from the right) with ``u``'s rank
+    and a trailing image axis, so the broadcast against ``(*u.shape, n_images)`` is explicit."""
+    sigma = jnp.asarray(sigma, dtype=u.dtype)
+    if sigma.ndim > u.ndim:
+        raise ValueError(f"sigma of shape {sigma.shape} does not broadcast against u {u.shape}")
+    return sigma.reshape((1,) * (u.ndim - sigma.ndim) + sigma.shape + (1,))
+
+
 def wrapped_gaussian_log_prob(
     u: Float[Array, "*shape"], mean: Float[Array, "*shape"], sigma, n_images: int = 4
 ) -> Float[Array, ""]:
     r""":math:`\sum_c \log \sum_{|k|\le K} \mathcal N(u_c - \mu_c + k; 0, \sigma^2)` over all coordinates (module docstring)."""
-    d = minimum_image(u - mean)[..., None] + _images(n_images, u.dtype)
-    sigma = jnp.asarray(sigma)[..., None]  # broadcasts against u, with the image axis last
+    d = _image_displacements(u, mean, n_images)
+    sigma = _image_axis(sigma, u)
     logn = -0.5 * (d / sigma) ** 2 - jnp.log(sigma) - 0.5 * math.log(2 * math.pi)
     return jnp.sum(jax.nn.logsumexp(logn, axis=-1))
 
@@ -178,8 +193,8 @@ def wrapped_gaussian_score(
 
     ``sigma`` is a scalar or broadcasts against ``u`` (e.g. ``(b, 1, 1)`` per sample).
     """
-    d = minimum_image(u - mean)[..., None] + _images(n_images, u.dtype)
-    sigma = jnp.asarray(sigma)[..., None]  # broadcasts against u, with the image axis last
+    d = _image_displacements(u, mean, n_images)
+    sigma = _image_axis(sigma, u)
     w = jax.nn.softmax(-0.5 * (d / sigma) ** 2, axis=-1)
     return -jnp.sum(w * d, axis=-1) / sigma[..., 0] ** 2
 
@@ -360,14 +375,16 @@ class PeriodicScoreNet(eqx.Module):
         # not pay that for the many users that never build a periodic network
         from jax_md import space
 
-        disp, _ = space.periodic_general(self.box, fractional_coordinates=True)
+        from thermo.materials.cells import standard_promotion
+
+        disp = standard_promotion(space.periodic_general(self.box, fractional_coordinates=True)[0])
         d = jax.vmap(jax.vmap(disp, (None, 0)), (0, None))(u, u)  # (n, n, 3) Cartesian
         n = u.shape[0]
         eye = jnp.eye(n, dtype=bool)
         r = jnp.sqrt(jnp.where(eye, 1.0, jnp.sum(d * d, axis=-1)))
         centers = jnp.linspace(0.0, self.r_net, self.n_rbf)
         width = self.r_net / self.n_rbf
-        rbf = jnp.exp(-0.5 * ((r[..., None] - centers) / width) ** 2)
+        rbf = jnp.exp(-0.5 * ((r[..., None] - centers[None, None, :]) / width) ** 2)
         env = jnp.where((r < self.r_net) & ~eye, 0.5 * (jnp.cos(jnp.pi * r / self.r_net) + 1), 0.0)
         return d, rbf * env[..., None], env
 

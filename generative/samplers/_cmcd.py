@@ -157,7 +157,7 @@ class CMCD(AbstractSampler):
             if detach:
                 x, score = jax.lax.stop_gradient((x, score))
             k_next = state.step + 1
-            t_next = k_next * dt
+            t_next = k_next.astype(x.dtype) * dt
             lam = self.schedule(t_next)
             cap = self.max_displacement
             drift_f = annealed_score(lam, x, score) + ctrl(t_next, x, score)

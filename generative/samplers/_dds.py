@@ -128,7 +128,7 @@ class DDS(_FixedDurationSampler):
             y, score = state.position, state.score
             if detach:
                 y, score = jax.lax.stop_gradient((y, score))
-            t = state.step * dt
+            t = state.step.astype(y.dtype) * dt
             f = clip_displacement(
                 self.output_scale * target.project(control(t, y, score)),
                 shift,

@@ -162,7 +162,7 @@ def mc_score(
     if particles is not None:
         g = remove_com(g, *particles)
     score = w @ g
-    std_err = jnp.sqrt(jnp.sum(w[:, None] ** 2 * (g - score) ** 2, axis=0))
+    std_err = jnp.sqrt(jnp.sum(w[:, None] ** 2 * (g - score[None, :]) ** 2, axis=0))
     return MCScore(score, std_err, 1.0 / jnp.sum(w**2))
 
 

@@ -125,7 +125,7 @@ class PIS(_FixedDurationSampler):
             x, score = state.position, state.score
             if detach:
                 x, score = jax.lax.stop_gradient((x, score))
-            t = state.step * dt
+            t = state.step.astype(x.dtype) * dt
             u = clip_displacement(target.project(control(t, x, score)), dt, self.max_displacement)
             controlled = SDE(lambda t_, x_, a: u, lambda t_, x_, a: sigma)
             noise = target.project(jr.normal(key, x.shape, x.dtype))

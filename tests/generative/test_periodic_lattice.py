@@ -42,7 +42,7 @@ H_LJ = np.asarray(harmonic_free_energy(U_LJ, SITES, temperature=T).hessian)
 
 def einstein_fn(x):
     d = MODEL.displacements(x)
-    d = d - jnp.mean(d, axis=0)
+    d = d - jnp.mean(d, axis=0, keepdims=True)
     return SPRING * jnp.sum(d * d)
 
 

@@ -100,7 +100,7 @@ def test_dsm_training_reduces_the_loss_below_its_start(net_fn):
     net, _ = net_fn
     proc = WrappedVE(sigma_min=1e-2, sigma_max=0.6)
     base = jnp.array([[0.1, 0.1, 0.1], [0.45, 0.5, 0.55]])
-    data = wrap(base + 0.03 * jr.normal(jr.key(7), (256, 2, 3)))
+    data = wrap(base[None] + 0.03 * jr.normal(jr.key(7), (256, 2, 3)))
     data = jnp.concatenate(
         [data, jnp.zeros((256, _N - 2, 3)) + jnp.arange(_N - 2)[None, :, None] / 8 + 0.06], 1
     )

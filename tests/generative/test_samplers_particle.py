@@ -41,7 +41,7 @@ BETA = 1.0
 def harmonic_energy(n: int, dim: int):
     def energy(x):
         xp = x.reshape(n, dim)
-        return 0.5 * K_SPRING * jnp.sum((xp - jnp.mean(xp, axis=0)) ** 2)
+        return 0.5 * K_SPRING * jnp.sum((xp - jnp.mean(xp, axis=0, keepdims=True)) ** 2)
 
     return energy
 
@@ -101,7 +101,7 @@ def test_mc_score_is_e_n_equivariant_on_dw4():
     np.testing.assert_allclose(
         score(permute(x), permute(eps)).reshape(n, dim), base[perm], atol=1e-6
     )
-    shifted = (x.reshape(n, dim) + jnp.array([3.0, -1.5])).reshape(-1)
+    shifted = (x.reshape(n, dim) + jnp.array([3.0, -1.5])[None, :]).reshape(-1)
     np.testing.assert_allclose(score(shifted, eps).reshape(n, dim), base, atol=1e-6)
     # a non-equivariant perturbation is detected: rotating x but not the noise changes S_K
     assert float(jnp.max(jnp.abs(score(act(x), eps).reshape(n, dim) - base @ rot.T))) > 1e-3

@@ -54,7 +54,7 @@ def _sample_all(key):
     """RWM, MALA (both with dual-averaged step) and HMC on the Gaussian; vmapped chains."""
     out = {}
     k_init, k_rwm, k_mala, k_hmc = jr.split(key, 4)
-    x0 = jr.normal(k_init, (N_CHAINS, 2)) * SCALES
+    x0 = jr.normal(k_init, (N_CHAINS, 2)) * SCALES[None, :]
     factories = {
         "rwm": (lambda e: rwm(logdensity, e), 1.0, 0.3),
         "mala": (lambda e: mala(logdensity, e), 0.5, 0.57),

@@ -305,7 +305,11 @@ def _insertion_energy(ins: _Insertion, frac, rotation):
     lj = lj_cut - jnp.where(ins.shift, 4.0 * ins.eps * (sc6 * sc6 - sc6), 0.0)
     real = ins.qq * erfc(ins.alpha * r_safe) / r_safe
     u = jnp.sum(jnp.where(inside & (ins.eps > 0), lj, 0.0)) + jnp.sum(jnp.where(inside, real, 0.0))
-    e = [jnp.exp(2j * jnp.pi * site_frac[:, a, None] * ins.k_ranges[a][None, :]) for a in range(3)]
+    phases = [
+        2.0 * jnp.pi * site_frac[:, a, None] * ins.k_ranges[a][None, :].astype(site_frac.dtype)
+        for a in range(3)
+    ]
+    e = [jax.lax.complex(jnp.cos(ph), jnp.sin(ph)) for ph in phases]
     s_m = jnp.einsum("s,si,sj,sk->ijk", ins.site_q.astype(e[0].dtype), e[0], e[1], e[2])
     cross = 2.0 * jnp.real(jnp.conj(ins.s_frame) * s_m) + jnp.abs(s_m) ** 2
     u = u + ins.const + ins.coulomb_constant * jnp.sum(ins.k_weights * cross)

@@ -740,7 +740,9 @@ def gcmc_step(key, system: GCMCSystem, state: GCMCState):
     rand_c, rand_sites = _random_placements(keys[5], system, s_new, k_trials)
     local_c = jnp.where(move == _TRANSLATE, old_c + disp, old_c)
     local_sites = jnp.where(
-        move == _TRANSLATE, old_sites + disp[None, :], old_c[None, :] + (old_sites - old_c[None, :]) @ rot_small.T
+        move == _TRANSLATE,
+        old_sites + disp[None, :],
+        old_c[None, :] + (old_sites - old_c[None, :]) @ rot_small.T,
     )
     cand_c = rand_c.at[0].set(jnp.where(is_local, local_c, rand_c[0]))
     cand_sites = rand_sites.at[0].set(jnp.where(is_local, local_sites, rand_sites[0]))

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
+import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
@@ -117,12 +118,14 @@ def nuts(
     )
     init = initial_positions if n_chains > 1 else initial_positions[0]
     # One compiled loop for warm-up + sampling (numpyro's ``run``); only the sampling
-    # phase is collected.
-    mcmc.run(
-        key,
-        init_params=init,
-        extra_fields=("num_steps", "accept_prob", "diverging", "adapt_state.step_size"),
-    )
+    # phase is collected. numpyro 0.22 mixes int64 and float64 inside its adaptation
+    # (an implicit promotion that strict mode rejects): it runs under standard promotion.
+    with jax.numpy_dtype_promotion("standard"), jax.numpy_rank_promotion("allow"):
+        mcmc.run(
+            key,
+            init_params=init,
+            extra_fields=("num_steps", "accept_prob", "diverging", "adapt_state.step_size"),
+        )
     fields = mcmc.get_extra_fields(group_by_chain=True)
     samples = mcmc.get_samples(group_by_chain=True)
     samples = jnp.reshape(samples, (n_chains, int(n_samples), -1))

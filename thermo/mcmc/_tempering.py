@@ -166,13 +166,17 @@ def replica_exchange(
             step_sizes,
         )
         # Even/odd neighbour swaps.
-        pair = jnp.arange(n_replicas - 1)
+        pair = jnp.arange(n_replicas - 1, dtype=state.step.dtype)
         attempted = (pair % 2) == (state.step % 2)
         log_ratio = (betas[:-1] - betas[1:]) * (e[:-1] - e[1:])
         swap_prob = jnp.where(attempted, jnp.minimum(1.0, jnp.exp(log_ratio)), 0.0)
         u = jr.uniform(key_swap, (n_replicas - 1,), dtype=e.dtype)
         accepted = (attempted & (u < swap_prob)).astype(jnp.int32)
-        perm = jnp.arange(n_replicas) + jnp.pad(accepted, (0, 1)) - jnp.pad(accepted, (1, 0))
+        perm = (
+            jnp.arange(n_replicas, dtype=accepted.dtype)
+            + jnp.pad(accepted, (0, 1))
+            - jnp.pad(accepted, (1, 0))
+        )
         new_state = ReplicaExchangeState(
             x[perm], e[perm], g[perm], state.walker_index[perm], state.step + 1
         )
