@@ -394,7 +394,7 @@ def moons(key, n: int):
     upper = jnp.stack([jnp.cos(angle), jnp.sin(angle)], -1)
     lower = jnp.stack([1.0 - jnp.cos(angle), 0.5 - jnp.sin(angle)], -1)
     pts = jnp.where(side[:, None], upper, lower) + 0.1 * jr.normal(k_noise, (n, 2))
-    return (pts - jnp.array([0.5, 0.25])) * 1.5
+    return (pts - jnp.array([0.5, 0.25])[None, :]) * 1.5
 
 
 def _showcase_paths(config: Config) -> dict:

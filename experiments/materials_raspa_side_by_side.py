@@ -318,6 +318,31 @@ def _z(a, sa, b, sb) -> float:
     return float((a - b) / math.hypot(sa, sb))
 
 
+def _figure(ctx, rows) -> None:
+    """Ours against RASPA3 per row: the ratio with its combined SE, Widom and GCMC."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 0.45 * len(rows) + 1.5), sharey=True)
+    labels = [f"{r['framework']} {r['molecule'].split(' ')[0]}" for r in rows]
+    for ax, (mode, val, err) in zip(
+        axes,
+        (("widom", "weight", "weight_std_err"), ("gcmc", "loading_per_uc", "loading_std_err")),
+        strict=True,
+    ):
+        for i, r in enumerate(rows):
+            ours, peer = r[f"ours_{mode}"], r[f"raspa3_{mode}"]
+            if val not in peer or not peer[val]:
+                continue
+            ratio = ours[val] / peer[val]
+            se = ratio * math.hypot(ours[err] / ours[val], peer[err] / peer[val])
+            ax.errorbar(ratio, i, xerr=2 * se, fmt="o", color="C0")
+        ax.axvline(1.0, color="k", lw=0.8)
+        ax.set_xlabel(f"{mode}: ours / RASPA3 (bars: 2 combined SE)")
+    axes[0].set_yticks(range(len(rows)), labels)
+    fig.tight_layout()
+    ctx.save_figure(fig, "ours_vs_raspa3")
+
+
 def run(config: Config, ctx) -> dict:
     """All rows (module docstring); JSON-able metrics with one entry per row."""
     frameworks = _frameworks([s.strip() for s in config.frameworks.split(",") if s.strip()])
@@ -388,6 +413,7 @@ def run(config: Config, ctx) -> dict:
             if "wall_s" in peer_w and "wall_s" in peer_g:
                 ctx.timings[f"{tag} raspa3 widom+gcmc s"] = peer_w["wall_s"] + peer_g["wall_s"]
     zs = [r[k] for r in rows for k in ("z_widom", "z_gcmc") if k in r]
+    _figure(ctx, rows)
     out = {
         "temperature_K": config.temperature,
         "pressure_pa": config.pressure,

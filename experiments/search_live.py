@@ -192,7 +192,7 @@ def _bounded_charges(atoms, bound: float):
     """QEq charges if every ``|q| <= bound``, else ``None`` (and the largest ``|q|``)."""
     from thermo.materials.frameworks import framework_charges
 
-    q = np.asarray(framework_charges(atoms), float)
+    q = np.asarray(framework_charges(atoms, method="qeq"), float)
     qmax = float(np.max(np.abs(q)))
     return (q if np.isfinite(qmax) and qmax <= bound else None), qmax
 

@@ -35,6 +35,7 @@ from typing import Literal, NamedTuple
 import jax
 import jax.numpy as jnp
 import jax.random as jr
+import numpy as np
 import optax
 from jaxtyping import Array, Float
 
@@ -120,6 +121,9 @@ def _dsm_loss(model, key, x0, t_min, importance, weighting, augment_fn=None):
     t, inv_q = _sample_times(key_t, n, process, t_min, importance)
     eps = process.noise(key_eps, x0.shape).astype(x0.dtype)
     a, std = jax.vmap(process.marginal_coefficients)(t)
+    # data may be float32 under x64: the noising runs in the promoted dtype, explicitly
+    dtype = np.promote_types(a.dtype, x0.dtype)
+    x0, eps = x0.astype(dtype), eps.astype(dtype)
     xt = process.retract(a[:, None] * x0 + std[:, None] * eps)
     target = process.denoising_target(x0, xt, eps, std[:, None])
     eps_hat = jax.vmap(model.noise_prediction)(t, xt)

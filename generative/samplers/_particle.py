@@ -479,7 +479,7 @@ def _push(state: IDEMState, new: Float[Array, "k d"]) -> IDEMState:
     """FIFO insert of the finite rows of ``new`` (non-finite rows are dropped)."""
     m = state.buffer.shape[0]
     valid = jnp.all(jnp.isfinite(new), axis=1)
-    offset = jnp.cumsum(valid) - 1
+    offset = (jnp.cumsum(valid) - 1).astype(state.cursor.dtype)
     rows = jnp.where(valid, (state.cursor + offset) % m, m)  # row m: dropped
     n_valid = jnp.sum(valid).astype(jnp.int32)
     buffer = state.buffer.at[rows].set(jnp.where(valid[:, None], new, 0.0), mode="drop")
