@@ -9,10 +9,11 @@ into it is wrapped in ``jax.numpy_dtype_promotion("standard")`` /
 ``jax.numpy_rank_promotion("allow")`` with a comment naming the dependency, at the
 narrowest place.
 
-Strict promotion is switched on by ``STOCHTHERMO_STRICT_PROMOTION=1`` and not yet by
-default: with it, 73 tests fail and 14 error (mostly in the materials tests: float32/float64
-mixes through jax-md's ``space`` and int64/float64 mixes), so ``make test`` runs without it
-until those sites are written out. ``make test-strict`` runs the suite with it.
+Strict promotion is the default; ``STOCHTHERMO_STRICT_PROMOTION=0`` runs the suite under
+JAX's standard promotion instead (to tell a promotion error from a numerical failure).
+The dependencies that need an exception, each wrapped where it is called: jax-md's
+``space``/``partition`` (float32 constants; :func:`thermo.materials.cells.standard_promotion`)
+and numpyro's NUTS adaptation (int64/float64 mixes; :func:`thermo.mcmc.nuts`).
 
 The library itself never flips global JAX flags; only tests, experiments and the
 book do.
@@ -27,6 +28,6 @@ jax.config.update("jax_enable_x64", True)
 # once here, before promotion turns strict, so the library's `from jax_md import ...` works.
 import jax_md  # noqa: E402, F401
 
-if os.environ.get("STOCHTHERMO_STRICT_PROMOTION") == "1":
+if os.environ.get("STOCHTHERMO_STRICT_PROMOTION", "1") != "0":
     jax.config.update("jax_numpy_dtype_promotion", "strict")
     jax.config.update("jax_numpy_rank_promotion", "raise")
