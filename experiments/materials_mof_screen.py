@@ -15,7 +15,7 @@ the isosteric heat at infinite dilution. The Henry selectivity is
    \sigma_S = S_H\sqrt{(\sigma_{\rm CO_2}/K_H^{\rm CO_2})^2 + (\sigma_{\rm N_2}/K_H^{\rm N_2})^2}
 
 (independent insertions, first-order propagation). The ``gcmc_top`` frameworks with the
-largest :math:`S_H` then get a binary GCMC run (:func:`thermo.materials.gcmc_sample`)
+largest :math:`S_H`, among those whose EQeq charges stay within ``max_abs_charge``, then get a binary GCMC run (:func:`thermo.materials.gcmc_sample`)
 at ``y_co2`` : ``1 - y_co2`` (flue gas 15:85), ``pressure`` (1 bar), Peng–Robinson
 fugacities, the same force field; its selectivity
 :math:`S = (\langle N_{\rm CO_2}\rangle/\langle N_{\rm N_2}\rangle)/(y_{\rm CO_2}/y_{\rm N_2})`
@@ -87,10 +87,17 @@ class Config:
         n_insertions, n_blocks, chunk_size: Widom insertions per gas and framework.
         ewald_precision: relative accuracy of the Ewald sum.
         checkpoint_every: frameworks between checkpoints.
-        gcmc_top: frameworks (largest S_H) given a binary GCMC run (0: none).
+        max_abs_charge: frameworks whose largest EQeq charge exceeds this (e) are screened
+            but left out of the ranking: charges beyond ±3 e are unphysical for these
+            frameworks and make deep spurious binding sites (in the full run CELZEA_clean,
+            max |q| 4.65 e, has a CO₂ isosteric heat of 142 kJ/mol and S_H ~ 10¹⁵).
+        gcmc_top: frameworks (largest S_H among the ranked) given a binary GCMC run (0: none).
         pressure: Pa; y_co2: CO₂ mole fraction of the gas.
-        gcmc_capacity: molecule slots; gcmc_steps_per_block, gcmc_n_equilibration_blocks,
-            gcmc_n_blocks: moves per block, discarded and production blocks.
+        gcmc_capacity: initial molecule slots; a run whose insertion finds them all full
+            is discarded and repeated with twice the slots, up to ``gcmc_max_doublings``
+            times (the slots used are reported per framework).
+        gcmc_steps_per_block, gcmc_n_equilibration_blocks, gcmc_n_blocks: moves per block,
+            discarded and production blocks.
     """
 
     seed: Seed = 20261203
@@ -104,10 +111,12 @@ class Config:
     chunk_size: Count = 256
     ewald_precision: Annotated[float, Range(0.0, 1.0, low_open=True, high_open=True)] = 1e-6
     checkpoint_every: Count = 1
+    max_abs_charge: Positive = 3.0
     gcmc_top: NonNegativeInt = 5
     pressure: Positive = 1.0e5
     y_co2: Annotated[float, Range(0.0, 1.0, low_open=True, high_open=True)] = 0.15
     gcmc_capacity: Count = 48
+    gcmc_max_doublings: NonNegativeInt = 4
     gcmc_steps_per_block: Count = 2_000
     gcmc_n_equilibration_blocks: Count = 3
     gcmc_n_blocks: Count = 20
@@ -220,11 +229,13 @@ def run(config: Config, ctx) -> dict:
     ctx.timings["screen_s_total"] = float(
         np.nansum(carry["charge_s"]) + np.nansum(carry["widom_s"])
     )
-    order = np.argsort(-np.where(np.isfinite(s), s, -np.inf), kind="stable")
-    top = [int(i) for i in order[: config.gcmc_top]]
+    maxq = np.asarray(carry["max_abs_charge"])
+    ranked = np.isfinite(s) & (maxq <= config.max_abs_charge)
+    order = np.argsort(-np.where(ranked, s, -np.inf), kind="stable")
+    top = [int(i) for i in order[: min(config.gcmc_top, int(ranked.sum()))]]
     gcmc = [
-        _gcmc(config, ctx, mofs[names[i]], names[i], co2, n2, jr.fold_in(ctx.key, 2 + k))
-        for k, i in enumerate(top)
+        _gcmc(config, ctx, mofs[names[i]], names[i], co2, n2, jr.fold_in(jr.fold_in(ctx.key, 2), i))
+        for i in top
     ]
     per_mof = [
         {
@@ -249,13 +260,21 @@ def run(config: Config, ctx) -> dict:
         }
         for i in range(n)
     ]
-    maxq = np.asarray(carry["max_abs_charge"])
     out = {
         "n_frameworks": n,
         "temperature_K": config.temperature,
         "models": {"CO2": co2.citation, "N2": n2.citation, "framework": "UFF + EQeq"},
         "eqeq_max_abs_charge": float(np.nanmax(maxq)),
         "eqeq_frameworks_with_abs_charge_above_3": int(np.sum(maxq > 3.0)),
+        "excluded_from_ranking": [
+            {
+                "name": names[i],
+                "max_abs_eqeq_charge": float(maxq[i]),
+                "selectivity_henry": float(s[i]),
+            }
+            for i in range(n)
+            if np.isfinite(maxq[i]) and maxq[i] > config.max_abs_charge
+        ],
         "eqeq_failed": [names[i] for i in range(n) if not np.isfinite(maxq[i])],
         "selectivity_henry_top": [
             {"name": names[i], "value": float(s[i]), "std_err": float(s_se[i])} for i in top
@@ -274,10 +293,29 @@ def run(config: Config, ctx) -> dict:
 
 
 def _gcmc(config, ctx, atoms, name, co2, n2, key) -> dict:
-    """Binary CO2/N2 GCMC in one framework; block means through ``ctx.loop``."""
+    """Binary CO2/N2 GCMC in one framework, doubling the molecule slots on overflow."""
     y = np.array([config.y_co2, 1.0 - config.y_co2])
     f = fugacities(["CO2", "N2"], config.temperature, config.pressure, y, eos="peng-robinson")
     q = framework_charges(atoms, method="eqeq")
+    capacity = config.gcmc_capacity
+    for attempt in range(config.gcmc_max_doublings + 1):
+        out = _gcmc_run(config, ctx, atoms, name, co2, n2, key, y, f, q, capacity, attempt)
+        if out is not None:
+            return out
+        ctx.log(f"{name}: all {capacity} molecule slots filled; repeating with {2 * capacity}")
+        capacity *= 2
+    raise RuntimeError(
+        f"{name}: an insertion found all {capacity // 2} slots full after "
+        f"{config.gcmc_max_doublings} doublings (raise gcmc_capacity or gcmc_max_doublings)"
+    )
+
+
+def _gcmc_run(config, ctx, atoms, name, co2, n2, key, y, f, q, capacity, attempt):
+    """One GCMC run with ``capacity`` slots; block means through ``ctx.loop``.
+
+    Returns None when an insertion found every slot full (the remaining blocks are
+    skipped: the run is biased and is repeated by the caller with more slots).
+    """
     system = gcmc_system(
         [co2, n2],
         temperature=config.temperature,
@@ -285,7 +323,7 @@ def _gcmc(config, ctx, atoms, name, co2, n2, key) -> dict:
         framework=atoms,
         framework_lj="uff",
         framework_charges=q,
-        capacity=config.gcmc_capacity,
+        capacity=capacity,
         ewald_precision=config.ewald_precision,
     )
     n_eq, n_prod = config.gcmc_n_equilibration_blocks, config.gcmc_n_blocks
@@ -298,6 +336,8 @@ def _gcmc(config, ctx, atoms, name, co2, n2, key) -> dict:
     }
 
     def body(k, carry, i):
+        if bool(np.asarray(carry["state"].overflow)):
+            return carry  # biased run: skip to the end, the caller repeats it
         t = time.perf_counter()
         state, stats = gcmc_sample(k, system, carry["state"], config.gcmc_steps_per_block)
         stats = jax.tree.map(np.asarray, stats)
@@ -318,12 +358,12 @@ def _gcmc(config, ctx, atoms, name, co2, n2, key) -> dict:
         body,
         carry,
         n_eq + n_prod,
-        name=f"gcmc_{name}",
+        name=f"gcmc_{name}" if attempt == 0 else f"gcmc_{name}_x{2**attempt}",
         every=max(1, (n_eq + n_prod) // 5),
         desc=f"GCMC CO2/N2 in {name}",
     )
     if bool(np.asarray(carry["state"].overflow)):
-        raise RuntimeError(f"{name}: an insertion found all {config.gcmc_capacity} slots full")
+        return None
     n_mean = np.asarray(carry["n_mean"])
     n_uc = int(np.prod(system.unit_cells))
     m = n_mean.mean(axis=0)
@@ -343,6 +383,7 @@ def _gcmc(config, ctx, atoms, name, co2, n2, key) -> dict:
     return {
         "name": name,
         "unit_cells": list(system.unit_cells),
+        "capacity": int(capacity),
         "fugacities_pa": [float(x) for x in f],
         "loading_co2_per_uc": {"value": float(m[0] / n_uc), "std_err": float(se[0] / n_uc)},
         "loading_n2_per_uc": {"value": float(m[1] / n_uc), "std_err": float(se[1] / n_uc)},
