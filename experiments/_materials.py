@@ -17,7 +17,16 @@ import numpy as np
 
 from thermo.materials import WidomResult, widom
 
-__all__ = ["raspa3_comparison", "run_raspa_script", "timed_widom"]
+__all__ = ["raspa3_comparison", "ratio_std_err", "run_raspa_script", "timed_widom"]
+
+
+def ratio_std_err(a, se_a, b, se_b):
+    r""":math:`r = a/b` and :math:`\sigma_r = |r|\sqrt{(\sigma_a/a)^2 + (\sigma_b/b)^2}`
+    (independent estimates, first-order propagation); arrays or floats."""
+    a, se_a, b, se_b = (np.asarray(x, dtype=np.float64) for x in (a, se_a, b, se_b))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = a / b
+        return r, np.abs(r) * np.hypot(se_a / a, se_b / b)
 
 
 def run_raspa_script(

@@ -42,6 +42,7 @@ import jax.random as jr
 import numpy as np
 
 from experiments._config import Choices, Count, NonNegativeInt, Positive, Range, Seed
+from experiments._materials import ratio_std_err
 from experiments.materials_co2_gcmc import blocking_std_err
 from thermo.materials import (
     core_mof_descriptors,
@@ -140,10 +141,7 @@ class Config:
 
 def selectivity(k1, se1, k2, se2):
     r""":math:`S = k_1/k_2` and :math:`\sigma_S = S\sqrt{(\sigma_1/k_1)^2 + (\sigma_2/k_2)^2}`."""
-    k1, se1, k2, se2 = (np.asarray(x, dtype=np.float64) for x in (k1, se1, k2, se2))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        s = k1 / k2
-        return s, np.abs(s) * np.hypot(se1 / k1, se2 / k2)
+    return ratio_std_err(k1, se1, k2, se2)
 
 
 def _mof_table(config: Config):

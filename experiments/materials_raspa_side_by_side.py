@@ -49,7 +49,7 @@ import jax.random as jr
 import numpy as np
 
 from experiments._config import Count, NonNegativeInt, Positive, Seed
-from experiments._materials import run_raspa_script
+from experiments._materials import ratio_std_err, run_raspa_script
 from thermo.materials import (
     adsorption_force_field,
     fugacities,
@@ -333,8 +333,7 @@ def _figure(ctx, rows) -> None:
             ours, peer = r[f"ours_{mode}"], r[f"raspa3_{mode}"]
             if val not in peer or not peer[val]:
                 continue
-            ratio = ours[val] / peer[val]
-            se = ratio * math.hypot(ours[err] / ours[val], peer[err] / peer[val])
+            ratio, se = ratio_std_err(ours[val], ours[err], peer[val], peer[err])
             ax.errorbar(ratio, i, xerr=2 * se, fmt="o", color="C0")
         ax.axvline(1.0, color="k", lw=0.8)
         ax.set_xlabel(f"{mode}: ours / RASPA3 (bars: 2 combined SE)")
