@@ -57,4 +57,4 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 
 clean:
-	rm -rf book/_build .pytest_cache .ruff_cache
+	rm -rf book/_build .pytest_cache .ruff_cache .jax_cache

@@ -40,6 +40,8 @@ import sys
 import time
 from pathlib import Path
 
+from experiments._jax_cache import cache_environment
+
 __all__ = [
     "bib_entries",
     "check_html",
@@ -237,6 +239,7 @@ def _build(book: Path) -> tuple[int, str]:
     cmd = [str(exe)] if exe.exists() else ["jupyter-book"]
     cmd += ["build", "-W", "-n", "--keep-going", "--all", str(book)]
     env = dict(os.environ)
+    env.update(cache_environment(env))
     env.setdefault("JAX_PLATFORMS", "cpu")
     env.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
     print("$", " ".join(cmd), flush=True)

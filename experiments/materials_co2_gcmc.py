@@ -189,7 +189,8 @@ def run(config: Config, ctx) -> dict:
     per_box = n_mean.mean(axis=0) / n_uc  # (b,) independent
     loading, se = _mean_se(per_box)
     sets = [_mean_se(half) for half in (per_box[: b // 2], per_box[b // 2 :])]
-    z_sets = (sets[0][0] - sets[1][0]) / float(np.hypot(sets[0][1], sets[1][1]))
+    # Each half needs two boxes for its own SE; with fewer (the quick run) there is no z.
+    z_sets = (sets[0][0] - sets[1][0]) / float(np.hypot(sets[0][1], sets[1][1])) if b >= 4 else None
     loading_blocks = n_mean.mean(axis=1) / n_uc  # (n_prod,) box-averaged block means
     se_blocking = blocking_std_err(loading_blocks)
     w_sum, w_count = np.asarray(carry["widom_sum"]), np.asarray(carry["widom_count"])
@@ -218,7 +219,7 @@ def run(config: Config, ctx) -> dict:
             {"boxes": list(r), "value": m, "std_err": e}
             for r, (m, e) in zip((range(b // 2), range(b // 2, b)), sets, strict=True)
         ],
-        "box_sets_z": float(z_sets),
+        "box_sets_z": z_sets,
         "loading_blocking_std_err": se_blocking,
         "widom_weight": {"value": weight, "std_err": w_se},
         "loading_from_widom_identity": {"value": bfv_uc * weight, "std_err": bfv_uc * w_se},
@@ -237,11 +238,12 @@ def run(config: Config, ctx) -> dict:
         "moves_per_box": int(n_prod * config.steps_per_block),
         "raspa_cycles": float(moves / max(20.0, n_total)),
     }
+    z_text = "n/a (fewer than 4 boxes)" if z_sets is None else f"{z_sets:+.2f}"
     msg = (
         f"{label}: loading {loading:.4f} +- {se:.4f} molecules/uc ({b} boxes x {n_prod} "
         f"blocks of {config.steps_per_block} moves, k = {config.n_trials}; box sets "
         f"{sets[0][0]:.3f} +- {sets[0][1]:.3f} and {sets[1][0]:.3f} +- {sets[1][1]:.3f}, "
-        f"z = {z_sets:+.2f}; blocking SE {se_blocking:.4f}), <W> = {weight:.2f} +- "
+        f"z = {z_text}; blocking SE {se_blocking:.4f}), <W> = {weight:.2f} +- "
         f"{w_se:.2f}, energy drift {max(drift):.2e} K"
     )
     if label == "MFI":

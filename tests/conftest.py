@@ -16,12 +16,19 @@ The dependencies that need an exception, each wrapped where it is called: jax-md
 and numpyro's NUTS adaptation (int64/float64 mixes; :func:`thermo.mcmc.nuts`).
 
 The library itself never flips global JAX flags; only tests, experiments and the
-book do.
+book do. Tests and the book also use JAX's persistent compilation cache in
+``.jax_cache/`` (:mod:`experiments._jax_cache`; ``STOCHTHERMO_JAX_CACHE=0`` turns it off).
 """
 
 import os
 
-import jax
+# JAX's persistent compilation cache (experiments/_jax_cache.py): set before jax is
+# imported so that jax reads it as its configuration; STOCHTHERMO_JAX_CACHE=0 turns it off.
+from experiments._jax_cache import cache_environment
+
+os.environ.update(cache_environment())
+
+import jax  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 # jax-md 0.2.29 multiplies int64 by float32 while importing (jax_md.rigid_body): import it
