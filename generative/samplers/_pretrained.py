@@ -200,10 +200,25 @@ class PretrainedSampler(eqx.Module):
     sampler: DDS
     provenance: dict = eqx.field(static=True)
 
-    def sample(self, key: PRNGKey, n: int) -> PretrainedSample:
-        """``n`` corrected draws (``n`` SMC particles, ``n >= 2``)."""
+    def sample(
+        self,
+        key: PRNGKey,
+        n: int,
+        *,
+        lambdas=None,
+        n_moves: int | None = None,
+        resampling: str = "multinomial",
+    ) -> PretrainedSample:
+        """``n`` corrected draws (``n`` SMC particles, ``n >= 2``).
+
+        ``lambdas`` (default :math:`k/K`; ``"adaptive"``), ``n_moves`` (default the
+        config's) and ``resampling`` go to :func:`~generative.samplers.feynman_kac`.
+        """
         system = systems.get(self.config.system)
-        r = feynman_kac(key, self.sampler, system, n, n_moves=self.config.n_moves)
+        n_moves = self.config.n_moves if n_moves is None else n_moves
+        r = feynman_kac(
+            key, self.sampler, system, n, n_moves=n_moves, lambdas=lambdas, resampling=resampling
+        )
         return PretrainedSample(
             r.samples, r.log_z, r.log_z_std, int(r.n_energy_evals), r.pareto_k, r.smc.ensemble
         )
