@@ -70,7 +70,7 @@ class Config:
     systems: tuple[str, ...] = ("mw5", "gmm40", "mw32")
     method: Annotated[str, Choices(("dds", "pis"))] = "dds"
     n_seeds: Count = 10
-    n_particles: Count = 1000
+    n_particles: Count = 4000
     n_steps: Count = 64
     duration: Positive = 0.01
     n_moves: NonNegativeInt = 3

@@ -53,7 +53,7 @@ def measure(
     seed: int = 1,
     checkpoints: str | None = None,
     *,
-    lambdas: str = "linear",
+    lambdas: str | None = None,
     n_moves: int | None = None,
     n_steps: int | None = None,
     resampling: str = "multinomial",
@@ -62,7 +62,7 @@ def measure(
 
     ``lambdas`` (``"linear"``: :math:`k/K`, or ``"adaptive"``), ``n_moves`` and
     ``n_steps`` (the checkpoint's network on a chain of ``n_steps`` stages over the same
-    duration) override the pretrained defaults.
+    duration) override the pretrained config's.
     """
     import thermo.systems as systems
     from generative.samplers import pretrained
@@ -79,7 +79,7 @@ def measure(
     out = model.sample(
         jr.PRNGKey(seed),
         n,
-        lambdas=None if lambdas == "linear" else lambdas,
+        lambdas=lambdas,
         n_moves=n_moves,
         resampling=resampling,
     )
@@ -90,7 +90,7 @@ def measure(
         "system": name,
         "n": n,
         "seed": seed,
-        "lambdas": lambdas,
+        "lambdas": model.config.lambdas if lambdas is None else lambdas,
         "resampling": resampling,
         "n_steps": model.config.n_steps,
         "n_moves": model.config.n_moves if n_moves is None else n_moves,
@@ -120,20 +120,12 @@ def measure(
 def _with_n_steps(model, n_steps: int):
     """``model``'s network on a DDS chain of ``n_steps`` stages over the same duration."""
     import dataclasses
-    import math
 
-    from generative.samplers import DDS
+    from generative.samplers._pretrained import _chain
 
     config = dataclasses.replace(model.config, n_steps=int(n_steps))
     old = model.sampler
-    sampler = DDS(
-        old.control,
-        n_steps=config.n_steps,
-        sigma=old.sigma,
-        duration=config.duration,
-        output_scale=old.output_scale,
-        max_displacement=old.sigma * math.sqrt(2.0 * config.duration / config.n_steps),
-    )
+    sampler = _chain(old.control, config, old.sigma, old.output_scale)
     return type(model)(model.name, config, sampler, model.provenance)
 
 
@@ -199,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     p_measure.add_argument("--n", type=int, default=2000)
     p_measure.add_argument("--seed", type=int, default=1)
     p_measure.add_argument("--checkpoints", default=None)
-    p_measure.add_argument("--lambdas", choices=("linear", "adaptive"), default="linear")
+    p_measure.add_argument("--lambdas", choices=("linear", "adaptive"), default=None)
     p_measure.add_argument("--n-moves", type=int, default=None)
     p_measure.add_argument("--n-steps", type=int, default=None)
     p_measure.add_argument(

@@ -65,6 +65,9 @@ class PretrainedConfig:
         train_iters, batch_size, learning_rate: KL training (Adam, clip 1).
         seed: key of the network's initial weights and of training.
         n_moves: MALA sweeps per stage at sampling time.
+        lambdas: the correction's schedule at sampling time: ``"linear"``
+            (:math:`\\lambda_k = k/K`) or ``"adaptive"`` (fixed by a pilot run,
+            :func:`~generative.samplers.feynman_kac`).
     """
 
     system: str
@@ -77,11 +80,12 @@ class PretrainedConfig:
     learning_rate: float
     seed: int
     n_moves: int
+    lambdas: str = "linear"
 
 
 PRETRAINED: dict[str, PretrainedConfig] = {
     "dw4": PretrainedConfig("dw4", 64, 0.01, 32, 2, 100, 16, 1e-3, 0, 10),
-    "lj13": PretrainedConfig("lj13", 200, 0.01, 32, 2, 50, 8, 1e-3, 0, 11),
+    "lj13": PretrainedConfig("lj13", 200, 0.01, 32, 2, 50, 8, 1e-3, 0, 11, "adaptive"),
     "lj55": PretrainedConfig("lj55", 100, 0.01, 32, 2, 10, 4, 1e-3, 0, 11),
 }
 
@@ -105,14 +109,19 @@ def _skeleton(config: PretrainedConfig) -> DDS:
         depth=config.depth,
         dds_duration=config.duration,
     )
+    return _chain(base.control, config, target.scale, base.output_scale)
+
+
+def _chain(control, config: PretrainedConfig, sigma: float, output_scale: float) -> DDS:
+    """The DDS of ``config`` around ``control`` (also: a checkpoint's network on more stages)."""
     return DDS(
-        base.control,
+        control,
         n_steps=config.n_steps,
-        sigma=target.scale,
+        sigma=sigma,
         duration=config.duration,
-        output_scale=base.output_scale,
+        output_scale=output_scale,
         # the drift's displacement per step is capped at the reference's own step
-        max_displacement=target.scale * math.sqrt(2.0 * config.duration / config.n_steps),
+        max_displacement=sigma * math.sqrt(2.0 * config.duration / config.n_steps),
     )
 
 
@@ -205,17 +214,22 @@ class PretrainedSampler(eqx.Module):
         key: PRNGKey,
         n: int,
         *,
-        lambdas=None,
+        lambdas: str | None = None,
         n_moves: int | None = None,
         resampling: str = "multinomial",
     ) -> PretrainedSample:
         """``n`` corrected draws (``n`` SMC particles, ``n >= 2``).
 
-        ``lambdas`` (default :math:`k/K`; ``"adaptive"``), ``n_moves`` (default the
-        config's) and ``resampling`` go to :func:`~generative.samplers.feynman_kac`.
+        ``lambdas`` (``"linear"``: :math:`k/K`, or ``"adaptive"``) and ``n_moves``
+        (default: the config's) and ``resampling`` go to
+        :func:`~generative.samplers.feynman_kac`.
         """
         system = systems.get(self.config.system)
         n_moves = self.config.n_moves if n_moves is None else n_moves
+        lambdas = self.config.lambdas if lambdas is None else lambdas
+        if lambdas not in ("linear", "adaptive"):
+            raise ValueError(f"lambdas must be 'linear' or 'adaptive', got {lambdas!r}")
+        lambdas = None if lambdas == "linear" else lambdas
         r = feynman_kac(
             key, self.sampler, system, n, n_moves=n_moves, lambdas=lambdas, resampling=resampling
         )
