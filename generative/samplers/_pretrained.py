@@ -64,7 +64,8 @@ class PretrainedConfig:
         width, depth: the control MLP.
         train_iters, batch_size, learning_rate: KL training (Adam, clip 1).
         seed: key of the network's initial weights and of training.
-        n_moves: MALA sweeps per stage at sampling time.
+        n_moves: MALA sweeps per stage at sampling time (with ``lambdas``, a sampling
+            setting only: the checkpoint's JSON keeps the config it was trained with).
         lambdas: the correction's schedule at sampling time: ``"linear"``
             (:math:`\\lambda_k = k/K`) or ``"adaptive"`` (fixed by a pilot run,
             :func:`~generative.samplers.feynman_kac`).
@@ -86,7 +87,7 @@ class PretrainedConfig:
 PRETRAINED: dict[str, PretrainedConfig] = {
     "dw4": PretrainedConfig("dw4", 64, 0.01, 32, 2, 100, 16, 1e-3, 0, 10),
     "lj13": PretrainedConfig("lj13", 200, 0.01, 32, 2, 50, 8, 1e-3, 0, 11, "adaptive"),
-    "lj55": PretrainedConfig("lj55", 100, 0.01, 32, 2, 10, 4, 1e-3, 0, 11),
+    "lj55": PretrainedConfig("lj55", 100, 0.01, 32, 2, 10, 4, 1e-3, 0, 160),
 }
 
 
