@@ -3,8 +3,9 @@ r"""Feynman–Kac-corrected learned samplers: regenerate the checkpoints and mea
 Commands (run from the repository root)::
 
     python -m experiments.fk_samplers train NAME [--out DIR]   # resumes if interrupted
-    python -m experiments.fk_samplers measure NAME [--n 2000] [--seed 1] [--checkpoints DIR]
-    python -m experiments.fk_samplers peers NAME [--n 2000] [--seed 1]   # AIS, SMC
+    python -m experiments.fk_samplers measure NAME [--n N] [--seed 1] [--checkpoints DIR]
+    python -m experiments.fk_samplers peers NAME [--n N] [--seed 1]   # AIS, SMC
+    python -m experiments.fk_samplers calibrate [--quick] [--seed 0] [key=value ...]
 
 ``train`` rebuilds ``generative/samplers/checkpoints/NAME.{eqx,json}`` from
 :data:`generative.samplers.PRETRAINED` (a :func:`thermo.fit.fit` checkpoint
@@ -14,7 +15,10 @@ the square root) of ``n`` corrected samples against the project's reference samp
 (:func:`thermo.systems._reference.reference_samples`, and the shared validation split
 when present), :math:`\log\hat Z` with its standard error and Pareto k, the energy
 evaluations of sampling and of training, and the CPU time of the call. Both run with
-float64 off (the library default) unless ``JAX_ENABLE_X64`` is set.
+float64 off (the library default) unless ``JAX_ENABLE_X64`` is set. ``calibrate`` runs
+the registered experiment ``fk_calibration`` (:mod:`experiments.fk_calibration`: z-scores
+of the corrected log Z over seeds on systems with an exact one) into ``results/`` and
+prints its per-system summary.
 """
 
 from __future__ import annotations
@@ -34,6 +38,9 @@ import numpy as np
 __all__ = ["main", "measure", "peers"]
 
 _SHARED_SPLITS = {"dw4": "val_split_DW4.npy", "lj13": "val_split_LJ13-1000.npy"}
+#: ``measure``'s default sample size: 2,000, but 250 on LJ-55, whose 160 sweeps per stage
+#: make 250 samples cost about 4M evaluations.
+_DEFAULT_N = {"lj55": 250}
 
 
 def _shared_reference(name: str) -> np.ndarray | None:
@@ -43,8 +50,23 @@ def _shared_reference(name: str) -> np.ndarray | None:
     return np.load(path) if path.exists() else None
 
 
-def measure(name: str, n: int = 2000, seed: int = 1, checkpoints: str | None = None) -> dict:
-    """One row of the table (module docstring)."""
+def measure(
+    name: str,
+    n: int = 2000,
+    seed: int = 1,
+    checkpoints: str | None = None,
+    *,
+    lambdas: str | None = None,
+    n_moves: int | None = None,
+    n_steps: int | None = None,
+    resampling: str = "multinomial",
+) -> dict:
+    """One row of the table (module docstring).
+
+    ``lambdas`` (``"linear"``: :math:`k/K`, or ``"adaptive"``), ``n_moves`` and
+    ``n_steps`` (the checkpoint's network on a chain of ``n_steps`` stages over the same
+    duration) override the pretrained config's.
+    """
     import thermo.systems as systems
     from generative.samplers import pretrained
     from generative.samplers._pretrained import CHECKPOINT_DIR
@@ -52,10 +74,18 @@ def measure(name: str, n: int = 2000, seed: int = 1, checkpoints: str | None = N
     from thermo.systems._reference import reference_samples
 
     model = pretrained(name, checkpoints or CHECKPOINT_DIR)
+    if n_steps is not None:
+        model = _with_n_steps(model, n_steps)
     system = systems.get(model.config.system)
     energy = jax.jit(jax.vmap(system.energy))
     t0, w0 = time.process_time(), time.time()
-    out = model.sample(jr.PRNGKey(seed), n)
+    out = model.sample(
+        jr.PRNGKey(seed),
+        n,
+        lambdas=lambdas,
+        n_moves=n_moves,
+        resampling=resampling,
+    )
     out.samples.block_until_ready()
     cpu, wall = time.process_time() - t0, time.time() - w0
     e = np.asarray(energy(out.samples))
@@ -63,6 +93,10 @@ def measure(name: str, n: int = 2000, seed: int = 1, checkpoints: str | None = N
         "system": name,
         "n": n,
         "seed": seed,
+        "lambdas": model.config.lambdas if lambdas is None else lambdas,
+        "resampling": resampling,
+        "n_steps": model.config.n_steps,
+        "n_moves": model.config.n_moves if n_moves is None else n_moves,
         "log_z": float(out.log_z),
         "log_z_std": float(out.log_z_std),
         "pareto_k": float(out.pareto_k),
@@ -84,6 +118,18 @@ def measure(name: str, n: int = 2000, seed: int = 1, checkpoints: str | None = N
         shared = shared.reshape(shared.shape[0], -1)
         row["energy_w2_shared_val"] = energy_w2(e, np.asarray(energy(jnp.asarray(shared))))
     return row
+
+
+def _with_n_steps(model, n_steps: int):
+    """``model``'s network on a DDS chain of ``n_steps`` stages over the same duration."""
+    import dataclasses
+
+    from generative.samplers._pretrained import _chain
+
+    config = dataclasses.replace(model.config, n_steps=int(n_steps))
+    old = model.sampler
+    sampler = _chain(old.control, config, old.sigma, old.output_scale)
+    return type(model)(model.name, config, sampler, model.provenance)
 
 
 def peers(name: str, n: int = 2000, seed: int = 1) -> list[dict]:
@@ -145,24 +191,60 @@ def main(argv: list[str] | None = None) -> int:
     p_train.add_argument("--out", default=None)
     p_measure = sub.add_parser("measure")
     p_measure.add_argument("name")
-    p_measure.add_argument("--n", type=int, default=2000)
+    p_measure.add_argument("--n", type=int, default=None, help="default 2000 (lj55: 250)")
     p_measure.add_argument("--seed", type=int, default=1)
     p_measure.add_argument("--checkpoints", default=None)
+    p_measure.add_argument("--lambdas", choices=("linear", "adaptive"), default=None)
+    p_measure.add_argument("--n-moves", type=int, default=None)
+    p_measure.add_argument("--n-steps", type=int, default=None)
+    p_measure.add_argument(
+        "--resampling", choices=("multinomial", "systematic"), default="multinomial"
+    )
     p_peers = sub.add_parser("peers")
     p_peers.add_argument("name")
-    p_peers.add_argument("--n", type=int, default=2000)
+    p_peers.add_argument("--n", type=int, default=None, help="default 2000 (lj55: 250)")
     p_peers.add_argument("--seed", type=int, default=1)
+    p_cal = sub.add_parser("calibrate")
+    p_cal.add_argument("overrides", nargs="*", help="key=value settings of fk_calibration")
+    p_cal.add_argument("--quick", action="store_true")
+    p_cal.add_argument("--seed", type=int, default=0)
+    p_cal.add_argument("--out", default="results")
     args = parser.parse_args(argv)
-    if args.command == "train":
+    if args.command == "calibrate":
+        from experiments import run_experiment
+
+        res = run_experiment(
+            "fk_calibration",
+            quick=args.quick,
+            seed=args.seed,
+            out=args.out,
+            overrides=args.overrides,
+            progress=False,
+        )
+        for name, row in res.metrics["systems"].items():
+            print(json.dumps({"system": name, **row}))
+        print(f"run directory: {res.run_dir}")
+    elif args.command == "train":
         from generative.samplers import train_checkpoint
         from generative.samplers._pretrained import CHECKPOINT_DIR
 
         print(json.dumps(train_checkpoint(args.name, args.out or CHECKPOINT_DIR), indent=2))
     elif args.command == "peers":
-        for row in peers(args.name, args.n, args.seed):
+        n = _DEFAULT_N.get(args.name, 2000) if args.n is None else args.n
+        for row in peers(args.name, n, args.seed):
             print(json.dumps(row))
     else:
-        print(json.dumps(measure(args.name, args.n, args.seed, args.checkpoints)))
+        row = measure(
+            args.name,
+            _DEFAULT_N.get(args.name, 2000) if args.n is None else args.n,
+            args.seed,
+            args.checkpoints,
+            lambdas=args.lambdas,
+            n_moves=args.n_moves,
+            n_steps=args.n_steps,
+            resampling=args.resampling,
+        )
+        print(json.dumps(row))
     return 0
 
 

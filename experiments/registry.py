@@ -47,6 +47,7 @@ _MODULES: dict[str, str] = {
     "mcmc_baselines": "experiments.mcmc_baselines",
     "diffusion_samplers": "experiments.diffusion_samplers",
     "particle_sampler": "experiments.particle_sampler",
+    "fk_calibration": "experiments.fk_calibration",
     "search_replay": "experiments.search_replay",
     "search_live": "experiments.search_live",
 }

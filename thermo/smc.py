@@ -19,9 +19,13 @@ A population of :math:`n` particles is moved through targets
    be chosen adaptively, by bisection, so that the conditional ESS
    :math:`N(\sum_i W_i w^i)^2/\sum_i W_i (w^i)^2` (Zhou, Johansen & Aston 2016, eq. 3.4)
    equals ``target_ess * N``.
-3. *Resample* systematically (Carpenter, Clifford & Fearnhead 1999) when the ESS
-   falls below ``resample_threshold * N``; the log mean weight then moves into the
-   accumulated log-normaliser and the weights restart at zero.
+3. *Resample* (systematically, Carpenter, Clifford & Fearnhead 1999, or
+   multinomially) when the ESS falls below ``resample_threshold * N``; the log mean
+   weight then moves into the accumulated log-normaliser and the weights restart at
+   zero. The genealogy error bar of :func:`thermo.estimators.estimate_log_z` (Lee &
+   Whiteley 2018) is derived for multinomial resampling, whose offspring are
+   conditionally independent; systematic resampling correlates them, and the error bar
+   is then not guaranteed (``experiments/fk_calibration.py`` measures both).
 4. *Move*: ``n_moves`` sweeps of the kernel ``move_fn(theta_k, tuning)``, which must
    leave :math:`\gamma_k` invariant (MALA, HMC, BAOAB from :mod:`thermo.mcmc`, ...);
    ``tune_fn`` may adapt ``tuning`` (a step size, a preconditioner) from the population
@@ -61,6 +65,7 @@ __all__ = [
     "SMCInfo",
     "SMCResult",
     "SMCState",
+    "multinomial_resampling",
     "sequential_monte_carlo",
     "systematic_resampling",
 ]
@@ -88,6 +93,22 @@ def systematic_resampling(key: PRNGKey, log_weights: Float[Array, " n"]) -> Int[
     cdf = jnp.cumsum(w)
     u = (jr.uniform(key, dtype=cdf.dtype) + jnp.arange(n, dtype=cdf.dtype)) / n
     return jnp.clip(jnp.searchsorted(cdf, u, side="right"), 0, n - 1)
+
+
+def multinomial_resampling(key: PRNGKey, log_weights: Float[Array, " n"]) -> Int[Array, " n"]:
+    """Multinomial resampling: ``n`` independent ancestors drawn with probabilities :math:`W`.
+
+    Args:
+        key: PRNG key.
+        log_weights: ``(n,)`` unnormalised log-weights.
+
+    Returns:
+        ``(n,)`` int ancestor indices.
+    """
+    return jr.categorical(key, log_weights, shape=log_weights.shape)
+
+
+_RESAMPLERS = {"systematic": systematic_resampling, "multinomial": multinomial_resampling}
 
 
 class SMCState(NamedTuple):
@@ -257,6 +278,7 @@ def sequential_monte_carlo(
     tune_fn: Callable[[Any, Any, Array, Any], Any] | None = None,
     position_fn: Callable[[Any], Array] = lambda particle: particle.position,
     n_initial_energy_evals: int | Array = 0,
+    resampling: str = "systematic",
 ) -> SMCResult:
     r"""Move a population through intermediate targets (see the module docstring).
 
@@ -293,6 +315,8 @@ def sequential_monte_carlo(
             per-particle info (e.g. a Robbins–Monro step on the mean acceptance).
         position_fn: ``particle -> (dim,)`` the sample a particle state holds.
         n_initial_energy_evals: what producing ``particles`` cost (added to the count).
+        resampling: ``"systematic"`` or ``"multinomial"`` (step 3 of the module
+            docstring: the genealogy error bar assumes multinomial).
 
     Returns:
         :class:`SMCResult`.
@@ -306,6 +330,9 @@ def sequential_monte_carlo(
         raise ValueError(f"n_moves must be >= 0 (and > 0 needs a move_fn), got {n_moves}")
     if not 0.0 <= float(resample_threshold) <= 1.0:
         raise ValueError(f"resample_threshold must be in [0, 1], got {resample_threshold}")
+    if resampling not in _RESAMPLERS:
+        raise ValueError(f"resampling must be one of {sorted(_RESAMPLERS)}, got {resampling!r}")
+    resample_fn = _RESAMPLERS[resampling]
     tempering = tempering_fn is not None
     if tempering == (log_weight_fn is not None):
         raise ValueError("give exactly one of tempering_fn and log_weight_fn")
@@ -377,7 +404,7 @@ def sequential_monte_carlo(
 
         def resample(args):
             parts, log_w, eve, log_norm = args
-            idx = systematic_resampling(key_res, log_w)
+            idx = resample_fn(key_res, log_w)
             parts = jax.tree_util.tree_map(lambda a: a[idx], parts)
             log_norm = log_norm + logsumexp(log_w) - jnp.log(n)
             return parts, jnp.zeros_like(log_w), eve[idx], log_norm

@@ -23,13 +23,24 @@ time reversal of the reference. The exact discrete-time incremental log-weight
 whose last term is the sampler's own increment (the one its uncorrected path weight
 sums), so without resampling and moves the product of the :math:`w_k` is exactly the
 sampler's importance weight. Between stages the population is resampled
-(systematically) when the ESS falls below a threshold, and moved by MALA
+(multinomially by default: the genealogy error bar of :math:`\log\hat Z` assumes it)
+when the ESS falls below a threshold, and moved by MALA
 (:func:`thermo.mcmc.mala`) targeting :math:`\gamma_k`, which leaves it invariant; the
 step size follows a Robbins–Monro rule on the mean acceptance. The driver is
 :func:`thermo.smc.sequential_monte_carlo` in its transport form, so :math:`\hat Z` is
 unbiased and the samples asymptotically exact whatever the network (Phillips et al.
 2024, particle denoising diffusion sampler; Skreta et al. 2025, Feynman–Kac
 correctors); an untrained network (zero control) reduces it to SMC along the reference.
+
+The schedule :math:`\lambda_k` may be fixed (default :math:`k/K`) or ``"adaptive"``: a
+pilot run (an independent population) of adaptive-tempering SMC from the reference's
+terminal marginal :math:`q_K` to :math:`\tilde\pi` with the same MALA moves picks each
+:math:`\lambda` by bisection so that the conditional ESS of the incremental weights
+(Zhou, Johansen & Aston 2016) equals ``adaptive_ess``; the pilot's
+:math:`\lambda_0, \dots, \lambda_M` are then spread over the sampler's :math:`K` stages
+(:math:`\lambda_k = \lambda^{\text{pilot}}(kM/K)`, linear interpolation), so each stage
+loses about the same conditional ESS. The schedule is fixed before the main run, which
+stays an SMC on fixed targets: :math:`\hat Z` unbiased, as with any fixed schedule.
 """
 
 from __future__ import annotations
@@ -140,8 +151,59 @@ def _tune(log_step, particles, log_weights, info):
     return log_step + _STEP_GAIN * (jnp.mean(info.acceptance_rate) - _TARGET_ACCEPTANCE)
 
 
+def _reference_terminal_positions(key, sampler, target, n):
+    """``n`` draws of the reference's terminal marginal :math:`q_K` (DDS, PIS)."""
+    from ._dds import DDS
+    from ._pis import PIS
+
+    if isinstance(sampler, DDS):  # stationary reference: q_K = q_0
+        return sampler.initial_positions(key, target, n)
+    if isinstance(sampler, PIS):
+        x = jr.normal(key, (n, target.dim), jnp.result_type(float))
+        return jax.vmap(target.project)(sampler.sigma * jnp.sqrt(sampler.duration) * x)
+    raise ValueError(
+        f"feynman_kac: lambdas='adaptive' supports DDS and PIS, got {type(sampler).__name__}"
+    )
+
+
 @eqx.filter_jit
-def _feynman_kac_jit(key, sampler, target, n, lambdas, n_moves, step_size, threshold):
+def _pilot_lambdas_jit(key, sampler, target, n, n_moves, step_size, target_ess, max_stages):
+    r"""The adaptive schedule (module docstring) and the pilot's energy evaluations."""
+    k_last = sampler.n_steps
+    key_init, key_smc = jr.split(key)
+    x0 = _reference_terminal_positions(key_init, sampler, target, n)
+    particles = jax.vmap(sampler.kernel(target).init)(x0)
+
+    def tempering_fn(s):
+        return s.log_prob - sampler.reference_log_marginal(target, k_last, s.position)
+
+    pilot = sequential_monte_carlo(
+        key_smc,
+        particles,
+        (lambda lam, tuning: _move_kernel(sampler, target, (k_last, lam), tuning))
+        if n_moves
+        else None,
+        tempering_fn=tempering_fn,
+        n_moves=n_moves,
+        resample_threshold=0.5,
+        target_ess=target_ess,
+        max_stages=max_stages,
+        tuning=jnp.log(jnp.asarray(step_size, dtype=x0.dtype)),
+        tune_fn=_tune if n_moves else None,
+        n_initial_energy_evals=n,
+    )
+    m = pilot.diagnostics.n_stages
+    lam_pilot = jnp.nan_to_num(pilot.diagnostics.params, nan=1.0)  # padded past stage m
+    u = jnp.arange(k_last + 1, dtype=lam_pilot.dtype) * (m.astype(lam_pilot.dtype) / k_last)
+    lambdas = jnp.interp(u, jnp.arange(lam_pilot.shape[0], dtype=lam_pilot.dtype), lam_pilot)
+    lambdas = lambdas.at[0].set(0.0).at[-1].set(1.0)
+    return lambdas, pilot.n_energy_evals
+
+
+@eqx.filter_jit
+def _feynman_kac_jit(
+    key, sampler, target, n, lambdas, n_moves, step_size, threshold, resampling="multinomial"
+):
     key_init, key_smc, key_final = jr.split(key, 3)
     x0 = sampler.initial_positions(key_init, target, n)
     transport = _transport_kernel(sampler, target)
@@ -164,6 +226,7 @@ def _feynman_kac_jit(key, sampler, target, n, lambdas, n_moves, step_size, thres
         tuning=jnp.log(jnp.asarray(step_size, dtype=x0.dtype)),
         tune_fn=_tune if n_moves else None,
         n_initial_energy_evals=n,
+        resampling=resampling,
     )
     idx = systematic_resampling(key_final, result.log_weights)
     return FKResult(
@@ -182,10 +245,13 @@ def feynman_kac(
     target: Any,
     n: int,
     *,
-    lambdas: Float[Array, " k1"] | None = None,
+    lambdas: Float[Array, " k1"] | str | None = None,
     n_moves: int = 1,
     step_size: float | None = None,
     resample_threshold: float = 0.5,
+    adaptive_ess: float = 0.5,
+    pilot_n: int | None = None,
+    resampling: str = "multinomial",
 ) -> FKResult:
     r"""Sample ``target`` with ``sampler``'s chain corrected by SMC (module docstring).
 
@@ -196,16 +262,24 @@ def feynman_kac(
         target: a :mod:`thermo.systems` system or a :class:`Target`.
         n: population size (>= 2).
         lambdas: ``(n_steps + 1,)`` :math:`\lambda_0 = 0 \le \dots \le \lambda_K = 1`
-            (default :math:`\lambda_k = k/K`).
+            (default :math:`\lambda_k = k/K`), or ``"adaptive"``: fixed by a pilot run
+            of adaptive tempering (module docstring; its cost is counted in
+            ``n_energy_evals``; the schedule used is ``result.smc.diagnostics.params[1]``).
         n_moves: MALA sweeps on :math:`\gamma_k` after each stage (0: none).
         step_size: initial MALA step :math:`\epsilon` (default :math:`0.01 s^2` with
             :math:`s` the target's scale), adapted towards acceptance 0.574.
         resample_threshold: resample when ESS/n falls below it (0: never, i.e. the plain
             importance-weighted sampler).
+        adaptive_ess: ``lambdas="adaptive"`` only: the pilot's conditional-ESS fraction
+            per stage, in (0, 1).
+        pilot_n: ``lambdas="adaptive"`` only: the pilot's population (default
+            ``min(n, 256)``).
+        resampling: ``"multinomial"`` (default; the genealogy error bar of
+            ``log_z_std`` is derived for it) or ``"systematic"``.
 
     Returns:
         :class:`FKResult`; its cost is :math:`n(1 + K(1 + \text{n\_moves}))` energy
-        evaluations.
+        evaluations, plus the pilot's with ``lambdas="adaptive"``.
 
     Raises:
         ValueError: a sampler without reference marginals, or a bad schedule.
@@ -224,7 +298,24 @@ def feynman_kac(
     if n_moves < 0:
         raise ValueError(f"feynman_kac: n_moves must be >= 0, got {n_moves}")
     k = sampler.n_steps
-    if lambdas is None:
+    step_size = 0.01 * target.scale**2 if step_size is None else float(step_size)
+    check_positive(step_size, "feynman_kac: step_size")
+    pilot_evals = 0
+    if isinstance(lambdas, str):
+        if lambdas != "adaptive":
+            raise ValueError(
+                f"feynman_kac: lambdas must be an array or 'adaptive', got {lambdas!r}"
+            )
+        if not 0.0 < float(adaptive_ess) < 1.0:
+            raise ValueError(f"feynman_kac: adaptive_ess must be in (0, 1), got {adaptive_ess}")
+        pilot_n = min(n, 256) if pilot_n is None else check_count(pilot_n, "feynman_kac: pilot_n")
+        if pilot_n < 2:
+            raise ValueError(f"feynman_kac: need pilot_n >= 2 particles, got {pilot_n}")
+        key, key_pilot = jr.split(key)
+        lambdas, pilot_evals = _pilot_lambdas_jit(
+            key_pilot, sampler, target, pilot_n, n_moves, step_size, float(adaptive_ess), 10 * k
+        )
+    elif lambdas is None:
         lambdas = jnp.linspace(0.0, 1.0, k + 1)
     lambdas = jnp.asarray(lambdas, dtype=jnp.result_type(float))
     if lambdas.shape != (k + 1,):
@@ -238,8 +329,19 @@ def feynman_kac(
         raise ValueError(
             "feynman_kac: lambdas must rise from 0 to 1, positive after the first stage"
         )
-    step_size = 0.01 * target.scale**2 if step_size is None else float(step_size)
-    check_positive(step_size, "feynman_kac: step_size")
-    return _feynman_kac_jit(
-        key, sampler, target, n, lambdas, n_moves, step_size, float(resample_threshold)
+    if resampling not in ("multinomial", "systematic"):
+        raise ValueError(
+            f"feynman_kac: resampling must be 'multinomial' or 'systematic', got {resampling!r}"
+        )
+    out = _feynman_kac_jit(
+        key,
+        sampler,
+        target,
+        n,
+        lambdas,
+        n_moves,
+        step_size,
+        float(resample_threshold),
+        resampling,
     )
+    return out._replace(n_energy_evals=out.n_energy_evals + pilot_evals)

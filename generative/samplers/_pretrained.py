@@ -64,7 +64,11 @@ class PretrainedConfig:
         width, depth: the control MLP.
         train_iters, batch_size, learning_rate: KL training (Adam, clip 1).
         seed: key of the network's initial weights and of training.
-        n_moves: MALA sweeps per stage at sampling time.
+        n_moves: MALA sweeps per stage at sampling time (with ``lambdas``, a sampling
+            setting only: the checkpoint's JSON keeps the config it was trained with).
+        lambdas: the correction's schedule at sampling time: ``"linear"``
+            (:math:`\\lambda_k = k/K`) or ``"adaptive"`` (fixed by a pilot run,
+            :func:`~generative.samplers.feynman_kac`).
     """
 
     system: str
@@ -77,12 +81,13 @@ class PretrainedConfig:
     learning_rate: float
     seed: int
     n_moves: int
+    lambdas: str = "linear"
 
 
 PRETRAINED: dict[str, PretrainedConfig] = {
     "dw4": PretrainedConfig("dw4", 64, 0.01, 32, 2, 100, 16, 1e-3, 0, 10),
-    "lj13": PretrainedConfig("lj13", 200, 0.01, 32, 2, 50, 8, 1e-3, 0, 11),
-    "lj55": PretrainedConfig("lj55", 100, 0.01, 32, 2, 10, 4, 1e-3, 0, 11),
+    "lj13": PretrainedConfig("lj13", 200, 0.01, 32, 2, 50, 8, 1e-3, 0, 11, "adaptive"),
+    "lj55": PretrainedConfig("lj55", 100, 0.01, 32, 2, 10, 4, 1e-3, 0, 160),
 }
 
 
@@ -105,14 +110,19 @@ def _skeleton(config: PretrainedConfig) -> DDS:
         depth=config.depth,
         dds_duration=config.duration,
     )
+    return _chain(base.control, config, target.scale, base.output_scale)
+
+
+def _chain(control, config: PretrainedConfig, sigma: float, output_scale: float) -> DDS:
+    """The DDS of ``config`` around ``control`` (also: a checkpoint's network on more stages)."""
     return DDS(
-        base.control,
+        control,
         n_steps=config.n_steps,
-        sigma=target.scale,
+        sigma=sigma,
         duration=config.duration,
-        output_scale=base.output_scale,
+        output_scale=output_scale,
         # the drift's displacement per step is capped at the reference's own step
-        max_displacement=target.scale * math.sqrt(2.0 * config.duration / config.n_steps),
+        max_displacement=sigma * math.sqrt(2.0 * config.duration / config.n_steps),
     )
 
 
@@ -200,10 +210,30 @@ class PretrainedSampler(eqx.Module):
     sampler: DDS
     provenance: dict = eqx.field(static=True)
 
-    def sample(self, key: PRNGKey, n: int) -> PretrainedSample:
-        """``n`` corrected draws (``n`` SMC particles, ``n >= 2``)."""
+    def sample(
+        self,
+        key: PRNGKey,
+        n: int,
+        *,
+        lambdas: str | None = None,
+        n_moves: int | None = None,
+        resampling: str = "multinomial",
+    ) -> PretrainedSample:
+        """``n`` corrected draws (``n`` SMC particles, ``n >= 2``).
+
+        ``lambdas`` (``"linear"``: :math:`k/K`, or ``"adaptive"``) and ``n_moves``
+        (default: the config's) and ``resampling`` go to
+        :func:`~generative.samplers.feynman_kac`.
+        """
         system = systems.get(self.config.system)
-        r = feynman_kac(key, self.sampler, system, n, n_moves=self.config.n_moves)
+        n_moves = self.config.n_moves if n_moves is None else n_moves
+        lambdas = self.config.lambdas if lambdas is None else lambdas
+        if lambdas not in ("linear", "adaptive"):
+            raise ValueError(f"lambdas must be 'linear' or 'adaptive', got {lambdas!r}")
+        lambdas = None if lambdas == "linear" else lambdas
+        r = feynman_kac(
+            key, self.sampler, system, n, n_moves=n_moves, lambdas=lambdas, resampling=resampling
+        )
         return PretrainedSample(
             r.samples, r.log_z, r.log_z_std, int(r.n_energy_evals), r.pareto_k, r.smc.ensemble
         )

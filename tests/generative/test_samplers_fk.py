@@ -119,6 +119,21 @@ def test_rescue_of_a_bad_network(case):
     assert np.all(np.abs(z) < 4.0), z
 
 
+def test_adaptive_schedule_is_exact_and_counted():
+    """``lambdas="adaptive"``: a monotone schedule from a pilot run, fixed before the main
+    run, so log Z stays within 4 SE of exact on mw5; the pilot's cost is counted."""
+    target = as_target(systems.get("mw5"))
+    base = make_sampler(jr.PRNGKey(0), target, "dds", n_steps=_N_STEPS)
+    sampler = _dds(target, base.control)
+    r = feynman_kac(jr.PRNGKey(0), sampler, target, _N, n_moves=3, lambdas="adaptive")
+    lam = np.asarray(r.smc.diagnostics.params[1])
+    assert lam[0] == 0.0 and lam[-1] == 1.0 and np.all(np.diff(lam) >= 0) and np.all(lam[1:] > 0)
+    assert not np.allclose(lam, np.linspace(0, 1, _N_STEPS + 1), atol=1e-3)
+    assert int(r.n_energy_evals) > _N * (1 + _N_STEPS * 4)  # main run plus the pilot
+    z = (float(r.log_z) - systems.get("mw5").log_z) / float(r.log_z_std)
+    assert abs(z) < 4.0, z
+
+
 def test_bad_input():
     target = as_target(systems.get("mw5"))
     base = make_sampler(jr.PRNGKey(0), target, "dds", n_steps=4)
@@ -128,3 +143,7 @@ def test_bad_input():
         feynman_kac(jr.PRNGKey(0), base, target, 8, lambdas=jnp.linspace(0.0, 0.5, 5))
     with pytest.raises(ValueError, match="n >= 2"):
         feynman_kac(jr.PRNGKey(0), base, target, 1)
+    with pytest.raises(ValueError, match="'adaptive'"):
+        feynman_kac(jr.PRNGKey(0), base, target, 8, lambdas="geometric")
+    with pytest.raises(ValueError, match="adaptive_ess"):
+        feynman_kac(jr.PRNGKey(0), base, target, 8, lambdas="adaptive", adaptive_ess=1.0)
