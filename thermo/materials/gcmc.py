@@ -288,7 +288,7 @@ class GCMCSystem(eqx.Module):
     alpha: jax.Array  # Å^-1
     max_displacement: jax.Array  # Å
     max_rotation: jax.Array  # rad
-    grid: jax.Array  # (N1, N2, N3, F) framework energy grids (grids module); (1, 1, 1, 1) off
+    grid: jax.Array  # (N1, N2, N3, F) float32 energy grids (grids module); (1, 1, 1, 1) off
     grid_shape: jax.Array  # (3,) int32 live grid points per unit-cell axis
     site_type: jax.Array  # (n_species, S) int32 LJ grid field of each site
     grid_block: jax.Array  # K, stencil LJ value that blocks a site
@@ -659,7 +659,7 @@ def gcmc_system(
         alpha=jnp.asarray(float(alpha)),
         max_displacement=jnp.asarray(float(max_displacement)),
         max_rotation=jnp.asarray(float(max_rotation)),
-        grid=jnp.asarray(grid),
+        grid=jnp.asarray(grid, dtype=jnp.float32),  # half the memory traffic of the gathers
         grid_shape=jnp.asarray(shape, dtype=jnp.int32),
         site_type=jnp.asarray(site_type),
         grid_block=jnp.asarray(float(grid_block_energy)),

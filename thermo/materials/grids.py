@@ -226,7 +226,7 @@ def interpolate(grids, shape, frac):
     ia = jnp.mod(i0[0] + offs, shape[0])
     ib = jnp.mod(i0[1] + offs, shape[1])
     ic = jnp.mod(i0[2] + offs, shape[2])
-    st = grids[ia[:, None, None], ib[None, :, None], ic[None, None, :]]  # (4, 4, 4, F)
+    st = grids[ia[:, None, None], ib[None, :, None], ic[None, None, :]].astype(frac.dtype)
     w = lagrange_weights(t)  # (3, 4)
     vals = jnp.einsum("ijkf,i,j,k->f", st, w[0], w[1], w[2])
     return vals, jnp.max(st, axis=(0, 1, 2))
