@@ -81,6 +81,8 @@ class Config:
         checkpoint_every: blocks between checkpoints.
         max_displacement: Å; max_rotation: rad.
         ewald_precision: relative accuracy of the Ewald sum.
+        grid_spacing: Å; above 0 the framework energy comes from energy grids of this
+            spacing (:mod:`thermo.materials.grids`); 0 (default): the exact direct sum.
     """
 
     seed: Seed = 20261203
@@ -97,6 +99,7 @@ class Config:
     max_displacement: Positive = 1.0
     max_rotation: Positive = 0.5
     ewald_precision: Annotated[float, Range(0.0, 1.0, low_open=True, high_open=True)] = 1e-6
+    grid_spacing: Annotated[float, Range(0.0, 1.0)] = 0.0
 
     @classmethod
     def quick(cls) -> Config:
@@ -125,6 +128,7 @@ def run(config: Config, ctx) -> dict:
         max_displacement=config.max_displacement,
         max_rotation=config.max_rotation,
         n_trials=config.n_trials,
+        grid_spacing=config.grid_spacing or None,
     )
     n_uc = int(np.prod(system.unit_cells))
     b, n_eq, n_prod = config.n_boxes, config.n_equilibration_blocks, config.n_blocks

@@ -9,19 +9,33 @@ rotation, reinsertion 0.5 each, swap 1.0; the swap configurational-bias,
 start of ``n_start`` molecules (about the equilibrium loading, so both are timed near
 3.3 molecules per unit cell). A RASPA
 cycle is max(20, N) moves; its rate is moves over the wall time of
-``MonteCarlo.run()``. Ours is :func:`thermo.materials.gcmc_sample` after a compile and
-an equilibration from empty, the median of ``n_repeats`` timed blocks, per box, for
-1 and for ``n_boxes`` vmapped boxes (moves summed over boxes), with ``n_trials``
-configurational-bias trials and with plain moves (``n_trials=1``); under ``vmap`` the
-CBMC trials' ``lax.cond`` becomes a select, so the vmapped CBMC rate shows that cost.
-The acceptance of the insertions is reported with each rate (accepted insertions per
-second is what decorrelates the loading). Without ``../shared/data/materials/MFI_SI.cif``
+``MonteCarlo.run()``. Ours: after a compile and an equilibration from empty, the median
+of ``n_repeats`` timed blocks of ``steps`` moves per box, moves summed over boxes, with
+``n_trials`` configurational-bias trials and with plain moves (``n_trials=1``). Rows:
+
+* direct sum (the default model), 1 box through :func:`thermo.materials.gcmc_sample`
+  and ``n_boxes`` vmapped boxes through :func:`~thermo.materials.gcmc_sample_batched`
+  (under ``vmap`` the CBMC trials' ``lax.cond`` becomes a select, so every box pays for
+  every trial);
+* framework energy grids (``grid_spacing``, :mod:`thermo.materials.grids`), 1 box and
+  ``grid_boxes`` boxes, the latter also with one move type per step shared by the boxes
+  (``move_key``: the branch stays a branch under ``vmap``);
+* different frameworks batched by ``vmap`` (:func:`~thermo.materials.gcmc_stack_systems`,
+  :func:`~thermo.materials.gcmc_sample_frameworks`, shared move type): 1, 2, 4, 8 MFI
+  variants with the cell scaled by :data:`FRAMEWORK_SCALES` (the only framework input
+  at hand; each scale is a different energy landscape and grid shape), one box each.
+
+The grids' error against the direct sum (:func:`grid_error`) and their build times are
+reported with the rates, and the load average at the end. The acceptance of the
+insertions is reported with each rate (accepted insertions per second is what
+decorrelates the loading). Without ``../shared/data/materials/MFI_SI.cif``
 the benchmark says so and returns ``{"skipped": why}``.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 
@@ -35,14 +49,17 @@ from experiments.materials_co2_widom import RASPA_SCRIPT as WIDOM_SCRIPT
 from thermo.materials import (
     fugacities,
     gcmc_init,
+    gcmc_sample,
     gcmc_sample_batched,
+    gcmc_sample_frameworks,
+    gcmc_stack_systems,
     gcmc_system,
     load_molecule,
     read_structure,
     shared_materials_path,
 )
 
-__all__ = ["RASPA_SCRIPT", "main", "raspa_gcmc"]
+__all__ = ["FRAMEWORK_SCALES", "RASPA_SCRIPT", "grid_error", "main", "raspa_gcmc"]
 
 #: argv = CIF path, cycles, seed, init cycles, start molecules; prints one JSON line. The
 #: force field, framework and molecule are those of the Widom experiment's RASPA script.
@@ -72,6 +89,115 @@ def raspa_gcmc(cif: str, init: int, cycles: int, n_start: int, seed: int) -> dic
     return run_raspa_script(RASPA_SCRIPT, cif, cycles, seed, init, n_start)
 
 
+def _variant(atoms, i: int):
+    """Framework ``i`` of the batch over frameworks: MFI with its cell scaled by a factor.
+
+    Scaling by :data:`FRAMEWORK_SCALES` changes every distance, so each is a different
+    energy landscape (and grid shape); the atoms and charges stay MFI's.
+    """
+    out = atoms.copy()
+    out.set_cell(atoms.cell.array * FRAMEWORK_SCALES[i], scale_atoms=True)
+    return out
+
+
+#: Cell scale factors of the frameworks batched by ``vmap`` (:func:`_variant`).
+FRAMEWORK_SCALES = (1.0, 0.99, 1.01, 0.98, 1.02, 0.985, 1.015, 1.03)
+
+
+def _system(atoms, k: int, spacing: float | None):
+    return gcmc_system(
+        load_molecule("CO2"),
+        temperature=353.0,
+        fugacities=fugacities(["CO2"], 353.0, 1e5, eos="peng-robinson"),
+        framework=atoms,
+        framework_charges={"Si": 2.05, "O": -1.025},
+        capacity=64,
+        unit_cells=(2, 2, 2),
+        n_trials=k,
+        grid_spacing=spacing,
+    )
+
+
+def _one_box(keys, system, states, steps):
+    """One box through :func:`gcmc_sample` (no ``vmap``: the CBMC trials stay a branch)."""
+    state, stats = gcmc_sample(keys[0], system, jax.tree.map(lambda a: a[0], states), steps)
+    return jax.tree.map(lambda a: a[None], state), jax.tree.map(lambda a: a[None], stats)
+
+
+def _shared_moves(sample):
+    """``sample`` with one move type per step shared by the boxes (``move_key``)."""
+
+    def run(keys, system, states, steps):
+        return sample(keys, system, states, steps, move_key=jr.fold_in(keys[0], 1))
+
+    return run
+
+
+def _time_row(sample, system, states, b, steps, n_eq, n_repeats):
+    """Compile, equilibrate, time ``n_repeats`` blocks: rate, first call, insertion acc., load."""
+    if b == 1 and sample is gcmc_sample_batched:
+        sample = _one_box
+    t0 = time.perf_counter()
+    states, _ = sample(jr.split(jr.key(0), b), system, states, steps)
+    jax.block_until_ready(states)
+    first = time.perf_counter() - t0
+    for i in range(n_eq):  # equilibrate from empty (~26 molecules)
+        states, _ = sample(jr.split(jr.key(10 + i), b), system, states, steps)
+    times, acc, att = [], 0.0, 0.0
+    for i in range(n_repeats):
+        t0 = time.perf_counter()
+        states, stats = sample(jr.split(jr.key(100 + i), b), system, states, steps)
+        jax.block_until_ready(states)
+        times.append(time.perf_counter() - t0)
+        acc += float(np.asarray(stats.accepted)[..., 3].sum())
+        att += float(np.asarray(stats.attempts)[..., 3].sum())
+    load = float(np.asarray(stats.sum_n).sum() / np.asarray(stats.n_steps).sum() / 8)
+    # per-row wall time, printed for the log (not a result)
+    print(f"  row wall {time.perf_counter() - t0:.0f} s, load {os.getloadavg()[0]:.1f}", flush=True)
+    return b * steps / float(np.median(times)), first, acc / max(att, 1.0), load
+
+
+def grid_error(direct, grid, n: int = 4000, seed: int = 1) -> dict:
+    r"""The grid's framework energy of CO₂ against the direct sum at ``n`` uniform placements.
+
+    Direct: LJ + real space + the framework–molecule Fourier cross term. Reports the largest
+    and RMS error where the direct energy is below 0 K (the accessible pores), the RMS
+    weighted by the direct Boltzmann factor (RASPA3's grid check), the count of placements
+    the grid blocks with a direct energy below ``1e4`` K (should be 0), and the ratio of the
+    two Widom averages :math:`\langle e^{-\beta u}\rangle` over the same placements.
+    """
+    from thermo.materials import gcmc as g
+
+    c, x = g._random_placements(jr.key(seed), direct, 0, n)
+    c, x = jax.vmap(lambda a, b: g._wrap(a, b, direct))(c, x)
+
+    def one_direct(ci, xi):
+        ds = g._molecule_structure_factor(direct, xi, 0)
+        cross = g._fourier_delta(direct, direct.framework_structure_factor, ds)
+        cross = cross - g._fourier_delta(direct, jnp.zeros_like(ds), ds)
+        return g._framework_energy(direct, xi, ci, 0) + cross
+
+    ud = np.asarray(jax.jit(jax.vmap(one_direct))(c, x))
+    ug = np.asarray(jax.jit(jax.vmap(lambda ci, xi: g._framework_energy(grid, xi, ci, 0)))(c, x))
+    beta = float(direct.beta)
+    free = ud < 0.0
+    err = ug - ud
+    w = np.exp(-beta * np.minimum(ud, 1e5))
+    blocked = ug >= 1e9
+    widom = np.mean(np.exp(-beta * np.minimum(ug, 1e5))) / np.mean(w)
+    return {
+        "n_placements": n,
+        "n_accessible": int(free.sum()),
+        "max_abs_error_K": float(np.abs(err[free]).max()),
+        "rms_error_K": float(np.sqrt(np.mean(err[free] ** 2))),
+        "boltzmann_weighted_rms_error_K": float(
+            np.sqrt(np.sum(w * np.where(blocked, 0.0, err) ** 2) / np.sum(w))
+        ),
+        "blocked_below_1e4_K": int(np.sum(blocked & (ud < 1e4))),
+        "widom_ratio_grid_over_direct": float(widom),
+    }
+
+
 def main(
     quick: bool = False,
     *,
@@ -80,8 +206,13 @@ def main(
     raspa_cycles: int | None = None,
     n_boxes: int = 2,
     n_trials: int = 10,
+    grid_spacing: float = 0.1,
+    grid_boxes: tuple = (1, 4),
+    framework_spacing: float = 0.15,
+    n_frameworks: tuple = (1, 2, 4, 8),
+    direct: bool = True,
 ) -> dict:
-    """Time ours (1 and ``n_boxes`` boxes, CBMC and plain) and RASPA3; moves/s and ratios."""
+    """Time ours (direct and grid, CBMC and plain, boxes, frameworks) and RASPA3; moves/s."""
     jax.config.update("jax_enable_x64", True)  # benchmark entry point: float64 as the experiment
     cif = shared_materials_path("MFI_SI.cif", required=False)  # the reference input
     if cif is None:
@@ -89,41 +220,51 @@ def main(
         print(why)
         return {"skipped": why}
     atoms = read_structure(cif)
-    steps = steps or (500 if quick else 5000)
+    steps = steps or (500 if quick else 2000)
     n_repeats = n_repeats or (2 if quick else 3)
-    rates, first, loads, ins_acc = {}, {}, {}, {}
-    for k in sorted({1, int(n_trials)}, reverse=True):
-        system = gcmc_system(
-            load_molecule("CO2"),
-            temperature=353.0,
-            fugacities=fugacities(["CO2"], 353.0, 1e5, eos="peng-robinson"),
-            framework=atoms,
-            framework_charges={"Si": 2.05, "O": -1.025},
-            capacity=64,
-            n_trials=k,
-        )
+    n_eq = 1 if quick else 5
+    if quick:
+        grid_spacing, framework_spacing, n_frameworks = 0.3, 0.3, (1, 2)
+    rates, first, loads, ins_acc, build = {}, {}, {}, {}, {}
+
+    def record(tag, row):
+        rates[tag], first[tag], ins_acc[tag], loads[tag] = row
+        print(f"{tag}: {row[0]:.0f} moves/s (first call {row[1]:.1f} s)", flush=True)
+
+    def init(system, b):
+        return jax.vmap(lambda _: gcmc_init(system))(jnp.arange(b))
+
+    for k in sorted({1, int(n_trials)}, reverse=True) if direct else ():
+        system = _system(atoms, k, None)
         for b in sorted({1, int(n_boxes)}):
-            tag = f"k={k}, boxes={b}"
-            states = jax.vmap(lambda _, s=system: gcmc_init(s))(jnp.arange(b))
-            t0 = time.perf_counter()
-            states, _ = gcmc_sample_batched(jr.split(jr.key(0), b), system, states, steps)
-            jax.block_until_ready(states)
-            first[tag] = time.perf_counter() - t0
-            for i in range(5 if not quick else 1):  # equilibrate from empty (~26 molecules)
-                states, _ = gcmc_sample_batched(jr.split(jr.key(10 + i), b), system, states, steps)
-            times, acc, att = [], 0.0, 0.0
-            for i in range(n_repeats):
-                t0 = time.perf_counter()
-                states, stats = gcmc_sample_batched(
-                    jr.split(jr.key(100 + i), b), system, states, steps
-                )
-                jax.block_until_ready(states)
-                times.append(time.perf_counter() - t0)
-                acc += float(np.asarray(stats.accepted)[..., 3].sum())
-                att += float(np.asarray(stats.attempts)[..., 3].sum())
-            rates[tag] = b * steps / float(np.median(times))
-            ins_acc[tag] = acc / max(att, 1.0)
-            loads[tag] = float(np.asarray(stats.sum_n).sum() / np.asarray(stats.n_steps).sum() / 8)
+            states = init(system, b)
+            row = _time_row(gcmc_sample_batched, system, states, b, steps, n_eq, n_repeats)
+            record(f"k={k}, boxes={b}", row)
+    t0 = time.perf_counter()
+    grid_system = _system(atoms, int(n_trials), grid_spacing)
+    build[f"MFI h={grid_spacing}"] = time.perf_counter() - t0
+    err = grid_error(_system(atoms, int(n_trials), None), grid_system)
+    print(f"grid h={grid_spacing} A: {json.dumps(err)}", flush=True)
+    for b in grid_boxes:
+        states = init(grid_system, b)
+        row = _time_row(gcmc_sample_batched, grid_system, states, b, steps, n_eq, n_repeats)
+        record(f"grid h={grid_spacing}, k={n_trials}, boxes={b}", row)
+        if b > 1:
+            shared = _shared_moves(gcmc_sample_batched)
+            row = _time_row(shared, grid_system, states, b, steps, n_eq, n_repeats)
+            record(f"grid h={grid_spacing}, k={n_trials}, boxes={b}, shared move type", row)
+    del grid_system
+    systems = []
+    for i in range(max(n_frameworks)):
+        t0 = time.perf_counter()
+        systems.append(_system(_variant(atoms, i), int(n_trials), framework_spacing))
+        build[f"framework {i} h={framework_spacing}"] = time.perf_counter() - t0
+    for n_f in n_frameworks:
+        stacked = gcmc_stack_systems(systems[:n_f])
+        states = jax.vmap(gcmc_init)(stacked)
+        sample = _shared_moves(gcmc_sample_frameworks)
+        row = _time_row(sample, stacked, states, n_f, steps, n_eq, n_repeats)
+        record(f"grid h={framework_spacing}, k={n_trials}, frameworks={n_f}, shared move type", row)
     cycles = raspa_cycles or (20 if quick else 500)
     raspa = raspa_gcmc(cif, 0, cycles, 26, 1)
     out = {
@@ -134,8 +275,12 @@ def main(
         },  # insertions are 1/5 of the moves (0.5 of 2.5)
         "ours_first_call_s": first,
         "ours_loading_per_uc_during_timing": loads,
+        "grid_build_s": build,
+        "grid_error": {f"h={grid_spacing}": err},
+        "framework_scales": list(FRAMEWORK_SCALES[: max(n_frameworks)]),
         "steps_per_timed_call": steps,
         "devices": len(jax.devices()),
+        "load_average": list(os.getloadavg()),
     }
     if "error" in raspa:
         out["raspa3"] = {"available": False, "note": raspa["error"]}

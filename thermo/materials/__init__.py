@@ -57,6 +57,8 @@ from .gcmc import fugacities as fugacities
 from .gcmc import gcmc_init as gcmc_init
 from .gcmc import gcmc_sample as gcmc_sample
 from .gcmc import gcmc_sample_batched as gcmc_sample_batched
+from .gcmc import gcmc_sample_frameworks as gcmc_sample_frameworks
+from .gcmc import gcmc_stack_systems as gcmc_stack_systems
 from .gcmc import gcmc_step as gcmc_step
 from .gcmc import gcmc_system as gcmc_system
 from .gcmc import gcmc_total_energy as gcmc_total_energy

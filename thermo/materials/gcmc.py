@@ -61,8 +61,16 @@ of the state and updated incrementally: a move that changes molecule :math:`m` b
 O(k-vectors × sites), never a full recompute. The minimum image in the supercell needs
 :math:`r_c \le w_{\min}/2` (checked). The framework–molecule pairs visit only the
 framework atoms listed for the molecule's bin (exact, as in
-:func:`thermo.materials.widom`); there are no interpolated energy grids (their error
-would have to be shown below the GCMC standard error).
+:func:`thermo.materials.widom`) by default. With ``grid_spacing`` (as RASPA and
+RASPA3 do) the framework–molecule energy is read instead from energy grids over the unit
+cell (:mod:`thermo.materials.grids`): one LJ grid per site type and one grid of the
+framework's full Ewald potential (real space and reciprocal) per unit charge, tricubic
+interpolation; the framework's :math:`S_f` then leaves the state (:math:`S = \sum_m
+s_m`), since the cross term :math:`2C\sum_k w_k\mathrm{Re}[S_f^*s_m]` is in the
+potential grid, and a site whose interpolation stencil reaches the LJ core is an
+overlap. Under ``vmap`` (boxes, or :func:`gcmc_sample_frameworks` over different
+frameworks stacked by :func:`gcmc_stack_systems`) a shared ``move_key`` keeps the
+configurational-bias trials a branch.
 
 Shapes stay fixed under ``jit``: a state holds ``capacity`` molecule slots with an
 occupancy mask; an insertion into a full state is rejected and sets ``overflow``, which
@@ -77,6 +85,7 @@ RASPA's default.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import NamedTuple
 
@@ -98,6 +107,14 @@ from .adsorption import (
 )
 from .cells import box_matrix, check_cutoff, replicas_for_cutoff
 from .ewald import COULOMB_CONSTANT_RASPA, _self_exclusion
+from .grids import (
+    DEFAULT_BLOCK_ENERGY,
+    DEFAULT_GRID_MAX_BYTES,
+    build_framework_grids,
+    check_grid_budget,
+    grid_shape,
+    interpolate,
+)
 from .lj import lj_pair
 from .molecules import Molecule, adsorption_force_field
 from .structures import load_framework
@@ -112,6 +129,8 @@ __all__ = [
     "gcmc_init",
     "gcmc_sample",
     "gcmc_sample_batched",
+    "gcmc_sample_frameworks",
+    "gcmc_stack_systems",
     "gcmc_step",
     "gcmc_system",
     "gcmc_total_energy",
@@ -269,6 +288,10 @@ class GCMCSystem(eqx.Module):
     alpha: jax.Array  # Å^-1
     max_displacement: jax.Array  # Å
     max_rotation: jax.Array  # rad
+    grid: jax.Array  # (N1, N2, N3, F) float32 energy grids (grids module); (1, 1, 1, 1) off
+    grid_shape: jax.Array  # (3,) int32 live grid points per unit-cell axis
+    site_type: jax.Array  # (n_species, S) int32 LJ grid field of each site
+    grid_block: jax.Array  # K, stencil LJ value that blocks a site
     capacity: int = eqx.field(static=True)
     n_trials: int = eqx.field(static=True)  # CBMC trials k (1: plain moves)
     n_species: int = eqx.field(static=True)
@@ -280,6 +303,7 @@ class GCMCSystem(eqx.Module):
     names: tuple = eqx.field(static=True)
     unit_cells: tuple = eqx.field(static=True)
     volume: float = eqx.field(static=True)
+    use_grid: bool = eqx.field(static=True, default=False)
 
 
 class GCMCState(NamedTuple):
@@ -351,6 +375,9 @@ def gcmc_system(
     max_rotation: float = 0.5,
     bin_width: float | None = 2.0,
     n_trials: int = 1,
+    grid_spacing: float | None = None,
+    grid_block_energy: float = DEFAULT_BLOCK_ENERGY,
+    grid_max_bytes: float = DEFAULT_GRID_MAX_BYTES,
 ) -> GCMCSystem:
     r"""Build a :class:`GCMCSystem` (module docstring for the model and the moves).
 
@@ -382,6 +409,15 @@ def gcmc_system(
         bin_width: framework bin width, Å (``None``: visit every framework atom).
         n_trials: configurational-bias trials :math:`k` of the insertion, deletion and
             reinsertion (module docstring); 1 gives the plain moves. RASPA3 uses 10.
+        grid_spacing: Å; with a value the framework–molecule energy (LJ, real-space and
+            reciprocal Ewald of the framework charges) is read from energy grids over the
+            unit cell (:mod:`thermo.materials.grids`; one LJ grid per site type and one
+            potential grid, tricubic interpolation) instead of the direct sum, and the
+            per-move Fourier sum keeps only the molecules' :math:`S(k)`. ``None`` (default):
+            the exact direct sum.
+        grid_block_energy: K; a site whose interpolation stencil holds an LJ value at or
+            above this is an overlap (the move is rejected).
+        grid_max_bytes: memory budget of the grids; a larger grid is refused.
     """
     mols = [molecules] if isinstance(molecules, Molecule) else list(molecules)
     if not mols or not all(isinstance(m, Molecule) for m in mols):
@@ -402,6 +438,10 @@ def gcmc_system(
     check_positive(max_rotation, "max_rotation")
     if bin_width is not None:
         check_positive(bin_width, "bin_width")
+    if grid_spacing is not None:
+        if not (isinstance(grid_spacing, (int, float)) and float(grid_spacing) > 0):
+            raise ValueError(f"grid_spacing must be a positive number (Å), got {grid_spacing!r}")
+        check_positive(grid_block_energy, "grid_block_energy")
 
     probs = {"translation": 0.5, "rotation": 0.5, "reinsertion": 0.5}
     probs.update(insertion=0.5, deletion=0.5)
@@ -534,6 +574,57 @@ def gcmc_system(
         self_constant = np.zeros(n_sp)
         alpha = 1.0
 
+    grid = np.zeros((1, 1, 1, 1))
+    shape = (1, 1, 1)
+    site_type = np.zeros((n_sp, n_s), dtype=np.int32)
+    if grid_spacing is not None:
+        # one LJ field per distinct (epsilon, sigma) of the real sites, then the potential
+        types: list[tuple[float, float]] = []
+        for i in range(n_sp):
+            for j in range(n_s):
+                if mask[i, j]:
+                    key = (float(eps_site[i, j]), float(sig_site[i, j]))
+                    if key not in types:
+                        types.append(key)
+                    site_type[i, j] = types.index(key)
+        uc_rows = supercell_rows / np.asarray(reps, dtype=np.float64)[:, None]
+        shape = grid_shape(uc_rows, float(grid_spacing))
+        check_grid_budget(shape, len(types) + int(coulomb), grid_max_bytes)
+        if m_frame:
+            table = adsorption_force_field(mols[0], framework_lj)["atoms"]
+            e_f = np.array([table[sym]["epsilon"] for sym in frame_symbols])
+            s_f_lj = np.array([table[sym]["sigma"] for sym in frame_symbols])
+        else:
+            e_f = s_f_lj = np.zeros(0)
+        grid = build_framework_grids(
+            frame_frac=frame_frac,
+            frame_q=q_frame,
+            frame_eps=e_f,
+            frame_sig=s_f_lj,
+            type_eps=np.array([t[0] for t in types]),
+            type_sig=np.array([t[1] for t in types]),
+            supercell_rows=supercell_rows,
+            reps=reps,
+            shape=shape,
+            r_cut=float(r_cut),
+            shifted=bool(shifted),
+            coulomb=coulomb,
+            alpha=float(alpha),
+            coulomb_constant=float(coulomb_constant),
+            k_ranges=[np.asarray(r) for r in k_ranges] if coulomb else None,
+            k_weights=np.asarray(weights) if coulomb else None,
+            s_frame=np.asarray(s_frame) if coulomb else None,
+            block_energy=float(grid_block_energy),
+        )
+        # the framework now lives in the grids: no atoms, no framework S(k)
+        s_frame = jnp.zeros_like(jnp.asarray(s_frame, dtype=jnp.complex128))
+        frame_pos = np.zeros((0, 3))
+        m_frame = 0
+        frame_eps = np.zeros((n_sp, n_s, 1))
+        frame_sig = np.ones((n_sp, n_s, 1))
+        frame_qq = np.zeros((n_sp, n_s, 1))
+        lists, n_bins = np.zeros((1, 1), dtype=int), np.ones(3, dtype=int)
+
     beta = 1.0 / float(temperature)
     log_bfv = np.log(f * volume * 1e-30 / (K_BOLTZMANN * float(temperature)))
     with np.errstate(divide="ignore"):
@@ -568,6 +659,10 @@ def gcmc_system(
         alpha=jnp.asarray(float(alpha)),
         max_displacement=jnp.asarray(float(max_displacement)),
         max_rotation=jnp.asarray(float(max_rotation)),
+        grid=jnp.asarray(grid, dtype=jnp.float32),  # half the memory traffic of the gathers
+        grid_shape=jnp.asarray(shape, dtype=jnp.int32),
+        site_type=jnp.asarray(site_type),
+        grid_block=jnp.asarray(float(grid_block_energy)),
         capacity=capacity,
         n_trials=n_trials,
         n_species=n_sp,
@@ -579,6 +674,7 @@ def gcmc_system(
         names=names,
         unit_cells=tuple(int(n) for n in reps),
         volume=volume,
+        use_grid=grid_spacing is not None,
     )
 
 
@@ -601,8 +697,23 @@ def _min_image(d, system):
     return (frac - jnp.round(frac)) @ system.cell
 
 
+def _grid_energy(system: GCMCSystem, sites, s):
+    """Framework energy of one molecule from the grids; the clamp if a site is blocked."""
+    frac = (sites @ system.inv_cell) * system.reps[None, :]
+    vals, stencil_max = jax.vmap(lambda f: interpolate(system.grid, system.grid_shape, f))(frac)
+    t = system.site_type[s][:, None]
+    lj = jnp.take_along_axis(vals, t, axis=1)[:, 0]
+    blocked = jnp.take_along_axis(stencil_max, t, axis=1)[:, 0] >= system.grid_block
+    u = lj + system.site_charges[s] * vals[:, -1] if system.coulomb else lj
+    mask = system.site_mask[s]
+    u = jnp.sum(jnp.where(mask, u, 0.0))
+    return jnp.where(jnp.any(mask & blocked), _ENERGY_CLAMP, u)
+
+
 def _framework_energy(system: GCMCSystem, sites, centre, s):
     """LJ + real-space Coulomb of one molecule with the framework (binned atom lists)."""
+    if system.use_grid:
+        return _grid_energy(system, sites, s)
     uc = (centre @ system.inv_cell) * system.reps
     shift = jnp.floor(uc)
     n_bins_f = system.n_bins.astype(uc.dtype)
@@ -695,7 +806,7 @@ def _random_placements(key, system: GCMCSystem, s, n):
     return centres, sites
 
 
-def gcmc_step(key, system: GCMCSystem, state: GCMCState):
+def gcmc_step(key, system: GCMCSystem, state: GCMCState, move_key=None):
     r"""One GCMC move (module docstring): ``(state, info)`` with ``info`` a dict.
 
     With ``system.n_trials`` :math:`k > 1` the insertion, deletion and reinsertion are
@@ -711,7 +822,7 @@ def gcmc_step(key, system: GCMCSystem, state: GCMCState):
     """
     k_trials = system.n_trials
     keys = jr.split(key, 9)
-    move = jr.categorical(keys[0], system.move_logits)
+    move = jr.categorical(keys[0] if move_key is None else move_key, system.move_logits)
     s_pick = jr.categorical(keys[1], system.species_logits)
     occ = state.occupied
     species_ids = jnp.arange(system.n_species, dtype=state.species.dtype)[None, :]
@@ -752,6 +863,10 @@ def gcmc_step(key, system: GCMCSystem, state: GCMCState):
     if k_trials > 1:
         many_new = new_present & ~is_local & valid
         many_old = old_present & ~is_local & valid
+        # the branches are taken on the move type alone (an invalid move's trials are
+        # discarded), so under vmap with a shared move_key the predicate is unbatched and
+        # lax.cond stays a branch
+        run_new, run_old = new_present & ~is_local, old_present & ~is_local
 
         def trials_fn(centres, sites, s):  # one species for all trials: no per-trial gathers
             return jax.vmap(lambda c, x: _trial_energy(system, state, x, c, s, slot))(
@@ -760,15 +875,17 @@ def gcmc_step(key, system: GCMCSystem, state: GCMCState):
 
         no_trials = jnp.full(k_trials - 1, jnp.inf)
         u_new_rest = jax.lax.cond(
-            many_new, lambda: trials_fn(cand_c[1:], cand_sites[1:], s_new), lambda: no_trials
+            run_new, lambda: trials_fn(cand_c[1:], cand_sites[1:], s_new), lambda: no_trials
         )
         old_rand_c, old_rand_sites = _random_placements(keys[6], system, s_old, k_trials - 1)
         old_rand_c, old_rand_sites = jax.vmap(lambda c, x: _wrap(c, x, system))(
             old_rand_c, old_rand_sites
         )
         u_old_rest = jax.lax.cond(
-            many_old, lambda: trials_fn(old_rand_c, old_rand_sites, s_old), lambda: no_trials
+            run_old, lambda: trials_fn(old_rand_c, old_rand_sites, s_old), lambda: no_trials
         )
+        u_new_rest = jnp.where(many_new, u_new_rest, jnp.inf)
+        u_old_rest = jnp.where(many_old, u_old_rest, jnp.inf)
         log_w_new = -system.beta * jnp.concatenate([u_new0[None], u_new_rest])
         log_w_old = -system.beta * jnp.concatenate([u_old0[None], u_old_rest])
         pick = jr.categorical(keys[7], log_w_new)
@@ -838,10 +955,11 @@ def _zero_stats(system: GCMCSystem) -> GCMCStats:
     )
 
 
-def _sample(key, system: GCMCSystem, state: GCMCState, n_steps: int):
-    def body(carry, k):
+def _sample(key, system: GCMCSystem, state: GCMCState, n_steps: int, move_key=None):
+    def body(carry, keys):
         st, acc = carry
-        st, info = gcmc_step(k, system, st)
+        k, mk = keys
+        st, info = gcmc_step(k, system, st, mk)
         n = jnp.sum(
             st.occupied[:, None]
             & (
@@ -864,7 +982,9 @@ def _sample(key, system: GCMCSystem, state: GCMCState, n_steps: int):
         )
         return (st, acc), None
 
-    (state, stats), _ = jax.lax.scan(body, (state, _zero_stats(system)), jr.split(key, n_steps))
+    step_keys = jr.split(key, n_steps)
+    move_keys = None if move_key is None else jr.split(move_key, n_steps)
+    (state, stats), _ = jax.lax.scan(body, (state, _zero_stats(system)), (step_keys, move_keys))
     return state, stats
 
 
@@ -874,8 +994,8 @@ def _sample_jit(key, system, state, n_steps):
 
 
 @eqx.filter_jit
-def _sample_batched_jit(keys, system, states, n_steps):
-    return jax.vmap(lambda k, s: _sample(k, system, s, n_steps))(keys, states)
+def _sample_batched_jit(keys, system, states, n_steps, move_key):
+    return jax.vmap(lambda k, s: _sample(k, system, s, n_steps, move_key))(keys, states)
 
 
 def gcmc_sample(key, system: GCMCSystem, state: GCMCState, n_steps: int):
@@ -889,10 +1009,89 @@ def gcmc_sample(key, system: GCMCSystem, state: GCMCState, n_steps: int):
     return _sample_jit(key, system, state, n_steps)
 
 
-def gcmc_sample_batched(keys, system: GCMCSystem, states: GCMCState, n_steps: int):
-    """:func:`gcmc_sample` over independent boxes: ``keys (B,)``, ``states`` stacked on axis 0."""
+def gcmc_sample_batched(
+    keys, system: GCMCSystem, states: GCMCState, n_steps: int, *, move_key=None
+):
+    """:func:`gcmc_sample` over boxes: ``keys (B,)``, ``states`` stacked on axis 0.
+
+    Under ``vmap`` the configurational-bias trials' ``lax.cond`` becomes a select (every
+    box pays for every trial at every step). With ``move_key`` all boxes draw the same
+    move *type* at each step from it (each box's chain is still correct: the type is drawn
+    with the move probabilities, independently of the state), so the branch stays a
+    branch; the boxes then share their move-type sequence (not independent in that
+    respect). ``None`` (default): independent boxes.
+    """
     n_steps = check_count(n_steps, "n_steps")
-    return _sample_batched_jit(keys, system, states, n_steps)
+    return _sample_batched_jit(keys, system, states, n_steps, move_key)
+
+
+@eqx.filter_jit
+def _sample_frameworks_jit(keys, systems, states, n_steps, move_key):
+    return jax.vmap(lambda k, sy, s: _sample(k, sy, s, n_steps, move_key))(keys, systems, states)
+
+
+def _pad(a, shape):
+    a = np.asarray(a)
+    return np.pad(a, [(0, t - n) for n, t in zip(a.shape, shape, strict=True)])
+
+
+def gcmc_stack_systems(systems) -> GCMCSystem:
+    r"""Stack grid systems of *different* frameworks into one, padded to common shapes.
+
+    For :func:`gcmc_sample_frameworks` (``vmap`` over frameworks). Every system must be
+    built with ``grid_spacing`` (the framework then lives in the grids) and share the
+    species, capacity, trials, cutoff and Ewald settings. The grids are zero-padded to the
+    largest node counts (each system's ``grid_shape`` keeps its own, so the padding is
+    never read) and the half k-grids to the largest :math:`k_{\max}` (padded weights 0,
+    so padded wave numbers add nothing). The stacked system's static ``volume`` is NaN and
+    ``unit_cells`` empty: each framework's live in its ``cell`` and ``reps`` rows.
+    """
+    systems = list(systems)
+    if not systems or not all(isinstance(x, GCMCSystem) for x in systems):
+        raise TypeError("systems must be a non-empty sequence of GCMCSystem")
+    if not all(x.use_grid for x in systems):
+        raise ValueError("gcmc_stack_systems needs grid systems (build with grid_spacing)")
+    keys = ("capacity", "n_trials", "n_species", "n_sites", "coulomb", "shifted", "r_cut")
+    keys += ("coulomb_constant", "names")
+    for k in keys:
+        vals = {getattr(x, k) for x in systems}
+        if len(vals) > 1:
+            raise ValueError(f"systems differ in {k}: {sorted(map(str, vals))}")
+    grid_to = tuple(max(x.grid.shape[a] for x in systems) for a in range(4))
+    kw_to = tuple(max(x.k_weights.shape[a] for x in systems) for a in range(3))
+    padded = []
+    for x in systems:
+        ranges = tuple(
+            jnp.asarray(_pad(r, (kw_to[a],)), dtype=r.dtype) for a, r in enumerate(x.k_ranges)
+        )
+        padded.append(
+            eqx.tree_at(
+                lambda y: (y.grid, y.k_weights, y.framework_structure_factor, y.k_ranges),
+                x,
+                (
+                    jnp.asarray(_pad(x.grid, grid_to)),
+                    jnp.asarray(_pad(x.k_weights, kw_to)),
+                    jnp.asarray(_pad(x.framework_structure_factor, kw_to)),
+                    ranges,
+                ),
+            )
+        )
+    # static fields differ per framework: one common value, so the tree structures match
+    padded = [dataclasses.replace(x, volume=math.nan, unit_cells=()) for x in padded]
+    return jax.tree.map(lambda *leaves: jnp.stack(leaves), *padded)
+
+
+def gcmc_sample_frameworks(
+    keys, systems: GCMCSystem, states: GCMCState, n_steps: int, *, move_key=None
+):
+    """:func:`gcmc_sample` over different frameworks at once (``vmap`` over systems).
+
+    ``systems`` from :func:`gcmc_stack_systems`, ``keys (B,)``, ``states`` stacked on
+    axis 0 (e.g. ``jax.vmap(gcmc_init)(systems)``); ``move_key`` as in
+    :func:`gcmc_sample_batched`.
+    """
+    n_steps = check_count(n_steps, "n_steps")
+    return _sample_frameworks_jit(keys, systems, states, n_steps, move_key)
 
 
 @eqx.filter_jit
