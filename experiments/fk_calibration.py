@@ -101,9 +101,12 @@ def z_std_interval(z: np.ndarray, level: float = 0.95) -> tuple[float, float, fl
 
 
 def _sampler(key, target, config: Config):
-    from generative.samplers import DDS, PIS, make_sampler
+    """The chain, its drift displacement per step capped at the reference's own step
+    (``make_sampler``'s ``max_displacement`` is in units of the target's scale)."""
+    from generative.samplers import make_sampler
 
-    base = make_sampler(
+    step = config.duration / config.n_steps if config.method == "dds" else 1.0 / config.n_steps
+    return make_sampler(
         key,
         target,
         config.method,
@@ -111,22 +114,7 @@ def _sampler(key, target, config: Config):
         width=config.width,
         depth=config.depth,
         dds_duration=config.duration,
-    )
-    s = target.scale
-    if config.method == "dds":
-        return DDS(
-            base.control,
-            n_steps=config.n_steps,
-            sigma=s,
-            duration=config.duration,
-            output_scale=1.0 / s**2,
-            max_displacement=s * math.sqrt(2.0 * config.duration / config.n_steps),
-        )
-    return PIS(
-        base.control,
-        n_steps=config.n_steps,
-        sigma=s,
-        max_displacement=s * math.sqrt(1.0 / config.n_steps),
+        max_displacement=math.sqrt((2.0 if config.method == "dds" else 1.0) * step),
     )
 
 
