@@ -262,7 +262,7 @@ def feynman_kac(
         target: a :mod:`thermo.systems` system or a :class:`Target`.
         n: population size (>= 2).
         lambdas: ``(n_steps + 1,)`` :math:`\lambda_0 = 0 \le \dots \le \lambda_K = 1`
-            (default :math:`\lambda_k = k/K`), or ``"adaptive"``: fixed by a pilot run
+            (default, or ``"linear"``: :math:`\lambda_k = k/K`), or ``"adaptive"``: fixed by a pilot run
             of adaptive tempering (module docstring; its cost is counted in
             ``n_energy_evals``; the schedule used is ``result.smc.diagnostics.params[1]``).
         n_moves: MALA sweeps on :math:`\gamma_k` after each stage (0: none).
@@ -302,10 +302,12 @@ def feynman_kac(
     check_positive(step_size, "feynman_kac: step_size")
     pilot_evals = 0
     if isinstance(lambdas, str):
-        if lambdas != "adaptive":
+        if lambdas not in ("linear", "adaptive"):
             raise ValueError(
-                f"feynman_kac: lambdas must be an array or 'adaptive', got {lambdas!r}"
+                f"feynman_kac: lambdas must be an array, 'linear' or 'adaptive', got {lambdas!r}"
             )
+        lambdas = None if lambdas == "linear" else lambdas
+    if isinstance(lambdas, str):  # "adaptive"
         if not 0.0 < float(adaptive_ess) < 1.0:
             raise ValueError(f"feynman_kac: adaptive_ess must be in (0, 1), got {adaptive_ess}")
         pilot_n = min(n, 256) if pilot_n is None else check_count(pilot_n, "feynman_kac: pilot_n")

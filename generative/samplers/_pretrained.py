@@ -228,9 +228,6 @@ class PretrainedSampler(eqx.Module):
         system = systems.get(self.config.system)
         n_moves = self.config.n_moves if n_moves is None else n_moves
         lambdas = self.config.lambdas if lambdas is None else lambdas
-        if lambdas not in ("linear", "adaptive"):
-            raise ValueError(f"lambdas must be 'linear' or 'adaptive', got {lambdas!r}")
-        lambdas = None if lambdas == "linear" else lambdas
         r = feynman_kac(
             key, self.sampler, system, n, n_moves=n_moves, lambdas=lambdas, resampling=resampling
         )
