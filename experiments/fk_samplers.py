@@ -6,6 +6,7 @@ Commands (run from the repository root)::
     python -m experiments.fk_samplers measure NAME [--n N] [--seed 1] [--checkpoints DIR]
     python -m experiments.fk_samplers peers NAME [--n N] [--seed 1]   # AIS, SMC
     python -m experiments.fk_samplers calibrate [--quick] [--seed 0] [key=value ...]
+    python -m experiments.fk_samplers reference NAME [--batches B] [--steps K] [--record]
 
 ``train`` rebuilds ``generative/samplers/checkpoints/NAME.{eqx,json}`` from
 :data:`generative.samplers.PRETRAINED` (a :func:`thermo.fit.fit` checkpoint
@@ -14,7 +15,11 @@ Commands (run from the repository root)::
 the square root) of ``n`` corrected samples against the project's reference samples
 (:func:`thermo.systems._reference.reference_samples`, and the shared validation split
 when present), :math:`\log\hat Z` with its standard error and Pareto k, the energy
-evaluations of sampling and of training, and the CPU time of the call. Both run with
+evaluations of sampling and of training, the CPU time of the call, and, where
+:data:`experiments.fk_reference.REFERENCE_FILE` has a row for the system, the long AIS
+reference and the z-score :math:`|\Delta|/\sqrt{s_{\mathrm{FK}}^2 + s_{\mathrm{ref}}^2}`
+against it. ``reference`` runs (resumably) and records that reference
+(:mod:`experiments.fk_reference`). ``measure`` and ``peers`` run with
 float64 off (the library default) unless ``JAX_ENABLE_X64`` is set. ``calibrate`` runs
 the registered experiment ``fk_calibration`` (:mod:`experiments.fk_calibration`: z-scores
 of the corrected log Z over seeds on systems with an exact one) into ``results/`` and
@@ -106,6 +111,7 @@ def measure(
         "sample_wall_s_incl_compile": wall,
         "x64": bool(jax.config.jax_enable_x64),
     }
+    row.update(_vs_reference(name, row["log_z"], row["log_z_std"]))
     try:
         ref = reference_samples(name)
         row["energy_w2_project_ref"] = energy_w2(e, np.asarray(energy(jnp.asarray(ref))))
@@ -118,6 +124,57 @@ def measure(
         shared = shared.reshape(shared.shape[0], -1)
         row["energy_w2_shared_val"] = energy_w2(e, np.asarray(energy(jnp.asarray(shared))))
     return row
+
+
+def _vs_reference(name: str, log_z: float, log_z_std: float) -> dict:
+    """The committed AIS reference of ``name`` and the z-score of ``log_z`` against it."""
+    from experiments.fk_reference import load_reference, z_score
+
+    ref = load_reference(name)
+    if ref is None:
+        return {"log_z_reference": "missing (python -m experiments.fk_samplers reference)"}
+    return {
+        "log_z_reference": ref["log_z"],
+        "log_z_reference_std": ref["log_z_std"],
+        "z_vs_reference": z_score(log_z, log_z_std, ref["log_z"], ref["log_z_std"]),
+    }
+
+
+def _reference(args) -> dict:
+    """The ``reference`` subcommand: run or resume the batches, combine, maybe record."""
+    import dataclasses
+    import shlex
+
+    from experiments import fk_reference as fr
+
+    config = fr.REFERENCE.get(args.name)
+    if config is None:
+        raise SystemExit(f"reference: no settings for {args.name!r}; known: {sorted(fr.REFERENCE)}")
+    changes = {
+        k: v
+        for k, v in {
+            "n_steps": args.steps,
+            "n_chains": args.chains,
+            "n_mcmc_steps": args.moves,
+            "x64": args.x64,
+        }.items()
+        if v is not None
+    }
+    config = dataclasses.replace(config, **changes)
+    jax.config.update("jax_enable_x64", config.x64)
+    import thermo.systems as systems
+
+    run_dir = args.run_dir or f"results/fk_reference/{args.name}-K{config.n_steps}-s{args.seed}"
+    if args.batches:
+        fr.run_reference(
+            systems.get(args.name), config, run_dir, args.batches, args.seed, progress=True
+        )
+    summary = fr.combine(run_dir)
+    if args.record:
+        half = fr.combine(args.half) if args.half else None
+        command = "python -m experiments.fk_samplers " + shlex.join(sys.argv[1:])
+        summary = fr.record(args.name, summary, command, half)
+    return summary
 
 
 def _with_n_steps(model, n_steps: int):
@@ -209,8 +266,21 @@ def main(argv: list[str] | None = None) -> int:
     p_cal.add_argument("--quick", action="store_true")
     p_cal.add_argument("--seed", type=int, default=0)
     p_cal.add_argument("--out", default="results")
+    p_ref = sub.add_parser("reference", help="long AIS reference log Z (fk_reference)")
+    p_ref.add_argument("name")
+    p_ref.add_argument("--batches", type=int, default=0, help="run/resume batches 0..B-1")
+    p_ref.add_argument("--seed", type=int, default=0)
+    p_ref.add_argument("--steps", type=int, default=None)
+    p_ref.add_argument("--chains", type=int, default=None, help="chains per batch")
+    p_ref.add_argument("--moves", type=int, default=None, help="HMC moves per stage")
+    p_ref.add_argument("--x64", action=argparse.BooleanOptionalAction, default=None)
+    p_ref.add_argument("--run-dir", default=None)
+    p_ref.add_argument("--record", action="store_true", help="write the row to REFERENCE_FILE")
+    p_ref.add_argument("--half", default=None, help="run dir with half the stages (check)")
     args = parser.parse_args(argv)
-    if args.command == "calibrate":
+    if args.command == "reference":
+        print(json.dumps(_reference(args)))
+    elif args.command == "calibrate":
         from experiments import run_experiment
 
         res = run_experiment(
