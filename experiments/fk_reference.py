@@ -102,7 +102,7 @@ class ReferenceConfig:
 #: Default settings per system (HMC: MALA left a few chains per hundred stranded with
 #: log-weights thousands below the rest on LJ-13).
 REFERENCE: dict[str, ReferenceConfig] = {
-    "dw4": ReferenceConfig(n_chains=512, n_steps=2000),
+    "dw4": ReferenceConfig(n_chains=512, n_steps=4000),
     "lj13": ReferenceConfig(n_chains=128, n_steps=4000),
     "lj55": ReferenceConfig(n_chains=16, n_steps=16000, x64=True),
 }
@@ -268,6 +268,7 @@ def record(
     summary: dict,
     command: str,
     half: dict | None = None,
+    half_command: str | None = None,
     path: str | Path = REFERENCE_FILE,
 ) -> dict:
     """Write ``summary`` (from :func:`combine`) as ``name``'s reference row into ``path``.
@@ -286,6 +287,7 @@ def record(
         row["half_stages"] = {k: half[k] for k in keys}
         row["half_stages"]["n_steps"] = half["config"]["n_steps"]
         row["half_stages"]["cpu_s"] = half["cpu_s"]
+        row["half_stages"]["command"] = half_command
         row["half_stages"]["z_vs_reference"] = z_score(
             half["log_z"], half["log_z_std"], summary["log_z"], summary["log_z_std"]
         )

@@ -68,7 +68,8 @@ def measure(
 ) -> dict:
     """One row of the table (module docstring).
 
-    ``lambdas`` (``"linear"``: :math:`k/K`, or ``"adaptive"``), ``n_moves`` and
+    ``lambdas`` (``"linear"``: :math:`k/K`, ``"power"``: :math:`(k/K)^4`, or
+    ``"adaptive"``), ``n_moves`` and
     ``n_steps`` (the checkpoint's network on a chain of ``n_steps`` stages over the same
     duration) override the pretrained config's.
     """
@@ -143,7 +144,6 @@ def _vs_reference(name: str, log_z: float, log_z_std: float) -> dict:
 def _reference(args) -> dict:
     """The ``reference`` subcommand: run or resume the batches, combine, maybe record."""
     import dataclasses
-    import shlex
 
     from experiments import fk_reference as fr
 
@@ -172,9 +172,19 @@ def _reference(args) -> dict:
     summary = fr.combine(run_dir)
     if args.record:
         half = fr.combine(args.half) if args.half else None
-        command = "python -m experiments.fk_samplers " + shlex.join(sys.argv[1:])
-        summary = fr.record(args.name, summary, command, half)
+        half_command = None if half is None else _reference_command(half)
+        summary = fr.record(args.name, summary, _reference_command(summary), half, half_command)
     return summary
+
+
+def _reference_command(summary: dict) -> str:
+    """The command that reproduces a combined reference run (its run directory's batches)."""
+    c = summary["config"]
+    return (
+        f"python -m experiments.fk_samplers reference {summary['system']} "
+        f"--batches {summary['n_batches']} --seed {summary['seed']} --steps {c['n_steps']} "
+        f"--chains {c['n_chains']} --moves {c['n_mcmc_steps']} --{'' if c['x64'] else 'no-'}x64"
+    )
 
 
 def _with_n_steps(model, n_steps: int):
@@ -251,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     p_measure.add_argument("--n", type=int, default=None, help="default 2000 (lj55: 250)")
     p_measure.add_argument("--seed", type=int, default=1)
     p_measure.add_argument("--checkpoints", default=None)
-    p_measure.add_argument("--lambdas", choices=("linear", "adaptive"), default=None)
+    p_measure.add_argument("--lambdas", choices=("linear", "power", "adaptive"), default=None)
     p_measure.add_argument("--n-moves", type=int, default=None)
     p_measure.add_argument("--n-steps", type=int, default=None)
     p_measure.add_argument(

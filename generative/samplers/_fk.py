@@ -32,7 +32,8 @@ unbiased and the samples asymptotically exact whatever the network (Phillips et 
 2024, particle denoising diffusion sampler; Skreta et al. 2025, Feynman–Kac
 correctors); an untrained network (zero control) reduces it to SMC along the reference.
 
-The schedule :math:`\lambda_k` may be fixed (default :math:`k/K`) or ``"adaptive"``: a
+The schedule :math:`\lambda_k` may be fixed (default :math:`k/K`; ``"power"``:
+:math:`(k/K)^4`) or ``"adaptive"``: a
 pilot run (an independent population) of adaptive-tempering SMC from the reference's
 terminal marginal :math:`q_K` to :math:`\tilde\pi` with the same MALA moves picks each
 :math:`\lambda` by bisection so that the conditional ESS of the incremental weights
@@ -63,6 +64,10 @@ from thermo.smc import SMCResult, sequential_monte_carlo, systematic_resampling
 from ._common import AbstractSampler, SamplerState, _check_dim, _control_dim, as_target
 
 __all__ = ["FKResult", "feynman_kac"]
+
+#: ``lambdas="power"``: :math:`\lambda_k = (k/K)^4`, the default schedule of
+#: :func:`thermo.mcmc.ais` (dense where the path leaves the reference).
+_SCHEDULE_POWER = 4.0
 
 #: Robbins–Monro gain of the log MALA step per sweep, and the acceptance it aims at
 #: (0.574, the optimal MALA acceptance of Roberts & Rosenthal 1998).
@@ -262,7 +267,9 @@ def feynman_kac(
         target: a :mod:`thermo.systems` system or a :class:`Target`.
         n: population size (>= 2).
         lambdas: ``(n_steps + 1,)`` :math:`\lambda_0 = 0 \le \dots \le \lambda_K = 1`
-            (default, or ``"linear"``: :math:`\lambda_k = k/K`), or ``"adaptive"``: fixed by a pilot run
+            (default, or ``"linear"``: :math:`\lambda_k = k/K`), ``"power"``
+            (:math:`\lambda_k = (k/K)^4`, small first steps where the reference's draws
+            are far from the target), or ``"adaptive"``: fixed by a pilot run
             of adaptive tempering (module docstring; its cost is counted in
             ``n_energy_evals``; the schedule used is ``result.smc.diagnostics.params[1]``).
         n_moves: MALA sweeps on :math:`\gamma_k` after each stage (0: none).
@@ -302,11 +309,15 @@ def feynman_kac(
     check_positive(step_size, "feynman_kac: step_size")
     pilot_evals = 0
     if isinstance(lambdas, str):
-        if lambdas not in ("linear", "adaptive"):
+        if lambdas not in ("linear", "power", "adaptive"):
             raise ValueError(
-                f"feynman_kac: lambdas must be an array, 'linear' or 'adaptive', got {lambdas!r}"
+                "feynman_kac: lambdas must be an array, 'linear', 'power' or 'adaptive', "
+                f"got {lambdas!r}"
             )
-        lambdas = None if lambdas == "linear" else lambdas
+        if lambdas == "power":
+            lambdas = jnp.linspace(0.0, 1.0, k + 1) ** _SCHEDULE_POWER
+        elif lambdas == "linear":
+            lambdas = None
     if isinstance(lambdas, str):  # "adaptive"
         if not 0.0 < float(adaptive_ess) < 1.0:
             raise ValueError(f"feynman_kac: adaptive_ess must be in (0, 1), got {adaptive_ess}")

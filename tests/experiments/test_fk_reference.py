@@ -106,10 +106,11 @@ def test_record_keeps_the_half_stage_check(tmp_path):
     run_reference(system, CONFIG, tmp_path / "full", n_batches=2)
     run_reference(system, half_config, tmp_path / "half", n_batches=2)
     full, half = combine(tmp_path / "full"), combine(tmp_path / "half")
-    row = record("toy", full, "cmd", half, path=tmp_path / "ref.json")
+    row = record("toy", full, "cmd", half, "half cmd", path=tmp_path / "ref.json")
     assert json.loads((tmp_path / "ref.json").read_text())["toy"] == row
     z = abs(full["log_z"] - half["log_z"]) / math.hypot(full["log_z_std"], half["log_z_std"])
     assert row["half_stages"]["z_vs_reference"] == pytest.approx(z)
+    assert row["command"] == "cmd" and row["half_stages"]["command"] == "half cmd"
     assert z_score(1.0, 3.0, 5.0, 0.0) == pytest.approx(4.0 / 3.0)
     with pytest.raises(ValueError, match="half the stages"):
         record("toy", full, "cmd", full, path=tmp_path / "ref.json")
