@@ -69,7 +69,7 @@ REFERENCE_FILE = Path(__file__).resolve().parent / "data" / "fk_log_z_reference.
 
 @dataclasses.dataclass(frozen=True)
 class ReferenceConfig:
-    r"""One AIS batch's settings (:func:`thermo.mcmc.ais` arguments).
+    r"""One AIS batch's settings (:func:`thermo.mcmc.ais`'s arguments, and ``x64``).
 
     Attributes:
         n_chains: chains per batch.
@@ -165,15 +165,7 @@ def run_reference(
     run_dir = Path(run_dir)
     header = {"system": system.name, "seed": int(seed), "config": dataclasses.asdict(config)}
     _check_run_dir(run_dir, header)
-    kw = dict(
-        n_chains=config.n_chains,
-        n_steps=config.n_steps,
-        move=config.move,
-        n_mcmc_steps=config.n_mcmc_steps,
-        n_integration_steps=config.n_integration_steps,
-        schedule_power=config.schedule_power,
-        base_scale=config.base_scale,
-    )
+    kw = {k: v for k, v in header["config"].items() if k != "x64"}  # ais's arguments
     records = []
     for b in range(int(n_batches)):
         path = _batch_path(run_dir, b)
