@@ -60,7 +60,10 @@ class PretrainedConfig:
         system: :mod:`thermo.systems` name.
         n_steps: DDS steps :math:`K` (= SMC stages).
         duration: DDS time :math:`T`; small, so that the reference step per stage
-            :math:`\\sigma\\sqrt{2T/K}` stays below the targets' length scales.
+            :math:`\\sigma\\sqrt{2T/K}` stays below the targets' length scales: its
+            noise does not leave :math:`\\gamma_k` invariant, and adds about
+            :math:`\\lambda_k^2|\\nabla\\log\\pi|^2\\sigma^2\\,2T/K` to the variance of
+            each stage's log-weights.
         width, depth: the control MLP.
         train_iters, batch_size, learning_rate: KL training (Adam, clip 1).
         seed: key of the network's initial weights and of training.
