@@ -36,6 +36,6 @@ def test_all_checkpoints_load():
 def test_unknown_name_lists_valid_ones():
     with pytest.raises(ValueError, match="dw4.*lj13.*lj55"):
         pretrained("lj38")
-    with pytest.raises(ValueError, match="'linear' or 'adaptive'"):
+    with pytest.raises(ValueError, match="'linear', 'power' or 'adaptive'"):
         pretrained("dw4").sample(jr.PRNGKey(0), 8, lambdas="geometric")
-    assert {c.lambdas for c in PRETRAINED.values()} <= {"linear", "adaptive"}
+    assert {c.lambdas for c in PRETRAINED.values()} <= {"linear", "power", "adaptive"}
