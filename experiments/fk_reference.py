@@ -104,7 +104,7 @@ class ReferenceConfig:
 REFERENCE: dict[str, ReferenceConfig] = {
     "dw4": ReferenceConfig(n_chains=512, n_steps=4000),
     "lj13": ReferenceConfig(n_chains=128, n_steps=8000),
-    "lj55": ReferenceConfig(n_chains=16, n_steps=16000, x64=True),
+    "lj55": ReferenceConfig(n_chains=16, n_steps=32000, x64=True),
 }
 
 
