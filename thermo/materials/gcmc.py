@@ -739,41 +739,97 @@ def _framework_energy(system: GCMCSystem, sites, centre, s):
     return u
 
 
-def _pair_energy(system: GCMCSystem, state: GCMCState, sites, s, slot):
-    """LJ + real-space Coulomb of one molecule (sites of species s) with the others."""
-    d = _min_image(sites[:, None, None, :] - state.sites[None], system)  # (S, cap, S, 3)
-    r = jnp.sqrt(jnp.sum(d * d, axis=-1))
+class _PairTable(NamedTuple):
+    """One molecule's pair parameters against every slot, shared by its trial positions."""
+
+    frac: jax.Array  # (cap, S, 3) fractional site coordinates of the slots
+    keep: jax.Array  # (S, cap, S) bool: real site pairs with an occupied other slot
+    e4: jax.Array  # (S, cap, S) 4 epsilon, K
+    sig6: jax.Array  # (S, cap, S) sigma^6, Å^6
+    shift: jax.Array  # (S, cap, S) u_LJ(r_c) of the shift, K (0 unshifted)
+    qq: jax.Array  # (S, cap, S) C q_i q_j, K Å
+
+
+def _pair_table(system: GCMCSystem, state: GCMCState, s, slot) -> _PairTable:
+    """The gathers of :func:`_pair_energy` for a molecule of species ``s`` in ``slot``."""
     others = state.occupied & (jnp.arange(system.capacity) != slot)
     keep = (
         system.site_mask[s][:, None, None]
         & others[None, :, None]
         & system.site_mask[state.species][None]
-        & (r < system.r_cut)
     )
-    r_safe = jnp.where(keep, r, 2.0 * system.r_cut)
     eps = system.pair_epsilon[s][:, state.species, :]
-    sig = system.pair_sigma[s][:, state.species, :]
-    u = jnp.sum(jnp.where(keep, lj_pair(r_safe, sig, eps, system.r_cut, system.shifted), 0.0))
+    sig6 = system.pair_sigma[s][:, state.species, :] ** 6
+    if system.shifted:
+        sc6 = sig6 / system.r_cut**6
+        shift = 4.0 * eps * (sc6 * sc6 - sc6)
+    else:
+        shift = jnp.zeros_like(eps)
+    return _PairTable(
+        frac=state.sites @ system.inv_cell,
+        keep=keep,
+        e4=4.0 * eps,
+        sig6=sig6,
+        shift=shift,
+        qq=system.pair_qq[s][:, state.species, :],
+    )
+
+
+def _pair_energy_from(system: GCMCSystem, table: _PairTable, sites):
+    """LJ + real-space Coulomb of one molecule's ``sites (S, 3)`` with the slots of ``table``.
+
+    Minimum image in fractional coordinates with the Cartesian components written out
+    (no per-pair 3 × 3 products or gathers), so the whole sum is one fused loop; the
+    LJ term from :math:`r^2` as :func:`thermo.materials.lj_pair` computes it.
+    """
+    f = sites @ system.inv_cell  # (S, 3)
+    df = [f[:, None, None, a] - table.frac[None, ..., a] for a in range(3)]
+    df = [x - jnp.round(x) for x in df]
+    r2 = jnp.zeros(table.keep.shape, dtype=f.dtype)
+    for j in range(3):
+        dj = df[0] * system.cell[0, j] + df[1] * system.cell[1, j] + df[2] * system.cell[2, j]
+        r2 = r2 + dj * dj
+    r_cut2 = system.r_cut * system.r_cut
+    keep = table.keep & (r2 < r_cut2)
+    r2 = jnp.where(keep, r2, 4.0 * r_cut2)
+    s6 = table.sig6 / (r2 * r2 * r2)
+    u = table.e4 * (s6 * s6 - s6) - table.shift
     if system.coulomb:
-        qq = system.pair_qq[s][:, state.species, :]
-        u = u + jnp.sum(jnp.where(keep, qq * erfc(system.alpha * r_safe) / r_safe, 0.0))
-    return u
+        r = jnp.sqrt(r2)
+        u = u + table.qq * erfc(system.alpha * r) / r
+    return jnp.sum(jnp.where(keep, u, 0.0))
 
 
-def _molecule_structure_factor(system: GCMCSystem, sites, s):
-    """:math:`s_m(k)` of one molecule on the k-grid, as products of three 1D exponentials."""
+def _pair_energy(system: GCMCSystem, state: GCMCState, sites, s, slot):
+    """LJ + real-space Coulomb of one molecule (sites of species s) with the others."""
+    return _pair_energy_from(system, _pair_table(system, state, s, slot), sites)
+
+
+def _molecule_structure_factor(system: GCMCSystem, sites, s, charges=None):
+    """:math:`s_m(k)` of one molecule on the k-grid, as products of three 1D exponentials.
+
+    ``charges`` overrides the species' site charges (``(len(sites),)``: a move's new
+    sites and its old ones with negated charges give the change of :math:`S(k)` in one
+    product).
+    """
+    q = system.site_charges[s] if charges is None else charges
     frac = sites @ system.inv_cell
     phases = [2.0 * jnp.pi * frac[:, a, None] * system.k_ranges[a][None, :] for a in range(3)]
     e = [jnp.exp(jax.lax.complex(jnp.zeros_like(p), p)) for p in phases]
-    q = system.site_charges[s].astype(e[0].dtype)
-    return jnp.einsum("s,si,sj,sk->ijk", q, e[0], e[1], e[2])
+    return jnp.einsum("s,si,sj,sk->ijk", q.astype(e[0].dtype), e[0], e[1], e[2])
+
+
+def _fourier_delta_parts(system: GCMCSystem, total, dr, di):
+    """:math:`C\\sum_k w_k (|S+\\Delta s|^2 - |S|^2)` of a change with parts ``dr``, ``di``."""
+    sr, si = jnp.real(total), jnp.imag(total)
+    return system.coulomb_constant * jnp.sum(
+        system.k_weights * (2.0 * (sr * dr + si * di) + dr * dr + di * di)
+    )
 
 
 def _fourier_delta(system: GCMCSystem, total, delta):
     """:math:`C\\sum_k w_k (|S+\\Delta s|^2 - |S|^2)`."""
-    return system.coulomb_constant * jnp.sum(
-        system.k_weights * (2.0 * jnp.real(jnp.conj(total) * delta) + jnp.abs(delta) ** 2)
-    )
+    return _fourier_delta_parts(system, total, jnp.real(delta), jnp.imag(delta))
 
 
 def _rotation_about_axis(key, max_angle):
@@ -791,9 +847,9 @@ def _wrap(centre, sites, system):
     return centre - shift, sites - shift[None, :]
 
 
-def _trial_energy(system: GCMCSystem, state: GCMCState, sites, centre, s, slot):
+def _trial_energy(system: GCMCSystem, table: _PairTable, sites, centre, s):
     """The CBMC trial energy of one molecule: everything but the Fourier term (clamped)."""
-    u = _framework_energy(system, sites, centre, s) + _pair_energy(system, state, sites, s, slot)
+    u = _framework_energy(system, sites, centre, s) + _pair_energy_from(system, table, sites)
     return jnp.minimum(u, _ENERGY_CLAMP)
 
 
@@ -858,8 +914,11 @@ def gcmc_step(key, system: GCMCSystem, state: GCMCState, move_key=None):
     cand_c = rand_c.at[0].set(jnp.where(is_local, local_c, rand_c[0]))
     cand_sites = rand_sites.at[0].set(jnp.where(is_local, local_sites, rand_sites[0]))
     cand_c, cand_sites = jax.vmap(lambda c, x: _wrap(c, x, system))(cand_c, cand_sites)
-    u_new0 = _trial_energy(system, state, cand_sites[0], cand_c[0], s_new, slot)
-    u_old0 = _trial_energy(system, state, old_sites, old_c, s_old, slot)
+    # the pair gathers once per species and move, shared by all trial positions
+    table_new = _pair_table(system, state, s_new, slot)
+    table_old = _pair_table(system, state, s_old, slot)
+    u_new0 = _trial_energy(system, table_new, cand_sites[0], cand_c[0], s_new)
+    u_old0 = _trial_energy(system, table_old, old_sites, old_c, s_old)
     if k_trials > 1:
         many_new = new_present & ~is_local & valid
         many_old = old_present & ~is_local & valid
@@ -868,21 +927,34 @@ def gcmc_step(key, system: GCMCSystem, state: GCMCState, move_key=None):
         # lax.cond stays a branch
         run_new, run_old = new_present & ~is_local, old_present & ~is_local
 
-        def trials_fn(centres, sites, s):  # one species for all trials: no per-trial gathers
-            return jax.vmap(lambda c, x: _trial_energy(system, state, x, c, s, slot))(
-                centres, sites
-            )
+        def trials_fn(centres, sites, s, table):  # one species and table for all trials
+            # a trial whose framework energy is at the clamp has weight 0 whatever its
+            # pair energy, so the pair sums run over the others only, one at a time
+            u_frame = jax.vmap(lambda c, x: _framework_energy(system, x, c, s))(centres, sites)
+            live = u_frame < _ENERGY_CLAMP
+            order = jnp.argsort(~live, stable=True)
+
+            def pair_body(j, u_pair):
+                i = order[j]
+                return u_pair.at[i].set(_pair_energy_from(system, table, sites[i]))
+
+            u_pair = jax.lax.fori_loop(0, jnp.sum(live), pair_body, jnp.zeros_like(u_frame))
+            return jnp.minimum(u_frame + u_pair, _ENERGY_CLAMP)
 
         no_trials = jnp.full(k_trials - 1, jnp.inf)
         u_new_rest = jax.lax.cond(
-            run_new, lambda: trials_fn(cand_c[1:], cand_sites[1:], s_new), lambda: no_trials
+            run_new,
+            lambda: trials_fn(cand_c[1:], cand_sites[1:], s_new, table_new),
+            lambda: no_trials,
         )
         old_rand_c, old_rand_sites = _random_placements(keys[6], system, s_old, k_trials - 1)
         old_rand_c, old_rand_sites = jax.vmap(lambda c, x: _wrap(c, x, system))(
             old_rand_c, old_rand_sites
         )
         u_old_rest = jax.lax.cond(
-            run_old, lambda: trials_fn(old_rand_c, old_rand_sites, s_old), lambda: no_trials
+            run_old,
+            lambda: trials_fn(old_rand_c, old_rand_sites, s_old, table_old),
+            lambda: no_trials,
         )
         u_new_rest = jnp.where(many_new, u_new_rest, jnp.inf)
         u_old_rest = jnp.where(many_old, u_old_rest, jnp.inf)
@@ -903,10 +975,15 @@ def gcmc_step(key, system: GCMCSystem, state: GCMCState, move_key=None):
     log_rosen_new = jnp.where(new_present & valid, log_rosen_new, 0.0)
     log_rosen_old = jnp.where(old_present & valid, log_rosen_old, 0.0)
     if system.coulomb:
-        ds_new = _molecule_structure_factor(system, new_sites, s_new)
-        ds_old = _molecule_structure_factor(system, old_sites, s_old)
-        ds = jnp.where(new_present, ds_new, 0.0) - jnp.where(old_present, ds_old, 0.0)
-        ds = jnp.where(valid, ds, 0.0)
+        # one structure factor of the new sites and the old ones with negated charges
+        q_new = jnp.where(new_present & valid, system.site_charges[s_new], 0.0)
+        q_old = jnp.where(old_present & valid, system.site_charges[s_old], 0.0)
+        ds = _molecule_structure_factor(
+            system,
+            jnp.concatenate([new_sites, old_sites]),
+            s_new,
+            charges=jnp.concatenate([q_new, -q_old]),
+        )
         delta_fourier = (
             _fourier_delta(system, state.structure_factor, ds)
             + jnp.where(is_ins, system.self_constant[s_new], 0.0)
