@@ -61,6 +61,7 @@ import dataclasses
 import json
 import math
 import time
+from pathlib import Path
 from typing import Annotated
 
 import jax
@@ -71,7 +72,15 @@ import numpy as np
 from experiments import measurement
 from experiments._config import Choices, Count
 
-__all__ = ["METHODS", "Config", "compare_system", "markdown_table", "mcmc_layout", "run"]
+__all__ = [
+    "METHODS",
+    "Config",
+    "compare_system",
+    "load_cached",
+    "markdown_table",
+    "mcmc_layout",
+    "run",
+]
 
 METHODS = (
     "fk",
@@ -281,6 +290,32 @@ def compare_system(key, name: str, config: Config, stage) -> dict:
     return done
 
 
+def load_cached(results_dir: str | Path | None = None) -> dict | None:
+    """The table of the newest complete full (not ``--quick``) run per system, or ``None``.
+
+    Looks under ``results_dir`` (default ``results/fk_compare`` under the project root);
+    a fresh clone has none. Returns ``{system: {method: row}}`` with ``"_run_dir"`` and
+    ``"_config"`` of the run each system's rows came from.
+    """
+    from experiments._runner import _read_json
+
+    root = Path(__file__).resolve().parents[1]
+    base = Path(results_dir) if results_dir is not None else root / "results" / "fk_compare"
+    table: dict = {}
+    for run_dir in sorted(base.glob("*/"), reverse=True):  # names are UTC time stamps
+        status, cfg = run_dir / "status.json", run_dir / "config.json"
+        table_path = run_dir / "comparison.json"
+        if not (status.exists() and cfg.exists() and table_path.exists()):
+            continue
+        if _read_json(status).get("state") != "complete" or _read_json(cfg).get("quick"):
+            continue
+        for name, rows in _read_json(table_path).items():
+            if name not in table:
+                meta = {"_run_dir": str(run_dir), "_config": _read_json(cfg)["config"]}
+                table[name] = {**rows, **meta}
+    return table or None
+
+
 def markdown_table(table: dict) -> str:
     """The comparison as a Markdown table (one line per system and method)."""
     lines = [
@@ -294,6 +329,8 @@ def markdown_table(table: dict) -> str:
 
     for name, rows in table.items():
         for method, r in rows.items():
+            if method.startswith("_"):
+                continue
             lz = r.get("log_z")
             if isinstance(lz, dict):
                 lz = f"{lz['value']:.3f} ± {lz['std_err']:.3f}" if lz["std_err"] else "n/a"
