@@ -7,6 +7,7 @@ Commands (run from the repository root)::
     python -m experiments.fk_samplers peers NAME [--n N] [--seed 1]   # AIS, SMC
     python -m experiments.fk_samplers calibrate [--quick] [--seed 0] [key=value ...]
     python -m experiments.fk_samplers reference NAME [--batches B] [--steps K] [--record]
+    python -m experiments.fk_samplers compare [NAME ...] [--quick] [key=value ...]
 
 ``train`` rebuilds ``generative/samplers/checkpoints/NAME.{eqx,json}`` from
 :data:`generative.samplers.PRETRAINED` (a :func:`thermo.fit.fit` checkpoint
@@ -23,7 +24,10 @@ against it. ``reference`` runs (resumably) and records that reference
 float64 off (the library default) unless ``JAX_ENABLE_X64`` is set. ``calibrate`` runs
 the registered experiment ``fk_calibration`` (:mod:`experiments.fk_calibration`: z-scores
 of the corrected log Z over seeds on systems with an exact one) into ``results/`` and
-prints its per-system summary.
+prints its per-system summary. ``compare`` runs the registered experiment ``fk_compare``
+(:mod:`experiments.fk_compare`: corrected and uncorrected samplers against the project's
+PT and HMC at the same total budget and at the same marginal cost per sample) on the
+named systems (default dw4 and lj13) and prints its table.
 """
 
 from __future__ import annotations
@@ -287,9 +291,31 @@ def main(argv: list[str] | None = None) -> int:
     p_ref.add_argument("--run-dir", default=None)
     p_ref.add_argument("--record", action="store_true", help="write the row to REFERENCE_FILE")
     p_ref.add_argument("--half", default=None, help="run dir with half the stages (check)")
+    p_cmp = sub.add_parser("compare")
+    p_cmp.add_argument("names", nargs="*", help="dw4, lj13, lj55 (default: dw4 lj13)")
+    p_cmp.add_argument("--set", dest="overrides", nargs="*", default=[], help="key=value")
+    p_cmp.add_argument("--quick", action="store_true")
+    p_cmp.add_argument("--seed", type=int, default=0)
+    p_cmp.add_argument("--out", default="results")
     args = parser.parse_args(argv)
     if args.command == "reference":
         print(json.dumps(_reference(args)))
+    elif args.command == "compare":
+        from experiments import run_experiment
+
+        overrides = list(args.overrides)
+        if args.names:
+            overrides.append("systems=" + ",".join(args.names))
+        res = run_experiment(
+            "fk_compare",
+            quick=args.quick,
+            seed=args.seed,
+            out=args.out,
+            overrides=overrides,
+            progress=False,
+        )
+        print((res.run_dir / "comparison.md").read_text(), end="")
+        print(f"run directory: {res.run_dir}")
     elif args.command == "calibrate":
         from experiments import run_experiment
 

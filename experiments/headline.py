@@ -36,6 +36,17 @@ Rows:
 * ``pis``: the Schrödinger-bridge row: the path-integral sampler (Zhang & Chen 2022) is a
   controlled Schrödinger–Föllmer process, the Schrödinger bridge from a Dirac mass to the
   target for a Brownian reference, learned with no data (KL loss).
+* ``fk_dds``: the corrected diffusion sampler: the committed DDS checkpoint
+  ``generative.samplers.pretrained(system)`` run with its Feynman–Kac correction (SMC
+  along the reverse chain: exact path-weight increments, resampling, MALA moves). It is
+  one SMC population of ``fk_chains`` particles (no batches), and its rows differ from
+  the others in two documented ways: the samples scored are its equally weighted
+  (resampled) draws, and its :math:`\log Z` is :func:`thermo.estimators.estimate_log_z`
+  of the final population as a resampled :class:`thermo.paths.PathEnsemble` (log-weights
+  including the resampling normalisers, Lee–Whiteley genealogy error bar, Pareto k the
+  largest over the resampling events), exactly the estimate the sampler itself returns.
+  Its energy count adds the checkpoint's training evaluations (its provenance), as the
+  ``cmcd``/``pis`` rows add theirs; nothing is trained in the run.
 
 The Langevin protocols handle translation invariance exactly: in full space the path is
 :math:`\beta U_\lambda(x) = (1-\lambda)\frac{|x|^2}{2s^2} + \lambda\big[\beta U(x) +
@@ -97,6 +108,8 @@ class Config:
             sampler_learning_rate, sampler_width, sampler_depth, cmcd_dt: the learned
             diffusion samplers (CMCD and PIS rows): paths drawn, time steps, training
             iterations and batch, Adam rate, control MLP, CMCD's Langevin step.
+        fk_chains: particles of the corrected sampler's one SMC population (``fk_dds``;
+            its other settings are the pretrained checkpoint's).
         n_metric_samples: samples per method for the sample metrics. The first
             ``2 * n_metric_samples`` reference samples are held out for scoring (and for the
             half-vs-half noise floor); the diffusion model trains on the rest.
@@ -112,6 +125,7 @@ class Config:
         "diffusion",
         "cmcd",
         "pis",
+        "fk_dds",
     )
     n_batches: Count = 4
     ais_chains: Count = 4000
@@ -139,6 +153,7 @@ class Config:
     sampler_width: Count = 64
     sampler_depth: Count = 2
     cmcd_dt: Positive = 0.01
+    fk_chains: Count = 2000
     n_metric_samples: Count = 1000
     reference: Annotated[str, Choices(("auto", "shared", "none"))] = "auto"
 
@@ -175,16 +190,22 @@ class Config:
             sampler_batch_size=8,
             sampler_width=8,
             sampler_depth=1,
+            fk_chains=64,
             n_metric_samples=64,
         )
 
 
 class MethodOutput(NamedTuple):
-    """One batch of one method: final samples, named log-weight sets, energy evaluations."""
+    """One batch of one method: final samples, named log-weight sets, energy evaluations.
+
+    ``resampling`` (a :class:`thermo.paths.Resampling`): set by an SMC method run as one
+    population (``fk_dds``); its log Z is then the resampled ensemble's estimate.
+    """
 
     samples: jax.Array  # (b, dim)
     log_weights: dict[str, jax.Array]  # row suffix -> (b,)
     n_energy_evals: jax.Array  # ()
+    resampling: Any = None
 
 
 # --------------------------------------------------------------------------------------
@@ -391,6 +412,31 @@ def _learned_sampler_batch(method: str):
     return build
 
 
+def _fk_batch(ctx, system, config: Config, batch: int, train_data):
+    r"""The pretrained DDS with its Feynman–Kac correction, one population (module doc).
+
+    ``samples`` are the equally weighted draws; ``log_weights`` the final population's
+    (resampling normalisers included) with its ``resampling`` record, so that
+    :func:`thermo.estimators.estimate_log_z` of the ensemble is the sampler's own
+    :math:`\log\hat Z`. The sampler's target is the system's COM-free density, the
+    convention of :func:`thermo.mcmc.ais` (offset 0).
+    """
+    from generative.samplers import pretrained
+
+    model = pretrained(config.system)
+
+    def fn(key):
+        out = model.sample(key, batch)
+        ens = out.ensemble
+        return MethodOutput(
+            out.samples, {"": ens.log_weights}, jnp.asarray(out.n_energy_evals), ens.resampling
+        )
+
+    fn.setup_energy_evals = int(model.provenance.get("train_energy_evals", 0))
+    fn.one_population = True
+    return fn, 0.0, ("",)
+
+
 #: name -> (builder, total-chains config field). ``builder(ctx, system, config, batch,
 #: train_data)`` returns
 #: ``(batch_fn, log_z_offset, weight_names)``: ``batch_fn(key) -> MethodOutput``, the
@@ -403,6 +449,7 @@ METHODS: dict[str, tuple[Callable[..., Any], str]] = {
     "diffusion": (_diffusion_batch, "diffusion_chains"),
     "cmcd": (_learned_sampler_batch("cmcd"), "sampler_chains"),
     "pis": (_learned_sampler_batch("pis"), "sampler_chains"),
+    "fk_dds": (_fk_batch, "fk_chains"),
 }
 
 
@@ -445,9 +492,12 @@ def _run_method(ctx, system, config: Config, method: str, index: int, train_data
     n_total = getattr(config, chains_field)
     # thermo.mcmc.ais jits a fresh closure on every call (one compile per call), so AIS
     # runs as a single batch; the other methods compile once and run checkpointed batches.
-    n_batches = 1 if method == "ais" else config.n_batches
+    # An SMC population (fk_dds) is one batch too: splitting it would change the method.
+    n_batches = 1 if method in ("ais", "fk_dds") else config.n_batches
     batch = n_total // n_batches
     fn, log_z_offset, weight_names = builder(ctx, system, config, batch, train_data)
+    if getattr(fn, "one_population", False):
+        return _run_population(ctx, system, method, index, fn, log_z_offset, n_total)
     acc = (
         jnp.zeros((n_batches, batch, system.dim)),
         {k: jnp.zeros((n_batches, batch)) for k in weight_names},
@@ -486,6 +536,30 @@ def _run_method(ctx, system, config: Config, method: str, index: int, train_data
             "n_energy_evals": evals,
         }
     return {"rows": rows, "wall_time_s": wall}
+
+
+def _run_population(ctx, system, method, index, fn, log_z_offset, n_total) -> dict[str, Any]:
+    """One resampled SMC population (``fk_dds``): its log Z from the resampled ensemble."""
+    from thermo.paths import PathEnsemble
+
+    t0 = time.perf_counter()
+    out = jax.block_until_ready(fn(jr.fold_in(ctx.key, index)))
+    wall = time.perf_counter() - t0
+    evals = int(out.n_energy_evals) + getattr(fn, "setup_energy_evals", 0)
+    samples = np.asarray(out.samples)
+    np.save(ctx.run_dir / f"samples_{method}.npy", samples)
+    est = estimate_log_z(
+        PathEnsemble(out.samples, out.log_weights[""], out.n_energy_evals, out.resampling)
+    )
+    k_tail = float(est.pareto_k)
+    row = {
+        "log_z": measurement(est.value + log_z_offset, est.std_err),
+        "ess": est.ess,
+        "pareto_k": k_tail if np.isfinite(k_tail) else None,
+        "n_paths": n_total,
+        "n_energy_evals": evals,
+    }
+    return {"rows": {method: row}, "wall_time_s": wall}
 
 
 def _figures(ctx, system, config: Config, table: dict, reference: np.ndarray | None) -> None:
@@ -529,6 +603,12 @@ def _figures(ctx, system, config: Config, table: dict, reference: np.ndarray | N
     ctx.save_figure(fig, "headline")
 
 
+def _pretrained_names() -> tuple[str, ...]:
+    from generative.samplers import PRETRAINED
+
+    return tuple(PRETRAINED)
+
+
 def run(config: Config, ctx) -> dict:
     """Run every method, score its samples, and return the table (one row per estimate)."""
     import thermo.systems as systems
@@ -546,6 +626,9 @@ def run(config: Config, ctx) -> dict:
     for index, method in enumerate(config.methods):
         if method == "diffusion" and train_data is None:
             skipped[method] = "no reference samples to train the diffusion model on"
+            continue
+        if method == "fk_dds" and config.system not in _pretrained_names():
+            skipped[method] = f"no pretrained corrected sampler for {config.system}"
             continue
         done = ctx.stage(
             f"method_{method}",

@@ -75,17 +75,23 @@ def _initial(key, system, n):
     return jax.vmap(system.remove_com)(x)
 
 
-def _single_chain_sampler(key, system, move, budget, n_chains, n_keep_per_chain):
+def _chain_layout(n_steps, n_keep_per_chain):
+    """``(n_warm, n_run, thin)`` of one chain of ``n_steps`` steps: 1/5 step-size warm-up,
+    then ``n_run`` steps whose second half, thinned by ``thin``, gives ``n_keep_per_chain``
+    samples (the steps the rounding of ``thin`` leaves over are not run)."""
+    n_warm = n_steps // 5
+    thin = max(1, ((n_steps - n_warm) // 2) // n_keep_per_chain)
+    return n_warm, 2 * thin * n_keep_per_chain, thin
+
+
+def _single_chain_sampler(key, system, move, budget, n_chains, n_keep_per_chain, layout=None):
+    """``layout``: ``(n_warm, n_run, thin)`` steps per chain instead of
+    :func:`_chain_layout` of the budget (``budget`` is then ignored)."""
     from thermo.kernel import run
     from thermo.mcmc import adapt_step_size, hmc, mala
 
     L = 10 if move == "hmc" else 1
-    n_steps = budget // L
-    n_warm = n_steps // 5
-    n_run = n_steps - n_warm
-    n_run -= n_run % 2
-    thin = max(1, (n_run // 2) // n_keep_per_chain)
-    n_run = 2 * thin * n_keep_per_chain
+    n_warm, n_run, thin = layout or _chain_layout(budget // L, n_keep_per_chain)
 
     def factory(eps):
         if move == "hmc":
@@ -122,18 +128,17 @@ def _single_chain_sampler(key, system, move, budget, n_chains, n_keep_per_chain)
     }
 
 
-def _pt_sampler(key, system, budget, n_chains, n_keep_per_chain, n_replicas=8, beta_min=None):
+def _pt_sampler(
+    key, system, budget, n_chains, n_keep_per_chain, n_replicas=8, beta_min=None, layout=None
+):
+    """Replica exchange; ``layout`` as in :func:`_single_chain_sampler` (steps of all rungs)."""
     from thermo.kernel import run
     from thermo.mcmc import adapt_replica_step_sizes, geometric_ladder, replica_exchange
 
     L = 10
     beta_min = {"dw4": 0.2, "lj13": 0.3}.get(system.name, 0.5) if beta_min is None else beta_min
     betas = geometric_ladder(system.beta, beta_min * system.beta, n_replicas)
-    n_steps = budget // (L * n_replicas)
-    n_warm = n_steps // 5
-    n_run = n_steps - n_warm
-    thin = max(1, (n_run // 2) // n_keep_per_chain)
-    n_run = 2 * thin * n_keep_per_chain
+    n_warm, n_run, thin = layout or _chain_layout(budget // (L * n_replicas), n_keep_per_chain)
     k_init, k_warm, k_run = jr.split(key, 3)
 
     @jax.jit

@@ -48,6 +48,7 @@ _MODULES: dict[str, str] = {
     "diffusion_samplers": "experiments.diffusion_samplers",
     "particle_sampler": "experiments.particle_sampler",
     "fk_calibration": "experiments.fk_calibration",
+    "fk_compare": "experiments.fk_compare",
     "search_replay": "experiments.search_replay",
     "search_live": "experiments.search_live",
 }

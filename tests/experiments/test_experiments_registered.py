@@ -106,3 +106,44 @@ def test_same_seed_same_metrics_on_a_registered_experiment(quick_run, tmp_path):
     )
     assert again.run_dir != first.run_dir
     assert again.metrics == first.metrics
+
+
+def test_fk_compare_quick_rows_spend_the_budgets_they_claim(quick_run):
+    """fk_compare's MCMC rows get the corrected sampler's total budget (training included)
+    or its marginal cost per sample, counted as thermo.mcmc counts (one per gradient)."""
+    from generative.samplers import PRETRAINED, pretrained
+
+    rows = quick_run("fk_compare").metrics["systems"]["dw4"]
+    c, train = PRETRAINED["dw4"], pretrained("dw4").provenance["train_energy_evals"]
+    n, marginal = rows["fk"]["n"], 1 + c.n_steps * (1 + c.n_moves)
+    assert rows["fk"]["energy_evals"] == n * marginal + train
+    assert rows["uncorrected"]["energy_evals"] == n * (c.n_steps + 1) + train
+    for method in ("hmc_total", "pt_total"):
+        # whole steps per chain: at most one PT step (8 rungs x 10 leapfrog) per chain short
+        assert 0.9 * rows["fk"]["energy_evals"] <= rows[method]["energy_evals"]
+        assert rows[method]["energy_evals"] <= rows["fk"]["energy_evals"]
+    for method in ("hmc_marginal", "pt_marginal"):
+        assert abs(rows[method]["marginal_evals_per_sample"] / marginal - 1) < 0.1
+    for method, row in rows.items():
+        assert row["n"] == n and row["energy_w2"] >= 0, method
+    assert rows["fk"]["log_z"]["std_err"] > 0 and rows["uncorrected"]["log_z"]["std_err"] > 0
+
+
+def test_headline_fk_dds_row_is_the_pretrained_samplers_own_estimate(quick_run):
+    """The headline's corrected-sampler row reports exactly what pretrained("dw4").sample
+    returns for its key, with the checkpoint's training evaluations added."""
+    import jax.random as jr
+
+    from experiments.headline import Config
+    from generative.samplers import pretrained
+
+    res = quick_run("headline")
+    row = res.metrics["methods"]["fk_dds"]
+    config = Config.quick()
+    model = pretrained("dw4")
+    out = model.sample(jr.fold_in(jr.PRNGKey(0), config.methods.index("fk_dds")), config.fk_chains)
+    train = model.provenance["train_energy_evals"]
+    assert row["n_energy_evals"] == int(out.n_energy_evals) + train
+    assert row["n_paths"] == config.fk_chains
+    assert abs(row["log_z"]["value"] - float(out.log_z)) < 1e-9 * abs(float(out.log_z))
+    assert abs(row["log_z"]["std_err"] - float(out.log_z_std)) < 1e-6 * float(out.log_z_std)
