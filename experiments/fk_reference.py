@@ -52,6 +52,8 @@ import jax
 import jax.random as jr
 import numpy as np
 
+from experiments._runner import _write_text_atomic
+
 __all__ = [
     "REFERENCE",
     "REFERENCE_FILE",
@@ -108,12 +110,6 @@ REFERENCE: dict[str, ReferenceConfig] = {
 }
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _batch_path(run_dir: Path, b: int) -> Path:
     return run_dir / f"batch_{b:05d}.json"
 
@@ -130,7 +126,7 @@ def _check_run_dir(run_dir: Path, header: dict) -> None:
             )
     else:
         run_dir.mkdir(parents=True, exist_ok=True)
-        _atomic_write(path, json.dumps(header, indent=2) + "\n")
+        _write_text_atomic(path, json.dumps(header, indent=2) + "\n")
 
 
 def run_reference(
@@ -192,7 +188,7 @@ def run_reference(
             "git": git_info(),
             "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
-        _atomic_write(path, json.dumps(rec) + "\n")
+        _write_text_atomic(path, json.dumps(rec) + "\n")
         records.append(rec)
         if progress:
             print(
@@ -285,5 +281,5 @@ def record(
         )
     table[name] = row
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, json.dumps(table, indent=2, sort_keys=True) + "\n")
+    _write_text_atomic(path, json.dumps(table, indent=2, sort_keys=True) + "\n")
     return row
