@@ -914,11 +914,11 @@ def gcmc_step(key, system: GCMCSystem, state: GCMCState, move_key=None):
     cand_c = rand_c.at[0].set(jnp.where(is_local, local_c, rand_c[0]))
     cand_sites = rand_sites.at[0].set(jnp.where(is_local, local_sites, rand_sites[0]))
     cand_c, cand_sites = jax.vmap(lambda c, x: _wrap(c, x, system))(cand_c, cand_sites)
-    # the pair gathers once per species and move, shared by all trial positions
-    table_new = _pair_table(system, state, s_new, slot)
-    table_old = _pair_table(system, state, s_old, slot)
-    u_new0 = _trial_energy(system, table_new, cand_sites[0], cand_c[0], s_new)
-    u_old0 = _trial_energy(system, table_old, old_sites, old_c, s_old)
+    # the pair gathers once per move, shared by all trial positions, old and new: s_new
+    # is s_old except on an insertion, whose old-side energies are discarded
+    table = _pair_table(system, state, s_new, slot)
+    u_new0 = _trial_energy(system, table, cand_sites[0], cand_c[0], s_new)
+    u_old0 = _trial_energy(system, table, old_sites, old_c, s_old)
     if k_trials > 1:
         many_new = new_present & ~is_local & valid
         many_old = old_present & ~is_local & valid
@@ -944,7 +944,7 @@ def gcmc_step(key, system: GCMCSystem, state: GCMCState, move_key=None):
         no_trials = jnp.full(k_trials - 1, jnp.inf)
         u_new_rest = jax.lax.cond(
             run_new,
-            lambda: trials_fn(cand_c[1:], cand_sites[1:], s_new, table_new),
+            lambda: trials_fn(cand_c[1:], cand_sites[1:], s_new, table),
             lambda: no_trials,
         )
         old_rand_c, old_rand_sites = _random_placements(keys[6], system, s_old, k_trials - 1)
@@ -953,7 +953,7 @@ def gcmc_step(key, system: GCMCSystem, state: GCMCState, move_key=None):
         )
         u_old_rest = jax.lax.cond(
             run_old,
-            lambda: trials_fn(old_rand_c, old_rand_sites, s_old, table_old),
+            lambda: trials_fn(old_rand_c, old_rand_sites, s_old, table),
             lambda: no_trials,
         )
         u_new_rest = jnp.where(many_new, u_new_rest, jnp.inf)
