@@ -23,7 +23,7 @@ import jax.random as jr
 import numpy as np
 
 from experiments._config import Choices, Count
-from thermo.materials.search import STRATEGIES, SURROGATES
+from thermo.materials.search import DESIGNS, STRATEGIES, SURROGATES
 
 
 def _known_strategies(value) -> bool:
@@ -70,6 +70,9 @@ class Config:
             multi-fidelity search, that many max-diverse COFs at both fidelities, as published).
         surrogate: the multi-fidelity search's GP: ``"autoregressive"`` (Kennedy-O'Hagan
             co-kriging) or ``"coregional"`` (one shared fidelity correlation).
+        design: the multi-fidelity and Boltzmann searches' initial design, ``"all"``
+            (its candidates at both fidelities, as published) or ``"cheap"`` (at the
+            Henry fidelity only; see :func:`thermo.materials.search.run_loop`).
     """
 
     strategies: Annotated[tuple[str, ...], Choices(STRATEGIES, accept=_known_strategies)] = (
@@ -78,6 +81,7 @@ class Config:
     n_seeds: Count = 30
     n_init: Count = 3
     surrogate: Annotated[str, Choices(SURROGATES)] = "autoregressive"
+    design: Annotated[str, Choices(DESIGNS)] = "all"
 
     @classmethod
     def quick(cls) -> Config:
@@ -85,7 +89,7 @@ class Config:
         return cls(strategies=("random",), n_seeds=5)
 
 
-def _one(key, strategy, data, n_init, surrogate):
+def _one(key, strategy, data, n_init, surrogate, design="all"):
     from thermo.materials.search import replay
 
     _, f, v, c = data
@@ -100,6 +104,7 @@ def _one(key, strategy, data, n_init, surrogate):
         stop_index=best,
         n_init=n_init,
         surrogate=surrogate,
+        design=design,
     )
     return {
         "cost_to_find_h": float(r.cost[-1]),
@@ -134,6 +139,7 @@ def run(config: Config, ctx) -> dict:
                     data,
                     config.n_init,
                     config.surrogate,
+                    config.design,
                 ),
             )
             for s in range(config.n_seeds)

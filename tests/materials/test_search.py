@@ -295,6 +295,22 @@ def test_multi_fidelity_design_and_cost_ratio():
     np.testing.assert_allclose(est[1, unseen], c[1, idx[lvl == 1]].mean(), rtol=1e-12)
 
 
+@pytest.mark.parametrize("strategy", ["multi_fidelity", "boltzmann"])
+def test_cheap_design_runs_only_the_cheap_fidelity(strategy):
+    """``design="cheap"``: the same max-diverse candidates as the published design, at the
+    cheapest fidelity only; the top fidelity is then reached and the best still found."""
+    x, v, c = _library()
+    best = int(np.argmax(v[1]))
+    kw = dict(budget=1e9, strategy=strategy, stop_index=best, n_init=3)
+    full = search.replay(jr.PRNGKey(1), x, v, c, max_evaluations=6, **kw)
+    r = search.replay(jr.PRNGKey(1), x, v, c, design="cheap", **kw)
+    assert r.history[:3] == [(i, 0) for i, _ in full.history[::2][:3]]
+    assert r.best_index == best
+    assert len(set(r.history)) == len(r.history)
+    with pytest.raises(ValueError, match="design"):
+        search.replay(jr.PRNGKey(0), x, v, c, budget=10, strategy=strategy, design="bogus")
+
+
 # --------------------------------------------------------------------------------------
 # Kennedy-O'Hagan autoregressive co-kriging (surrogate.AutoregressiveGP)
 # --------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from .executors import ProcessPoolExecutor as ProcessPoolExecutor
 from .fidelity import CandidateSpace as CandidateSpace
 from .fidelity import Fidelity as Fidelity
 from .fidelity import ReplayFidelity as ReplayFidelity
+from .loop import DESIGNS as DESIGNS
 from .loop import STRATEGIES as STRATEGIES
 from .loop import SURROGATES as SURROGATES
 from .loop import SearchResult as SearchResult

@@ -62,6 +62,7 @@ from .store import Evaluation, EvaluationStore, code_version
 from .surrogate import AutoregressiveGP, MultiFidelityGP
 
 __all__ = [
+    "DESIGNS",
     "STRATEGIES",
     "SURROGATES",
     "SearchResult",
@@ -74,6 +75,7 @@ __all__ = [
 
 STRATEGIES = ("random", "single_fidelity", "multi_fidelity", "boltzmann")
 SURROGATES = ("autoregressive", "coregional")
+DESIGNS = ("all", "cheap")
 
 
 class SearchResult(NamedTuple):
@@ -168,6 +170,7 @@ class _Strategy:
         lambda_rate,
         cost_model,
         surrogate="autoregressive",
+        design="all",
     ):
         self.name, self.key, self.space, self.n_fid = name, key, space, n_fid
         self.n_init, self.cost_guess = n_init, np.asarray(cost_guess, float)
@@ -178,9 +181,12 @@ class _Strategy:
         self.order = np.asarray(jr.permutation(jr.fold_in(key, 0), n))
         self.gp = None
         self.meta: dict = {}
-        # multi-fidelity initial design: n_init candidates, each at every fidelity
-        design = max_diverse_design(space.features, int(self.order[0]), min(n_init, n))
-        self.design = [(int(i), lvl) for i in design for lvl in range(n_fid)]
+        # multi-fidelity initial design: n_init candidates, each at every fidelity ("all"), or
+        # at the cheapest fidelity only ("cheap"; the top fidelity then runs only where the
+        # acquisition asks for it)
+        ids = max_diverse_design(space.features, int(self.order[0]), min(n_init, n))
+        levels = range(n_fid) if design == "all" else range(1)
+        self.design = [(int(i), lvl) for i in ids for lvl in levels]
 
     def _expected_cost(self, s: _State, lvl: int) -> float:
         m = s.lvl == lvl
@@ -381,6 +387,7 @@ def run_loop(
     cost_model: bool = True,
     surrogate: str = "autoregressive",
     n_particles: int = 256,
+    design: str = "all",
 ) -> SearchResult:
     """Run (or resume) a search until ``budget`` is spent.
 
@@ -414,6 +421,13 @@ def run_loop(
             co-kriging) or ``"coregional"`` (:class:`MultiFidelityGP`, one shared fidelity
             correlation and length scales).
         n_particles: ``boltzmann`` only: SMC population drawing each proposal.
+        design: ``multi_fidelity`` and ``boltzmann``: the initial design's ``n_init``
+            max-diverse candidates run at every fidelity (``"all"``, Gantzler et al.'s
+            design) or at the cheapest one only (``"cheap"``): the top fidelity then runs
+            only on candidates the acquisition picks, so no top-fidelity cost is spent on
+            the design's space-filling (often atypical, so unpromising) candidates; the
+            discrepancy's hyperparameters start from the a-priori
+            :data:`~thermo.materials.search.surrogate.AR_PRIOR`.
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
@@ -427,6 +441,8 @@ def run_loop(
         raise ValueError("batch_size and n_init must be >= 1")
     if n_particles < 2:
         raise ValueError(f"n_particles must be >= 2, got {n_particles}")
+    if design not in DESIGNS:
+        raise ValueError(f"design must be one of {DESIGNS}, got {design!r}")
     n_fid = len(fidelities)
     if cost_guess is None:
         cost_guess = [f.mean_cost if isinstance(f, ReplayFidelity) else 1.0 for f in fidelities]
@@ -443,6 +459,7 @@ def run_loop(
         lambda_rate=lambda_rate,
         cost_model=cost_model,
         surrogate=surrogate,
+        design=design,
     )
     strat.n_particles = int(n_particles)
     evals = store.evaluations()
