@@ -1,7 +1,8 @@
 r"""The live closed loop on CO₂/N₂ adsorbents: CoRE MOFs through a multi-fidelity twin.
 
 Candidates: the first ``n_candidates`` CoRE MOFs of
-:func:`thermo.materials.frameworks.default_screening_set` (fewest atoms first). The value
+:func:`thermo.materials.frameworks.default_screening_set` (fewest atoms first; default 200,
+the set ``materials_mof_screen`` screens). The value
 of every tier is :math:`\log_{10} S`, :math:`S = K_H^{\mathrm{CO_2}}/K_H^{\mathrm{N_2}}`,
 the infinite-dilution CO₂/N₂ selectivity at 313 K (the limit of the 15:85 mixture's
 selectivity at low pressure). Tiers, cheap to expensive:
@@ -112,7 +113,9 @@ class Config:
     """Settings (defaults: the full screen).
 
     Attributes:
-        n_candidates: CoRE MOFs, the first of the default screening set.
+        n_candidates: CoRE MOFs, the first of the default screening set (200: all of
+            ``materials_mof_screen``'s; the cache is resumable, a smaller screen is a
+            prefix of a larger one).
         candidates: CoRE MOF names to screen instead (skips the screening set's pass over
             the whole archive; the quick setting pins the first four of the default set).
         tiers: fidelities used, a cheap-to-expensive subset of :data:`TIERS` ending in
@@ -130,7 +133,7 @@ class Config:
         precompute_seed: seed of the fidelity computations (fixed, so the cache is shared).
     """
 
-    n_candidates: Count = 40
+    n_candidates: Count = 200
     candidates: tuple[str, ...] = ()
     tiers: Annotated[tuple[str, ...], Choices(TIERS, accept=_known_tiers)] = (
         "geometry",
