@@ -1,6 +1,6 @@
 r"""Are the Feynman–Kac-corrected sampler's error bars calibrated? (issue 15)
 
-On systems with an exact :math:`\log Z` (``mw5``, ``gmm40``, ``mw32`` of
+On systems with an exact :math:`\log Z` (``mw5``, ``gmm40``, ``mw32``, ``funnel`` of
 :mod:`thermo.systems`) a DDS chain, untrained or briefly trained with the KL loss, is
 corrected by :func:`generative.samplers.feynman_kac` over ``n_seeds`` independent seeds.
 Each seed gives :math:`\log\hat Z` with its standard error :math:`\hat s` (the
@@ -24,6 +24,8 @@ Commands::
 
     python -m experiments run fk_calibration            # 10 seeds on mw5, gmm40, mw32
     python -m experiments run fk_calibration resampling=systematic
+    python -m experiments run fk_calibration method=smc n_seeds=100 n_particles=1000 \
+        systems=mw5,gmm40,mw32,funnel            # the project's SMC at its defaults
     python -m experiments run fk_calibration --quick
     python -m experiments.fk_samplers calibrate [key=value ...]   # the same, printed
 """
@@ -33,6 +35,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+import warnings
 from typing import Annotated
 
 import jax.random as jr
@@ -40,7 +43,7 @@ import numpy as np
 
 import thermo.systems as systems
 from experiments import measurement
-from experiments._config import Choices, Count, NonNegativeInt, Positive
+from experiments._config import Choices, Count, NonNegativeInt, Positive, Range
 
 __all__ = ["Config", "calibrate_system", "run", "z_std_interval"]
 
@@ -54,7 +57,9 @@ class Config:
 
     Attributes:
         systems: :mod:`thermo.systems` names with an exact ``log_z``.
-        method: ``"dds"`` (a PIS is corrected the same way).
+        method: ``"dds"`` (a PIS is corrected the same way), or ``"smc"``: the peer,
+            :func:`thermo.mcmc.smc` at its defaults with ``n_particles`` chains (no network;
+            the sampler settings below do not apply, ``resampling`` does).
         n_seeds: independent corrected runs per system.
         n_particles: SMC population.
         n_steps: sampler steps :math:`K` (= SMC stages).
@@ -65,10 +70,11 @@ class Config:
         batch_size, learning_rate: of that training.
         resampling: the SMC resampling scheme (the genealogy error bar is derived for
             multinomial; ``systematic`` shows what it does to the z-scores).
+        smc_target_ess: ``method="smc"`` only: its ``target_ess`` (``None``: the default).
     """
 
     systems: tuple[str, ...] = ("mw5", "gmm40", "mw32")
-    method: Annotated[str, Choices(("dds", "pis"))] = "dds"
+    method: Annotated[str, Choices(("dds", "pis", "smc"))] = "dds"
     n_seeds: Count = 10
     n_particles: Count = 4000
     n_steps: Count = 64
@@ -80,6 +86,7 @@ class Config:
     batch_size: Count = 16
     learning_rate: Positive = 1e-3
     resampling: Annotated[str, Choices(("multinomial", "systematic"))] = "multinomial"
+    smc_target_ess: Annotated[float, Range(0.0, 1.0, low_open=True)] | None = None
 
     @classmethod
     def quick(cls) -> Config:
@@ -126,6 +133,8 @@ def calibrate_system(key, name: str, config: Config) -> dict:
     exact = getattr(system, "log_z", None)
     if exact is None:
         raise ValueError(f"fk_calibration: {name!r} has no exact log_z")
+    if config.method == "smc":
+        return _summary(exact, *_smc_runs(key, system, config))
     target = as_target(system)
     k_init, k_train, k_runs = jr.split(key, 3)
     sampler = _sampler(k_init, target, config)
@@ -157,6 +166,34 @@ def calibrate_system(key, name: str, config: Config) -> dict:
         k_hat.append(float(r.pareto_k))
         evals = int(r.n_energy_evals)
     cpu = time.process_time() - t0
+    return _summary(exact, log_z, se, k_hat, evals, train_evals, cpu)
+
+
+def _smc_runs(key, system, config: Config):
+    """``n_seeds`` runs of :func:`thermo.mcmc.smc` at its defaults (the peer)."""
+    from thermo.mcmc import smc
+
+    log_z, se, k_hat, evals = [], [], [], 0
+    t0 = time.process_time()
+    for seed_key in jr.split(key, config.n_seeds):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # Pareto k is reported per seed
+            extra = {} if config.smc_target_ess is None else {"target_ess": config.smc_target_ess}
+            r = smc(
+                seed_key,
+                system,
+                n_chains=config.n_particles,
+                resampling=config.resampling,
+                **extra,
+            )
+        log_z.append(float(r.log_z))
+        se.append(float(r.log_z_std))
+        k_hat.append(float(r.pareto_k))
+        evals = int(r.n_energy_evals)
+    return log_z, se, k_hat, evals, 0, time.process_time() - t0
+
+
+def _summary(exact, log_z, se, k_hat, evals, train_evals, cpu) -> dict:
     log_z, se = np.array(log_z), np.array(se)
     z = (log_z - exact) / se
     s, s_se, (lo, hi) = z_std_interval(z)
@@ -185,7 +222,7 @@ def calibrate_system(key, name: str, config: Config) -> dict:
 _PER_SEED = ("log_z", "log_z_std", "z", "pareto_k")
 
 
-def _figure(ctx, rows: dict, per_seed: dict, resampling: str) -> None:
+def _figure(ctx, rows: dict, per_seed: dict, config: Config) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -202,7 +239,8 @@ def _figure(ctx, rows: dict, per_seed: dict, resampling: str) -> None:
     ax.axhline(0, color="0.5", lw=0.8)
     ax.set_xticks(range(len(rows)), list(rows))
     ax.set_ylabel(r"$(\log\hat Z - \log Z)/\hat s$")
-    ax.set_title(f"FK-corrected DDS, {resampling} resampling: z-scores (bar: their std)")
+    label = "thermo.mcmc.smc" if config.method == "smc" else f"FK-corrected {config.method.upper()}"
+    ax.set_title(f"{label}, {config.resampling} resampling: z-scores (bar: their std)")
     ctx.save_figure(fig, "fk_calibration")
 
 
@@ -217,5 +255,5 @@ def run(config: Config, ctx) -> dict:
         ctx.timings[f"cpu_s_{name}"] = row.pop("cpu_s")
         per_seed[name] = {k: row.pop(k) for k in _PER_SEED}
         rows[name] = row
-    _figure(ctx, rows, per_seed, config.resampling)
+    _figure(ctx, rows, per_seed, config)
     return {"systems": rows, "per_seed": per_seed, "z_std_band": list(Z_STD_BAND)}

@@ -219,6 +219,8 @@ def test_preconditioner_bad_input():
         ais(jr.key(0), MW5, n_chains=8, n_steps=2, schedule_shape="sigmoid")
     with pytest.raises(ValueError, match="project_fn"):
         ais(jr.key(0), systems.get("dw4"), n_chains=8, n_steps=2, preconditioner="particles")
+    with pytest.raises(ValueError, match="resampling"):
+        smc(jr.key(0), MW5, n_chains=8, resampling="residual")
 
 
 @pytest.mark.parametrize(
