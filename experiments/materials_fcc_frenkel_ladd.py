@@ -20,7 +20,10 @@ The pair potential is cut at ``r_cut`` (at most half the smallest box, 2.19σ fo
 for the *thermal* part only; its static part is the exact lattice sum, and the first-order
 thermal smearing of the pairs beyond the cut is added analytically (-0.007 at 2.1σ).
 
-``python -m experiments materials_fcc_frenkel_ladd`` (or ``python -m
+The production at every node runs in ``n_blocks`` blocks, checkpointed one by one under
+the runner, so a long run resumes at its last finished block with the same result.
+
+``python -m experiments run materials_fcc_frenkel_ladd`` (resumable; or ``python -m
 experiments.materials_fcc_frenkel_ladd [--quick]``).
 """
 
