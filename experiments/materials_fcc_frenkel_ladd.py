@@ -20,7 +20,10 @@ The pair potential is cut at ``r_cut`` (at most half the smallest box, 2.19σ fo
 for the *thermal* part only; its static part is the exact lattice sum, and the first-order
 thermal smearing of the pairs beyond the cut is added analytically (-0.007 at 2.1σ).
 
-``python -m experiments materials_fcc_frenkel_ladd`` (or ``python -m
+The production at every node runs in ``n_blocks`` blocks, checkpointed one by one under
+the runner, so a long run resumes at its last finished block with the same result.
+
+``python -m experiments run materials_fcc_frenkel_ladd`` (resumable; or ``python -m
 experiments.materials_fcc_frenkel_ladd [--quick]``).
 """
 
@@ -54,7 +57,7 @@ from thermo.materials import (
     to_arrays,
 )
 
-__all__ = ["Config", "VAN_DER_HOEF", "main", "run", "simulate_size"]
+__all__ = ["Config", "VAN_DER_HOEF", "main", "plain_loop", "run", "simulate_size"]
 
 #: van der Hoef 2000 (J. Chem. Phys. 113, 8142) fit, via the shared materials README:
 #: beta A_ex / N of the full-potential FCC LJ solid, N -> infinity.
@@ -78,6 +81,11 @@ class Config:
         n_lambda: Gauss–Legendre nodes on [0, 1].
         n_adapt, adapt_sweeps: step-size adaptation rounds (discarded).
         n_equilibrate, n_production, thin: sweeps per node; record every ``thin``.
+        n_blocks: production blocks of ``n_production`` sweeps each, the chains continued
+            from block to block (one checkpoint per block under the runner, so a long run
+            resumes where it stopped); the standard error comes from the statistical
+            inefficiency of the whole concatenated series, and the spread of the per-block
+            free energies is reported next to it as a check.
         log_coefficient: fix the ln N / N coefficient of the extrapolation (None: fit it;
             it needs three sizes).
         tolerance: |extrapolated - van der Hoef| target.
@@ -95,6 +103,7 @@ class Config:
     n_equilibrate: NonNegativeInt = 60
     n_production: Count = 400
     thin: Count = 2
+    n_blocks: Count = 1
     log_coefficient: Real | None = None
     tolerance: Positive = 0.02
 
@@ -112,8 +121,23 @@ class Config:
         )
 
 
-def simulate_size(key, config: Config, n_cells: int) -> dict:
-    """All λ nodes of one size; returns the finite-N free energy and its pieces."""
+def plain_loop(key, body_fn, state, n_iters, *, name, every=1, desc=None):
+    """:meth:`RunContext.loop` without checkpoints (same keys), for a plain ``main()``."""
+    del name, every, desc
+    for i in range(int(n_iters)):
+        state = body_fn(jr.fold_in(key, i), state, i)
+    return state
+
+
+def simulate_size(key, config: Config, n_cells: int, loop=plain_loop, name: str = "") -> dict:
+    """All λ nodes of one size; returns the finite-N free energy and its pieces.
+
+    The production runs in ``config.n_blocks`` blocks through ``loop`` (the runner's
+    :meth:`RunContext.loop`, checkpointed per block under ``name``; iteration 0 adapts,
+    equilibrates and produces the first block, iteration ``b`` produces block ``b`` with
+    ``fold_in(key, b)``), so an interrupted run resumes at its last finished block with
+    the same result.
+    """
     t = config.temperature
     pos, box, _ = to_arrays(fcc_lattice(n_cells, config.density))
     n = pos.shape[0]
@@ -155,35 +179,73 @@ def simulate_size(key, config: Config, n_cells: int) -> dict:
 
     lam_j = jnp.asarray(lams)
     states = jax.vmap(lambda lam: kernel(lam, 0.05).init(sites))(lam_j)
-    t0 = time.perf_counter()
-    run = adapt_equilibrate_produce(
+    n_rec = config.n_production // config.thin
+    shape = (config.n_lambda, config.n_blocks, n_rec)
+    buf = {k: jnp.zeros(shape, dtype=jnp.asarray(u_lat_cut).dtype) for k in ("du", "msd", "acc")}
+    h0 = jnp.full(config.n_lambda, 0.05)
+
+    def block(key_b, carry, b):
+        states, h, buf, clock = carry
+        t_b, c_b = time.perf_counter(), time.process_time()
+        if b == 0:
+            run = adapt_equilibrate_produce(
+                key_b,
+                sweeps_fn,
+                states,
+                h,
+                n_adapt=config.n_adapt,
+                equilibrate=config.n_equilibrate > 0,
+            )
+            states, trace, h = run.states, run.trace, run.step_size
+        else:
+            states, trace = sweeps_fn(key_b, states, h, "produce")
+        buf = {k: v.at[:, b].set(jnp.asarray(trace[k], v.dtype)) for k, v in buf.items()}
+        jax.block_until_ready(buf)
+        spent = np.array([time.perf_counter() - t_b, time.process_time() - c_b])
+        return states, h, buf, clock + spent
+
+    # the clock (wall, CPU seconds of the finished blocks) travels in the checkpointed
+    # state, so a resumed run reports the cost of all its blocks, not of its last session
+    _, h, buf, clock = loop(
         key,
-        sweeps_fn,
-        states,
-        jnp.full(config.n_lambda, 0.05),
-        n_adapt=config.n_adapt,
-        equilibrate=config.n_equilibrate > 0,
+        block,
+        (states, h0, buf, np.zeros(2)),
+        config.n_blocks,
+        name=f"frenkel_ladd_{name or n_cells}",
+        desc=f"Frenkel-Ladd N={n} blocks",
     )
-    trace, h = run.trace, run.step_size
-    du = np.asarray(trace["du"])  # (n_lambda, n_records)
+    du = np.asarray(buf["du"]).reshape(config.n_lambda, -1)  # (n_lambda, n_records)
     means, errs, gs = zip(*(correlated_mean(du[k]) for k in range(config.n_lambda)), strict=True)
-    msd = float(np.mean(np.asarray(trace["msd"])[-1]))
-    fl = frenkel_ladd_free_energy(
-        n,
-        config.density,
-        t,
-        config.spring,
-        weights,
-        np.array(means),
-        np.array(errs),
-        lattice_energy_full=float(fcc_lattice_energy(config.density)),
-        msd=msd,
-        r_cut=config.r_cut,
-    )
+    msd = float(np.mean(np.asarray(buf["msd"])[-1]))
+
+    def assemble(m, e):
+        return frenkel_ladd_free_energy(
+            n,
+            config.density,
+            t,
+            config.spring,
+            weights,
+            np.asarray(m),
+            np.asarray(e),
+            lattice_energy_full=float(fcc_lattice_energy(config.density)),
+            msd=msd,
+            r_cut=config.r_cut,
+        )
+
+    fl = assemble(means, errs)
+    out = {}
+    if config.n_blocks >= 4:
+        # check of the error bar: the spread of the per-block free energies
+        per_block = np.asarray(buf["du"]).mean(axis=2)  # (n_lambda, n_blocks)
+        a_b = [
+            assemble(per_block[:, b], np.zeros(config.n_lambda)).beta_free_energy
+            for b in range(config.n_blocks)
+        ]
+        out["block_std_err"] = float(np.std(a_b, ddof=1) / np.sqrt(config.n_blocks))
     delta = harmonic_finite_size_correction(config.density, t, n_cells)
     return {
         "n_particles": n,
-        "beta_free_energy": {"value": fl.beta_free_energy, "std_err": fl.std_err},
+        "beta_free_energy": {"value": fl.beta_free_energy, "std_err": fl.std_err} | out,
         "harmonic_finite_size_correction": delta,
         "corrected": {"value": fl.beta_free_energy + delta, "std_err": fl.std_err},
         "terms": fl.terms,
@@ -192,13 +254,15 @@ def simulate_size(key, config: Config, n_cells: int) -> dict:
         "du_dlam_std_errs": list(errs),
         "statistical_inefficiencies": list(gs),
         "step_sizes": np.asarray(h).tolist(),
-        "acceptance": np.asarray(jnp.mean(trace["acc"], axis=1)).tolist(),
+        "acceptance": np.asarray(jnp.mean(buf["acc"], axis=(1, 2))).tolist(),
         "msd_lambda_max": msd,
-        "wall_s": time.perf_counter() - t0,
+        "n_sweeps_per_node": config.n_blocks * config.n_production,
+        "wall_s": float(clock[0]),
+        "cpu_s": float(clock[1]),
     }
 
 
-def main(config: Config | None = None, stage=uncached_stage) -> dict:
+def main(config: Config | None = None, stage=uncached_stage, loop=plain_loop) -> dict:
     """Run every size, extrapolate, compare with van der Hoef; return JSON-able metrics.
 
     Each system size is one ``stage(name, fn)`` call (``RunContext.stage`` under the
@@ -211,7 +275,7 @@ def main(config: Config | None = None, stage=uncached_stage) -> dict:
     rows = {}
     for n_cells in config.sizes:
         args = (jr.fold_in(key, n_cells), config, n_cells)
-        res = stage(f"n_cells={n_cells}", lambda a=args: simulate_size(*a))
+        res = stage(f"n_cells={n_cells}", lambda a=args: simulate_size(*a, loop=loop))
         rows[f"N={res['n_particles']}"] = res
         v = res["beta_free_energy"]
         print(
@@ -245,7 +309,9 @@ def main(config: Config | None = None, stage=uncached_stage) -> dict:
 
 def run(config: Config, ctx=None) -> dict:
     """Runner entry point: each system size is a ``ctx.stage``."""
-    return main(config, uncached_stage if ctx is None else ctx.stage)
+    if ctx is None:
+        return main(config)
+    return main(config, ctx.stage, ctx.loop)
 
 
 if __name__ == "__main__":
