@@ -3,8 +3,9 @@ r"""GCMC moves per second: CO₂ in MFI (2×2×2 cells, 353 K, 1 bar, Ewald), ou
 The model of RASPA3's basic example 10 (:mod:`experiments.materials_co2_gcmc`). Peer,
 timed in the same run: **RASPA3** through its PyPI package ``raspalib`` (the current
 interpreter if it imports it, else ``$RASPA_PYTHON``), driven in a subprocess by
-:data:`RASPA_SCRIPT` with the same force field, Ewald precision, moves (translation,
-rotation, reinsertion 0.5 each, swap 1.0; the swap configurational-bias,
+:data:`RASPA_SCRIPT` with the same force field, Ewald precision and k-vectors (RASPA3's
+integer sphere, :func:`thermo.materials.gcmc_system`'s default ``ewald_kspace``), moves
+(translation, rotation, reinsertion 0.5 each, swap 1.0; the swap configurational-bias,
 ``swap_cbmc_probability``, with RASPA3's 10 trials as ours with ``n_trials=10``) and a
 start of ``n_start`` molecules (about the equilibrium loading, so both are timed near
 3.3 molecules per unit cell). A RASPA

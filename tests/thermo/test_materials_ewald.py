@@ -19,9 +19,11 @@ import pytest
 from tests.thermo._zeolites import itq29
 from thermo.materials import (
     COULOMB_CONSTANT_CODATA,
+    EwaldKVectors,
     ewald_energy,
     ewald_fourier_energy,
     ewald_parameters,
+    kspace_mask,
     read_structure,
     shared_materials_path,
 )
@@ -201,3 +203,24 @@ def test_parameters_from_accuracy_and_cutoff_checked():
     with pytest.raises(ValueError, match="charges"):
         ewald_energy(np.zeros((2, 3)), [1.0], 10 * np.eye(3), alpha=0.3, kmax=(3, 3, 3), r_cut=4.0)
     assert abs(COULOMB_CONSTANT_CODATA - 167100.9469) < 1e-3
+
+
+def test_kvector_sets_against_direct_counts():
+    cell = np.diag([12.0, 14.0, 9.0])
+    km = (4, 5, 3)
+    grid = [(a, b, c) for a in range(-4, 5) for b in range(-5, 6) for c in range(-3, 4)]
+    grid = np.array([n for n in grid if n != (0, 0, 0)])
+    k = 2.0 * np.pi * grid / np.diag(cell)
+    k_c = min(2.0 * np.pi * m / L for m, L in zip(km, np.diag(cell), strict=True))
+    expected = {
+        "cube": len(grid),
+        "raspa": int(np.sum(np.sum(grid**2, axis=1) <= 25)),
+        "sphere": int(np.sum(np.sum(k * k, axis=1) <= k_c**2 * (1 + 1e-12))),
+    }
+    assert len(set(expected.values())) == 3  # the three sets differ here
+    for kspace, n in expected.items():
+        kv = EwaldKVectors(cell, alpha=0.3, kmax=km, kspace=kspace)
+        assert 2 * kv.kvectors.shape[0] == n, kspace  # one of each +-k pair
+        assert int(kspace_mask(grid, cell, km, kspace).sum()) == n
+    with pytest.raises(ValueError, match="kspace"):
+        EwaldKVectors(cell, alpha=0.3, kmax=km, kspace="ball")

@@ -12,10 +12,12 @@
   with plain moves and with configurational-bias insertion, deletion and reinsertion
   (:math:`k = 4`, the insertion attempt's :math:`W/k` the Widom estimate), whose
   :math:`\\langle N_s\\rangle` must also agree with each other.
-* Energies: the incrementally updated energy and :math:`S(k)` equal a fresh recompute;
-  one molecule's energy equals :func:`thermo.materials.framework_energy_fn`'s; the
-  Fourier term equals :func:`thermo.materials.ewald_fourier_energy` (RASPA3-matched),
-  the pair terms an independent numpy double loop.
+* Energies: the incrementally updated energy and :math:`S(k)` equal a fresh recompute
+  (on the default k-set, RASPA3's integer sphere); one molecule's energy equals
+  :func:`thermo.materials.framework_energy_fn`'s; the Fourier term on the whole k-cube
+  equals :func:`thermo.materials.ewald_fourier_energy` (RASPA3-matched), on RASPA3's
+  sphere an independent numpy sum over exactly those vectors (and differs from the
+  cube's), the pair terms an independent numpy double loop.
 * Peng-Robinson reduces to its second virial coefficient :math:`b - a/RT` as
   :math:`P\\to 0`.
 """
@@ -143,12 +145,8 @@ def _toy_framework():
     )
 
 
-@pytest.fixture(scope="module")
-def charged_run():
-    co2 = tm.load_molecule("CO2")
-    atoms = _toy_framework()
-    q = {"Si": 2.05, "O": -1.025}
-    system = g.gcmc_system(
+def _charged_system(co2, atoms, q, **kw):
+    return g.gcmc_system(
         co2,
         temperature=300.0,
         fugacities=[2.0e6],
@@ -159,7 +157,16 @@ def charged_run():
         ewald_alpha=0.3,
         ewald_kmax=(5, 5, 5),
         n_trials=3,  # configurational-bias swaps and reinsertions
+        **kw,
     )
+
+
+@pytest.fixture(scope="module")
+def charged_run():
+    co2 = tm.load_molecule("CO2")
+    atoms = _toy_framework()
+    q = {"Si": 2.05, "O": -1.025}
+    system = _charged_system(co2, atoms, q)  # default k-set: RASPA3's sphere
     state, _ = g.gcmc_sample(jr.key(11), system, g.gcmc_init(system), 600)
     return co2, atoms, q, system, state
 
@@ -177,7 +184,11 @@ def test_energy_terms_against_independent_evaluations(charged_run):
     co2, atoms, q, system, state = charged_run
     occ = np.asarray(state.occupied)
     sites = np.asarray(state.sites)[occ]  # (n, 3, 3)
-    terms = g.gcmc_total_energy(system, state)
+    # the same configuration on the whole cube (the sum of ewald_fourier_energy)
+    cube = _charged_system(co2, atoms, q, ewald_kspace="cube")
+    # (the state's S(k) lives on the other k-set: only the fresh recompute is read)
+    state = state._replace(structure_factor=cube.framework_structure_factor)
+    terms = g.gcmc_total_energy(cube, state)
     qf = np.array([q[s] for s in atoms.get_chemical_symbols()])
     fourier = tm.ewald_fourier_energy(
         atoms.get_positions(),
@@ -205,6 +216,48 @@ def test_energy_terms_against_independent_evaluations(charged_run):
                         pairs += _lj(r, e, s) - _lj(rc, e, s)
                         pairs += c * co2.charges[a] * co2.charges[b] * erfc(alpha * r) / r
     np.testing.assert_allclose(terms["pairs"], pairs, rtol=1e-10)
+
+
+def _direct_fourier(frame_pos, frame_q, sites, site_q, box, alpha, kmax, keep):
+    """RASPA3's ewaldFourier by a plain numpy loop over every integer vector ``keep`` takes."""
+    c = tm.COULOMB_CONSTANT_RASPA
+    x_mol = sites.reshape(-1, 3)
+    q_mol = np.tile(site_q, len(sites))
+    total = 0.0
+    r = range(-kmax, kmax + 1)
+    for n in ((a, b, d) for a in r for b in r for d in r):
+        if n == (0, 0, 0) or not keep(n):
+            continue
+        k = 2.0 * np.pi * np.asarray(n, dtype=float) / box
+        s_f = np.sum(frame_q * np.exp(1j * frame_pos @ k))
+        s_t = s_f + np.sum(q_mol * np.exp(1j * x_mol @ k))
+        k2 = k @ k
+        total += np.exp(-k2 / (4 * alpha**2)) / k2 * (abs(s_t) ** 2 - abs(s_f) ** 2)
+    total *= c * 2.0 * np.pi / box**3
+    total -= c * alpha / np.sqrt(np.pi) * np.sum(q_mol**2)  # self
+    for m in sites:  # intramolecular exclusion (rigid molecule: no minimum image needed)
+        for i in range(len(m)):
+            for j in range(i + 1, len(m)):
+                d = np.linalg.norm(m[i] - m[j])
+                total -= c * site_q[i] * site_q[j] * (1.0 - erfc(alpha * d)) / d
+    return total
+
+
+def test_raspa_k_set_against_a_direct_sum(charged_run):
+    co2, atoms, q, system, state = charged_run
+    occ = np.asarray(state.occupied)
+    sites = np.asarray(state.sites)[occ]
+    qf = np.array([q[s] for s in atoms.get_chemical_symbols()])
+    args = (atoms.get_positions(), qf, sites, co2.charges, 18.0, 0.3, 5)
+    terms = g.gcmc_total_energy(system, state)
+    raspa = _direct_fourier(*args, keep=lambda n: n[0] ** 2 + n[1] ** 2 + n[2] ** 2 <= 25)
+    np.testing.assert_allclose(terms["fourier"], raspa, rtol=1e-10, atol=1e-8)
+    # the sphere keeps fewer vectors than the cube, and the difference is visible
+    cube = _direct_fourier(*args, keep=lambda n: True)
+    assert abs(cube - raspa) > 1e3 * 1e-10 * abs(raspa), (cube, raspa)
+    n_kept = int(np.sum(np.asarray(system.k_weights) != 0))
+    n2 = np.sum(np.stack(np.meshgrid(*[np.arange(-5, 6)] * 3), -1) ** 2, axis=-1)
+    assert 2 * n_kept == np.sum((n2 > 0) & (n2 <= 25))
 
 
 def test_one_molecule_matches_widom_insertion_energy():
@@ -267,6 +320,8 @@ def test_bad_input_fails_fast():
         g.gcmc_system(a, temperature=300.0, fugacities=[1.0])
     with pytest.raises(ValueError, match="eos"):
         g.fugacities(["CO2"], 300.0, 1e5, eos="virial")
+    with pytest.raises(ValueError, match="kspace"):
+        g.gcmc_system(a, temperature=300.0, fugacities=[1.0], cell=box, ewald_kspace="ball")
 
 
 def test_blocking_error_sees_correlated_blocks():

@@ -196,8 +196,15 @@ def test_one_slot_insertion_deletion_balance_with_grid():
 
 def test_stacked_frameworks_keep_each_energy_model():
     co2 = tm.load_molecule("CO2")
-    systems = [_system(co2, spacing=0.4, framework=_framework(s), n_trials=3) for s in (1.0, 1.1)]
+    # the second on another k-set and k-cube: the k-rows and wave-number ranges are padded
+    other = {"ewald_kspace": "cube", "ewald_kmax": (6, 5, 8)}
+    systems = [
+        _system(co2, spacing=0.4, framework=_framework(s), n_trials=3, **kw)
+        for s, kw in ((1.0, {}), (1.1, other))
+    ]
     assert systems[0].grid.shape != systems[1].grid.shape  # padding is exercised
+    assert systems[0].k_weights.shape[0] != systems[1].k_weights.shape[0]
+    assert [r.shape for r in systems[0].k_ranges] != [r.shape for r in systems[1].k_ranges]
     stacked = g.gcmc_stack_systems(systems)
     states = jax.vmap(g.gcmc_init)(stacked)
     final, stats = g.gcmc_sample_frameworks(jr.split(jr.key(6), 2), stacked, states, 400)

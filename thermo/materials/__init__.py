@@ -28,11 +28,13 @@ from .eos import jzg_excess_free_energy as jzg_excess_free_energy
 from .eos import jzg_pressure as jzg_pressure
 from .ewald import COULOMB_CONSTANT_CODATA as COULOMB_CONSTANT_CODATA
 from .ewald import COULOMB_CONSTANT_RASPA as COULOMB_CONSTANT_RASPA
+from .ewald import KSPACES as KSPACES
 from .ewald import EwaldKVectors as EwaldKVectors
 from .ewald import ewald_energy as ewald_energy
 from .ewald import ewald_fourier_energy as ewald_fourier_energy
 from .ewald import ewald_kvectors as ewald_kvectors
 from .ewald import ewald_parameters as ewald_parameters
+from .ewald import kspace_mask as kspace_mask
 from .ewald import structure_factor as structure_factor
 from .frameworks import CHARGE_MODELS as CHARGE_MODELS
 from .frameworks import CO2_KINETIC_DIAMETER as CO2_KINETIC_DIAMETER

@@ -69,6 +69,7 @@ from .ewald import (
     EwaldKVectors,
     _self_exclusion,
     ewald_parameters,
+    kspace_mask,
 )
 from .lj import lj_pair
 from .structures import DATA_DIR, load_framework
@@ -120,14 +121,16 @@ class WidomResult(NamedTuple):
     unit_cells: tuple[int, int, int]
 
 
-def _ewald_kvectors(cell_rows, r_cut, precision, alpha=None, kmax=None) -> EwaldKVectors:
+def _ewald_kvectors(
+    cell_rows, r_cut, precision, alpha=None, kmax=None, kspace="cube"
+) -> EwaldKVectors:
     """The k-vectors for a requested accuracy (:func:`ewald_parameters`), with ``alpha`` or
-    ``kmax`` overriding the automatic choice where given."""
+    ``kmax`` overriding the automatic choice where given; ``kspace`` the k-set."""
     if alpha is None or kmax is None:
         auto_alpha, auto_kmax = ewald_parameters(cell_rows, r_cut, precision)
         alpha = auto_alpha if alpha is None else alpha
         kmax = auto_kmax if kmax is None else kmax
-    return EwaldKVectors(cell_rows, alpha=float(alpha), kmax=kmax)
+    return EwaldKVectors(cell_rows, alpha=float(alpha), kmax=kmax, kspace=kspace)
 
 
 def _mixed_parameters(ff: dict, symbols: list[str], site: str):
@@ -336,7 +339,8 @@ def _bin_lists(frame_frac, supercell, reps, radius_extra, r_cut, bin_width):
 
 
 def _fourier_grid(kv, frame_frac, frame_q, supercell):
-    r"""Half k-space on a grid :math:`n_1 \ge 0`: ranges, weights (0 off the half), :math:`S_f`.
+    r"""Half k-space on a grid :math:`n_1 \ge 0`: ranges, weights (0 off the half and off
+    ``kv``'s k-set, :func:`thermo.materials.ewald.kspace_mask`), :math:`S_f`.
 
     With :math:`f` fractional coordinates, :math:`k\cdot r = 2\pi\, n\cdot f`, so the
     framework's structure factor is tabulated once on the grid.
@@ -351,7 +355,7 @@ def _fourier_grid(kv, frame_frac, frame_q, supercell):
     volume = float(np.linalg.det(supercell))
     with np.errstate(divide="ignore", invalid="ignore"):
         w = 2.0 * (2.0 * np.pi / volume) * np.exp(-k2sum / (4.0 * kv.alpha**2)) / k2sum
-    w = np.where(first > 0, w, 0.0)
+    w = np.where((first > 0) & kspace_mask(n, supercell.T, kv.kmax, kv.kspace), w, 0.0)
     flat = n.reshape(-1, 3)
     s_f = np.zeros(flat.shape[0], dtype=np.complex128)
     for i in range(0, frame_frac.shape[0], 256):

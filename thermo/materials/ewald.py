@@ -43,7 +43,13 @@ molecules' self and exclusion terms, the framework–framework term being a cons
 of a rigid framework. :func:`ewald_parameters` picks :math:`(\alpha, k_{\max})` from a
 requested relative accuracy with the rule of DL_POLY (Smith, Forester & Todorov,
 *DL_POLY Classic User Manual*, sec. 2.4.1, after Kolafa & Perram 1992, *Mol. Simul.*
-9, 351) that RASPA also uses.
+9, 351) that RASPA also uses. With those automatic parameters RASPA3 does not sum the
+whole cube but the integer sphere :math:`|n|^2 \le \max_a k_{\max,a}^2` inside it
+(``ForceField::initializeEwaldParameters`` sets ``reciprocalIntegerCutOffSquared``);
+:class:`EwaldKVectors` and :func:`kspace_mask` offer that set (``kspace="raspa"``, the
+default of :func:`thermo.materials.gcmc_system`), while :func:`ewald_fourier_energy`
+and the other functions here sum the cube, as RASPA3 does with explicit parameters
+(its Ewald unit tests).
 """
 
 from __future__ import annotations
@@ -61,10 +67,12 @@ __all__ = [
     "COULOMB_CONSTANT_CODATA",
     "COULOMB_CONSTANT_RASPA",
     "EwaldKVectors",
+    "KSPACES",
     "ewald_energy",
     "ewald_fourier_energy",
     "ewald_kvectors",
     "ewald_parameters",
+    "kspace_mask",
     "structure_factor",
 ]
 
@@ -91,6 +99,51 @@ def _as_kmax(kmax) -> tuple[int, int, int]:
     if k.shape != (3,) or np.any(k < 0) or np.any(k != np.round(k)):
         raise ValueError(f"kmax must be three non-negative integers, got {kmax!r}")
     return tuple(int(x) for x in k)
+
+
+#: The k-sets of :class:`EwaldKVectors` (``kspace``), all inside the cube
+#: :math:`|n_a| \le k_{\max,a}`: ``"cube"`` the whole cube; ``"raspa"`` RASPA3's integer
+#: sphere :math:`n_1^2+n_2^2+n_3^2 \le \max_a k_{\max,a}^2` (its
+#: ``reciprocalIntegerCutOffSquared`` with automatic Ewald parameters); ``"sphere"`` the
+#: physical sphere :math:`|k| \le k_c` inscribed in the cube,
+#: :math:`k_c = \min_a 2\pi k_{\max,a}/|a_a|` over the axes with :math:`k_{\max,a} > 0`.
+KSPACES = ("cube", "raspa", "sphere")
+
+
+def _check_kspace(kspace) -> str:
+    if not isinstance(kspace, str) or kspace not in KSPACES:
+        raise ValueError(f"kspace must be one of {KSPACES}, got {kspace!r}")
+    return kspace
+
+
+def kspace_mask(n, cell, kmax, kspace: str) -> np.ndarray:
+    r"""Which integer vectors ``n`` (``(..., 3)``, inside the cube) the k-set ``kspace`` keeps.
+
+    Args:
+        n: integer wave numbers, :math:`k = 2\pi\, n B`.
+        cell: ``(3, 3)`` cell vectors as rows, Å.
+        kmax: three integers, the cube's half-widths.
+        kspace: one of :data:`KSPACES`.
+
+    Returns:
+        A boolean array of shape ``n.shape[:-1]``.
+    """
+    c = _as_cell(cell)
+    km = _as_kmax(kmax)
+    kspace = _check_kspace(kspace)
+    n = np.asarray(n)
+    inside = np.all(np.abs(n) <= np.asarray(km), axis=-1)
+    if kspace == "cube":
+        return inside
+    if kspace == "raspa":
+        return inside & (np.sum(n * n, axis=-1) <= max(km) ** 2)
+    lengths = np.linalg.norm(c, axis=1)
+    radii = [2.0 * np.pi * k / a for k, a in zip(km, lengths, strict=True) if k > 0]
+    if not radii:
+        return inside
+    k = n @ (2.0 * np.pi * np.linalg.inv(c).T)
+    # a relative margin keeps the vectors on the sphere (e.g. the axes' ends, orthorhombic)
+    return inside & (np.sum(k * k, axis=-1) <= min(radii) ** 2 * (1.0 + 1e-12))
 
 
 def _as_positions(x, name: str) -> np.ndarray:
@@ -151,26 +204,30 @@ def ewald_parameters(cell, r_cut: float, precision: float = 1e-6) -> tuple[float
 
 
 class EwaldKVectors:
-    r"""Half of the k-cube with its Ewald weights, built once per cell, :math:`\alpha`, k-cube.
+    r"""Half of a k-set with its Ewald weights, built once per cell, :math:`\alpha`, k-cube.
+
+    The k-set is the cube :math:`|n_a| \le k_{\max,a}` (``kspace="cube"``, the default,
+    the sum of :func:`ewald_fourier_energy`) or a sphere inside it (:data:`KSPACES`).
 
     Attributes:
         kvectors: ``(K, 3)`` wave vectors :math:`k = 2\pi n B` (Å⁻¹), one of each
             :math:`\pm k` pair, :math:`n \ne 0`.
         weights: ``(K,)`` :math:`2 \cdot \frac{2\pi}{V} e^{-k^2/4\alpha^2}/k^2` (the
             factor 2 counts :math:`-k`), Å⁻¹.
-        alpha, kmax, volume: the parameters.
+        alpha, kmax, kspace, volume: the parameters.
     """
 
-    def __init__(self, cell, *, alpha: float, kmax):
+    def __init__(self, cell, *, alpha: float, kmax, kspace: str = "cube"):
         c = _as_cell(cell)
         if not alpha > 0:
             raise ValueError(f"alpha must be positive, got {alpha}")
         km = _as_kmax(kmax)
+        kspace = _check_kspace(kspace)
         grids = np.meshgrid(*[np.arange(-k, k + 1) for k in km], indexing="ij")
         n = np.stack(grids, -1).reshape(-1, 3)
         # keep the half with the first non-zero component positive
         first = np.where(n[:, 0] != 0, n[:, 0], np.where(n[:, 1] != 0, n[:, 1], n[:, 2]))
-        n = n[first > 0]
+        n = n[(first > 0) & kspace_mask(n, c, km, kspace)]
         recip = 2.0 * np.pi * np.linalg.inv(c).T  # rows b_a with a_a . b_b = 2 pi delta
         k = n @ recip
         k2 = np.sum(k * k, axis=1)
@@ -179,12 +236,13 @@ class EwaldKVectors:
         self.weights = jnp.asarray(2.0 * (2.0 * np.pi / volume) * np.exp(-k2 / (4 * alpha**2)) / k2)
         self.alpha = float(alpha)
         self.kmax = km
+        self.kspace = kspace
         self.volume = volume
 
 
-def ewald_kvectors(cell, *, alpha: float, kmax) -> EwaldKVectors:
+def ewald_kvectors(cell, *, alpha: float, kmax, kspace: str = "cube") -> EwaldKVectors:
     """Build :class:`EwaldKVectors` (see there)."""
-    return EwaldKVectors(cell, alpha=alpha, kmax=kmax)
+    return EwaldKVectors(cell, alpha=alpha, kmax=kmax, kspace=kspace)
 
 
 @jax.jit

@@ -54,11 +54,19 @@ framework atoms, plus RASPA3's ``ewaldFourier`` term
 
 with :math:`s_m(k) = \sum_{i\in m} q_i e^{ik\cdot r_i}` the structure factor of molecule
 :math:`m`, :math:`S_f` the framework's, :math:`w_k` the weights of
-:class:`thermo.materials.EwaldKVectors` and :math:`c_s` the self and intramolecular
-exclusion constant of a molecule of species :math:`s`. The total :math:`S(k)` is part
-of the state and updated incrementally: a move that changes molecule :math:`m` by
-:math:`\Delta s` costs :math:`C\sum_k w_k(2\,\mathrm{Re}[S^*\Delta s] + |\Delta s|^2)`,
-O(k-vectors × sites), never a full recompute. The minimum image in the supercell needs
+:class:`thermo.materials.EwaldKVectors` on the k-set ``ewald_kspace`` (by default RASPA3's
+integer sphere :math:`|n|^2 \le \max_a k_{\max,a}^2`, the sum RASPA3 itself does with
+its automatic Ewald parameters) and :math:`c_s` the self and intramolecular exclusion
+constant of a molecule of species :math:`s`. The total :math:`S(k)` is part of the state
+and updated incrementally: a move that changes molecule :math:`m` by :math:`\Delta s`
+costs :math:`C\sum_k w_k(2\,\mathrm{Re}[S^*\Delta s] + |\Delta s|^2)`, O(k-vectors ×
+sites), never a full recompute. :math:`S` and :math:`w` are stored on the rows
+:math:`(n_1, n_2)` of the half k-space :math:`n_1 \ge 0` that hold a kept vector, each
+row the full range :math:`|n_3| \le k_{\max,3}` (weights 0 off the set): :math:`\Delta s`
+is then one product of per-axis phase tables, :math:`e^{2\pi i f_1 n_1}e^{2\pi i f_2
+n_2}` gathered on the kept rows, with :math:`e^{2\pi i f_3 n_3}`, a small matrix product
+with no per-vector gather, and the rows outside the set (a sphere drops the corners of
+the :math:`(n_1, n_2)` square) cost nothing. The minimum image in the supercell needs
 :math:`r_c \le w_{\min}/2` (checked). The framework–molecule pairs visit only the
 framework atoms listed for the molecule's bin (exact, as in
 :func:`thermo.materials.widom`) by default. With ``grid_spacing`` (as RASPA and
@@ -106,7 +114,7 @@ from .adsorption import (
     _random_rotation,
 )
 from .cells import box_matrix, check_cutoff, replicas_for_cutoff
-from .ewald import COULOMB_CONSTANT_RASPA, _self_exclusion
+from .ewald import COULOMB_CONSTANT_RASPA, _check_kspace, _self_exclusion
 from .grids import (
     DEFAULT_BLOCK_ENERGY,
     DEFAULT_GRID_MAX_BYTES,
@@ -278,7 +286,8 @@ class GCMCSystem(eqx.Module):
     pair_sigma: jax.Array  # (n_species, S, n_species, S) Å
     pair_qq: jax.Array  # (n_species, S, n_species, S) K Å
     k_ranges: tuple  # three (2 k_a + 1,) (first: k_1 + 1) integer wave numbers
-    k_weights: jax.Array  # (k1 + 1, 2 k2 + 1, 2 k3 + 1) Ewald weights (0 off the half)
+    k_rows: jax.Array  # (P,) int32 kept rows (n1, n2) as i1 * len(k_ranges[1]) + i2
+    k_weights: jax.Array  # (P, 2 k3 + 1) Ewald weights (0 off the half and the k-set)
     framework_structure_factor: jax.Array  # same shape, complex
     self_constant: jax.Array  # (n_species,) K
     log_beta_f_v: jax.Array  # (n_species,) log(beta f_s V)
@@ -314,8 +323,8 @@ class GCMCState(NamedTuple):
         sites: ``(capacity, S, 3)`` site positions, Å.
         species: ``(capacity,)`` int32 species index.
         occupied: ``(capacity,)`` bool.
-        structure_factor: total :math:`S(k)` incl. the framework (complex; ``(1, 1, 1)``
-            zeros without charges).
+        structure_factor: total :math:`S(k)` incl. the framework (complex, on the kept
+            rows of the k-grid, ``(P, 2 k_3 + 1)``; ``(1, 1)`` zeros without charges).
         energy: running total energy, K (framework–framework left out).
         overflow: an insertion found no free slot (the run is biased; raise capacity).
     """
@@ -368,6 +377,7 @@ def gcmc_system(
     ewald_precision: float = 1e-6,
     ewald_alpha: float | None = None,
     ewald_kmax=None,
+    ewald_kspace: str = "raspa",
     coulomb_constant: float = COULOMB_CONSTANT_RASPA,
     move_probabilities=None,
     species_probabilities=None,
@@ -399,6 +409,15 @@ def gcmc_system(
         ewald_precision: sets :math:`(\alpha, k_{\max})` by
             :func:`thermo.materials.ewald_parameters` unless both are given.
         ewald_alpha, ewald_kmax: explicit Ewald parameters.
+        ewald_kspace: the k-set inside the cube :math:`|n_a| \le k_{\max,a}`
+            (:data:`thermo.materials.KSPACES`): ``"raspa"`` (default) RASPA3's integer
+            sphere :math:`|n|^2 \le \max_a k_{\max,a}^2`, the set RASPA3 sums with its
+            automatic Ewald parameters, so the two codes sample the same Hamiltonian;
+            ``"cube"`` the whole cube (the sum of
+            :func:`thermo.materials.ewald_fourier_energy`, and RASPA3's with explicit
+            Ewald parameters); ``"sphere"`` the physical sphere inscribed in the cube.
+            A move's Fourier part costs in proportion to the kept :math:`(n_1, n_2)`
+            rows (module docstring), so a smaller set is also a cheaper move.
         coulomb_constant: K·Å (default RASPA3's).
         move_probabilities: ``{move: weight}`` over :data:`MOVES` (default RASPA3's
             example 10: translation, rotation, reinsertion 0.5 each, swap 1.0 split
@@ -438,6 +457,7 @@ def gcmc_system(
     check_positive(max_rotation, "max_rotation")
     if bin_width is not None:
         check_positive(bin_width, "bin_width")
+    _check_kspace(ewald_kspace)
     if grid_spacing is not None:
         if not (isinstance(grid_spacing, (int, float)) and float(grid_spacing) > 0):
             raise ValueError(f"grid_spacing must be a positive number (Å), got {grid_spacing!r}")
@@ -545,7 +565,9 @@ def gcmc_system(
 
     coulomb = bool(np.any(q_site != 0))
     if coulomb:
-        kv = _ewald_kvectors(supercell_rows, r_cut, ewald_precision, ewald_alpha, ewald_kmax)
+        kv = _ewald_kvectors(
+            supercell_rows, r_cut, ewald_precision, ewald_alpha, ewald_kmax, ewald_kspace
+        )
         k_ranges, weights, s_frame = _fourier_grid(kv, frame_frac, q_frame, supercell_rows.T)
         cj = jnp.asarray(supercell_rows)
         consts = []
@@ -625,6 +647,7 @@ def gcmc_system(
         frame_qq = np.zeros((n_sp, n_s, 1))
         lists, n_bins = np.zeros((1, 1), dtype=int), np.ones(3, dtype=int)
 
+    k_rows, weights, s_frame = _kept_rows(weights, s_frame)
     beta = 1.0 / float(temperature)
     log_bfv = np.log(f * volume * 1e-30 / (K_BOLTZMANN * float(temperature)))
     with np.errstate(divide="ignore"):
@@ -649,6 +672,7 @@ def gcmc_system(
         pair_sigma=jnp.asarray(pair_sig),
         pair_qq=jnp.asarray(pair_qq),
         k_ranges=tuple(jnp.asarray(r) for r in k_ranges),
+        k_rows=jnp.asarray(k_rows, dtype=jnp.int32),
         k_weights=jnp.asarray(weights),
         framework_structure_factor=jnp.asarray(s_frame, dtype=jnp.complex128),
         self_constant=jnp.asarray(self_constant),
@@ -676,6 +700,21 @@ def gcmc_system(
         volume=volume,
         use_grid=grid_spacing is not None,
     )
+
+
+def _kept_rows(weights, s_frame):
+    """The rows :math:`(n_1, n_2)` of the half k-grid with a non-zero weight (at least one).
+
+    Returns ``(rows, weights, s_frame)``: the flat row indices and the ``(P, 2 k_3 + 1)``
+    weights and framework structure factor on them.
+    """
+    w = np.asarray(weights)
+    w2 = w.reshape(-1, w.shape[-1])
+    rows = np.flatnonzero(np.any(w2 != 0.0, axis=1))
+    if rows.size == 0:  # no charges: one zero row keeps the shapes non-empty
+        rows = np.zeros(1, dtype=np.int64)
+    s2 = np.asarray(s_frame).reshape(w2.shape)
+    return rows, w2[rows], s2[rows]
 
 
 def gcmc_init(system: GCMCSystem) -> GCMCState:
@@ -806,7 +845,10 @@ def _pair_energy(system: GCMCSystem, state: GCMCState, sites, s, slot):
 
 
 def _molecule_structure_factor(system: GCMCSystem, sites, s, charges=None):
-    """:math:`s_m(k)` of one molecule on the k-grid, as products of three 1D exponentials.
+    """:math:`s_m(k)` of one molecule on the kept rows, from three 1D exponential tables.
+
+    The first two axes' product is gathered on the kept rows ``k_rows`` and contracted
+    with the third axis' table over the sites (one ``(P, S) @ (S, 2 k_3 + 1)`` product).
 
     ``charges`` overrides the species' site charges (``(len(sites),)``: a move's new
     sites and its old ones with negated charges give the change of :math:`S(k)` in one
@@ -816,7 +858,9 @@ def _molecule_structure_factor(system: GCMCSystem, sites, s, charges=None):
     frac = sites @ system.inv_cell
     phases = [2.0 * jnp.pi * frac[:, a, None] * system.k_ranges[a][None, :] for a in range(3)]
     e = [jnp.exp(jax.lax.complex(jnp.zeros_like(p), p)) for p in phases]
-    return jnp.einsum("s,si,sj,sk->ijk", q.astype(e[0].dtype), e[0], e[1], e[2])
+    e12 = (q.astype(e[0].dtype)[:, None] * e[0])[:, :, None] * e[1][:, None, :]
+    e12 = e12.reshape(e12.shape[0], -1)[:, system.k_rows]  # (S, P)
+    return e12.T @ e[2]
 
 
 def _fourier_delta_parts(system: GCMCSystem, total, dr, di):
@@ -1119,8 +1163,9 @@ def gcmc_stack_systems(systems) -> GCMCSystem:
     built with ``grid_spacing`` (the framework then lives in the grids) and share the
     species, capacity, trials, cutoff and Ewald settings. The grids are zero-padded to the
     largest node counts (each system's ``grid_shape`` keeps its own, so the padding is
-    never read) and the half k-grids to the largest :math:`k_{\max}` (padded weights 0,
-    so padded wave numbers add nothing). The stacked system's static ``volume`` is NaN and
+    never read) and the kept k-rows and wave-number ranges to the largest (padded weights
+    0, so padded wave numbers add nothing; the systems may differ in :math:`k_{\max}` and
+    in their k-sets). The stacked system's static ``volume`` is NaN and
     ``unit_cells`` empty: each framework's live in its ``cell`` and ``reps`` rows.
     """
     systems = list(systems)
@@ -1135,21 +1180,33 @@ def gcmc_stack_systems(systems) -> GCMCSystem:
         if len(vals) > 1:
             raise ValueError(f"systems differ in {k}: {sorted(map(str, vals))}")
     grid_to = tuple(max(x.grid.shape[a] for x in systems) for a in range(4))
-    kw_to = tuple(max(x.k_weights.shape[a] for x in systems) for a in range(3))
+    kr_to = tuple(max(x.k_ranges[a].shape[0] for x in systems) for a in range(3))
+    kw_to = (max(x.k_weights.shape[0] for x in systems), kr_to[2])
     padded = []
     for x in systems:
         ranges = tuple(
-            jnp.asarray(_pad(r, (kw_to[a],)), dtype=r.dtype) for a, r in enumerate(x.k_ranges)
+            jnp.asarray(_pad(r, (kr_to[a],)), dtype=r.dtype) for a, r in enumerate(x.k_ranges)
         )
+        # the kept rows re-indexed for the padded second axis; padded rows (weight 0)
+        # point at row 0
+        i1, i2 = np.divmod(np.asarray(x.k_rows), x.k_ranges[1].shape[0])
+        rows = _pad(i1 * kr_to[1] + i2, (kw_to[0],))
         padded.append(
             eqx.tree_at(
-                lambda y: (y.grid, y.k_weights, y.framework_structure_factor, y.k_ranges),
+                lambda y: (
+                    y.grid,
+                    y.k_weights,
+                    y.framework_structure_factor,
+                    y.k_ranges,
+                    y.k_rows,
+                ),
                 x,
                 (
                     jnp.asarray(_pad(x.grid, grid_to)),
                     jnp.asarray(_pad(x.k_weights, kw_to)),
                     jnp.asarray(_pad(x.framework_structure_factor, kw_to)),
                     ranges,
+                    jnp.asarray(rows, dtype=jnp.int32),
                 ),
             )
         )
@@ -1187,7 +1244,7 @@ def _total_energy(system: GCMCSystem, state: GCMCState):
             state.sites, state.species
         )
         s_tot = system.framework_structure_factor + jnp.sum(
-            jnp.where(state.occupied[:, None, None, None], s_mol, 0.0), 0
+            jnp.where(state.occupied[:, None, None], s_mol, 0.0), 0
         )
         s_f = system.framework_structure_factor
         u_fourier = system.coulomb_constant * jnp.sum(
@@ -1211,5 +1268,8 @@ def gcmc_total_energy(system: GCMCSystem, state: GCMCState) -> dict:
     terms, s_tot = _total_energy(system, state)
     out = {k: float(v) for k, v in terms.items()}
     out["total"] = sum(out.values())
-    out["structure_factor_error"] = float(jnp.max(jnp.abs(s_tot - state.structure_factor)))
+    # a state of a padded stack (gcmc_stack_systems) carries padding after the system's
+    # rows and columns; its own entries come first
+    s_state = state.structure_factor[: s_tot.shape[0], : s_tot.shape[1]]
+    out["structure_factor_error"] = float(jnp.max(jnp.abs(s_tot - s_state)))
     return out
