@@ -137,13 +137,11 @@ def _reference(system, name: str, key, n: int) -> tuple[np.ndarray, str]:
 
 
 def _learned(method: str, system, name: str, config: Config, key) -> dict[str, Any]:
-    from generative.samplers import DEFAULT_LOSS, sample_paths
-
-    from ._samplers import train_learned_sampler
+    from generative.samplers import DEFAULT_LOSS, make_and_train, sample_paths
 
     key_net, key_train, key_sample = jr.split(key, 3)
     t0 = time.perf_counter()
-    target, result = train_learned_sampler(
+    target, result = make_and_train(
         key_net,
         key_train,
         system,

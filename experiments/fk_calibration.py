@@ -151,45 +151,50 @@ def calibrate_system(key, name: str, config: Config) -> dict:
             progress=False,
         )
         sampler, train_evals = res.sampler, int(res.n_energy_evals)
-    log_z, se, k_hat, evals = [], [], [], 0
-    for seed_key in jr.split(k_runs, config.n_seeds):
-        r = feynman_kac(
+    log_z, se, k_hat, evals = _seed_runs(
+        k_runs,
+        config.n_seeds,
+        lambda seed_key: feynman_kac(
             seed_key,
             sampler,
             target,
             config.n_particles,
             n_moves=config.n_moves,
             resampling=config.resampling,
-        )
+        ),
+    )
+    cpu = time.process_time() - t0
+    return _summary(exact, log_z, se, k_hat, evals, train_evals, cpu)
+
+
+def _seed_runs(key, n_seeds: int, run_fn):
+    """``run_fn(seed_key)`` for ``n_seeds`` keys split from ``key``: the per-seed log Z,
+    its standard error and Pareto k, and the energy evaluations of one run."""
+    log_z, se, k_hat, evals = [], [], [], 0
+    for seed_key in jr.split(key, n_seeds):
+        r = run_fn(seed_key)
         log_z.append(float(r.log_z))
         se.append(float(r.log_z_std))
         k_hat.append(float(r.pareto_k))
         evals = int(r.n_energy_evals)
-    cpu = time.process_time() - t0
-    return _summary(exact, log_z, se, k_hat, evals, train_evals, cpu)
+    return log_z, se, k_hat, evals
 
 
 def _smc_runs(key, system, config: Config):
     """``n_seeds`` runs of :func:`thermo.mcmc.smc` at its defaults (the peer)."""
     from thermo.mcmc import smc
 
-    log_z, se, k_hat, evals = [], [], [], 0
-    t0 = time.process_time()
-    for seed_key in jr.split(key, config.n_seeds):
+    extra = {} if config.smc_target_ess is None else {"target_ess": config.smc_target_ess}
+
+    def run(seed_key):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # Pareto k is reported per seed
-            extra = {} if config.smc_target_ess is None else {"target_ess": config.smc_target_ess}
-            r = smc(
-                seed_key,
-                system,
-                n_chains=config.n_particles,
-                resampling=config.resampling,
-                **extra,
+            return smc(
+                seed_key, system, n_chains=config.n_particles, resampling=config.resampling, **extra
             )
-        log_z.append(float(r.log_z))
-        se.append(float(r.log_z_std))
-        k_hat.append(float(r.pareto_k))
-        evals = int(r.n_energy_evals)
+
+    t0 = time.process_time()
+    log_z, se, k_hat, evals = _seed_runs(key, config.n_seeds, run)
     return log_z, se, k_hat, evals, 0, time.process_time() - t0
 
 

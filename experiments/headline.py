@@ -381,12 +381,10 @@ def _learned_sampler_batch(method: str):
     """
 
     def build(ctx, system, config: Config, batch: int, train_data):
-        from generative.samplers import sample_paths
-
-        from ._samplers import train_learned_sampler
+        from generative.samplers import make_and_train, sample_paths
 
         key_net, key_train = jr.split(jr.fold_in(ctx.key, _SAMPLER_KEYS[method]))
-        target, trained = train_learned_sampler(
+        target, trained = make_and_train(
             key_net,
             key_train,
             system,

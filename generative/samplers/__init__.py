@@ -59,6 +59,7 @@ from ._pis import PIS as PIS
 from ._presets import DEFAULT_LOSS as DEFAULT_LOSS
 from ._presets import FitResult as FitResult
 from ._presets import fit_and_sample as fit_and_sample
+from ._presets import make_and_train as make_and_train
 from ._presets import make_sampler as make_sampler
 from ._pretrained import PRETRAINED as PRETRAINED
 from ._pretrained import PretrainedSampler as PretrainedSampler

@@ -57,6 +57,7 @@ from ._common import (
     _advance,
     _check_settings,
     _init_state,
+    _step_inputs,
     clip_displacement,
 )
 
@@ -153,9 +154,7 @@ class CMCD(AbstractSampler):
             return _init_state(target, x, -self.base_log_prob(target, x))
 
         def step(key: PRNGKey, state: SamplerState):
-            x, score = state.position, state.score
-            if detach:
-                x, score = jax.lax.stop_gradient((x, score))
+            x, score = _step_inputs(state, detach)
             k_next = state.step + 1
             t_next = k_next.astype(x.dtype) * dt
             lam = self.schedule(t_next)

@@ -382,7 +382,11 @@ def _check_settings(
     return int(n_steps), None if max_displacement is None else float(max_displacement)
 
 
-def _init_state(target: Target, x: Array, log_weight: Array) -> SamplerState:
+def _init_state(target: Target, x: Array, log_weight: Array | None = None) -> SamplerState:
+    """The state at ``x`` (one energy call) with start log-weight ``log_weight`` (zero if
+    ``None``)."""
+    if log_weight is None:
+        log_weight = jnp.zeros((), x.dtype)
     log_p, score = target.value_and_score(x)
     log_p = eqx.error_if(
         log_p, ~jnp.isfinite(log_p), "target log density is not finite at the start position"
@@ -390,6 +394,12 @@ def _init_state(target: Target, x: Array, log_weight: Array) -> SamplerState:
     return SamplerState(
         x, jnp.zeros((), jnp.int32), log_p, score, log_weight, jnp.ones((), jnp.int32)
     )
+
+
+def _step_inputs(state: SamplerState, detach: bool) -> tuple[Array, Array]:
+    """The position and score one step reads, with their gradients stopped when ``detach``."""
+    x, score = state.position, state.score
+    return jax.lax.stop_gradient((x, score)) if detach else (x, score)
 
 
 def _advance(

@@ -48,6 +48,7 @@ from ._common import (
     _check_settings,
     _FixedDurationSampler,
     _init_state,
+    _step_inputs,
     clip_displacement,
     gaussian_log_prob,
 )
@@ -122,12 +123,10 @@ class DDS(_FixedDurationSampler):
         n_dim = target.sub_dim
 
         def init(x: Float[Array, " dim"]) -> SamplerState:
-            return _init_state(target, x, jnp.zeros((), x.dtype))
+            return _init_state(target, x)
 
         def step(key: PRNGKey, state: SamplerState):
-            y, score = state.position, state.score
-            if detach:
-                y, score = jax.lax.stop_gradient((y, score))
+            y, score = _step_inputs(state, detach)
             t = state.step.astype(y.dtype) * dt
             f = clip_displacement(
                 self.output_scale * target.project(control(t, y, score)),

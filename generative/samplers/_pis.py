@@ -48,6 +48,7 @@ from ._common import (
     _check_settings,
     _FixedDurationSampler,
     _init_state,
+    _step_inputs,
     clip_displacement,
     gaussian_log_prob,
 )
@@ -119,12 +120,10 @@ class PIS(_FixedDurationSampler):
         reference = SDE(lambda t, x, a: jnp.zeros_like(x), lambda t, x, a: sigma)
 
         def init(x: Float[Array, " dim"]) -> SamplerState:
-            return _init_state(target, x, jnp.zeros((), x.dtype))
+            return _init_state(target, x)
 
         def step(key: PRNGKey, state: SamplerState):
-            x, score = state.position, state.score
-            if detach:
-                x, score = jax.lax.stop_gradient((x, score))
+            x, score = _step_inputs(state, detach)
             t = state.step.astype(x.dtype) * dt
             u = clip_displacement(target.project(control(t, x, score)), dt, self.max_displacement)
             controlled = SDE(lambda t_, x_, a: u, lambda t_, x_, a: sigma)

@@ -2,7 +2,7 @@ r"""One-call construction, training and sampling of a learned sampler on a syste
 
 :func:`make_sampler` builds PIS, DDS or CMCD with a fresh score-informed
 :class:`~generative.samplers.Control` and the settings the benchmark uses;
-:func:`fit_and_sample` trains it (PIS and DDS with the KL loss, CMCD with the log-variance
+:func:`make_and_train` builds and trains it, :func:`fit_and_sample` also samples it (PIS and DDS with the KL loss, CMCD with the log-variance
 loss, as in their papers) and draws a weighted population. The returned
 :class:`~thermo.paths.PathEnsemble` gives :math:`\log Z` through
 :func:`thermo.estimators.estimate_log_z`; for particle systems that is the
@@ -30,7 +30,7 @@ from ._common import (
 from ._dds import DDS
 from ._pis import PIS
 
-__all__ = ["DEFAULT_LOSS", "make_sampler", "FitResult", "fit_and_sample"]
+__all__ = ["DEFAULT_LOSS", "make_sampler", "make_and_train", "FitResult", "fit_and_sample"]
 
 #: The loss each sampler is trained with in its paper.
 DEFAULT_LOSS = {"pis": "kl", "dds": "kl", "cmcd": "log_variance"}
@@ -150,8 +150,46 @@ def fit_and_sample(
         progress: training progress bar.
         **sampler_options: passed to :func:`make_sampler`.
     """
-    target = as_target(system)
     key_net, key_train, key_sample = jr.split(key, 3)
+    target, result = make_and_train(
+        key_net,
+        key_train,
+        system,
+        method,
+        n_iters=n_iters,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        loss=loss,
+        progress=progress,
+        **sampler_options,
+    )
+    ensemble = sample_paths(key_sample, result.sampler, target, n_samples)
+    return FitResult(ensemble, result)
+
+
+def make_and_train(
+    key_net: PRNGKey,
+    key_train: PRNGKey,
+    system: Any,
+    method: str,
+    *,
+    n_iters: int = 400,
+    batch_size: int = 64,
+    learning_rate: float = 3e-3,
+    loss: str | None = None,
+    progress: bool | None = None,
+    **sampler_options: Any,
+) -> tuple[Any, SamplerTrainResult]:
+    """A fresh :func:`make_sampler` (network from ``key_net``) on
+    :func:`~generative.samplers.as_target` of ``system``, trained by
+    :func:`~generative.samplers.train_sampler` from ``key_train``.
+
+    Arguments as in :func:`fit_and_sample` (``loss`` defaults to
+    :data:`DEFAULT_LOSS` ``[method]``). Returns ``(target, result)``: the target and the
+    :class:`~generative.samplers.SamplerTrainResult` (its ``sampler``, ``losses``,
+    ``n_energy_evals``).
+    """
+    target = as_target(system)
     sampler = make_sampler(key_net, target, method, **sampler_options)
     result = train_sampler(
         key_train,
@@ -163,5 +201,4 @@ def fit_and_sample(
         learning_rate=learning_rate,
         progress=progress,
     )
-    ensemble = sample_paths(key_sample, result.sampler, target, n_samples)
-    return FitResult(ensemble, result)
+    return target, result

@@ -116,6 +116,20 @@ _PROCESS2 = VE(sigma_min=0.01, sigma_max=2.0, particles=(N2, D2))
 _paths = eqx.filter_jit(reverse_path_log_weights)
 
 
+def _check_log_z(paths, label: str, digits: int = 4):
+    """``estimate_log_z`` of the paths' weights, asserted within 4 standard errors of the
+    closed form; returns the estimate and the closed form."""
+    est = estimate_log_z(paths.log_weights)
+    truth = exact_log_z(N2, D2)
+    n = paths.log_weights.shape[0]
+    print(
+        f"{label}: log Z {float(est.value):.{digits}f} +- {float(est.std_err):.{digits}f} "
+        f"(exact {truth:.{digits}f}), ESS {float(est.ess):.0f}/{n}"
+    )
+    assert abs(float(est.value) - truth) < 4.0 * float(est.std_err)
+    return est, truth
+
+
 def _exact_score(t, x, args=None):
     _, std = _PROCESS2.marginal_coefficients(t)
     return -x / (1.0 / (BETA * K_SPRING) + std**2)
@@ -125,13 +139,7 @@ def test_path_log_weights_with_the_exact_score_give_log_z():
     paths = _paths(
         jr.key(0), _PROCESS2, _exact_score, _ENERGY2, 2000, N2 * D2, beta=BETA, n_steps=50
     )
-    est = estimate_log_z(paths.log_weights)
-    truth = exact_log_z(N2, D2)
-    print(
-        f"exact score: log Z {float(est.value):.4f} +- {float(est.std_err):.4f} "
-        f"(exact {truth:.4f}), ESS {float(est.ess):.0f}/2000"
-    )
-    assert abs(float(est.value) - truth) < 4.0 * float(est.std_err)
+    est, truth = _check_log_z(paths, "exact score")
     assert float(est.ess) > 1000  # the exact score leaves only discretisation noise
     # the samples live in the CoM-free subspace
     np.testing.assert_allclose(paths.samples.reshape(-1, N2, D2).sum(1), 0.0, atol=1e-10)
@@ -215,13 +223,7 @@ def test_path_log_weights_are_unbiased_for_a_wrong_score():
         return 0.8 * _exact_score(t, x)
 
     paths = _paths(jr.key(1), _PROCESS2, weak, _ENERGY2, 2000, N2 * D2, beta=BETA, n_steps=50)
-    est = estimate_log_z(paths.log_weights)
-    truth = exact_log_z(N2, D2)
-    print(
-        f"weak score: log Z {float(est.value):.4f} +- {float(est.std_err):.4f} "
-        f"(exact {truth:.4f}), ESS {float(est.ess):.0f}/2000"
-    )
-    assert abs(float(est.value) - truth) < 4.0 * float(est.std_err)
+    est, _ = _check_log_z(paths, "weak score")
     assert float(est.ess) < 1900  # the weights really are spread
 
 
@@ -238,13 +240,7 @@ def test_probability_flow_log_weights_give_log_z():
         rtol=1e-6,
         atol=1e-6,
     )
-    est = estimate_log_z(paths.log_weights)
-    truth = exact_log_z(N2, D2)
-    print(
-        f"probability flow, exact score: log Z {float(est.value):.5f} +- "
-        f"{float(est.std_err):.5f} (exact {truth:.5f}), ESS {float(est.ess):.0f}/200"
-    )
-    assert abs(float(est.value) - truth) < 4.0 * float(est.std_err)
+    _check_log_z(paths, "probability flow, exact score", digits=5)
 
 
 def test_bad_settings_are_rejected():

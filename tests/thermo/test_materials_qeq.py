@@ -34,10 +34,21 @@ def _triclinic_structure():
     return symbols, frac @ cell, cell
 
 
-@pytest.mark.parametrize("total", [0.0, 1.0, -2.5])
-def test_total_charge_is_conserved(total):
+@pytest.mark.parametrize(
+    "charges_fn, total",
+    [
+        (qeq.qeq_charges, 0.0),
+        (qeq.qeq_charges, 1.0),
+        (qeq.qeq_charges, -2.5),
+        (qeq.eqeq_charges, 0.0),
+        (qeq.eqeq_charges, 1.0),
+    ],
+    ids=["qeq-0", "qeq-1", "qeq-m2.5", "eqeq-0", "eqeq-1"],
+)
+def test_total_charge_is_conserved(charges_fn, total):
+    # QEq and EQeq (test_materials_eqeq.py) alike
     symbols, pos, cell = _triclinic_structure()
-    res = qeq.qeq_charges(symbols, pos, cell, total_charge=total)
+    res = charges_fn(symbols, pos, cell, total_charge=total)
     assert abs(res.charges.sum() - total) < 1e-10
     assert np.all(np.isfinite(res.charges))
 

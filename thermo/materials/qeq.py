@@ -178,9 +178,10 @@ def _shifts(cell_rows: np.ndarray, r_real: float) -> np.ndarray:
     return np.stack(grid, -1).reshape(-1, 3).astype(np.float64)
 
 
-@functools.partial(jax.jit, static_argnames=("gaussian",))
-def _real_space_matrix(frac, cell, shifts, alpha, beta, r_cut, r_shield, *, gaussian):
-    """:math:`\\sum_n' [\\operatorname{erfc}(\\alpha r) - \\operatorname{erfc}(\\beta r)]/r`."""
+def _image_sum(frac, cell, shifts, pair_term):
+    """:math:`\\sum_{\\mathbf n} f(r_{ij,\\mathbf n})` over the image ``shifts`` (a scan):
+    ``pair_term(r2, self_term)`` maps the ``(n, n)`` squared image distances and the mask of
+    the :math:`i = j, \\mathbf n = 0` self terms to the ``(n, n)`` summand."""
     n = frac.shape[0]
     d0 = frac[:, None, :] - frac[None, :, :]
     d0 = d0 - jnp.round(d0)
@@ -189,15 +190,24 @@ def _real_space_matrix(frac, cell, shifts, alpha, beta, r_cut, r_shield, *, gaus
     def body(acc, s):
         d = (d0 + s[None, None, :]) @ cell
         r2 = jnp.sum(d * d, axis=-1)
-        self_term = eye & jnp.all(s == 0)
+        return acc + pair_term(r2, eye & jnp.all(s == 0)), None
+
+    out, _ = jax.lax.scan(body, jnp.zeros((n, n)), shifts)
+    return out
+
+
+@functools.partial(jax.jit, static_argnames=("gaussian",))
+def _real_space_matrix(frac, cell, shifts, alpha, beta, r_cut, r_shield, *, gaussian):
+    """:math:`\\sum_n' [\\operatorname{erfc}(\\alpha r) - \\operatorname{erfc}(\\beta r)]/r`."""
+
+    def term(r2, self_term):
         r = jnp.sqrt(jnp.where(self_term, 1.0, r2))
         val = jnp.where((r < r_cut) & ~self_term, erfc(alpha * r) / r, 0.0)
         if gaussian:
             val = val - jnp.where((r < r_shield) & ~self_term, erfc(beta * r) / r, 0.0)
-        return acc + val, None
+        return val
 
-    out, _ = jax.lax.scan(body, jnp.zeros((n, n)), shifts)
-    return out
+    return _image_sum(frac, cell, shifts, term)
 
 
 @jax.jit
@@ -441,21 +451,14 @@ def qeq_charges(
 @jax.jit
 def _overlap_matrix(frac, cell, shifts, a, r_max):
     """:math:`\\sum_n' e^{-a_{ij}^2R^2}(2a_{ij} - a_{ij}^2R - 1/R)`, images within ``r_max``."""
-    n = frac.shape[0]
-    d0 = frac[:, None, :] - frac[None, :, :]
-    d0 = d0 - jnp.round(d0)
-    eye = jnp.eye(n, dtype=bool)
 
-    def body(acc, s):
-        d = (d0 + s[None, None, :]) @ cell
-        r2 = jnp.sum(d * d, axis=-1)
-        skip = (eye & jnp.all(s == 0)) | (r2 >= r_max * r_max)
+    def term(r2, self_term):
+        skip = self_term | (r2 >= r_max * r_max)
         r = jnp.sqrt(jnp.where(skip, 1.0, r2))
         val = jnp.exp(-a * a * r * r) * (2.0 * a - a * a * r - 1.0 / r)
-        return acc + jnp.where(skip, 0.0, val), None
+        return jnp.where(skip, 0.0, val)
 
-    out, _ = jax.lax.scan(body, jnp.zeros((n, n)), shifts)
-    return out
+    return _image_sum(frac, cell, shifts, term)
 
 
 def _overlap_cutoff(a_min: float, precision: float) -> float:
