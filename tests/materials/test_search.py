@@ -311,6 +311,48 @@ def test_cheap_design_runs_only_the_cheap_fidelity(strategy):
         search.replay(jr.PRNGKey(0), x, v, c, budget=10, strategy=strategy, design="bogus")
 
 
+def test_gittins_index_solves_ei_equals_cost():
+    """The reservation value g solves EI(mu, sigma, g) = c (checked by a root finder), is
+    mu - c for a known value, and falls with the cost and rises with the uncertainty."""
+    from scipy.optimize import brentq
+
+    mean = np.array([0.0, 1.5, -2.0, 3.0, 0.0])
+    sd = np.array([1.0, 0.3, 2.0, 1e-9, 5.0])
+    cost = np.array([0.1, 1e-3, 0.5, 0.2, 40.0])
+    g = search.gittins_index(mean, sd, cost)
+    for m, s_, c_, g_ in zip(mean, sd, cost, g, strict=True):
+
+        def excess(t, m=m, s_=s_, c_=c_):
+            return search.expected_improvement(m, s_, t) - c_
+
+        ref = brentq(excess, m - 60 * s_ - c_, m + 60)
+        np.testing.assert_allclose(g_, ref, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(g[3], 3.0 - 0.2, atol=1e-9)  # sigma -> 0: g = mu - c
+    costs = np.array([1e-4, 1e-2, 1.0])
+    assert np.all(np.diff(search.gittins_index(0.0, 1.0, costs)) < 0)
+    assert np.all(np.diff(search.gittins_index(0.0, np.array([0.5, 1.0, 2.0]), 0.1)) > 0)
+    with pytest.raises(ValueError, match="cost"):
+        search.gittins_index(0.0, 1.0, -1.0)
+
+
+def test_gittins_acquisition_finds_best_and_validates():
+    x, v, c = _library()
+    best = int(np.argmax(v[1]))
+    kw = dict(budget=1e9, strategy="multi_fidelity", stop_index=best, acquisition="gittins")
+    r = search.replay(jr.PRNGKey(0), x, v, c, **kw)
+    assert r.best_index == best
+    assert len(set(r.history)) == len(r.history)
+    assert r.cost[-1] < 0.5 * c[1].sum()
+    with pytest.raises(ValueError, match="acquisition"):
+        search.replay(
+            jr.PRNGKey(0), x, v, c, budget=10, strategy="multi_fidelity", acquisition="ucb"
+        )
+    with pytest.raises(ValueError, match="gittins_lambda"):
+        search.replay(
+            jr.PRNGKey(0), x, v, c, budget=10, strategy="multi_fidelity", gittins_lambda=0.0
+        )
+
+
 # --------------------------------------------------------------------------------------
 # Kennedy-O'Hagan autoregressive co-kriging (surrogate.AutoregressiveGP)
 # --------------------------------------------------------------------------------------

@@ -10,11 +10,13 @@ from .executors import ProcessPoolExecutor as ProcessPoolExecutor
 from .fidelity import CandidateSpace as CandidateSpace
 from .fidelity import Fidelity as Fidelity
 from .fidelity import ReplayFidelity as ReplayFidelity
+from .loop import ACQUISITIONS as ACQUISITIONS
 from .loop import DESIGNS as DESIGNS
 from .loop import STRATEGIES as STRATEGIES
 from .loop import SURROGATES as SURROGATES
 from .loop import SearchResult as SearchResult
 from .loop import expected_improvement as expected_improvement
+from .loop import gittins_index as gittins_index
 from .loop import log_expected_improvement as log_expected_improvement
 from .loop import max_diverse_design as max_diverse_design
 from .loop import replay as replay

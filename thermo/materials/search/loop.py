@@ -62,11 +62,13 @@ from .store import Evaluation, EvaluationStore, code_version
 from .surrogate import AutoregressiveGP, MultiFidelityGP
 
 __all__ = [
+    "ACQUISITIONS",
     "DESIGNS",
     "STRATEGIES",
     "SURROGATES",
     "SearchResult",
     "expected_improvement",
+    "gittins_index",
     "log_expected_improvement",
     "max_diverse_design",
     "replay",
@@ -76,6 +78,7 @@ __all__ = [
 STRATEGIES = ("random", "single_fidelity", "multi_fidelity", "boltzmann")
 SURROGATES = ("autoregressive", "coregional")
 DESIGNS = ("all", "cheap")
+ACQUISITIONS = ("ei_per_cost", "gittins")
 
 
 class SearchResult(NamedTuple):
@@ -101,6 +104,40 @@ def expected_improvement(mean, sd, best):
     mean, sd = np.asarray(mean, float), np.maximum(np.asarray(sd, float), 1e-12)
     z = (mean - best) / sd
     return (mean - best) * norm.cdf(z) + sd * norm.pdf(z)
+
+
+def gittins_index(mean, sd, cost):
+    r"""Pandora's-box reservation values :math:`g` (Weitzman 1979; Xie et al. 2024, PBGI):
+    the solution of :math:`\mathrm{EI}(\mu, \sigma, g) = c`.
+
+    With :math:`g = \mu - \sigma u`, :math:`\mathrm{EI} = \sigma h(u)`,
+    :math:`h(u) = \varphi(u) + u\Phi(u)` increasing, so :math:`u = h^{-1}(c/\sigma)`: found
+    by bisection on :math:`\log h` (:func:`log_expected_improvement`) where
+    :math:`c/\sigma < 10`, else :math:`u = c/\sigma` (there :math:`h(u) - u < 10^{-23}`).
+    A box is worth opening while its index exceeds the best value in hand: the index falls
+    with the cost and rises with the uncertainty.
+
+    Args:
+        mean, sd: posterior mean and standard deviation of each box's value.
+        cost: the price of opening each box, in the value's units (``>= 0``).
+    """
+    mean, sd, cost = np.broadcast_arrays(*(np.asarray(a, float) for a in (mean, sd, cost)))
+    if np.any(cost < 0) or np.any(sd < 0):
+        raise ValueError("gittins_index: cost and sd must be >= 0")
+    sd = np.maximum(sd, 1e-12)
+    t = cost / sd
+    u = t.copy()
+    small = t < 10.0
+    if small.any():
+        log_t = np.log(np.maximum(t[small], 1e-300))
+        lo, hi = np.full(log_t.shape, -40.0), np.full(log_t.shape, 10.0)
+        for _ in range(80):
+            mid = 0.5 * (lo + hi)
+            above = log_expected_improvement(mid, 1.0, 0.0) > log_t
+            hi = np.where(above, mid, hi)
+            lo = np.where(above, lo, mid)
+        u[small] = 0.5 * (lo + hi)
+    return mean - sd * u
 
 
 def log_expected_improvement(mean, sd, best):
@@ -171,12 +208,15 @@ class _Strategy:
         cost_model,
         surrogate="autoregressive",
         design="all",
+        acquisition="ei_per_cost",
+        gittins_lambda=0.01,
     ):
         self.name, self.key, self.space, self.n_fid = name, key, space, n_fid
         self.n_init, self.cost_guess = n_init, np.asarray(cost_guess, float)
         self.lambda0, self.lambda_rate = lambda0, lambda_rate
         self.cost_model = cost_model
         self.surrogate = surrogate
+        self.acquisition, self.gittins_lambda = acquisition, float(gittins_lambda)
         n = len(space)
         self.order = np.asarray(jr.permutation(jr.fold_in(key, 0), n))
         self.gp = None
@@ -279,7 +319,44 @@ class _Strategy:
             out[lvl, seen] = np.array([c0[int(i)] for i in seen]) * ratio
         return out
 
+    def _gittins(self, s, gp, q):
+        r"""Cost-aware choice by Pandora's-box indices (:func:`gittins_index`).
+
+        Values are in units of the spread of the top-fidelity values seen so far, costs in
+        units of the expected mean top-fidelity cost, times ``gittins_lambda``. Opening
+        :math:`(x, L-1)` reveals :math:`f_{L-1}(x) \sim \mathcal N(\mu, \sigma^2)` at cost
+        :math:`c_{L-1}(x)`. A cheaper fidelity :math:`l` reveals no top value itself: it
+        moves the top posterior mean to :math:`\mu' \sim \mathcal N(\mu, (\rho\sigma)^2)`
+        (:math:`\rho` the posterior correlation of :math:`f_l(x)` and :math:`f_{L-1}(x)`),
+        after which the top value is nearly known and is claimed at cost :math:`c_{L-1}(x)`:
+        the nested box's index is that of :math:`\mu' - c_{L-1}(x)` at cost :math:`c_l(x)`
+        (exact as :math:`\rho \to 1`). The ``q`` highest indices over open pairs are run.
+        """
+        top = self.n_fid - 1
+        mean, sd = gp.predict(top)
+        y_top = s.y[s.lvl == top]
+        scale = float(y_top.std()) if len(y_top) > 1 and y_top.std() > 0 else float(sd.mean())
+        cost = self._expected_costs(s)
+        c_unit = self._expected_cost(s, top)
+        lam = self.gittins_lambda * scale / c_unit
+        index = np.empty((self.n_fid, s.n))
+        index[top] = gittins_index(mean, sd, lam * cost[top])
+        for lvl in range(top):
+            _, sd_l = gp.predict(lvl)
+            rho = np.clip(gp.cross_cov(lvl, top) / np.maximum(sd_l * sd, 1e-300), 0.0, 1.0)
+            index[lvl] = gittins_index(mean - lam * cost[top], rho * sd, lam * cost[lvl])
+        for c, lvl in s.done:
+            index[lvl, c] = -np.inf
+        flat = np.argsort(-index, axis=None, kind="stable")[:q]
+        return [
+            (int(c), int(lvl))
+            for lvl, c in zip(*np.unravel_index(flat, index.shape), strict=True)
+            if index[lvl, c] > -np.inf
+        ]
+
     def _multi_fidelity(self, s, gp, q):
+        if self.acquisition == "gittins":
+            return self._gittins(s, gp, q)
         top = self.n_fid - 1
         mean, sd = gp.predict(top)
         log_ei = log_expected_improvement(mean, sd, self._best_top(s, gp, top))
@@ -388,6 +465,8 @@ def run_loop(
     surrogate: str = "autoregressive",
     n_particles: int = 256,
     design: str = "all",
+    acquisition: str = "ei_per_cost",
+    gittins_lambda: float = 0.01,
 ) -> SearchResult:
     """Run (or resume) a search until ``budget`` is spent.
 
@@ -428,6 +507,14 @@ def run_loop(
             the design's space-filling (often atypical, so unpromising) candidates; the
             discrepancy's hyperparameters start from the a-priori
             :data:`~thermo.materials.search.surrogate.AR_PRIOR`.
+        acquisition: ``multi_fidelity`` only: ``"ei_per_cost"`` (Gantzler et al.: top-fidelity
+            log EI, plus the log fidelity correlation for a cheaper fidelity, minus the log
+            expected cost) or ``"gittins"`` (Pandora's-box indices, ``_Strategy._gittins``:
+            a costly but near-certain best candidate is run before cheaper, less promising
+            ones, which EI per cost does not do).
+        gittins_lambda: ``"gittins"`` only: the price of one mean top-fidelity evaluation in
+            units of the spread of the top-fidelity values (small: the index is nearly the
+            posterior mean; large: cheap boxes first).
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
@@ -443,6 +530,10 @@ def run_loop(
         raise ValueError(f"n_particles must be >= 2, got {n_particles}")
     if design not in DESIGNS:
         raise ValueError(f"design must be one of {DESIGNS}, got {design!r}")
+    if acquisition not in ACQUISITIONS:
+        raise ValueError(f"acquisition must be one of {ACQUISITIONS}, got {acquisition!r}")
+    if not (np.isfinite(gittins_lambda) and gittins_lambda > 0):
+        raise ValueError(f"gittins_lambda must be positive and finite, got {gittins_lambda}")
     n_fid = len(fidelities)
     if cost_guess is None:
         cost_guess = [f.mean_cost if isinstance(f, ReplayFidelity) else 1.0 for f in fidelities]
@@ -460,6 +551,8 @@ def run_loop(
         cost_model=cost_model,
         surrogate=surrogate,
         design=design,
+        acquisition=acquisition,
+        gittins_lambda=gittins_lambda,
     )
     strat.n_particles = int(n_particles)
     evals = store.evaluations()
