@@ -160,6 +160,20 @@ def log_expected_improvement(mean, sd, best):
     return out.reshape(np.shape(z0)) + np.log(sd)
 
 
+def _best_open_pairs(score: np.ndarray, done, q: int) -> list[tuple[int, int]]:
+    """The ``q`` highest-scoring ``(candidate, fidelity)`` pairs of a ``(n_fid, n)`` score
+    that are not in ``done`` (ties in a stable order)."""
+    score = score.copy()
+    for c, lvl in done:
+        score[lvl, c] = -np.inf
+    flat = np.argsort(-score, axis=None, kind="stable")[:q]
+    return [
+        (int(c), int(lvl))
+        for lvl, c in zip(*np.unravel_index(flat, score.shape), strict=True)
+        if score[lvl, c] > -np.inf
+    ]
+
+
 @dataclasses.dataclass
 class _State:
     n: int
@@ -345,14 +359,7 @@ class _Strategy:
             _, sd_l = gp.predict(lvl)
             rho = np.clip(gp.cross_cov(lvl, top) / np.maximum(sd_l * sd, 1e-300), 0.0, 1.0)
             index[lvl] = gittins_index(mean - lam * cost[top], rho * sd, lam * cost[lvl])
-        for c, lvl in s.done:
-            index[lvl, c] = -np.inf
-        flat = np.argsort(-index, axis=None, kind="stable")[:q]
-        return [
-            (int(c), int(lvl))
-            for lvl, c in zip(*np.unravel_index(flat, index.shape), strict=True)
-            if index[lvl, c] > -np.inf
-        ]
+        return _best_open_pairs(index, s.done, q)
 
     def _multi_fidelity(self, s, gp, q):
         if self.acquisition == "gittins":
@@ -370,14 +377,7 @@ class _Strategy:
             rho = gp.cross_cov(lvl, top) / np.maximum(sd_l * sd, 1e-300)
             with np.errstate(divide="ignore"):
                 score[lvl] = log_ei + np.log(np.maximum(rho, 0.0)) - log_cost[lvl]
-        for c, lvl in s.done:
-            score[lvl, c] = -np.inf
-        flat = np.argsort(-score, axis=None, kind="stable")[:q]
-        return [
-            (int(c), int(lvl))
-            for lvl, c in zip(*np.unravel_index(flat, score.shape), strict=True)
-            if score[lvl, c] > -np.inf
-        ]
+        return _best_open_pairs(score, s.done, q)
 
     def _scores(self, gp, level):
         mean, _ = gp.predict(level)
