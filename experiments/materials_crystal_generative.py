@@ -70,7 +70,15 @@ from thermo.materials import (
 from thermo.metrics import energy_w2
 from thermo.smc import systematic_resampling
 
-__all__ = ["Config", "compare", "frenkel_ladd_system", "generative_system", "main", "run"]
+__all__ = [
+    "Config",
+    "compare",
+    "frenkel_ladd_system",
+    "generative_system",
+    "main",
+    "path_weight_free_energy",
+    "run",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,18 +167,20 @@ def _system(rho, n_cells, r_cut):
     return pos, box, disp, lj_energy_fn(disp, r_cut=r_cut)
 
 
-def generative_system(key, config: Config, t, rho, n_cells, r_cut, n_chains, n_stages) -> dict:
-    """Model, AIS free energy and structure checks of one system (no Frenkel–Ladd)."""
-    k_fit, k_prod, k_res, k_fin, _, k_mc = jr.split(key, 6)
+def path_weight_free_energy(
+    k_fit, k_prod, t, rho, n_cells, r_cut, n_chains, n_stages, *, n_chains_fit, n_stages_fit
+) -> dict:
+    """The generative route's free energy of one crystal (model, refit, production AIS).
+
+    Returns a dict with ``gen`` (:func:`generative.periodic.crystal_excess_free_energy`),
+    the production AIS result ``res``, the refit ``model``, the fitting run ``fit``, the
+    weighted ``msd``, the system ``(pos, box, disp, u_fn)``, ``evals`` and the timings.
+    """
     pos, box, disp, u_fn = _system(rho, n_cells, r_cut)
     n = pos.shape[0]
-    sites = jnp.asarray(pos)
-    a_nn = (4.0 / rho) ** (1.0 / 3.0) / np.sqrt(2.0)
     t0, c0 = time.perf_counter(), time.process_time()
     model0 = lattice_gaussian_from_hessian(u_fn, pos, box, t)
-    fit = lattice_free_energy(
-        k_fit, model0, u_fn, t, n_chains=config.n_chains_fit, n_stages=config.n_stages_fit
-    )
+    fit = lattice_free_energy(k_fit, model0, u_fn, t, n_chains=n_chains_fit, n_stages=n_stages_fit)
     model = lattice_gaussian_from_samples(fit.positions, pos, box, log_weights=fit.log_weights)
     res = lattice_free_energy(k_prod, model, u_fn, t, n_chains=n_chains, n_stages=n_stages)
     res.log_weights.block_until_ready()
@@ -186,18 +196,52 @@ def generative_system(key, config: Config, t, rho, n_cells, r_cut, n_chains, n_s
         t,
         float(res.log_q_com),
         float(res.log_z_std),
-        lattice_energy_cut=float(u_fn(sites)) / n,
+        lattice_energy_cut=float(u_fn(jnp.asarray(pos))) / n,
         lattice_energy_full=float(fcc_lattice_energy(rho)),
         msd=msd,
         r_cut=r_cut,
     )
-    evals_gen = 3 * n + int(fit.n_energy_evals) + int(res.n_energy_evals)
+    evals = 3 * n + int(fit.n_energy_evals) + int(res.n_energy_evals)
     print(
         f"N={n} T*={t} rho*={rho}: generative beta A/N = {gen['value']:.5f} +- {gen['std_err']:.5f} "
         f"(ESS {float(res.ess) / n_chains:.2f}, k {float(res.pareto_k):.2f}, "
-        f"{evals_gen} evals, {c_gen:.0f} CPU s, {t_gen:.0f} s wall)",
+        f"{evals} evals, {c_gen:.0f} CPU s, {t_gen:.0f} s wall)",
         flush=True,
     )
+    return {
+        "gen": gen,
+        "res": res,
+        "model": model,
+        "fit": fit,
+        "msd": msd,
+        "system": (pos, box, disp, u_fn),
+        "evals": evals,
+        "wall_s": t_gen,
+        "cpu_s": c_gen,
+    }
+
+
+def generative_system(key, config: Config, t, rho, n_cells, r_cut, n_chains, n_stages) -> dict:
+    """Model, AIS free energy and structure checks of one system (no Frenkel–Ladd)."""
+    k_fit, k_prod, k_res, k_fin, _, k_mc = jr.split(key, 6)
+    pw = path_weight_free_energy(
+        k_fit,
+        k_prod,
+        t,
+        rho,
+        n_cells,
+        r_cut,
+        n_chains,
+        n_stages,
+        n_chains_fit=config.n_chains_fit,
+        n_stages_fit=config.n_stages_fit,
+    )
+    pos, box, disp, u_fn = pw["system"]
+    gen, res, model, fit, msd = pw["gen"], pw["res"], pw["model"], pw["fit"], pw["msd"]
+    evals_gen, t_gen, c_gen = pw["evals"], pw["wall_s"], pw["cpu_s"]
+    n = pos.shape[0]
+    sites = jnp.asarray(pos)
+    a_nn = (4.0 / rho) ** (1.0 / 3.0) / np.sqrt(2.0)
     # structure: resample, target sweeps, vs long MCMC
     idx = systematic_resampling(k_res, jnp.asarray(res.log_weights))
     x_res = res.positions[idx]

@@ -44,6 +44,7 @@ _MODULES: dict[str, str] = {
     "materials_mof_screen": "experiments.materials_mof_screen",
     "materials_periodic_generative": "experiments.materials_periodic_generative",
     "materials_crystal_generative": "experiments.materials_crystal_generative",
+    "materials_coexistence": "experiments.materials_coexistence",
     "mcmc_baselines": "experiments.mcmc_baselines",
     "diffusion_samplers": "experiments.diffusion_samplers",
     "particle_sampler": "experiments.particle_sampler",

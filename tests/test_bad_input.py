@@ -441,6 +441,22 @@ CASES = [
         "temperature must",
     ),
     (
+        "lj fluid initial positions shape",
+        lambda: materials.sample_lj_fluid(
+            KEY, temperature=1.0, density=0.5, n_cells=2, initial_positions=np.zeros((31, 3))
+        ),
+        ValueError,
+        "initial_positions must be",
+    ),
+    (
+        "beyond-cut r_max past the images",
+        lambda: materials.lj_beyond_cut_energy(
+            np.zeros((4, 3)), np.ones(3) * 4.0, r_cut=2.0, r_max=7.0
+        ),
+        ValueError,
+        "r_max",
+    ),
+    (
         "lj fluid thin 2.7",
         lambda: materials.sample_lj_fluid(KEY, temperature=1.0, density=0.5, thin=2.7),
         ValueError,

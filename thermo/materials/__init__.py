@@ -23,6 +23,11 @@ from .cells import neighbor_list as neighbor_list
 from .cells import periodic_space as periodic_space
 from .cells import perpendicular_widths as perpendicular_widths
 from .cells import replicas_for_cutoff as replicas_for_cutoff
+from .coexistence import Coexistence as Coexistence
+from .coexistence import FreeEnergyCurve as FreeEnergyCurve
+from .coexistence import coexistence as coexistence
+from .coexistence import fit_compressibility as fit_compressibility
+from .coexistence import fit_excess_free_energy as fit_excess_free_energy
 from .eos import jzg_excess_energy as jzg_excess_energy
 from .eos import jzg_excess_free_energy as jzg_excess_free_energy
 from .eos import jzg_pressure as jzg_pressure
@@ -65,6 +70,7 @@ from .gcmc import gcmc_step as gcmc_step
 from .gcmc import gcmc_system as gcmc_system
 from .gcmc import gcmc_total_energy as gcmc_total_energy
 from .gcmc import peng_robinson_fugacity_coefficients as peng_robinson_fugacity_coefficients
+from .lj import lj_beyond_cut_energy as lj_beyond_cut_energy
 from .lj import lj_energy_fn as lj_energy_fn
 from .lj import lj_neighbor_energy_fn as lj_neighbor_energy_fn
 from .lj import lj_pair as lj_pair

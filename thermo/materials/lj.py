@@ -37,16 +37,19 @@ is the NIST convention.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax_md import smap, space
 from jaxtyping import Array, Float
 
 from .cells import standard_promotion
 
 __all__ = [
+    "lj_beyond_cut_energy",
     "lj_pair",
     "lj_pair_virial",
     "lj_energy_fn",
@@ -200,3 +203,78 @@ def virial_pressure(virial, n_particles: int, volume, temperature):
         temperature: :math:`T` in energy units.
     """
     return n_particles * temperature / volume - virial / (3.0 * volume)
+
+
+@functools.partial(jax.jit, static_argnames=("r_cut", "r_max", "sigma", "epsilon"))
+def _beyond_cut_batch(x, sides, *, r_cut, r_max, sigma, epsilon):
+    shifts = (
+        jnp.stack(
+            jnp.meshgrid(*(jnp.arange(-1, 2, dtype=x.dtype),) * 3, indexing="ij"), -1
+        ).reshape(-1, 3)
+        * sides[None, :]
+    )
+    n = x.shape[-2]
+    density = n / jnp.prod(sides)
+
+    def one(xi):
+        d = xi[:, None, :] - xi[None, :, :]
+        d = d - sides[None, None, :] * jnp.round(d / sides[None, None, :])  # minimum image
+
+        def shell(shift):
+            r = jnp.sqrt(jnp.sum((d + shift[None, None, :]) ** 2, -1))  # one of 27 images
+            inside = (r >= r_cut) & (r < r_max)
+            sr6 = (sigma / jnp.where(inside, r, 1.0)) ** 6
+            return jnp.sum(jnp.where(inside, 4.0 * epsilon * (sr6 * sr6 - sr6), 0.0))
+
+        pairs = 0.5 * jnp.sum(jax.lax.map(shell, shifts))
+        return pairs + n * tail_energy_per_particle(density, sigma, epsilon, r_max)
+
+    return jax.lax.map(one, x)
+
+
+def lj_beyond_cut_energy(
+    positions: Float[Array, "*batch n 3"],
+    sides,
+    *,
+    r_cut: float,
+    r_max: float | None = None,
+    sigma: float = 1.0,
+    epsilon: float = 1.0,
+) -> Float[Array, " *batch"]:
+    r""":math:`U_{\rm full} - U_{\rm cut}` of configurations in an orthorhombic cell.
+
+    The pairs (over the periodic images) at :math:`r_c \le r < r_{\max}`, each once, plus
+    the homogeneous tail beyond :math:`r_{\max}` (:func:`tail_energy_per_particle`
+    times :math:`N`). Unlike the tail correction it sees the configuration's structure
+    between :math:`r_c` and :math:`r_{\max}`: in a crystal with a neighbour shell near
+    the cut, :math:`-k_BT\ln\langle e^{-\beta(U_{\rm full}-U_{\rm cut})}\rangle_{\rm cut}`
+    over samples of the cut system is the free-energy difference to the full potential.
+
+    Args:
+        positions: ``(n, 3)`` or ``(m, n, 3)`` real coordinates (wrapped or not).
+        sides: ``(3,)`` cell lengths.
+        r_cut: the cut of the sampled system.
+        r_max: the explicit sum's reach (default 1.4 times the shortest side; at most 1.5
+            times, the reach of the 27 images summed).
+    """
+    x = jnp.asarray(positions)
+    sides_np = np.asarray(sides, np.float64)
+    if x.ndim not in (2, 3) or x.shape[-1] != 3 or sides_np.shape != (3,):
+        raise ValueError(
+            f"positions must be (n, 3) or (m, n, 3) and sides (3,), got {x.shape}, {sides_np.shape}"
+        )
+    short = float(sides_np.min())
+    r_max = 1.4 * short if r_max is None else float(r_max)
+    if not 0 < r_cut < r_max <= 1.5 * short:
+        raise ValueError(
+            f"need 0 < r_cut ({r_cut}) < r_max ({r_max}) <= 1.5 x the shortest side ({short})"
+        )
+    out = _beyond_cut_batch(
+        x.reshape(-1, *x.shape[-2:]),
+        jnp.asarray(sides_np, x.dtype),
+        r_cut=float(r_cut),
+        r_max=r_max,
+        sigma=float(sigma),
+        epsilon=float(epsilon),
+    )
+    return out.reshape(x.shape[:-2])

@@ -303,6 +303,7 @@ def sample_lj_fluid(
     target_acceptance: float = 0.4,
     record_configurations: bool = False,
     initial_step_size: float | None = None,
+    initial_positions=None,
 ) -> LJFluidRun:
     r"""NVT Metropolis MC of the hard-cut, tail-corrected LJ fluid from an FCC start.
 
@@ -317,7 +318,10 @@ def sample_lj_fluid(
     call (or another state point with the same ``N``) compiles nothing.
 
     ``initial_step_size`` is the first maximal displacement (default
-    :math:`0.1\,\rho^{-1/3}`, a tenth of the mean spacing).
+    :math:`0.1\,\rho^{-1/3}`, a tenth of the mean spacing). ``initial_positions``
+    (``(N, 3)`` or ``(n_chains, N, 3)``, in the cell of ``density``) replaces the FCC
+    start, e.g. a configuration melted at a higher temperature, so that a dense liquid
+    does not start as a superheated crystal.
 
     Returns:
         :class:`LJFluidRun`.
@@ -368,6 +372,16 @@ def sample_lj_fluid(
         )
         return (out, None) if stage == "equilibrate" else out
 
+    if initial_positions is not None:
+        x0 = np.asarray(initial_positions, np.float64)
+        if x0.shape not in ((n, 3), (n_chains, n, 3)):
+            raise ValueError(
+                f"initial_positions must be ({n}, 3) or ({n_chains}, {n}, 3) for n_cells="
+                f"{n_cells} and n_chains={n_chains}, got {x0.shape}"
+            )
+        if not np.all(np.isfinite(x0)):
+            raise ValueError("initial_positions must be finite")
+        pos = np.mod(x0, np.diag(box))  # wrap into the cubic cell
     disp, shift = periodic_space(box)
     k0 = displacement_mc(disp, shift, temperature=temperature, step_size=0.1, r_cut=r_cut)
     states = jax.vmap(k0.init)(jnp.broadcast_to(jnp.asarray(pos), (n_chains, n, 3)))
