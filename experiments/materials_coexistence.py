@@ -506,19 +506,18 @@ def _figure(res: dict):
     import matplotlib.pyplot as plt
 
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 4))
-    for t, (s_curve, l_curve) in res["curves"].items():
-        for curve, style, name in ((s_curve, "-", "solid"), (l_curve, "--", "liquid")):
-            lo, hi = curve.density_range
-            r = np.linspace(max(lo, 0.75 * hi), hi, 100)
-            ax.plot(
-                t * curve.beta_pressure(r),
-                curve.beta_chemical_potential(r),
-                style,
-                label=f"T*={t:g} {name}",
-            )
-    ax.set_xlabel("P*")
-    ax.set_ylabel(r"$\beta\mu$ (+ const)")
-    ax.legend(fontsize=7)
+    for i, (t, (s_curve, l_curve)) in enumerate(res["curves"].items()):
+        rs = np.linspace(*s_curve.density_range, 200)
+        lo, hi = l_curve.density_range
+        rl = np.linspace(max(lo, 0.8 * hi), hi, 200)
+        p_s, p_l = t * s_curve.beta_pressure(rs), t * l_curve.beta_pressure(rl)
+        mu_l = np.interp(p_s, p_l, l_curve.beta_chemical_potential(rl), left=np.nan, right=np.nan)
+        ax.plot(p_s, s_curve.beta_chemical_potential(rs) - mu_l, c=f"C{i}", label=f"T* = {t:g}")
+        ax.axvline(agrawal_kofke_pressure(t), c=f"C{i}", ls=":", lw=1)
+    ax.axhline(0.0, c="k", lw=0.8)
+    ax.set_xlabel("P*  (dotted: Agrawal-Kofke form, van der Hoef constants)")
+    ax.set_ylabel(r"$\beta(\mu_{\rm solid} - \mu_{\rm liquid})$")
+    ax.legend(fontsize=8)
     tt = np.linspace(0.8, 2.2, 50)
     md = np.array([mastny_de_pablo_densities(x) for x in tt])
     bx.plot(md[:, 0], tt, "k-", lw=1, label="Mastny & de Pablo solid")
