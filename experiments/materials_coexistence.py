@@ -52,7 +52,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 
-from experiments._config import Count, Positive, Seed
+from experiments._config import Count, NonNegative, Positive, Real, Seed
 from experiments._runner import uncached_stage
 from experiments.materials_crystal_generative import path_weight_free_energy
 from generative.periodic import bond_order_q6
@@ -130,8 +130,8 @@ class Config:
 
     seed: Seed = 1995
     temperatures: tuple[Positive, ...] = (2.0, 1.5, 1.0)
-    solid_offsets: tuple[float, ...] = (0.0, 0.05, 0.1)
-    solid_extrapolation: float = 0.02
+    solid_offsets: tuple[Real, ...] = (0.0, 0.05, 0.1)
+    solid_extrapolation: NonNegative = 0.02
     solid_n_cells: Count = 3
     solid_r_cut: Positive = 2.1
     n_chains: Count = 512
@@ -140,10 +140,10 @@ class Config:
     n_stages_fit: Count = 50
     liquid_n_cells: Count = 4
     liquid_r_cut: Positive = 3.0
-    liquid_offsets: tuple[float, ...] = (-0.1, -0.05, 0.0, 0.05)
+    liquid_offsets: tuple[Real, ...] = (-0.1, -0.05, 0.0, 0.05)
     liquid_degree: Count = 2
     lobatto_nodes: Count = 6
-    virial_density: float = 0.12
+    virial_density: NonNegative = 0.12
     isotherm_min_temperature: Positive = 1.4
     beta_nodes: Count = 4
     melt_factor: Positive = 2.5
