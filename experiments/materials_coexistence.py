@@ -11,9 +11,11 @@ At each temperature :math:`T^*` (full LJ potential):
   ``solid_r_cut``, the full potential's lattice sum and thermal tail added). The finite
   size is corrected by the harmonic lattice's
   :func:`thermo.materials.harmonic_finite_size_correction` (its anharmonic part is left
-  out: at the van der Hoef state points it leaves +0.010 at :math:`T^*=2` and +0.019 at
-  :math:`T^*=1` in :math:`\beta A_{\rm ex}/N`, ``book/chapters/08_materials.md``). A
-  quadratic in density through these values is the solid's curve.
+  out: at :math:`T^*=2`, :math:`\rho^*=1.28` the path weights at N = 108 and 256 differ
+  by -0.0012 after it, ``book/chapters/08_materials.md``). A quadratic in density through
+  these values is the solid's curve. The full potential comes from an exact reweighting of
+  the population, so the answer must not depend on the hard cut: ``cut_check_r_cut``
+  reruns one node with a second cut.
 * **Liquid.** NVT Metropolis pressures (N = 256, cut ``liquid_r_cut`` with the analytic
   tail corrections; each node is melted first at ``melt_factor`` times the temperature so
   that a dense node does not start as a superheated crystal) on an isotherm window around
@@ -34,6 +36,8 @@ At each temperature :math:`T^*` (full LJ potential):
 References: Mastny & de Pablo 2007 (densities, their fits), and for the pressure van der
 Hoef 2000's Eq. 24, his refit of the Agrawal & Kofke 1995 melting-line form
 :math:`P = \beta^{-5/4} e^{-0.4759\beta^{1/2}}(16.89 - 7.2866\beta - 2.9895\beta^2)`.
+A second pressure reference that rests on no solid equation of state is the JZG liquid's
+pressure at Mastny & de Pablo's liquid density (:func:`mastny_de_pablo_jzg_pressure`).
 The expected melting densities place the density nodes only (the answer must fall inside
 the windows, or :func:`thermo.materials.coexistence` says so).
 
@@ -80,6 +84,7 @@ __all__ = [
     "agrawal_kofke_pressure",
     "main",
     "mastny_de_pablo_densities",
+    "mastny_de_pablo_jzg_pressure",
     "run",
 ]
 
@@ -98,6 +103,16 @@ def agrawal_kofke_pressure(temperature: float) -> float:
     return float(b**-1.25 * np.exp(-0.4759 * np.sqrt(b)) * (16.89 - 7.2866 * b - 2.9895 * b * b))
 
 
+def mastny_de_pablo_jzg_pressure(temperature: float) -> float:
+    """The pressure of the JZG liquid at Mastny & de Pablo's coexistence liquid density.
+
+    A second pressure reference, independent of any solid equation of state: Mastny & de
+    Pablo's densities are for the full potential and :math:`N\to\\infty`, and JZG is the
+    liquid's equation of state the liquid side is checked against.
+    """
+    return float(jzg_pressure(temperature, mastny_de_pablo_densities(temperature)[1]))
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
     """Settings.
@@ -112,6 +127,9 @@ class Config:
         solid_n_cells, solid_r_cut: the crystal (N = 4 n^3) and its hard cut.
         n_chains, n_stages: the production AIS run per solid node.
         n_chains_fit, n_stages_fit: the AIS run that refits the model.
+        cut_check_r_cut: a second hard cut (0 to skip): at the highest temperature the
+            middle solid node is rerun with it, and its full-potential value (the exact
+            reweighting) must agree with the main cut's within their standard errors.
         liquid_n_cells, liquid_r_cut: the liquid (N = 4 n^3) and its cut.
         liquid_offsets: the liquid's isotherm nodes, offsets from the expected freezing
             density (increasing); the first is the anchor of a supercritical isotherm.
@@ -138,6 +156,7 @@ class Config:
     n_stages: Count = 1000
     n_chains_fit: Count = 256
     n_stages_fit: Count = 50
+    cut_check_r_cut: NonNegative = 1.9
     liquid_n_cells: Count = 4
     liquid_r_cut: Positive = 3.0
     liquid_offsets: tuple[Real, ...] = (-0.1, -0.05, 0.0, 0.05)
@@ -168,6 +187,7 @@ class Config:
             temperatures=(2.0, 1.0),
             solid_n_cells=2,
             solid_r_cut=1.45,
+            cut_check_r_cut=1.3,
             n_chains=16,
             n_stages=10,
             n_chains_fit=16,
@@ -238,6 +258,28 @@ def solid_node(key, config: Config, t: float, rho: float) -> dict:
         "energy_evals": pw["evals"] + config.n_chains,
         "wall_s": pw["wall_s"],
         "cpu_s": pw["cpu_s"],
+    }
+
+
+def _cut_check(main_row: dict, alt_row: dict, config: Config) -> dict:
+    """The same solid node at two cuts: the exact reweighting against the lattice sum."""
+    se = float(np.hypot(main_row["std_err"], alt_row["std_err"]))
+    diff = alt_row["value_infinite"] - main_row["value_infinite"]
+    lat = alt_row["value_lattice_tail"] - main_row["value_lattice_tail"]
+    print(
+        f"  cut check rho={main_row['density']:.4f}: r_c {config.cut_check_r_cut:g} minus "
+        f"{config.solid_r_cut:g}: reweighted {diff:+.5f} (combined SE {se:.5f}); lattice sum "
+        f"+ thermal tail {lat:+.5f}",
+        flush=True,
+    )
+    return {
+        "density": main_row["density"],
+        "r_cut": config.cut_check_r_cut,
+        "value_infinite": alt_row["value_infinite"],
+        "reweighted_difference": diff,
+        "combined_std_err": se,
+        "lattice_tail_difference": lat,
+        "node": alt_row,
     }
 
 
@@ -397,6 +439,17 @@ def main(config: Config | None = None, stage=uncached_stage) -> dict:
             degree=2,
         )
         pl = plan[t]
+        cut_check = None
+        if i == 0 and config.cut_check_r_cut > 0:
+            j = len(solid) // 2
+            other = dataclasses.replace(config, solid_r_cut=config.cut_check_r_cut)
+            alt = stage(
+                f"solid_cut_check_T={t:g}",
+                partial(
+                    solid_node, jr.fold_in(jr.fold_in(ki, 4), j), other, t, solid[j]["density"]
+                ),
+            )
+            cut_check = _cut_check(solid[j], alt, config)
 
         def node(tag, j, t_node, rho, kk=ki, t=t):
             key = jr.fold_in(jr.fold_in(kk, tag), j)
@@ -432,6 +485,7 @@ def main(config: Config | None = None, stage=uncached_stage) -> dict:
         dry_curves[t] = dry
         curves[t] = (s_curve, l_curve)
         p_ref = agrawal_kofke_pressure(t)
+        p_mdp = mastny_de_pablo_jzg_pressure(t)
         window_l = (float(pl["isotherm"][0]), float(pl["isotherm"][-1]))
         # JZG's own beta a_ex at the anchor: the dry run's error there
         dry_err = dry_anchor[1] - float(jzg_excess_free_energy(t, dry_anchor[0])) / t
@@ -440,12 +494,14 @@ def main(config: Config | None = None, stage=uncached_stage) -> dict:
             "temperature": t,
             "mastny_de_pablo": {"solid": rho_s, "liquid": rho_l},
             "agrawal_kofke_vdh_pressure": p_ref,
+            "mastny_de_pablo_jzg_pressure": p_mdp,
             "liquid_anchor": anchor,
             "liquid_anchor_minus_jzg": sim_vs_jzg,
             "dry_run_anchor_error": dry_err,
             "liquid_fit_chi2_dof": l_curve.chi2_dof,
             "solid_fit_values": [r["value_infinite"] for r in solid],
             "solid_nodes": solid,
+            **({"cut_check": cut_check} if cut_check is not None else {}),
             "liquid_nodes": iso_rows,
             "lobatto_nodes": lob_rows,
             "beta_nodes": beta_rows,
@@ -483,13 +539,15 @@ def main(config: Config | None = None, stage=uncached_stage) -> dict:
             "density_liquid": co.densities[1],
             "density_liquid_std_err": co.densities_std_err[1],
             "pressure_rel_error": co.pressure / p_ref - 1.0,
+            "pressure_rel_error_mdp_jzg": co.pressure / p_mdp - 1.0,
             "density_solid_error": co.densities[0] - rho_s,
             "density_liquid_error": co.densities[1] - rho_l,
             "n_draws_failed": co.n_draws_failed,
         }
         print(
             f"T*={t:g}: P = {co.pressure:.3f} +- {co.pressure_std_err:.3f} (Agrawal-Kofke/vdH "
-            f"{p_ref:.3f}, {100 * row['pressure_rel_error']:+.1f} %), rho_s = "
+            f"{p_ref:.3f}, {100 * row['pressure_rel_error']:+.1f} %; JZG at the MdP liquid "
+            f"density {p_mdp:.3f}, {100 * row['pressure_rel_error_mdp_jzg']:+.1f} %), rho_s = "
             f"{co.densities[0]:.4f} +- {co.densities_std_err[0]:.4f} (MdP {rho_s:.4f}), rho_l = "
             f"{co.densities[1]:.4f} +- {co.densities_std_err[1]:.4f} (MdP {rho_l:.4f})",
             flush=True,
@@ -514,8 +572,9 @@ def _figure(res: dict):
         mu_l = np.interp(p_s, p_l, l_curve.beta_chemical_potential(rl), left=np.nan, right=np.nan)
         ax.plot(p_s, s_curve.beta_chemical_potential(rs) - mu_l, c=f"C{i}", label=f"T* = {t:g}")
         ax.axvline(agrawal_kofke_pressure(t), c=f"C{i}", ls=":", lw=1)
+        ax.axvline(mastny_de_pablo_jzg_pressure(t), c=f"C{i}", ls="--", lw=1)
     ax.axhline(0.0, c="k", lw=0.8)
-    ax.set_xlabel("P*  (dotted: Agrawal-Kofke form, van der Hoef constants)")
+    ax.set_xlabel("P*  (dotted: Agrawal-Kofke/van der Hoef; dashed: JZG at MdP density)")
     ax.set_ylabel(r"$\beta(\mu_{\rm solid} - \mu_{\rm liquid})$")
     ax.legend(fontsize=8)
     tt = np.linspace(0.8, 2.2, 50)

@@ -60,10 +60,10 @@ from generative.periodic import (
 )
 from thermo.kernel import run as run_kernel
 from thermo.materials import (
+    CellLJEnergy,
     fcc_lattice,
     fcc_lattice_energy,
     frenkel_ladd_mc,
-    lj_energy_fn,
     periodic_space,
     to_arrays,
 )
@@ -162,9 +162,10 @@ def _metropolis(key, disp, sites, t, r_cut, x0, n_sweeps, thin, step):
 
 
 def _system(rho, n_cells, r_cut):
+    """The FCC crystal; its energy takes the cell as an array, so densities share compiles."""
     pos, box, _ = to_arrays(fcc_lattice(n_cells, rho))
     disp, _ = periodic_space(box)
-    return pos, box, disp, lj_energy_fn(disp, r_cut=r_cut)
+    return pos, box, disp, CellLJEnergy(jnp.asarray(np.diag(np.asarray(box))), r_cut=r_cut)
 
 
 def path_weight_free_energy(

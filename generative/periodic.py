@@ -941,8 +941,15 @@ def lattice_free_energy(
             initial_step_size=initial_step_size,
         )
         schedule = jnp.asarray(t**schedule_power, dtype=model.scales.dtype)
+        # beta as an array: one compiled path for every temperature (and, with an
+        # energy_fn whose cell is an array field, every density) of the same shapes
         est, z, lw, evals, acc = _lattice_anneal(
-            key, model, energy_fn, beta, schedule, tuple(sorted(options.items()))
+            key,
+            model,
+            energy_fn,
+            jnp.asarray(beta, model.scales.dtype),
+            schedule,
+            tuple(sorted(options.items())),
         )
         x = jax.vmap(model.from_latent)(z)
     n = model.n_particles

@@ -457,6 +457,12 @@ CASES = [
         "r_max",
     ),
     (
+        "cell LJ energy sides of a matrix",
+        lambda: materials.CellLJEnergy(np.eye(3) * 4.0, r_cut=2.0),
+        ValueError,
+        "sides must have shape",
+    ),
+    (
         "lj fluid thin 2.7",
         lambda: materials.sample_lj_fluid(KEY, temperature=1.0, density=0.5, thin=2.7),
         ValueError,

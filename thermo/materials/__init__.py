@@ -70,6 +70,7 @@ from .gcmc import gcmc_step as gcmc_step
 from .gcmc import gcmc_system as gcmc_system
 from .gcmc import gcmc_total_energy as gcmc_total_energy
 from .gcmc import peng_robinson_fugacity_coefficients as peng_robinson_fugacity_coefficients
+from .lj import CellLJEnergy as CellLJEnergy
 from .lj import lj_beyond_cut_energy as lj_beyond_cut_energy
 from .lj import lj_energy_fn as lj_energy_fn
 from .lj import lj_neighbor_energy_fn as lj_neighbor_energy_fn

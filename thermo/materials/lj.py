@@ -40,6 +40,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -139,6 +140,42 @@ def lj_energy_fn(
         return lj_pair(dr, sigma, epsilon, r_cut, shift)
 
     return _jax_md_pair_energy(smap.pair, pair, displacement_fn)
+
+
+class CellLJEnergy(eqx.Module):
+    r"""Hard-cut LJ energy :math:`\sum_{i<j} u(r_{ij})` in an orthorhombic cell, the cell traced.
+
+    The same energy as :func:`lj_energy_fn` on :func:`~thermo.materials.periodic_space`
+    (minimum image, no tail), but the cell lengths are an array field: under
+    ``eqx.filter_jit`` every density with the same ``n``, cut and LJ parameters shares one
+    compiled function, where a closure over a fresh ``displacement_fn`` recompiles for
+    each cell.
+
+    Attributes:
+        sides: ``(3,)`` cell lengths.
+        r_cut, sigma, epsilon: the pair (static).
+    """
+
+    sides: Float[Array, " 3"]
+    r_cut: float = eqx.field(static=True, default=2.5)
+    sigma: float = eqx.field(static=True, default=1.0)
+    epsilon: float = eqx.field(static=True, default=1.0)
+
+    def __check_init__(self):
+        if np.shape(self.sides) != (3,):
+            raise ValueError(f"sides must have shape (3,), got {np.shape(self.sides)}")
+        if not self.r_cut > 0:
+            raise ValueError(f"r_cut must be positive, got {self.r_cut}")
+
+    def __call__(self, positions: Float[Array, "n 3"]) -> Float[Array, ""]:
+        x = jnp.asarray(positions)
+        sides = jnp.asarray(self.sides, x.dtype)[None, None, :]
+        d = x[:, None, :] - x[None, :, :]
+        d = d - sides * jnp.round(d / sides)
+        off = ~jnp.eye(x.shape[0], dtype=bool)
+        r2 = jnp.where(off, jnp.sum(d * d, -1), 1.0)  # no sqrt(0) on the diagonal
+        u = lj_pair(jnp.sqrt(r2), self.sigma, self.epsilon, self.r_cut)
+        return 0.5 * jnp.sum(jnp.where(off, u, 0.0))
 
 
 def lj_virial_fn(
