@@ -59,7 +59,18 @@ def quick_run(tmp_path_factory):
     return get
 
 
-@pytest.mark.parametrize("name", registry.names())
+#: Experiments whose quick run other tests here read too: each is an xdist group (``make
+#: test`` runs ``--dist loadgroup``), so one worker runs it once and the rest reuse it.
+_SHARED_RUNS = ("fk_compare", "headline", "jarzynski_double_well")
+
+
+def _grouped(name):
+    if name in _SHARED_RUNS:
+        return pytest.param(name, marks=pytest.mark.xdist_group(name))
+    return name
+
+
+@pytest.mark.parametrize("name", [_grouped(n) for n in registry.names()])
 def test_quick_run_end_to_end(name, quick_run):
     res = quick_run(name)
     d = res.run_dir
@@ -85,6 +96,7 @@ def test_registered_experiment_contract(name):
     assert callable(spec.run_fn) and spec.description
 
 
+@pytest.mark.xdist_group("jarzynski_double_well")
 def test_jarzynski_double_well_quick_matches_exact_free_energy(quick_run):
     """Jarzynski and the exact log-RN estimate agree with quadrature within 4 standard errors."""
     res = quick_run("jarzynski_double_well")
@@ -97,6 +109,7 @@ def test_jarzynski_double_well_quick_matches_exact_free_energy(quick_run):
         assert row["mean_work"]["value"] - exact > row["mean_work"]["std_err"]
 
 
+@pytest.mark.xdist_group("jarzynski_double_well")
 def test_same_seed_same_metrics_on_a_registered_experiment(quick_run, tmp_path):
     """The runner's promise, on a real experiment: the same seed and config give the same
     metrics on the same machine (a second run in a fresh directory, compared exactly)."""
@@ -108,6 +121,7 @@ def test_same_seed_same_metrics_on_a_registered_experiment(quick_run, tmp_path):
     assert again.metrics == first.metrics
 
 
+@pytest.mark.xdist_group("fk_compare")
 def test_fk_compare_quick_rows_spend_the_budgets_they_claim(quick_run):
     """fk_compare's MCMC rows get the corrected sampler's total budget (training included)
     or its marginal cost per sample, counted as thermo.mcmc counts (one per gradient)."""
@@ -129,6 +143,7 @@ def test_fk_compare_quick_rows_spend_the_budgets_they_claim(quick_run):
     assert rows["fk"]["log_z"]["std_err"] > 0 and rows["uncorrected"]["log_z"]["std_err"] > 0
 
 
+@pytest.mark.xdist_group("headline")
 def test_headline_fk_dds_row_is_the_pretrained_samplers_own_estimate(quick_run):
     """The headline's corrected-sampler row reports exactly what pretrained("dw4").sample
     returns for its key, with the checkpoint's training evaluations added."""

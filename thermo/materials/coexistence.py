@@ -46,6 +46,17 @@ __all__ = [
 ]
 
 
+def _polyval(x, c):
+    """``numpy.polynomial.polynomial.polyval`` (same Horner order, so the same floats), with
+    a plain-Python path for a scalar ``x``: the root finders call it a million times."""
+    if np.ndim(x) == 0:
+        x, y = float(x), 0.0
+        for ck in np.asarray(c, np.float64).tolist()[::-1]:
+            y = y * x + ck
+        return y
+    return np.polynomial.polynomial.polyval(x, c)
+
+
 class FreeEnergyCurve(NamedTuple):
     r"""A phase's :math:`\beta a_{\rm ex}(\rho) = \sum_k c_k \rho^k` on a density window.
 
@@ -66,19 +77,17 @@ class FreeEnergyCurve(NamedTuple):
     def excess_free_energy(self, density, coefficients=None):
         r""":math:`\beta a_{\rm ex}(\rho)`."""
         c = self.coefficients if coefficients is None else coefficients
-        return np.polynomial.polynomial.polyval(density, c)
+        return _polyval(density, c)
 
     def beta_pressure(self, density, coefficients=None):
         r""":math:`\beta P = \rho + \rho^2 \beta a_{\rm ex}'(\rho)`."""
-        c = self.coefficients if coefficients is None else coefficients
-        rho = np.asarray(density, np.float64)
-        return rho + rho**2 * np.polynomial.polynomial.polyval(
-            rho, np.polynomial.polynomial.polyder(c)
-        )
+        c = np.asarray(self.coefficients if coefficients is None else coefficients, np.float64)
+        rho = density if np.ndim(density) == 0 else np.asarray(density, np.float64)
+        return rho + rho**2 * _polyval(rho, c[1:] * np.arange(1.0, c.size))
 
     def beta_chemical_potential(self, density, coefficients=None):
         r""":math:`\beta\mu = \ln\rho - 1 + \beta a_{\rm ex} + \beta P/\rho`."""
-        rho = np.asarray(density, np.float64)
+        rho = density if np.ndim(density) == 0 else np.asarray(density, np.float64)
         return (
             np.log(rho)
             - 1.0
