@@ -52,7 +52,6 @@ import time
 from functools import partial
 
 import jax
-import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 
@@ -60,7 +59,7 @@ from experiments._config import Count, NonNegative, Positive, Real, Seed
 from experiments._runner import uncached_stage
 from experiments.materials_crystal_generative import path_weight_free_energy
 from generative.periodic import bond_order_q6
-from thermo.estimators import estimate_log_z, gauss_legendre
+from thermo.estimators import gauss_legendre
 from thermo.materials import (
     coexistence,
     correlated_mean,
@@ -72,7 +71,6 @@ from thermo.materials import (
     jzg_excess_energy,
     jzg_excess_free_energy,
     jzg_pressure,
-    lj_beyond_cut_energy,
     sample_lj_fluid,
     second_virial_coefficient,
     third_virial_coefficient,
@@ -206,13 +204,12 @@ class Config:
 def solid_node(key, config: Config, t: float, rho: float) -> dict:
     r"""Path-weight free energy of the crystal at one density, full potential, N -> inf.
 
-    The cut crystal's :math:`\ln Q` from the AIS weights :math:`\ell_i`; the full potential
-    by reweighting the same population, :math:`\ln Q_{\rm full} = \ln Q +
-    \ln\sum_i \bar w_i e^{-\beta\Delta U_i}` with :math:`\Delta U = U_{\rm full} -
-    U_{\rm cut}` per configuration (:func:`thermo.materials.lj_beyond_cut_energy`), in
-    place of the static lattice sum and the first-order thermal tail, which miss a
-    neighbour shell sitting at the cut (the fourth shell crosses :math:`r_c = 2.1` at
-    :math:`\rho^* = 1.222`); the harmonic finite-size correction on top.
+    The cut crystal's :math:`\ln Q` from the AIS weights; the full potential by reweighting
+    the same population (:func:`experiments.materials_crystal_generative.
+    full_potential_reweighting`), in place of the static lattice sum and the first-order
+    thermal tail, which miss a neighbour shell sitting at the cut (the fourth shell
+    crosses :math:`r_c = 2.1` at :math:`\rho^* = 1.222`); the harmonic finite-size
+    correction on top.
     """
     k_fit, k_prod = jr.split(key)
     pw = path_weight_free_energy(
@@ -227,34 +224,26 @@ def solid_node(key, config: Config, t: float, rho: float) -> dict:
         n_chains_fit=config.n_chains_fit,
         n_stages_fit=config.n_stages_fit,
     )
-    gen, res = pw["gen"], pw["res"]
-    n = res.positions.shape[1]
-    sides = np.diag(np.asarray(pw["system"][1]))
-    du = lj_beyond_cut_energy(res.positions, sides, r_cut=config.solid_r_cut)
-    lw = jnp.asarray(res.log_weights)
-    cut, full = estimate_log_z(lw), estimate_log_z(lw - du / t)
-    reweight = -float(full.value - cut.value) / n
-    terms = gen["terms"]
-    value = gen["value"] - terms["lattice_full_minus_cut"] - terms["thermal_tail"] + reweight
+    gen, res, full = pw["gen"], pw["res"], pw["full_potential"]
+    value, reweight, shortcut = full["value"], full["reweighting"], full["lattice_and_thermal_tail"]
     fs = float(harmonic_finite_size_correction(rho, t, config.solid_n_cells))
     print(
         f"  solid T={t:g} rho={rho:.4f}: full-potential reweighting {reweight:+.5f} vs lattice "
-        f"sum + thermal tail {terms['lattice_full_minus_cut'] + terms['thermal_tail']:+.5f}; "
-        f"beta A_ex/N (N -> inf) {value + fs:.5f}",
+        f"sum + thermal tail {shortcut:+.5f}; beta A_ex/N (N -> inf) {value + fs:.5f}",
         flush=True,
     )
     return {
         "density": rho,
         "value_lattice_tail": gen["value"],
         "value": value,
-        "std_err": float(full.std_err) / n,
+        "std_err": full["std_err"],
         "full_potential_reweighting": reweight,
-        "lattice_and_thermal_tail": terms["lattice_full_minus_cut"] + terms["thermal_tail"],
+        "lattice_and_thermal_tail": shortcut,
         "finite_size_correction": fs,
         "value_infinite": value + fs,
         "ess_fraction": float(res.ess) / config.n_chains,
         "pareto_k": float(res.pareto_k),
-        "pareto_k_full": float(full.pareto_k),
+        "pareto_k_full": full["pareto_k"],
         "energy_evals": pw["evals"] + config.n_chains,
         "wall_s": pw["wall_s"],
         "cpu_s": pw["cpu_s"],
