@@ -21,14 +21,13 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(PY) -m experiments run headline
 
-## The test suite (pytest-xdist on 2 workers; tests that share a quick run share a worker),
-## under strict dtype and rank promotion.
+## The test suite (pytest-xdist on 2 workers), under strict dtype and rank promotion.
 test: $(STAMP)
-	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -m "not slow" tests
+	$(PY) -m pytest -n $(PYTEST_WORKERS) -m "not slow" tests
 
 ## The suite under JAX's standard promotion (to tell a promotion error from a numerical one).
 test-standard: $(STAMP)
-	STOCHTHERMO_STRICT_PROMOTION=0 $(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -m "not slow" tests
+	STOCHTHERMO_STRICT_PROMOTION=0 $(PY) -m pytest -n $(PYTEST_WORKERS) -m "not slow" tests
 
 ## Run the README's Python blocks as written (python -m experiments.readme_tour).
 tour: $(STAMP)
