@@ -244,7 +244,7 @@ def solid_node(key, config: Config, t: float, rho: float) -> dict:
         "ess_fraction": float(res.ess) / config.n_chains,
         "pareto_k": float(res.pareto_k),
         "pareto_k_full": full["pareto_k"],
-        "energy_evals": pw["evals"] + config.n_chains,
+        "energy_evals": pw["evals"] + full["energy_evals"],
         "wall_s": pw["wall_s"],
         "cpu_s": pw["cpu_s"],
     }

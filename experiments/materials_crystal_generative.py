@@ -194,6 +194,7 @@ def full_potential_reweighting(res, box, t, r_cut, gen) -> dict:
         "reweighting": reweight,
         "lattice_and_thermal_tail": shortcut,
         "pareto_k": float(full.pareto_k),
+        "energy_evals": int(res.positions.shape[0]),  # one full energy per path
     }
 
 
@@ -232,7 +233,7 @@ def path_weight_free_energy(
         r_cut=r_cut,
     )
     full = full_potential_reweighting(res, box, t, r_cut, gen)
-    evals = 3 * n + int(fit.n_energy_evals) + int(res.n_energy_evals)  # full: + n_chains
+    evals = 3 * n + int(fit.n_energy_evals) + int(res.n_energy_evals)  # the cut system's
     print(
         f"N={n} T*={t} rho*={rho}: generative beta A/N = {gen['value']:.5f} +- {gen['std_err']:.5f} "
         f"(ESS {float(res.ess) / n_chains:.2f}, k {float(res.pareto_k):.2f}, "

@@ -463,6 +463,12 @@ CASES = [
         "sides must have shape",
     ),
     (
+        "cell LJ energy cut past half the cell",
+        lambda: materials.CellLJEnergy(np.full(3, 4.0), r_cut=2.5),
+        ValueError,
+        "half the shortest side",
+    ),
+    (
         "lj fluid thin 2.7",
         lambda: materials.sample_lj_fluid(KEY, temperature=1.0, density=0.5, thin=2.7),
         ValueError,

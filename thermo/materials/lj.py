@@ -47,6 +47,7 @@ import numpy as np
 from jax_md import smap, space
 from jaxtyping import Array, Float
 
+from .._checks import is_traced
 from .cells import standard_promotion
 
 __all__ = [
@@ -166,6 +167,13 @@ class CellLJEnergy(eqx.Module):
             raise ValueError(f"sides must have shape (3,), got {np.shape(self.sides)}")
         if not self.r_cut > 0:
             raise ValueError(f"r_cut must be positive, got {self.r_cut}")
+        if not is_traced(self.sides):  # a concrete cell: the minimum image must hold
+            half = 0.5 * float(np.min(np.asarray(self.sides)))
+            if self.r_cut > half:
+                raise ValueError(
+                    f"r_cut {self.r_cut} exceeds half the shortest side ({half}): the "
+                    "minimum image would miss pairs"
+                )
 
     def __call__(self, positions: Float[Array, "n 3"]) -> Float[Array, ""]:
         x = jnp.asarray(positions)
