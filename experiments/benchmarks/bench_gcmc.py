@@ -29,6 +29,14 @@ of ``n_repeats`` timed blocks of ``steps`` moves per box, moves summed over boxe
   variants with the cell scaled by :data:`FRAMEWORK_SCALES` (the only framework input
   at hand; each scale is a different energy landscape and grid shape), one box each.
 
+* **one core**: the 1-box grid row and RASPA3 again, in a fresh process restricted to one
+  core before JAX starts (``os.sched_setaffinity``, as ``taskset -c``), so XLA's CPU
+  client makes a one-thread pool. A GCMC move is a chain of small kernels; with the
+  default pool of one thread per core they are handed between threads on different
+  cores, which costs more than it parallelises (measured on the 2-core dev machine: the
+  same row at about 1.4× the wall rate and 2.2× the rate per CPU-second on one core).
+  RASPA3 is single-threaded either way. ``one_core=False`` leaves these rows out.
+
 The grids' error against the direct sum (:func:`grid_error`) and their build times are
 reported with the rates, and the load average at the end. The acceptance of the
 insertions is reported with each rate (accepted insertions per second is what
@@ -40,6 +48,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import time
 
@@ -63,7 +72,7 @@ from thermo.materials import (
     shared_materials_path,
 )
 
-__all__ = ["FRAMEWORK_SCALES", "RASPA_SCRIPT", "grid_error", "main", "raspa_gcmc"]
+__all__ = ["FRAMEWORK_SCALES", "RASPA_SCRIPT", "grid_error", "main", "one_core_rows", "raspa_gcmc"]
 
 #: argv = CIF path, cycles, seed, init cycles, start molecules; prints one JSON line. The
 #: force field, framework and molecule are those of the Widom experiment's RASPA script.
@@ -164,6 +173,54 @@ def _time_row(sample, system, states, b, steps, n_eq, n_repeats):
     return b * steps / float(np.median(times)), first, acc / max(att, 1.0), load, rate_cpu
 
 
+def _one_core_worker(spacing: float, k: int, steps: int, n_repeats: int, n_eq: int, cycles: int):
+    """The 1-box grid row and RASPA3, timed in this process (which the caller has
+    restricted to one core before JAX started)."""
+    jax.config.update("jax_enable_x64", True)
+    cif = shared_materials_path("MFI_SI.cif")
+    system = _system(read_structure(cif), k, spacing)
+    states = jax.vmap(lambda _: gcmc_init(system))(jnp.arange(1))
+    row = _time_row(gcmc_sample_batched, system, states, 1, steps, n_eq, n_repeats)
+    out = {
+        "cores": sorted(os.sched_getaffinity(0)),
+        "ours_moves_per_s": row[0],
+        "ours_moves_per_cpu_s": row[4],
+        "ours_loading_per_uc_during_timing": row[3],
+        "raspa3": raspa_gcmc(cif, 0, cycles, 26, 1),
+    }
+    return out
+
+
+def one_core_rows(spacing: float, k: int, steps: int, n_repeats: int, n_eq: int, cycles: int):
+    """:func:`_one_core_worker` in a fresh interpreter restricted to one core (the first
+    of this process's); ``{"error": why}`` where the platform cannot restrict it."""
+    if not hasattr(os, "sched_setaffinity"):
+        return {"error": "os.sched_setaffinity is not available on this platform"}
+    core = min(os.sched_getaffinity(0))
+    args = [spacing, k, steps, n_repeats, n_eq, cycles]
+    cmd = [sys.executable, "-m", __name__, "--one-core-worker", *map(str, args)]
+    proc = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        check=False,
+        preexec_fn=lambda: os.sched_setaffinity(0, {core}),
+    )
+    if proc.returncode != 0:
+        return {"error": proc.stderr.strip()[-2000:] or "failed"}
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    raspa = out["raspa3"]
+    if "error" not in raspa:
+        n_mean = max(20.0, 8 * raspa["loading_per_uc"])
+        raspa["moves_per_s"] = raspa["cycles"] * n_mean / raspa["wall_s"]
+        raspa["moves_per_cpu_s"] = raspa["cycles"] * n_mean / raspa["cpu_s"]
+        out["speedup_ours_over_raspa"] = out["ours_moves_per_s"] / raspa["moves_per_s"]
+        out["speedup_per_cpu_s_ours_over_raspa"] = (
+            out["ours_moves_per_cpu_s"] / raspa["moves_per_cpu_s"]
+        )
+    return out
+
+
 def grid_error(direct, grid, n: int = 4000, seed: int = 1) -> dict:
     r"""The grid's framework energy of CO₂ against the direct sum at ``n`` uniform placements.
 
@@ -218,6 +275,7 @@ def main(
     framework_spacing: float = 0.15,
     n_frameworks: tuple = (1, 2, 4, 8),
     direct: bool = True,
+    one_core: bool = True,
 ) -> dict:
     """Time ours (direct and grid, CBMC and plain, boxes, frameworks) and RASPA3; moves/s."""
     jax.config.update("jax_enable_x64", True)  # benchmark entry point: float64 as the experiment
@@ -304,9 +362,17 @@ def main(
         out["speedup_per_cpu_s_ours_over_raspa"] = {
             t: r / raspa_cpu_rate for t, r in rates_cpu.items()
         }
+    if one_core:
+        row = one_core_rows(grid_spacing, int(n_trials), steps, n_repeats, n_eq, cycles)
+        out["one_core"] = dict(row, spacing=grid_spacing, n_trials=int(n_trials))
     print(json.dumps(out, indent=1))
     return out
 
 
 if __name__ == "__main__":
-    main(quick="--quick" in sys.argv)
+    if "--one-core-worker" in sys.argv:
+        a = sys.argv[sys.argv.index("--one-core-worker") + 1 :]
+        sp, ints = float(a[0]), [int(x) for x in a[1:6]]
+        print(json.dumps(_one_core_worker(sp, *ints)))
+    else:
+        main(quick="--quick" in sys.argv)

@@ -82,8 +82,17 @@ configurational-bias trials a branch.
 
 Shapes stay fixed under ``jit``: a state holds ``capacity`` molecule slots with an
 occupancy mask; an insertion into a full state is rejected and sets ``overflow``, which
-:func:`gcmc_sample` callers must check (it biases the loading). Independent boxes are
-``vmap``-ed (:func:`gcmc_sample_batched`).
+:func:`gcmc_sample` callers must check (it biases the loading). The moves keep the
+molecules packed in the first slots (a deletion moves the last molecule into the freed
+slot), and the molecule–molecule sums run in blocks of slots up to the last occupied one,
+so a generous ``capacity`` costs little. Independent boxes are ``vmap``-ed
+(:func:`gcmc_sample_batched`).
+
+Throughput on CPU: a move is a chain of small kernels, and XLA's CPU client, whose
+thread pool has one thread per core, hands them between cores. A process restricted to
+one core before JAX starts (``taskset -c 0 python ...``, or ``os.sched_setaffinity`` before
+the first JAX call) runs one box faster in wall time and far faster per CPU-second;
+independent runs are then best spread one process per core (``bench_gcmc``'s one-core rows).
 
 Fugacities: the ideal gas :math:`f = y P`, or the Peng–Robinson equation of state
 (Peng & Robinson 1976, *Ind. Eng. Chem. Fundam.* 15, 59) with van der Waals one-fluid
@@ -787,6 +796,13 @@ class _PairTable(NamedTuple):
     sig6: jax.Array  # (S, cap, S) sigma^6, Å^6
     shift: jax.Array  # (S, cap, S) u_LJ(r_c) of the shift, K (0 unshifted)
     qq: jax.Array  # (S, cap, S) C q_i q_j, K Å
+    n_scan: jax.Array  # () int32: slots [0, n_scan) hold every other molecule
+
+
+#: Slots per block of the pair sums (:func:`_pair_energy_from`), which run over the blocks
+#: up to the last occupied slot only; :func:`gcmc_step` keeps the molecules packed at the
+#: front, so a state of n molecules costs about n slots, not ``capacity``.
+_PAIR_BLOCK = 8
 
 
 def _pair_table(system: GCMCSystem, state: GCMCState, s, slot) -> _PairTable:
@@ -811,6 +827,7 @@ def _pair_table(system: GCMCSystem, state: GCMCState, s, slot) -> _PairTable:
         sig6=sig6,
         shift=shift,
         qq=system.pair_qq[s][:, state.species, :],
+        n_scan=jnp.max(jnp.where(others, jnp.arange(system.capacity) + 1, 0)).astype(jnp.int32),
     )
 
 
@@ -818,25 +835,42 @@ def _pair_energy_from(system: GCMCSystem, table: _PairTable, sites):
     """LJ + real-space Coulomb of one molecule's ``sites (S, 3)`` with the slots of ``table``.
 
     Minimum image in fractional coordinates with the Cartesian components written out
-    (no per-pair 3 × 3 products or gathers), so the whole sum is one fused loop; the
-    LJ term from :math:`r^2` as :func:`thermo.materials.lj_pair` computes it.
+    (no per-pair 3 × 3 products or gathers), so each block is one fused loop; the LJ
+    term from :math:`r^2` as :func:`thermo.materials.lj_pair` computes it. The slots are
+    summed in blocks of :data:`_PAIR_BLOCK` up to ``table.n_scan`` (a loop with a traced
+    trip count), so empty slots past the last molecule cost nothing; the last block is
+    shifted back inside the capacity and its slots already summed are masked.
     """
     f = sites @ system.inv_cell  # (S, 3)
-    df = [f[:, None, None, a] - table.frac[None, ..., a] for a in range(3)]
-    df = [x - jnp.round(x) for x in df]
-    r2 = jnp.zeros(table.keep.shape, dtype=f.dtype)
-    for j in range(3):
-        dj = df[0] * system.cell[0, j] + df[1] * system.cell[1, j] + df[2] * system.cell[2, j]
-        r2 = r2 + dj * dj
+    cap = system.capacity
+    width = min(_PAIR_BLOCK, cap)
     r_cut2 = system.r_cut * system.r_cut
-    keep = table.keep & (r2 < r_cut2)
-    r2 = jnp.where(keep, r2, 4.0 * r_cut2)
-    s6 = table.sig6 / (r2 * r2 * r2)
-    u = table.e4 * (s6 * s6 - s6) - table.shift
-    if system.coulomb:
-        r = jnp.sqrt(r2)
-        u = u + table.qq * erfc(system.alpha * r) / r
-    return jnp.sum(jnp.where(keep, u, 0.0))
+
+    def block(c, total):
+        start = jnp.minimum(c * width, cap - width)
+        fresh = (start + jnp.arange(width, dtype=start.dtype)) >= c * width
+
+        def cut(a, axis):
+            return jax.lax.dynamic_slice_in_dim(a, start, width, axis)
+
+        frac = cut(table.frac, 0)
+        df = [f[:, None, None, a] - frac[None, ..., a] for a in range(3)]
+        df = [x - jnp.round(x) for x in df]
+        r2 = jnp.zeros(df[0].shape, dtype=f.dtype)
+        for j in range(3):
+            dj = df[0] * system.cell[0, j] + df[1] * system.cell[1, j] + df[2] * system.cell[2, j]
+            r2 = r2 + dj * dj
+        keep = cut(table.keep, 1) & fresh[None, :, None] & (r2 < r_cut2)
+        r2 = jnp.where(keep, r2, 4.0 * r_cut2)
+        s6 = cut(table.sig6, 1) / (r2 * r2 * r2)
+        u = cut(table.e4, 1) * (s6 * s6 - s6) - cut(table.shift, 1)
+        if system.coulomb:
+            r = jnp.sqrt(r2)
+            u = u + cut(table.qq, 1) * erfc(system.alpha * r) / r
+        return total + jnp.sum(jnp.where(keep, u, 0.0))
+
+    n_blocks = (table.n_scan + width - 1) // width
+    return jax.lax.fori_loop(0, n_blocks, block, jnp.zeros((), dtype=f.dtype))
 
 
 def _pair_energy(system: GCMCSystem, state: GCMCState, sites, s, slot):
@@ -1049,11 +1083,22 @@ def gcmc_step(key, system: GCMCSystem, state: GCMCState, move_key=None):
     widom = jnp.where(is_ins & valid, jnp.exp(log_rosen_new - system.beta * delta_fourier), 0.0)
 
     put = accepted & new_present
+    # a deletion moves the last molecule into the freed slot, so the molecules stay
+    # packed at the front (the pair sums stop at the last one); S(k) and U are unchanged
+    last = jnp.max(jnp.where(occ, jnp.arange(system.capacity, dtype=slot.dtype), 0))
+    refill = accepted & is_del
+    fill_c = jnp.where(refill, state.centres[last], old_c)
+    fill_sites = jnp.where(refill, state.sites[last], old_sites)
+    fill_species = jnp.where(refill, state.species[last], s_old)
+    occupied = state.occupied.at[last].set(jnp.where(refill, False, occ[last]))
+    occupied = occupied.at[slot].set(
+        jnp.where(accepted, new_present | (refill & (last != slot)), occ[slot])
+    )
     new_state = GCMCState(
-        centres=state.centres.at[slot].set(jnp.where(put, new_c, old_c)),
-        sites=state.sites.at[slot].set(jnp.where(put, new_sites, old_sites)),
-        species=state.species.at[slot].set(jnp.where(accepted, s_new, s_old)),
-        occupied=state.occupied.at[slot].set(jnp.where(accepted, new_present, occ[slot])),
+        centres=state.centres.at[slot].set(jnp.where(put, new_c, fill_c)),
+        sites=state.sites.at[slot].set(jnp.where(put, new_sites, fill_sites)),
+        species=state.species.at[slot].set(jnp.where(accepted & ~is_del, s_new, fill_species)),
+        occupied=occupied,
         structure_factor=state.structure_factor + jnp.where(accepted, ds, 0.0),
         energy=state.energy + jnp.where(accepted, delta_u, 0.0),
         overflow=state.overflow | (is_ins & ~has_free),
