@@ -84,8 +84,8 @@ Shapes stay fixed under ``jit``: a state holds ``capacity`` molecule slots with 
 occupancy mask; an insertion into a full state is rejected and sets ``overflow``, which
 :func:`gcmc_sample` callers must check (it biases the loading). The moves keep the
 molecules packed in the first slots (a deletion moves the last molecule into the freed
-slot), and the molecule–molecule sums run in blocks of slots up to the last occupied one,
-so a generous ``capacity`` costs little. Independent boxes are ``vmap``-ed
+slot), and on one core the molecule–molecule sums run in blocks of slots up to the last
+occupied one, so a generous ``capacity`` costs little (``pair_block``). Independent boxes are ``vmap``-ed
 (:func:`gcmc_sample_batched`).
 
 Throughput on CPU: a move is a chain of small kernels, and XLA's CPU client, whose
@@ -104,6 +104,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from typing import NamedTuple
 
 import equinox as eqx
@@ -312,6 +313,7 @@ class GCMCSystem(eqx.Module):
     grid_block: jax.Array  # K, stencil LJ value that blocks a site
     capacity: int = eqx.field(static=True)
     n_trials: int = eqx.field(static=True)  # CBMC trials k (1: plain moves)
+    pair_block: int = eqx.field(static=True)  # slots per block of the pair sums
     n_species: int = eqx.field(static=True)
     n_sites: int = eqx.field(static=True)
     coulomb: bool = eqx.field(static=True)
@@ -395,6 +397,7 @@ def gcmc_system(
     bin_width: float | None = 2.0,
     n_trials: int = 1,
     grid_spacing: float | None = None,
+    pair_block: int | None = None,
     grid_block_energy: float = DEFAULT_BLOCK_ENERGY,
     grid_max_bytes: float = DEFAULT_GRID_MAX_BYTES,
 ) -> GCMCSystem:
@@ -443,6 +446,11 @@ def gcmc_system(
             potential grid, tricubic interpolation) instead of the direct sum, and the
             per-move Fourier sum keeps only the molecules' :math:`S(k)`. ``None`` (default):
             the exact direct sum.
+        pair_block: slots per block of the molecule–molecule sums, which stop at the
+            block holding the last occupied slot (the moves keep the molecules packed).
+            ``None``: 8 in a process restricted to one core (``os.sched_getaffinity``),
+            else ``capacity`` (one unblocked sum: across XLA's CPU threads the blocks'
+            loop costs more than the empty slots it skips; ``bench_gcmc``).
         grid_block_energy: K; a site whose interpolation stencil holds an LJ value at or
             above this is an overlap (the move is rejected).
         grid_max_bytes: memory budget of the grids; a larger grid is refused.
@@ -461,6 +469,10 @@ def gcmc_system(
     check_positive(f, "fugacities")
     capacity = check_count(capacity, "capacity")
     n_trials = check_count(n_trials, "n_trials")
+    if pair_block is None:
+        one_core = hasattr(os, "sched_getaffinity") and len(os.sched_getaffinity(0)) == 1
+        pair_block = _PAIR_BLOCK if one_core else capacity
+    pair_block = min(check_count(pair_block, "pair_block"), capacity)
     check_positive(r_cut, "r_cut")
     check_positive(max_displacement, "max_displacement")
     check_positive(max_rotation, "max_rotation")
@@ -698,6 +710,7 @@ def gcmc_system(
         grid_block=jnp.asarray(float(grid_block_energy)),
         capacity=capacity,
         n_trials=n_trials,
+        pair_block=pair_block,
         n_species=n_sp,
         n_sites=n_s,
         coulomb=coulomb,
@@ -799,9 +812,10 @@ class _PairTable(NamedTuple):
     n_scan: jax.Array  # () int32: slots [0, n_scan) hold every other molecule
 
 
-#: Slots per block of the pair sums (:func:`_pair_energy_from`), which run over the blocks
-#: up to the last occupied slot only; :func:`gcmc_step` keeps the molecules packed at the
-#: front, so a state of n molecules costs about n slots, not ``capacity``.
+#: Slots per block of the pair sums (:func:`_pair_energy_from`) in a process on one core
+#: (``gcmc_system(pair_block=None)``): the sums run over the blocks up to the last occupied
+#: slot only, and :func:`gcmc_step` keeps the molecules packed at the front, so a state of
+#: n molecules costs about n slots, not ``capacity``.
 _PAIR_BLOCK = 8
 
 
@@ -837,13 +851,13 @@ def _pair_energy_from(system: GCMCSystem, table: _PairTable, sites):
     Minimum image in fractional coordinates with the Cartesian components written out
     (no per-pair 3 × 3 products or gathers), so each block is one fused loop; the LJ
     term from :math:`r^2` as :func:`thermo.materials.lj_pair` computes it. The slots are
-    summed in blocks of :data:`_PAIR_BLOCK` up to ``table.n_scan`` (a loop with a traced
+    summed in blocks of ``system.pair_block`` up to ``table.n_scan`` (a loop with a traced
     trip count), so empty slots past the last molecule cost nothing; the last block is
     shifted back inside the capacity and its slots already summed are masked.
     """
     f = sites @ system.inv_cell  # (S, 3)
     cap = system.capacity
-    width = min(_PAIR_BLOCK, cap)
+    width = system.pair_block
     r_cut2 = system.r_cut * system.r_cut
 
     def block(c, total):
@@ -869,8 +883,11 @@ def _pair_energy_from(system: GCMCSystem, table: _PairTable, sites):
             u = u + cut(table.qq, 1) * erfc(system.alpha * r) / r
         return total + jnp.sum(jnp.where(keep, u, 0.0))
 
+    zero = jnp.zeros((), dtype=f.dtype)
+    if width >= cap:  # one block: no loop
+        return block(jnp.zeros((), dtype=table.n_scan.dtype), zero)
     n_blocks = (table.n_scan + width - 1) // width
-    return jax.lax.fori_loop(0, n_blocks, block, jnp.zeros((), dtype=f.dtype))
+    return jax.lax.fori_loop(0, n_blocks, block, zero)
 
 
 def _pair_energy(system: GCMCSystem, state: GCMCState, sites, s, slot):
@@ -1218,7 +1235,16 @@ def gcmc_stack_systems(systems) -> GCMCSystem:
         raise TypeError("systems must be a non-empty sequence of GCMCSystem")
     if not all(x.use_grid for x in systems):
         raise ValueError("gcmc_stack_systems needs grid systems (build with grid_spacing)")
-    keys = ("capacity", "n_trials", "n_species", "n_sites", "coulomb", "shifted", "r_cut")
+    keys = (
+        "capacity",
+        "pair_block",
+        "n_trials",
+        "n_species",
+        "n_sites",
+        "coulomb",
+        "shifted",
+        "r_cut",
+    )
     keys += ("coulomb_constant", "names")
     for k in keys:
         vals = {getattr(x, k) for x in systems}
