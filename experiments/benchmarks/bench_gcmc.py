@@ -173,6 +173,18 @@ def _time_row(sample, system, states, b, steps, n_eq, n_repeats):
     return b * steps / float(np.median(times)), first, acc / max(att, 1.0), load, rate_cpu
 
 
+def _raspa_rates(raspa: dict) -> dict:
+    """``raspa`` (a :func:`raspa_gcmc` result) with its moves per second and per CPU-second.
+
+    A RASPA cycle is max(20, N) moves, N taken as the run's mean loading (approximate)."""
+    n_mean = max(20.0, 8 * raspa["loading_per_uc"])
+    return dict(
+        raspa,
+        moves_per_s=raspa["cycles"] * n_mean / raspa["wall_s"],
+        moves_per_cpu_s=raspa["cycles"] * n_mean / raspa["cpu_s"],
+    )
+
+
 def _one_core_worker(spacing: float, k: int, steps: int, n_repeats: int, n_eq: int, cycles: int):
     """The 1-box grid row and RASPA3, timed in this process (which the caller has
     restricted to one core before JAX started)."""
@@ -209,11 +221,8 @@ def one_core_rows(spacing: float, k: int, steps: int, n_repeats: int, n_eq: int,
     if proc.returncode != 0:
         return {"error": proc.stderr.strip()[-2000:] or "failed"}
     out = json.loads(proc.stdout.strip().splitlines()[-1])
-    raspa = out["raspa3"]
-    if "error" not in raspa:
-        n_mean = max(20.0, 8 * raspa["loading_per_uc"])
-        raspa["moves_per_s"] = raspa["cycles"] * n_mean / raspa["wall_s"]
-        raspa["moves_per_cpu_s"] = raspa["cycles"] * n_mean / raspa["cpu_s"]
+    if "error" not in out["raspa3"]:
+        raspa = out["raspa3"] = _raspa_rates(out["raspa3"])
         out["speedup_ours_over_raspa"] = out["ours_moves_per_s"] / raspa["moves_per_s"]
         out["speedup_per_cpu_s_ours_over_raspa"] = (
             out["ours_moves_per_cpu_s"] / raspa["moves_per_cpu_s"]
@@ -352,12 +361,9 @@ def main(
         out["raspa3"] = {"available": False, "note": raspa["error"]}
         print(f"RASPA3 (raspalib) not run: {raspa['error']}")
     else:
-        n_mean = max(20.0, 8 * raspa["loading_per_uc"])
-        raspa_rate = raspa["cycles"] * n_mean / raspa["wall_s"]  # moves per second (approx.)
-        raspa_cpu_rate = raspa["cycles"] * n_mean / raspa["cpu_s"]
-        out["raspa3"] = dict(
-            raspa, available=True, moves_per_s=raspa_rate, moves_per_cpu_s=raspa_cpu_rate
-        )
+        out["raspa3"] = dict(_raspa_rates(raspa), available=True)
+        raspa_rate = out["raspa3"]["moves_per_s"]
+        raspa_cpu_rate = out["raspa3"]["moves_per_cpu_s"]
         out["speedup_ours_over_raspa"] = {t: r / raspa_rate for t, r in rates.items()}
         out["speedup_per_cpu_s_ours_over_raspa"] = {
             t: r / raspa_cpu_rate for t, r in rates_cpu.items()

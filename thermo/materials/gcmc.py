@@ -85,8 +85,8 @@ occupancy mask; an insertion into a full state is rejected and sets ``overflow``
 :func:`gcmc_sample` callers must check (it biases the loading). The moves keep the
 molecules packed in the first slots (a deletion moves the last molecule into the freed
 slot), and on one core the molecule–molecule sums run in blocks of slots up to the last
-occupied one, so a generous ``capacity`` costs little (``pair_block``). Independent boxes are ``vmap``-ed
-(:func:`gcmc_sample_batched`).
+occupied one, so a generous ``capacity`` costs little (``pair_block``). Independent
+boxes are ``vmap``-ed (:func:`gcmc_sample_batched`).
 
 Throughput on CPU: a move is a chain of small kernels, and XLA's CPU client, whose
 thread pool has one thread per core, hands them between cores. A process restricted to
