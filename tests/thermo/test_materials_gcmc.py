@@ -105,6 +105,33 @@ def test_ideal_gas_binary_is_poisson(n_trials):
     assert np.all(np.abs(_z(var, bfv)) < 4.0), (var.mean(0), bfv)  # Poisson: var = mean
 
 
+def test_cycle_convention_loading_is_the_exact_cycle_average_of_an_ideal_gas():
+    # N = N_A + N_B is Poisson(lambda); a RASPA cycle of L = max(20, N) moves samples once,
+    # so its mean tends to E[N_s / L] / E[1 / L], computed here from the Poisson pmf
+    system = _fluid((0.0, 0.0), [5.5e6, 2.75e6], 300.0)
+    bfv = np.exp(np.asarray(system.log_beta_f_v))  # 19.9, 9.95
+    lam = float(bfv.sum())
+    n = np.arange(200)
+    pmf = np.exp(n * np.log(lam) - lam - np.cumsum(np.log(np.maximum(n, 1))))
+    inv_l = 1.0 / np.maximum(tm.gcmc.RASPA_CYCLE_MIN_STEPS, n)
+    exact = (bfv / lam) * np.sum(pmf * n * inv_l) / np.sum(pmf * inv_l)
+    k_eq, k_prod = jr.split(jr.key(11))
+    states = jax.vmap(lambda _: g.gcmc_init(system))(jnp.arange(_N_BOXES))
+    states, _ = g.gcmc_sample_batched(jr.split(k_eq, _N_BOXES), system, states, _N_STEPS)
+    parts = []
+    for k in jr.split(k_prod, 4):  # 4 blocks of the compiled length
+        states, stats = g.gcmc_sample_batched(jr.split(k, _N_BOXES), system, states, _N_STEPS)
+        parts.append(jax.tree.map(np.asarray, stats))
+    assert not bool(jnp.any(states.overflow))
+    total = jax.tree.map(lambda *a: sum(a), *parts)
+    cycle = np.asarray(tm.cycle_convention_loading(total))  # (boxes, species)
+    mean = total.sum_n / total.n_steps[:, None]
+    assert np.all(np.abs(_z(cycle, exact)) < 4.0), (cycle.mean(0), exact)
+    assert np.all(np.abs(_z(mean, bfv)) < 4.0), (mean.mean(0), bfv)
+    # the cycle average is biased low by about var(N)/<N> = 1/lambda: the check has power
+    assert np.all(np.abs(_z(cycle, bfv)) > 4.0), (cycle.mean(0), bfv)
+
+
 _MIXTURE = ((148.0, 171.0), [5.0e6, 2.5e6], 300.0)
 
 

@@ -60,6 +60,7 @@ from .free_energy import widom_excess_free_energy as widom_excess_free_energy
 from .gcmc import GCMCState as GCMCState
 from .gcmc import GCMCStats as GCMCStats
 from .gcmc import GCMCSystem as GCMCSystem
+from .gcmc import cycle_convention_loading as cycle_convention_loading
 from .gcmc import fugacities as fugacities
 from .gcmc import gcmc_init as gcmc_init
 from .gcmc import gcmc_sample as gcmc_sample

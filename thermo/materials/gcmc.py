@@ -143,6 +143,8 @@ __all__ = [
     "GCMCStats",
     "GCMCSystem",
     "MOVES",
+    "RASPA_CYCLE_MIN_STEPS",
+    "cycle_convention_loading",
     "fugacities",
     "gcmc_init",
     "gcmc_sample",
@@ -166,6 +168,10 @@ CRITICAL_CONSTANTS = {
     "N2": (126.192, 3395800.0, 0.0372),
     "CH4": (190.564, 4599200.0, 0.01142),
 }
+
+#: RASPA's Monte Carlo cycle is max(20, N) moves, N the molecules in the box at its start,
+#: and its averages take one sample per cycle.
+RASPA_CYCLE_MIN_STEPS = 20
 
 _GAS_CONSTANT = 1.380649e-23 * 6.02214076e23  # J/(mol K), CODATA 2018 exact
 _ENERGY_CLAMP = 1e10  # K: an overlap beyond this has acceptance 0 anyway
@@ -360,6 +366,10 @@ class GCMCStats(NamedTuple):
             number.
         attempts, accepted: ``(5,)`` per move type (:data:`MOVES`).
         sum_energy: sum of the total energy, K.
+        sum_n_cycle, sum_cycle_weight: ``(n_species,)`` and ``()`` sums of :math:`N_s/L` and
+            :math:`1/L`, :math:`L = \\max(20, N)` (:data:`RASPA_CYCLE_MIN_STEPS`): their ratio
+            is the loading a RASPA-style cycle average of this chain reports
+            (:func:`cycle_convention_loading`), not the ensemble average ``sum_n / n_steps``.
     """
 
     n_steps: jax.Array
@@ -370,6 +380,28 @@ class GCMCStats(NamedTuple):
     attempts: jax.Array
     accepted: jax.Array
     sum_energy: jax.Array
+    sum_n_cycle: jax.Array
+    sum_cycle_weight: jax.Array
+
+
+def cycle_convention_loading(stats: GCMCStats) -> jax.Array:
+    r"""The mean loading (molecules per box, ``(..., n_species)``) a cycle-sampled average
+    of the same chain reports: :math:`\sum_t N_s(t)/L(t)\,/\,\sum_t 1/L(t)`,
+    :math:`L = \max(20, N)` (:data:`RASPA_CYCLE_MIN_STEPS`).
+
+    RASPA (2 and 3) runs cycles of :math:`L = \max(20, N)` moves and samples its averages
+    once a cycle. Where :math:`N > 20` the cycle length grows with the state, so a state is
+    sampled at a rate :math:`\propto 1/N` while the chain is in it, and the reported mean
+    tends to :math:`\sum_N \pi(N) N/L(N) / \sum_N \pi(N)/L(N)` (renewal-reward; for
+    :math:`N \ge 20` throughout, the harmonic mean :math:`1/\langle 1/N\rangle`), below
+    the ensemble average :math:`\langle N\rangle` = ``stats.sum_n / stats.n_steps`` by
+    about :math:`\mathrm{var}(N)/\langle N\rangle^2`. This weights each step by
+    :math:`1/L` instead, which is that limit when :math:`N` changes little within a cycle
+    (CO₂ in MFI at 1 bar, about 26 molecules: on one chain of 600,000 moves the emulated
+    cycle average was 0.4 % above this and 2.7 % below the ensemble average). Use it to
+    compare with a RASPA loading, not as the physical average.
+    """
+    return stats.sum_n_cycle / stats.sum_cycle_weight[..., None]
 
 
 def gcmc_system(
@@ -1135,6 +1167,8 @@ def _zero_stats(system: GCMCSystem) -> GCMCStats:
         attempts=jnp.zeros(5),
         accepted=jnp.zeros(5),
         sum_energy=jnp.zeros(()),
+        sum_n_cycle=z,
+        sum_cycle_weight=jnp.zeros(()),
     )
 
 
@@ -1150,6 +1184,8 @@ def _sample(key, system: GCMCSystem, state: GCMCState, n_steps: int, move_key=No
             ),
             0,
         ).astype(acc.sum_n.dtype)
+        # a RASPA cycle of L = max(20, N) steps is sampled once: weight 1/L per step
+        inv_cycle = 1.0 / jnp.maximum(float(RASPA_CYCLE_MIN_STEPS), jnp.sum(n))
         onehot_move = jax.nn.one_hot(info["move"], 5)
         ins = (info["move"] == _INSERT) & info["valid"]
         onehot_sp = jax.nn.one_hot(info["species"], system.n_species) * ins.astype(acc.sum_n.dtype)
@@ -1162,6 +1198,8 @@ def _sample(key, system: GCMCSystem, state: GCMCState, n_steps: int, move_key=No
             attempts=acc.attempts + onehot_move,
             accepted=acc.accepted + onehot_move * info["accepted"].astype(onehot_move.dtype),
             sum_energy=acc.sum_energy + st.energy,
+            sum_n_cycle=acc.sum_n_cycle + n * inv_cycle,
+            sum_cycle_weight=acc.sum_cycle_weight + inv_cycle,
         )
         return (st, acc), None
 
