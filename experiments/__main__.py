@@ -55,6 +55,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.overrides = [*args.overrides, *late]
     from . import registry
 
+    if args.command == "run" and args.name in registry.ONE_CPU_THREAD:
+        # before anything imports the experiment (a module-level array starts JAX)
+        # (in a process that has run JAX already, e.g. a test calling main, the pool stays)
+        from thermo.cpu import _backends_initialized, use_one_cpu_thread
+
+        if not _backends_initialized():
+            use_one_cpu_thread()
+
     try:
         if args.command == "list":
             for name in registry.names():

@@ -27,6 +27,11 @@ from ._config import ConfigError
 
 __all__ = ["Experiment", "QuickFlagConfig", "get", "names", "register", "unregister"]
 
+#: Experiments whose command line (``python -m experiments run``) first makes XLA's CPU
+#: client with a one-thread pool (:func:`thermo.cpu.use_one_cpu_thread`): GCMC moves are
+#: chains of small kernels. Tests that run them in-process keep their pool (speed only).
+ONE_CPU_THREAD = frozenset({"materials_co2_gcmc", "materials_raspa_side_by_side"})
+
 #: name -> module path. Each module defines ``Config`` and ``run``.
 _MODULES: dict[str, str] = {
     "headline": "experiments.headline",

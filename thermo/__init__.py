@@ -8,6 +8,7 @@ Subpackages that pull in heavy optional stacks (``thermo.materials``: jax-md and
 ASE) are imported explicitly by the user.
 """
 
+from . import cpu as cpu
 from . import estimators as estimators
 from . import integrate as integrate
 from . import protocols as protocols

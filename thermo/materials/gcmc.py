@@ -90,9 +90,10 @@ boxes are ``vmap``-ed (:func:`gcmc_sample_batched`).
 
 Throughput on CPU: a move is a chain of small kernels, and XLA's CPU client, whose
 thread pool has one thread per core, hands them between cores. A process restricted to
-one core before JAX starts (``taskset -c 0 python ...``, or ``os.sched_setaffinity`` before
-the first JAX call) runs one box faster in wall time and far faster per CPU-second;
-independent runs are then best spread one process per core (``bench_gcmc``'s one-core rows).
+one core before JAX starts (``taskset -c 0 python ...``), or one that calls
+:func:`thermo.cpu.use_one_cpu_thread` first (a one-thread pool, the process keeping every
+core), runs one box faster in wall time and far faster per CPU-second
+(``bench_gcmc``'s one-core rows). The GCMC experiments do the latter.
 
 Fugacities: the ideal gas :math:`f = y P`, or the Peng–Robinson equation of state
 (Peng & Robinson 1976, *Ind. Eng. Chem. Fundam.* 15, 59) with van der Waals one-fluid
@@ -104,7 +105,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 from typing import NamedTuple
 
 import equinox as eqx
@@ -480,7 +480,8 @@ def gcmc_system(
             the exact direct sum.
         pair_block: slots per block of the molecule–molecule sums, which stop at the
             block holding the last occupied slot (the moves keep the molecules packed).
-            ``None``: 8 in a process restricted to one core (``os.sched_getaffinity``),
+            ``None``: 8 where XLA's CPU pool has one thread
+            (:func:`thermo.cpu.use_one_cpu_thread`, or a process restricted to one core),
             else ``capacity`` (one unblocked sum: across XLA's CPU threads the blocks'
             loop costs more than the empty slots it skips; ``bench_gcmc``).
         grid_block_energy: K; a site whose interpolation stencil holds an LJ value at or
@@ -502,8 +503,9 @@ def gcmc_system(
     capacity = check_count(capacity, "capacity")
     n_trials = check_count(n_trials, "n_trials")
     if pair_block is None:
-        one_core = hasattr(os, "sched_getaffinity") and len(os.sched_getaffinity(0)) == 1
-        pair_block = _PAIR_BLOCK if one_core else capacity
+        from thermo.cpu import one_cpu_thread_pool
+
+        pair_block = _PAIR_BLOCK if one_cpu_thread_pool() else capacity
     pair_block = min(check_count(pair_block, "pair_block"), capacity)
     check_positive(r_cut, "r_cut")
     check_positive(max_displacement, "max_displacement")
