@@ -35,7 +35,10 @@ of ``n_repeats`` timed blocks of ``steps`` moves per box, moves summed over boxe
   default pool of one thread per core they are handed between threads on different
   cores, which costs more than it parallelises (measured on the 2-core dev machine: the
   same row at about 1.4× the wall rate and 2.2× the rate per CPU-second on one core).
-  RASPA3 is single-threaded either way. ``one_core=False`` leaves these rows out.
+  RASPA3 is single-threaded either way. The ``one_thread_pool`` rows time the same in an
+  unrestricted interpreter that calls :func:`thermo.cpu.use_one_cpu_thread` first (the way
+  ``python -m experiments run`` starts the GCMC experiments). ``one_core=False`` leaves
+  both out.
 
 The grids' error against the direct sum (:func:`grid_error`) and their build times are
 reported with the rates, and the load average at the end. The acceptance of the
@@ -203,20 +206,47 @@ def _one_core_worker(spacing: float, k: int, steps: int, n_repeats: int, n_eq: i
     return out
 
 
-def one_core_rows(spacing: float, k: int, steps: int, n_repeats: int, n_eq: int, cycles: int):
+def _worker_cli(argv) -> None:
+    """Run :func:`_one_core_worker` on ``argv`` (spacing, k, steps, n_repeats, n_eq, cycles)
+    and print its JSON line."""
+    sp, ints = float(argv[0]), [int(x) for x in argv[1:6]]
+    print(json.dumps(_one_core_worker(sp, *ints)))
+
+
+def one_core_rows(
+    spacing: float,
+    k: int,
+    steps: int,
+    n_repeats: int,
+    n_eq: int,
+    cycles: int,
+    *,
+    one_thread: bool = False,
+):
     """:func:`_one_core_worker` in a fresh interpreter restricted to one core (the first
-    of this process's); ``{"error": why}`` where the platform cannot restrict it."""
+    of this process's); ``{"error": why}`` where the platform cannot restrict it.
+
+    ``one_thread=True``: the interpreter is not restricted but calls
+    :func:`thermo.cpu.use_one_cpu_thread` first (XLA's pool has one thread, the process
+    keeps every core, and RASPA3 runs unrestricted)."""
     if not hasattr(os, "sched_setaffinity"):
         return {"error": "os.sched_setaffinity is not available on this platform"}
     core = min(os.sched_getaffinity(0))
     args = [spacing, k, steps, n_repeats, n_eq, cycles]
-    cmd = [sys.executable, "-m", __name__, "--one-core-worker", *map(str, args)]
+    if one_thread:  # the pool is fixed when JAX first runs, so before this module loads
+        code = (
+            "import sys; from thermo.cpu import use_one_cpu_thread; use_one_cpu_thread(); "
+            f"from {__name__} import _worker_cli; _worker_cli(sys.argv[1:])"
+        )
+        cmd = [sys.executable, "-c", code, *map(str, args)]
+    else:
+        cmd = [sys.executable, "-m", __name__, "--one-core-worker", *map(str, args)]
     proc = subprocess.run(
         cmd,
         capture_output=True,
         text=True,
         check=False,
-        preexec_fn=lambda: os.sched_setaffinity(0, {core}),
+        preexec_fn=None if one_thread else (lambda: os.sched_setaffinity(0, {core})),
     )
     if proc.returncode != 0:
         return {"error": proc.stderr.strip()[-2000:] or "failed"}
@@ -371,14 +401,16 @@ def main(
     if one_core:
         row = one_core_rows(grid_spacing, int(n_trials), steps, n_repeats, n_eq, cycles)
         out["one_core"] = dict(row, spacing=grid_spacing, n_trials=int(n_trials))
+        row = one_core_rows(
+            grid_spacing, int(n_trials), steps, n_repeats, n_eq, cycles, one_thread=True
+        )
+        out["one_thread_pool"] = dict(row, spacing=grid_spacing, n_trials=int(n_trials))
     print(json.dumps(out, indent=1))
     return out
 
 
 if __name__ == "__main__":
     if "--one-core-worker" in sys.argv:
-        a = sys.argv[sys.argv.index("--one-core-worker") + 1 :]
-        sp, ints = float(a[0]), [int(x) for x in a[1:6]]
-        print(json.dumps(_one_core_worker(sp, *ints)))
+        _worker_cli(sys.argv[sys.argv.index("--one-core-worker") + 1 :])
     else:
         main(quick="--quick" in sys.argv)
