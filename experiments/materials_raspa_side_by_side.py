@@ -55,6 +55,8 @@ import math
 import time
 
 import ase.data
+import jax
+import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 
@@ -62,6 +64,7 @@ from experiments._config import Count, NonNegativeInt, Positive, Seed
 from experiments._materials import ratio_std_err, run_raspa_script
 from thermo.materials import (
     adsorption_force_field,
+    cycle_convention_loading,
     fugacities,
     gcmc_init,
     gcmc_sample,
@@ -310,19 +313,18 @@ def _ours_gcmc(key, atoms, lj, charges, molecule, unit_cells, config, capacity) 
     for box_key in jr.split(key, config.n_boxes):
         state = gcmc_init(system)
         keys = jr.split(box_key, config.gcmc_equilibration_chunks + config.gcmc_chunks)
-        chunks, cyc_num, cyc_den = [], 0.0, 0.0
+        chunks, total = [], None  # production chunks' loadings, and their summed stats
         for i, k in enumerate(keys):
             state, stats = gcmc_sample(k, system, state, config.gcmc_chunk)
             if i >= config.gcmc_equilibration_chunks:
                 chunks.append(float(stats.sum_n[0]) / int(stats.n_steps) / n_uc)
-                cyc_num += float(stats.sum_n_cycle[0])
-                cyc_den += float(stats.sum_cycle_weight)
-                accepted += np.asarray(stats.accepted)
-                attempts += np.asarray(stats.attempts)
+                total = stats if total is None else jax.tree.map(jnp.add, total, stats)
         if bool(state.overflow):
             raise RuntimeError(f"GCMC capacity {capacity} too small for {molecule.name}")
         per_chunk.append(chunks)
-        per_box_cycle.append(cyc_num / cyc_den / n_uc)
+        per_box_cycle.append(float(cycle_convention_loading(total)[0]) / n_uc)
+        accepted += np.asarray(total.accepted)
+        attempts += np.asarray(total.attempts)
     c = np.asarray(per_chunk)  # (n_boxes, gcmc_chunks), equal moves per chunk
     x = c.mean(axis=1)
     # equilibration check: the second half of each box's production against its first half
