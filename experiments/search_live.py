@@ -404,6 +404,7 @@ def _one(key, strategy, data, n_init):
         strategy=strategy,
         stop_index=best,
         n_init=n_init,
+        design="all",  # the design its figures were measured with (run_loop's default is "cheap")
     )
     top = len(v) - 1
     decile = set(np.argsort(-v[-1])[: max(1, round(0.1 * v.shape[1]))].tolist())

@@ -259,14 +259,22 @@ def test_max_diverse_design_is_farthest_point():
 
 
 def test_multi_fidelity_design_and_cost_ratio():
-    """The multi-fidelity search starts with n_init candidates at both fidelities, and
-    charges a candidate with a known cheap cost that cost times the observed ratio."""
+    """The multi-fidelity search with the published design starts with n_init candidates at
+    both fidelities, and charges a candidate with a known cheap cost that cost times the observed ratio."""
     x, v, c = _library()
     c = np.stack(
         [c[0] * np.linspace(1.0, 2.0, c.shape[1]), c[0] * 10 * np.linspace(1.0, 2.0, c.shape[1])]
     )
     r = search.replay(
-        jr.PRNGKey(1), x, v, c, budget=1e9, strategy="multi_fidelity", max_evaluations=8, n_init=3
+        jr.PRNGKey(1),
+        x,
+        v,
+        c,
+        budget=1e9,
+        strategy="multi_fidelity",
+        max_evaluations=8,
+        n_init=3,
+        design="all",
     )
     design = r.history[:6]
     assert [lvl for _, lvl in design] == [0, 1] * 3
@@ -297,13 +305,13 @@ def test_multi_fidelity_design_and_cost_ratio():
 
 @pytest.mark.parametrize("strategy", ["multi_fidelity", "boltzmann"])
 def test_cheap_design_runs_only_the_cheap_fidelity(strategy):
-    """``design="cheap"``: the same max-diverse candidates as the published design, at the
+    """``design="cheap"`` (the default): the same max-diverse candidates as the published design, at the
     cheapest fidelity only; the top fidelity is then reached and the best still found."""
     x, v, c = _library()
     best = int(np.argmax(v[1]))
     kw = dict(budget=1e9, strategy=strategy, stop_index=best, n_init=3)
-    full = search.replay(jr.PRNGKey(1), x, v, c, max_evaluations=6, **kw)
-    r = search.replay(jr.PRNGKey(1), x, v, c, design="cheap", **kw)
+    full = search.replay(jr.PRNGKey(1), x, v, c, max_evaluations=6, design="all", **kw)
+    r = search.replay(jr.PRNGKey(1), x, v, c, **kw)  # design="cheap" is the default
     assert r.history[:3] == [(i, 0) for i, _ in full.history[::2][:3]]
     assert r.best_index == best
     assert len(set(r.history)) == len(r.history)
@@ -512,3 +520,44 @@ def test_autoregressive_gp_correlation_matches_monte_carlo():
     se = (1 - r**2) / np.sqrt(n_draws)
     assert np.all(np.abs(r - r_mc) < 4 * se), (r, r_mc, se)
     assert np.all(r < 0.99)  # a non-trivial check: the test points are not fully determined
+
+
+def test_log_value_transform_models_the_logs_and_keeps_the_values():
+    """``value_transform="log"`` on values ``exp(v)`` takes exactly the decisions the
+    identity transform takes on ``v`` (the surrogate sees the same numbers, the costs do not
+    depend on the values), and the result holds the untransformed values."""
+    x, v, c = _library()
+    best = int(np.argmax(v[1]))
+    kw = dict(budget=1e9, strategy="multi_fidelity", stop_index=best, max_evaluations=12)
+    plain = search.replay(jr.PRNGKey(3), x, v, c, **kw)
+    logged = search.replay(jr.PRNGKey(3), x, np.exp(v), c, value_transform="log", **kw)
+    assert logged.history == plain.history
+    np.testing.assert_allclose(logged.values, np.exp(plain.values), rtol=1e-12)
+    # on exp(v) the identity transform models another function, so it may decide otherwise;
+    # the search must still reach the best candidate
+    r = search.replay(
+        jr.PRNGKey(3), x, np.exp(v), c, value_transform="log", **{**kw, "max_evaluations": None}
+    )
+    assert r.best_index == best
+
+
+def test_log_value_transform_rejects_non_positive_values_and_keeps_them(tmp_path):
+    x, v, c = _library()
+    v = np.exp(v)
+    v[0] = -1.0  # every cheap value: the first evaluation fails the log
+    store = search.EvaluationStore(tmp_path / "e.db", run="r")
+    with pytest.raises(ValueError, match=r"candidate \d+ at fidelity 0 returned -1.0"):
+        search.replay(
+            jr.PRNGKey(0),
+            x,
+            v,
+            c,
+            budget=1e9,
+            strategy="multi_fidelity",
+            value_transform="log",
+            store=store,
+        )
+    # the failing evaluation is stored, and it is the only one
+    assert [(e.fidelity, e.result) for e in store.evaluations()] == [(0, -1.0)]
+    with pytest.raises(ValueError, match="value_transform"):
+        search.replay(jr.PRNGKey(0), x, v, c, budget=10, strategy="random", value_transform="sqrt")

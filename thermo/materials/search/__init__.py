@@ -14,6 +14,7 @@ from .loop import ACQUISITIONS as ACQUISITIONS
 from .loop import DESIGNS as DESIGNS
 from .loop import STRATEGIES as STRATEGIES
 from .loop import SURROGATES as SURROGATES
+from .loop import VALUE_TRANSFORMS as VALUE_TRANSFORMS
 from .loop import SearchResult as SearchResult
 from .loop import expected_improvement as expected_improvement
 from .loop import gittins_index as gittins_index

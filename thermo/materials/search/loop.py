@@ -8,7 +8,8 @@ resumed loop takes the same decisions):
   top fidelity only, :math:`\mathrm{EI} = \sigma\,[z\Phi(z)+\varphi(z)]`,
   :math:`z = (\mu - f^\star)/\sigma`.
 * ``"multi_fidelity"``: the augmented EI of Gantzler et al. (Digital Discovery 2023, after
-  Huang et al. 2006): an initial design of ``n_init`` candidates, each run at every fidelity,
+  Huang et al. 2006): an initial design of ``n_init`` candidates, run at the cheapest
+  fidelity (``design="cheap"``, the default) or at every fidelity (``"all"``, as published),
   chosen by farthest-point (max-min distance) design from a random seed candidate; then the
   pair :math:`(x, l)` maximising
   :math:`\mathrm{EI}_L(x)\,\rho_l(x)\,/\,\hat c_l(x)`, with :math:`\mathrm{EI}_L` the
@@ -66,6 +67,7 @@ __all__ = [
     "DESIGNS",
     "STRATEGIES",
     "SURROGATES",
+    "VALUE_TRANSFORMS",
     "SearchResult",
     "expected_improvement",
     "gittins_index",
@@ -79,6 +81,7 @@ STRATEGIES = ("random", "single_fidelity", "multi_fidelity", "boltzmann")
 SURROGATES = ("autoregressive", "coregional")
 DESIGNS = ("all", "cheap")
 ACQUISITIONS = ("ei_per_cost", "gittins")
+VALUE_TRANSFORMS = ("identity", "log")
 
 
 class SearchResult(NamedTuple):
@@ -184,6 +187,11 @@ class _State:
     cost: np.ndarray
     done: set
     inputs: list = dataclasses.field(default_factory=list)
+    z: np.ndarray | None = None  # the values on the surrogate's scale (``y`` if None)
+
+    def __post_init__(self):
+        if self.z is None:
+            self.z = self.y
 
 
 def max_diverse_design(features, seed_index: int, k: int) -> list[int]:
@@ -234,6 +242,7 @@ class _Strategy:
         n = len(space)
         self.order = np.asarray(jr.permutation(jr.fold_in(key, 0), n))
         self.gp = None
+        self.last_fit_n: int | None = None
         self.meta: dict = {}
         # multi-fidelity initial design: n_init candidates, each at every fidelity ("all"), or
         # at the cheapest fidelity only ("cheap"; the top fidelity then runs only where the
@@ -250,18 +259,23 @@ class _Strategy:
         out = [(int(i), lvl) for i in self.order if (int(i), lvl) not in s.done]
         return out[:q]
 
-    def _fit(self, s: _State, levels_only_top: bool):
+    def _fit(self, s: _State, levels_only_top: bool | None = None):
+        """Fit the surrogate to ``s`` (warm-started from the previous fit) and note the
+        history length it saw in ``last_fit_n``."""
+        if levels_only_top is None:
+            levels_only_top = self.name == "single_fidelity"
+        self.last_fit_n = len(s.y)
         top = self.n_fid - 1
         if levels_only_top:
             m = s.lvl == top
             if self.gp is None:
                 self.gp = MultiFidelityGP(self.space.features, 1)
-            return self.gp.fit(s.idx[m], np.zeros(m.sum(), int), s.y[m]), 0
+            return self.gp.fit(s.idx[m], np.zeros(m.sum(), int), s.z[m]), 0
         if self.gp is None:
             ar = self.surrogate == "autoregressive"
             cls = AutoregressiveGP if ar else MultiFidelityGP
             self.gp = cls(self.space.features, self.n_fid)
-        return self.gp.fit(s.idx, s.lvl, s.y), top
+        return self.gp.fit(s.idx, s.lvl, s.z), top
 
     def propose(self, s: _State, q: int) -> list[tuple[int, int]]:
         top = self.n_fid - 1
@@ -292,7 +306,7 @@ class _Strategy:
         top = self.n_fid - 1
         m = s.lvl == top
         if m.any():
-            return float(s.y[m].max())
+            return float(s.z[m].max())
         mean, _ = gp.predict(lv, s.idx)
         return float(mean.max())
 
@@ -348,7 +362,7 @@ class _Strategy:
         """
         top = self.n_fid - 1
         mean, sd = gp.predict(top)
-        y_top = s.y[s.lvl == top]
+        y_top = s.z[s.lvl == top]
         scale = float(y_top.std()) if len(y_top) > 1 and y_top.std() > 0 else float(sd.mean())
         cost = self._expected_costs(s)
         c_unit = self._expected_cost(s, top)
@@ -445,6 +459,35 @@ def _seed(key, cand: int, lvl: int, n_fid: int) -> int:
     return int(np.random.default_rng([*base, cand, lvl]).integers(2**31 - 1))
 
 
+def _prefix(s: _State, n: int) -> _State:
+    """The state after the first ``n`` evaluations of ``s``."""
+    return _State(
+        s.n,
+        s.n_fid,
+        s.idx[:n],
+        s.lvl[:n],
+        s.y[:n],
+        s.cost[:n],
+        {(int(i), int(lv)) for i, lv in zip(s.idx[:n], s.lvl[:n], strict=True)},
+        s.inputs[:n],
+        s.z[:n],
+    )
+
+
+def _transformed(y: np.ndarray, how: str, evals) -> np.ndarray:
+    """The values ``y`` on the surrogate's scale (``how`` in :data:`VALUE_TRANSFORMS`)."""
+    if how == "identity":
+        return y
+    bad = np.flatnonzero(~(y > 0))
+    if bad.size:
+        e = evals[int(bad[0])]
+        raise ValueError(
+            f"value_transform='log' needs positive values; candidate {e.candidate} at "
+            f"fidelity {e.fidelity} returned {e.result} (the evaluation is stored)"
+        )
+    return np.log(y)
+
+
 def run_loop(
     key,
     space: CandidateSpace,
@@ -464,9 +507,10 @@ def run_loop(
     cost_model: bool = True,
     surrogate: str = "autoregressive",
     n_particles: int = 256,
-    design: str = "all",
+    design: str = "cheap",
     acquisition: str = "ei_per_cost",
     gittins_lambda: float = 0.01,
+    value_transform: str = "identity",
 ) -> SearchResult:
     """Run (or resume) a search until ``budget`` is spent.
 
@@ -486,8 +530,8 @@ def run_loop(
             ``DaskExecutor``.
         batch_size: pairs proposed and run concurrently per round.
         n_init: initial design size: random top-tier evaluations for ``single_fidelity``,
-            random cheap-tier ones for ``boltzmann``, and for ``multi_fidelity`` that many
-            max-diverse candidates each run at every fidelity.
+            and for ``multi_fidelity`` and ``boltzmann`` that many max-diverse candidates (see
+            ``design``).
         cost_guess: expected cost per fidelity before any is charged (default: mean of a
             ``ReplayFidelity``'s costs, else 1).
         stop_index: stop once this candidate has been evaluated at the top fidelity.
@@ -502,7 +546,7 @@ def run_loop(
         n_particles: ``boltzmann`` only: SMC population drawing each proposal.
         design: ``multi_fidelity`` and ``boltzmann``: the initial design's ``n_init``
             max-diverse candidates run at every fidelity (``"all"``, Gantzler et al.'s
-            design) or at the cheapest one only (``"cheap"``): the top fidelity then runs
+            design) or at the cheapest one only (``"cheap"``, the default): the top fidelity then runs
             only on candidates the acquisition picks, so no top-fidelity cost is spent on
             the design's space-filling (often atypical, so unpromising) candidates; the
             discrepancy's hyperparameters start from the a-priori
@@ -515,6 +559,12 @@ def run_loop(
         gittins_lambda: ``"gittins"`` only: the price of one mean top-fidelity evaluation in
             units of the spread of the top-fidelity values (small: the index is nearly the
             posterior mean; large: cheap boxes first).
+        value_transform: the scale the surrogates model and expected improvement is taken
+            on: ``"identity"`` or ``"log"`` (positive values only, such as selectivities or
+            Henry coefficients; an output warping: ratios of adsorption constants are close
+            to log-normal, and the fidelities are closer to linearly related in logs). The
+            search still maximises the value itself (the log is monotone); the history and
+            ``values`` hold the untransformed values.
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
@@ -534,6 +584,10 @@ def run_loop(
         raise ValueError(f"acquisition must be one of {ACQUISITIONS}, got {acquisition!r}")
     if not (np.isfinite(gittins_lambda) and gittins_lambda > 0):
         raise ValueError(f"gittins_lambda must be positive and finite, got {gittins_lambda}")
+    if value_transform not in VALUE_TRANSFORMS:
+        raise ValueError(
+            f"value_transform must be one of {VALUE_TRANSFORMS}, got {value_transform!r}"
+        )
     n_fid = len(fidelities)
     if cost_guess is None:
         cost_guess = [f.mean_cost if isinstance(f, ReplayFidelity) else 1.0 for f in fidelities]
@@ -562,15 +616,17 @@ def run_loop(
     top = n_fid - 1
 
     def state():
+        y = np.array([e.result for e in evals], float)
         return _State(
             len(space),
             n_fid,
             np.array([e.candidate for e in evals], int),
             np.array([e.fidelity for e in evals], int),
-            np.array([e.result for e in evals], float),
+            y,
             np.array([e.cost for e in evals], float),
             {(e.candidate, e.fidelity) for e in evals},
             [e.inputs for e in evals],
+            _transformed(y, value_transform, evals),
         )
 
     def finished(s):
@@ -580,12 +636,23 @@ def run_loop(
             return True
         return stop_index is not None and (stop_index, top) in s.done
 
+    # A resumed loop first refits its surrogate on the history prefixes the killed session
+    # fitted on (``inputs["fit_n"]``), so that the warm-started hyperparameters, and with them
+    # every later decision, are those of an uninterrupted run.
+    t0 = time.perf_counter()
+    full = state() if evals else None
+    for n in sorted({e.inputs["fit_n"] for e in evals if e.inputs.get("fit_n") is not None}):
+        strat._fit(_prefix(full, n))
+    overhead += time.perf_counter() - t0
+
     while True:
         s = state()
         if finished(s):
             break
         t0 = time.perf_counter()
+        strat.last_fit_n = None
         pairs = strat.propose(s, batch_size)
+        fit_n = strat.last_fit_n
         overhead += time.perf_counter() - t0
         pairs = [p for p in dict.fromkeys(pairs) if p not in s.done]
         if not pairs:
@@ -593,6 +660,8 @@ def run_loop(
         items = [(c, lvl, _seed(key, c, lvl, n_fid)) for c, lvl in pairs]
         for (c, lvl, seed), (value, cost, wall) in executor.map_unordered(task, items):
             inputs = {"candidate": c, "fidelity": lvl, **strat.meta.pop((c, lvl), {})}
+            if fit_n is not None:
+                inputs["fit_n"] = fit_n
             e = Evaluation(c, lvl, value, cost, wall, seed, inputs, version)
             store.add(e)
             evals.append(e)
@@ -616,6 +685,7 @@ def replay(
     *,
     budget: float,
     strategy: str,
+    value_transform: str = "auto",
     **kwargs,
 ) -> SearchResult:
     """Replay a stored multi-fidelity screen through the loop (Gantzler et al. 2023 setup).
@@ -629,6 +699,9 @@ def replay(
         fidelity_costs: ``(n_fidelities, n)``, positive.
         budget: total cost allowed (same units as the costs).
         strategy: one of :data:`STRATEGIES`.
+        value_transform: as in :func:`run_loop`, or ``"auto"`` (the default): ``"log"``
+            where every stored value is positive (a table of selectivities or Henry
+            coefficients), else ``"identity"``. It decides from the sign of the table only.
         **kwargs: passed to :func:`run_loop` (``stop_index``, ``store``, ``executor``, ...).
 
     Returns:
@@ -650,6 +723,16 @@ def replay(
         raise ValueError("fidelity_costs must be positive")
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+    if value_transform == "auto":
+        value_transform = "log" if np.all(v > 0) else "identity"
     space = CandidateSpace(f)
     fids = [ReplayFidelity(v[k], c[k], name=f"replay_{k}") for k in range(v.shape[0])]
-    return run_loop(key, space, fids, strategy=strategy, budget=budget, **kwargs)
+    return run_loop(
+        key,
+        space,
+        fids,
+        strategy=strategy,
+        budget=budget,
+        value_transform=value_transform,
+        **kwargs,
+    )
