@@ -404,7 +404,10 @@ def _one(key, strategy, data, n_init):
         strategy=strategy,
         stop_index=best,
         n_init=n_init,
-        design="all",  # the design its figures were measured with (run_loop's default is "cheap")
+        # the design and cost rule its figures were measured with (run_loop's defaults are
+        # design="cheap" and cost_model=False)
+        design="all",
+        cost_model=True,
     )
     top = len(v) - 1
     decile = set(np.argsort(-v[-1])[: max(1, round(0.1 * v.shape[1]))].tolist())
