@@ -22,8 +22,8 @@ resumed loop takes the same decisions):
   log space (LogEI, Ament et al. 2023) so that it still ranks candidates where EI underflows.
   The published rule, the default, uses the mean cost per fidelity; ``cost_model=True``
   charges a candidate already run at the cheapest fidelity its own cheap cost times the
-  mean cost ratio (see ``_Strategy._expected_costs``). On the COF replay the ratio varies
-  too much from COF to COF (the best COF's is 72, the mean 13) for that to pay.
+  mean cost ratio (see ``_Strategy._expected_costs``), which pays only where that ratio
+  varies little from candidate to candidate.
 * ``"boltzmann"``: the search as sampling (:mod:`thermo.materials.search.boltzmann`), a
   delayed-acceptance chain (Christen & Fox 2005) over the candidates with target
   :math:`\pi_t(m) \propto e^{\lambda_t s(m)}`, :math:`s` the standardised surrogate mean of
@@ -260,14 +260,12 @@ class _Strategy:
         out = [(int(i), lvl) for i in self.order if (int(i), lvl) not in s.done]
         return out[:q]
 
-    def _fit(self, s: _State, levels_only_top: bool | None = None):
-        """Fit the surrogate to ``s`` (warm-started from the previous fit) and note the
-        history length it saw in ``last_fit_n``."""
-        if levels_only_top is None:
-            levels_only_top = self.name == "single_fidelity"
+    def _fit(self, s: _State):
+        """Fit the surrogate to ``s`` (warm-started from the previous fit; the top fidelity
+        only for ``single_fidelity``) and note the history length it saw in ``last_fit_n``."""
         self.last_fit_n = len(s.y)
         top = self.n_fid - 1
-        if levels_only_top:
+        if self.name == "single_fidelity":
             m = s.lvl == top
             if self.gp is None:
                 self.gp = MultiFidelityGP(self.space.features, 1)
@@ -285,19 +283,19 @@ class _Strategy:
         if self.name == "single_fidelity":
             if (s.lvl == top).sum() < self.n_init:
                 return self._next_random(s, top, min(q, self.n_init - int((s.lvl == top).sum())))
-            gp, lv = self._fit(s, True)
+            gp, lv = self._fit(s)
             return self._ei_top(s, gp, lv, q, fidelity=top)
         if self.name == "multi_fidelity":
             todo = [p for p in self.design if p not in s.done]
             if todo:
                 return todo[:q]
-            gp, _ = self._fit(s, False)
+            gp, _ = self._fit(s)
             return self._multi_fidelity(s, gp, q)
         # the Boltzmann search starts from the multi-fidelity initial design
         todo = [p for p in self.design if p not in s.done]
         if todo:
             return todo[:q]
-        gp, _ = self._fit(s, False)
+        gp, _ = self._fit(s)
         return self._boltzmann(s, gp)
 
     def _open(self, s: _State, top: int) -> np.ndarray:
@@ -548,8 +546,8 @@ def run_loop(
         n_particles: ``boltzmann`` only: SMC population drawing each proposal.
         design: ``multi_fidelity`` and ``boltzmann``: the initial design's ``n_init``
             max-diverse candidates run at every fidelity (``"all"``, Gantzler et al.'s
-            design) or at the cheapest one only (``"cheap"``, the default): the top fidelity then runs
-            only on candidates the acquisition picks, so no top-fidelity cost is spent on
+            design) or at the cheapest one only (``"cheap"``, the default): the top
+            fidelity then runs only on candidates the acquisition picks, so no top-fidelity cost is spent on
             the design's space-filling (often atypical, so unpromising) candidates; the
             discrepancy's hyperparameters start from the a-priori
             :data:`~thermo.materials.search.surrogate.AR_PRIOR`.
