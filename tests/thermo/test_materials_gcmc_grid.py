@@ -104,9 +104,25 @@ def _grid_framework_energy(system, centres, sites):
     return jax.vmap(lambda c, x: g._framework_energy(system, x, c, 0))(centres, sites)
 
 
-def _placements(system, n, seed):
-    c, x = g._random_placements(jr.key(seed), system, 0, n)
+@eqx.filter_jit
+def _placements_from_key(system, key, n):
+    c, x = g._random_placements(key, system, 0, n)
     return jax.vmap(lambda a, b: g._wrap(a, b, system))(c, x)
+
+
+def _placements(system, n, seed):
+    return _placements_from_key(system, jr.key(seed), n)
+
+
+@jax.jit
+def _self_energy(system, sites):
+    """The one-molecule Fourier and self terms of molecules of species 0 at ``sites``."""
+
+    def one(x):
+        ds = g._molecule_structure_factor(system, x, 0)
+        return g._fourier_delta(system, jnp.zeros_like(ds), ds)
+
+    return jax.vmap(one)(sites) + system.self_constant[0]
 
 
 def test_grid_nodes_equal_the_direct_sum():
@@ -168,10 +184,7 @@ def test_one_slot_insertion_deletion_balance_with_grid():
     def boltzmann_mean(system):  # <exp(-beta U_1)> over uniform placements, sampler-free
         centres, sites = _placements(system, 100_000, seed=3)
         u_frame = np.asarray(_grid_framework_energy(system, centres, sites))
-        s_m = jax.jit(jax.vmap(lambda x: g._molecule_structure_factor(system, x, 0)))(sites)
-        u_self = np.asarray(
-            jax.vmap(lambda d: g._fourier_delta(system, jnp.zeros_like(d), d))(s_m)
-        ) + float(system.self_constant[0])
+        u_self = np.asarray(_self_energy(system, sites))
         boltz = np.exp(-float(system.beta) * np.minimum(u_frame + u_self, 1e5))
         return boltz.mean(), boltz.std(ddof=1) / np.sqrt(boltz.size)
 
