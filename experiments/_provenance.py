@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import platform
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -31,31 +30,12 @@ PACKAGES = (
 )
 
 
-def _git(*args: str) -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", *args],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=20,
-            check=True,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip()
-
-
 def git_info() -> dict[str, Any]:
-    """``{"commit": sha or None, "dirty": bool or None}`` of the repository holding the code.
+    """``{"commit": sha or None, "dirty": bool or None}`` of the repository holding the code
+    (:func:`thermo._git.git_info` at the repository root)."""
+    from thermo._git import git_info as _git_info
 
-    ``dirty`` is true when tracked files differ from the commit (``git status
-    --porcelain --untracked-files=no`` is non-empty), so a result can be traced to
-    exactly the code that produced it, or flagged as not traceable.
-    """
-    commit = _git("rev-parse", "HEAD")
-    status = _git("status", "--porcelain", "--untracked-files=no")
-    return {"commit": commit, "dirty": None if status is None else bool(status)}
+    return _git_info(REPO_ROOT)
 
 
 def package_versions() -> dict[str, str | None]:

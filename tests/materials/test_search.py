@@ -105,6 +105,24 @@ def test_store_round_trip(tmp_path):
     assert len(search.EvaluationStore(tmp_path / "e.db", run="other")) == 0
 
 
+def test_code_version_names_the_commit(tmp_path):
+    """In a git checkout each stored evaluation names the commit that computed it; outside
+    one (no repository at the path) there is no commit to name."""
+    from thermo._git import git_info
+    from thermo.materials.search.store import code_version
+
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"],
+        cwd=Path(search.__file__).parent,
+        capture_output=True,
+        text=True,
+    )
+    if head.returncode != 0:
+        pytest.skip("the code does not run from a git checkout")
+    assert f"+g{head.stdout.strip()[:12]}" in code_version()
+    assert git_info(tmp_path) == {"commit": None, "dirty": None}
+
+
 def test_replay_validates_inputs():
     x, v, c = _library()
     with pytest.raises(ValueError, match="fidelity_values"):

@@ -7,6 +7,7 @@ same pair an error, so a resumed loop can never evaluate anything twice.
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 import time
@@ -32,14 +33,24 @@ CREATE TABLE IF NOT EXISTS evaluations (
 """
 
 
+@functools.cache
 def code_version() -> str:
-    """The installed ``stochthermo`` version (``"unknown"`` outside an install)."""
+    """The installed ``stochthermo`` version, with the git commit where the code runs from
+    a checkout: ``"0.1.0+g<12 hex>"``, ``".dirty"`` appended when tracked files differ
+    from that commit (``"unknown"`` outside an install). An evaluation store then says which
+    code produced each stored value."""
+    from thermo._git import git_info
+
     try:
         from importlib.metadata import version
 
-        return version("stochthermo")
+        out = version("stochthermo")
     except Exception:  # noqa: BLE001
-        return "unknown"
+        out = "unknown"
+    git = git_info()
+    if git["commit"]:
+        out += f"+g{git['commit'][:12]}" + (".dirty" if git["dirty"] else "")
+    return out
 
 
 class Evaluation(NamedTuple):
