@@ -80,3 +80,38 @@ def test_precompute_cache_kill_and_resume(tmp_path):
     expected = np.array([[c * 10 + t + 0.5 for c in range(4)] for t in (0, 1, 3)])
     np.testing.assert_array_equal(values, expected)
     assert all(e.inputs["name"] for e in after)
+
+
+def test_charges_where_the_charge_model_cannot_charge(monkeypatch):
+    """A framework with an element the charge model has no parameters for, or on which the
+    model is unbounded below, runs without charges (like one over the bound); any other
+    error of the charge model is raised, not hidden."""
+    import ase
+
+    import thermo.materials.frameworks as fw
+    from experiments.search_live import _bounded_charges
+
+    atoms = ase.Atoms("ZnO2", positions=np.eye(3), cell=5.0 * np.eye(3), pbc=True)
+
+    def charges(message):
+        def fn(atoms, method):
+            if message:
+                raise ValueError(message)
+            return np.array([0.5, -1.5, 1.0]) if method == "eqeq" else np.array([3.0, -3.0])
+
+        return fn
+
+    monkeypatch.setattr(fw, "framework_charges", charges(None))
+    q, qmax = _bounded_charges(atoms, 2.0, "eqeq")
+    np.testing.assert_array_equal(q, [0.5, -1.5, 1.0])
+    assert qmax == 1.5
+    assert _bounded_charges(atoms, 2.0, "qeq") == (None, 3.0)  # over the bound
+    pt = ase.Atoms("PtO2", positions=np.eye(3), cell=5.0 * np.eye(3), pbc=True)
+    q, qmax = _bounded_charges(pt, 2.0, "eqeq")  # no EQeq parameters for Pt
+    assert q is None and np.isnan(qmax)
+    monkeypatch.setattr(fw, "framework_charges", charges("energy is unbounded below at ..."))
+    q, qmax = _bounded_charges(atoms, 2.0, "eqeq")
+    assert q is None and np.isnan(qmax)
+    monkeypatch.setattr(fw, "framework_charges", charges("overlapping atoms 0 and 1"))
+    with pytest.raises(ValueError, match="overlapping"):
+        _bounded_charges(atoms, 2.0, "eqeq")
