@@ -17,10 +17,9 @@ selectivity at low pressure). Tiers, cheap to expensive:
    charges (``charges``: EQeq by default, Wilmer, Kim & Snurr 2012, the project's screening
    default; or ``"qeq"``) with Ewald electrostatics where the charges are bounded
    (:math:`\max_i |q_i| \le` ``charge_bound``); elsewhere LJ only (how many were used is
-   in the metrics). QEq, unbounded, puts +1.9 e on Ag(I) and +2.0 e on Cd(II) in
-   frameworks of this set (EQeq: +0.5 and +1.2), and those frameworks then top the
-   ranking with CO₂ Henry coefficients near 0.01 mol/kg/Pa, a loading far past saturation
-   at 0.15 bar: an artefact of the charges, not a discovery.
+   in the metrics). QEq, unbounded, overshoots the charges of metals (above their formal
+   oxidation state in some of these frameworks; chapter 9 has the numbers), and the
+   frameworks it overcharges then top the oracle's ranking as artefacts of the charges.
 3. ``oracle`` (stands in for the experiment): a different force field, DREIDING LJ for
    H, C, N, O, F, S, Cl, Br, P (Mayo, Olafson & Goddard 1990, *J. Phys. Chem.* 94, 8897,
    Table I) with UFF for the other elements, TraPPE CO₂/N₂ (Potoff & Siepmann 2001), the
