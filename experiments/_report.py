@@ -22,7 +22,14 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["format_measurement", "measurement", "render_report", "save_figure", "to_jsonable"]
+__all__ = [
+    "format_measurement",
+    "measurement",
+    "nan_mean_over_runs",
+    "render_report",
+    "save_figure",
+    "to_jsonable",
+]
 
 
 def save_figure(fig: Any, path: Any, *, dpi: int) -> None:
@@ -37,6 +44,22 @@ def save_figure(fig: Any, path: Any, *, dpi: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi)
     plt.close(fig)
+
+
+def nan_mean_over_runs(a: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard error over axis 0 of the finite entries of ``a`` (runs, points).
+
+    A point no run has a value at yet (a regret before the first result) is NaN in both,
+    without NumPy's empty-slice warnings; the error uses the count of finite runs there.
+    """
+    a = np.asarray(a, dtype=float)
+    ok = np.isfinite(a)
+    n = ok.sum(0)
+    total = np.where(ok, a, 0.0).sum(0)
+    mean = np.where(n > 0, total / np.maximum(n, 1), np.nan)
+    dev = np.where(ok, a - mean, 0.0)
+    sd = np.sqrt((dev**2).sum(0) / np.maximum(n, 1))
+    return mean, np.where(n > 0, sd / np.sqrt(np.maximum(n, 1)), np.nan)
 
 
 def measurement(value: Any, std_err: Any) -> dict[str, float | None]:

@@ -65,6 +65,7 @@ from typing import Annotated
 import numpy as np
 
 from experiments._config import Choices, Count, NonNegative, Positive, Seed
+from experiments._report import nan_mean_over_runs
 from thermo.materials.search import STRATEGIES
 
 __all__ = [
@@ -514,8 +515,7 @@ def run(config: Config, ctx) -> dict:
         reg = np.where(
             grid[None, :] > np.array([r["curve_cost"][-1] for r in runs])[:, None], 0.0, reg
         )
-        m = np.nanmean(reg, 0)
-        s = np.nanstd(reg, 0) / np.sqrt(np.sum(np.isfinite(reg), 0).clip(1))
+        m, s = nan_mean_over_runs(reg)
         (line,) = ax.plot(grid, m, label=strat)
         ax.fill_between(grid, m - s, m + s, color=line.get_color(), alpha=0.2)
     ax.axvline(0.1 * full_cost, color="k", ls=":", lw=1, label="10 % of oracle on all")

@@ -23,6 +23,7 @@ import jax.random as jr
 import numpy as np
 
 from experiments._config import Choices, Count
+from experiments._report import nan_mean_over_runs
 from thermo.materials.search import DESIGNS, STRATEGIES, SURROGATES, VALUE_TRANSFORMS
 
 
@@ -170,7 +171,7 @@ def run(config: Config, ctx) -> dict:
         reg = np.array(
             [np.interp(grid, r["curve_cost"], r["curve_regret"], left=np.nan) for r in runs]
         )
-        ax.plot(grid, np.nanmean(reg, 0), label=strat)
+        ax.plot(grid, nan_mean_over_runs(reg)[0], label=strat)
     ax.set_xscale("log")
     ax.set_xlabel("cumulative cost [h]")
     ax.set_ylabel("regret (GCMC selectivity)")

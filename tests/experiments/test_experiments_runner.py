@@ -306,3 +306,24 @@ def test_registered_experiment_resumes_its_finished_stages(tmp_path, monkeypatch
     assert [r["method"] for r in fresh.metrics["log_z"]] == ["ais", "smc"]
     assert all(isinstance(r["log_z"], float) for r in fresh.metrics["log_z"])
     assert isinstance(fresh.metrics["samplers"][0]["energy_w2"], float)
+
+
+def test_nan_mean_over_runs_matches_numpy_and_stays_quiet():
+    """The seed mean of regret curves: NumPy's nanmean/nanstd where a run has a value, NaN
+    (and no warning) where none has."""
+    import warnings
+
+    from experiments._report import nan_mean_over_runs
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(5, 7))
+    a[rng.random(a.shape) < 0.3] = np.nan
+    a[:, 0] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m, s = nan_mean_over_runs(a)
+    some = np.isfinite(a).any(0)
+    assert np.all(np.isnan(m[~some])) and np.all(np.isnan(s[~some]))
+    n = np.isfinite(a[:, some]).sum(0)
+    np.testing.assert_allclose(m[some], np.nanmean(a[:, some], 0), rtol=1e-12)
+    np.testing.assert_allclose(s[some], np.nanstd(a[:, some], 0) / np.sqrt(n), rtol=1e-12)
