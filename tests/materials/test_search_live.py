@@ -90,13 +90,14 @@ def test_charges_where_the_charge_model_cannot_charge(monkeypatch):
 
     import thermo.materials.frameworks as fw
     from experiments.search_live import _bounded_charges
+    from thermo.materials.qeq import ChargeModelError
 
     atoms = ase.Atoms("ZnO2", positions=np.eye(3), cell=5.0 * np.eye(3), pbc=True)
 
-    def charges(message):
+    def charges(message, error=ChargeModelError):
         def fn(atoms, method):
             if message:
-                raise ValueError(message)
+                raise error(message)
             return np.array([0.5, -1.5, 1.0]) if method == "eqeq" else np.array([3.0, -3.0])
 
         return fn
@@ -106,12 +107,13 @@ def test_charges_where_the_charge_model_cannot_charge(monkeypatch):
     np.testing.assert_array_equal(q, [0.5, -1.5, 1.0])
     assert qmax == 1.5
     assert _bounded_charges(atoms, 2.0, "qeq") == (None, 3.0)  # over the bound
+    monkeypatch.undo()  # the real EQeq, which has no parameters for Pt
     pt = ase.Atoms("PtO2", positions=np.eye(3), cell=5.0 * np.eye(3), pbc=True)
-    q, qmax = _bounded_charges(pt, 2.0, "eqeq")  # no EQeq parameters for Pt
+    q, qmax = _bounded_charges(pt, 2.0, "eqeq")
     assert q is None and np.isnan(qmax)
     monkeypatch.setattr(fw, "framework_charges", charges("energy is unbounded below at ..."))
     q, qmax = _bounded_charges(atoms, 2.0, "eqeq")
     assert q is None and np.isnan(qmax)
-    monkeypatch.setattr(fw, "framework_charges", charges("overlapping atoms 0 and 1"))
-    with pytest.raises(ValueError, match="overlapping"):
+    monkeypatch.setattr(fw, "framework_charges", charges("positions must be finite", ValueError))
+    with pytest.raises(ValueError, match="finite"):
         _bounded_charges(atoms, 2.0, "eqeq")

@@ -130,13 +130,13 @@ def test_two_atom_molecule_matches_closed_form(shielding):
 
 def test_point_charges_unbounded_fail_fast():
     at = _rock_salt(a0=5.64)
-    with pytest.raises(ValueError, match="unbounded below"):
+    with pytest.raises(qeq.ChargeModelError, match="unbounded below"):
         _charges(at, shielding="none")
 
 
 def test_bad_input_fails_fast():
     symbols, pos, cell = _triclinic_structure()
-    with pytest.raises(ValueError, match=r"no QEq parameters .*'Xx'"):
+    with pytest.raises(qeq.ChargeModelError, match=r"no QEq parameters .*'Xx'"):
         qeq.qeq_charges(["Xx"] + symbols[1:], pos, cell)
     with pytest.raises(ValueError, match="total_charge must be finite"):
         qeq.qeq_charges(symbols, pos, cell, total_charge=float("nan"))

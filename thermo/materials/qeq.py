@@ -111,6 +111,7 @@ __all__ = [
     "COULOMB_CONSTANT_EV",
     "EQEQ_HYDROGEN_AFFINITY",
     "EQEQ_LAMBDA",
+    "ChargeModelError",
     "QEqResult",
     "eqeq_charges",
     "eqeq_parameters",
@@ -118,6 +119,14 @@ __all__ = [
     "qeq_charges",
     "qeq_parameters",
 ]
+
+
+class ChargeModelError(ValueError):
+    """The charge model cannot charge this structure: an element it has no parameters for,
+    or an energy with no minimum at fixed total charge (unbounded below). A caller that
+    screens many frameworks can leave such a one uncharged; any other ``ValueError`` is a
+    bad input."""
+
 
 #: :math:`e/(4\pi\varepsilon_0\,\text{Å})` in V, i.e. the Coulomb constant in eV·Å
 #: (CODATA 2018: e exact, :math:`\varepsilon_0` = 8.8541878128e-12 F/m).
@@ -350,7 +359,7 @@ def _check_inputs(symbols, positions, cell, total_charge, table, r_cut, alpha, k
         raise ValueError(f"{len(symbols)} symbols for {p.shape[0]} positions")
     unknown = sorted(set(symbols) - set(table))
     if unknown:
-        raise ValueError(f"no {model} for elements {unknown}")
+        raise ChargeModelError(f"no {model} for elements {unknown}")
     if not math.isfinite(total_charge):
         raise ValueError(f"total_charge must be finite, got {total_charge}")
     if not r_cut > 0:
@@ -369,7 +378,7 @@ def _equilibrate(p, c, total_charge, chi, hessian, alpha, kmax, r_cut, what) -> 
         jnp.asarray(_neutral_basis(p.shape[0])),
     )
     if not float(curvature) > 0:
-        raise ValueError(
+        raise ChargeModelError(
             f"QEq energy is unbounded below at fixed total charge (smallest constrained "
             f"curvature {float(curvature):.3g} eV); {what}"
         )
